@@ -8,10 +8,12 @@
 //! # Layout
 //!
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
+//! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod identity;
+pub mod multistream;
 pub mod varint;
