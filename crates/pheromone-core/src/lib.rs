@@ -9,9 +9,11 @@
 //!
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
+//! - [`yamux`]: the yamux stream multiplexer as a sans-IO session state machine.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod identity;
 pub mod varint;
+pub mod yamux;
