@@ -243,9 +243,7 @@ impl Session {
             return Err(StreamError::WriteClosed(id));
         }
         let n = data.len().min(stream.send_window as usize);
-        if n < data.len() {
-            stream.write_blocked = true;
-        }
+        stream.write_blocked = n < data.len();
         if n == 0 {
             return Ok(0);
         }

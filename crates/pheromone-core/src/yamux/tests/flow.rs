@@ -438,3 +438,33 @@ fn connection_budget_limits_window_growth() {
     pair.pump();
     assert!(pair.client.send_window(c).unwrap() > DEFAULT_WINDOW);
 }
+
+#[test]
+fn large_bodies_are_zero_copy_small_ones_copied() {
+    let mut pair = Pair::new();
+    let (id, _) = pair.open();
+    let big = vec![3u8; 64 * 1024];
+    pair.client.write(id, &big).unwrap();
+    pair.client.write(id, b"small").unwrap();
+    let mut input = pair.client.outgoing().split();
+    let base = input.as_ptr() as usize;
+    pair.server.handle_input(pair.now, &mut input).unwrap();
+    let ReadOutcome::Data(chunk) = pair.server.read(id).unwrap() else {
+        panic!("data expected");
+    };
+    assert_eq!(chunk.len(), big.len());
+    assert_eq!(
+        chunk.as_ptr() as usize,
+        base + 12,
+        "a slice of the input buffer"
+    );
+    let ReadOutcome::Data(chunk) = pair.server.read(id).unwrap() else {
+        panic!("data expected");
+    };
+    assert_eq!(&chunk[..], b"small");
+    let start = chunk.as_ptr() as usize;
+    assert!(
+        !(base..base + 2 * 12 + big.len() + 5).contains(&start),
+        "small bodies do not pin the input buffer"
+    );
+}
