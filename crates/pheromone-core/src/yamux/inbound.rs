@@ -155,6 +155,13 @@ impl Session {
         }
         if flags.contains(Flags::SYN) {
             self.check_syn(id)?;
+            if header.frame_type == FrameType::Data && header.length > DEFAULT_WINDOW {
+                return Err(YamuxError::WindowExceeded {
+                    stream: id,
+                    len: header.length,
+                    window: DEFAULT_WINDOW,
+                });
+            }
             self.max_inbound_id = id;
             if !self.admits_inbound() {
                 tracing::debug!(stream = id, "refusing inbound yamux stream");

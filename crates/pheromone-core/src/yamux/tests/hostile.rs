@@ -322,3 +322,28 @@ fn event_queue_stays_bounded_by_streams() {
     }
     assert_eq!(events(&mut pair.server).len(), ids.len());
 }
+
+#[test]
+fn refused_syn_still_respects_the_initial_window() {
+    let config = Config {
+        max_streams: 0,
+        ..Config::default()
+    };
+    let mut session = Session::new(Mode::Server, config, t0());
+    let body = vec![1u8; DEFAULT_WINDOW as usize];
+    let mut input = wire(&[(Header::data(1, Flags::SYN, DEFAULT_WINDOW), &body)]);
+    session.handle_input(t0(), &mut input).unwrap();
+    let frames = sent_frames(&mut session);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].header, Header::window_update(1, Flags::RST, 0));
+    // Late frames for the refused stream are a race, not an error.
+    let mut input = wire(&[(Header::window_update(1, Flags::NONE, 9), &[])]);
+    session.handle_input(t0(), &mut input).unwrap();
+
+    let body = vec![1u8; DEFAULT_WINDOW as usize + 1];
+    let mut input = wire(&[(Header::data(3, Flags::SYN, DEFAULT_WINDOW + 1), &body)]);
+    assert!(matches!(
+        session.handle_input(t0(), &mut input),
+        Err(YamuxError::WindowExceeded { stream: 3, .. })
+    ));
+}
