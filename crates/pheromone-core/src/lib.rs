@@ -10,6 +10,7 @@
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
+//! - [`yamux`]: the yamux stream multiplexer as a sans-IO session state machine.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -17,3 +18,4 @@
 pub mod identity;
 pub mod multistream;
 pub mod varint;
+pub mod yamux;

@@ -1,0 +1,536 @@
+//! The yamux session state machine: stream table, flow control, keep-alive, and the
+//! application-facing commands (open, accept, read, write, close, reset, go away).
+//!
+//! Frames from the peer are handled in `inbound.rs`; this file holds the type, its
+//! commands and the shared helpers. No IO and no clock: time comes in as `now`, bytes go
+//! out through [`Session::outgoing`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+
+use super::config::{Config, Mode};
+use super::error::{StreamError, YamuxError};
+use super::event::{Event, EventQueue};
+use super::frame::{Flags, GoAwayCode, Header, DEFAULT_WINDOW, HEADER_LEN};
+use super::stream::{ReadOutcome, Stream, StreamId, StreamState, EV_READABLE};
+
+/// One yamux session over one connection, without IO.
+///
+/// # Calling contract
+///
+/// The driver (one task per connection) owns the session and:
+///
+/// 1. Appends every received plaintext byte to one input `BytesMut` and calls
+///    [`handle_input`](Session::handle_input) with it. Complete frames are consumed; a
+///    partial frame stays in the buffer for the next call. Received data is handed to
+///    readers as slices of that buffer, so keep reusing it (`reserve`, not a new buffer).
+/// 2. After **every** call into the session (input, timeout, or an application command),
+///    sends what [`outgoing`](Session::outgoing) holds (drain it, e.g. `split()` or
+///    `advance`), then calls [`poll_event`](Session::poll_event) until `None` and routes the
+///    events to the application, then re-arms its timer for
+///    [`poll_timeout`](Session::poll_timeout) and calls
+///    [`handle_timeout`](Session::handle_timeout) when it fires.
+/// 3. Applies backpressure: writes are bounded by the peer's windows, but the session
+///    cannot see the socket. While `outgoing()` holds more than the driver wants buffered,
+///    it should stop servicing application writes (and, if it must, stop reading input).
+/// 4. On an `Err` from `handle_input` or `handle_timeout`, sends what `outgoing()` still
+///    holds (a go-away naming the error, when it was the peer's fault) and closes the
+///    connection. All later calls fail with [`YamuxError::SessionClosed`] /
+///    [`StreamError::SessionClosed`].
+/// 5. Passes every id the application got from [`open_stream`](Session::open_stream) or
+///    [`accept_stream`](Session::accept_stream) to [`drop_stream`](Session::drop_stream) or
+///    [`reset`](Session::reset) exactly once when the application is done with it; until
+///    then the stream counts against [`Config::max_streams`].
+///
+/// # Interop notes
+///
+/// Streams are opened with a window update carrying SYN, sent by `open_stream` itself, so
+/// the peer learns about the stream even if we only read; inbound streams are
+/// acknowledged (ACK) when accepted. Both frames carry the window growth beyond the spec's
+/// 256 KiB. FIN and RST go out as empty window updates, as go-yamux does; rust-libp2p and
+/// go-yamux accept both forms. Stream ids from the peer must increase (every known
+/// implementation allocates them in order); a SYN for an id not above the last one is a
+/// protocol error.
+#[derive(Debug)]
+pub struct Session {
+    mode: Mode,
+    pub(crate) config: Config,
+    pub(crate) streams: HashMap<u32, Stream>,
+    /// Our next id; `u64` so that running past `u32::MAX` is noticed, not wrapped.
+    next_outbound_id: u64,
+    /// Highest id the peer opened; lower ids of its parity are closed or rejected.
+    pub(crate) max_inbound_id: u32,
+    /// Inbound streams not yet accepted, in id order (ids only increase).
+    pub(crate) accept_queue: VecDeque<u32>,
+    pub(crate) out: BytesMut,
+    pub(crate) events: EventQueue,
+    pub(crate) local_go_away: Option<GoAwayCode>,
+    pub(crate) remote_go_away: Option<GoAwayCode>,
+    pub(crate) failed: bool,
+    /// Sum of all streams' `window_size`, checked against
+    /// [`Config::max_connection_receive_window`].
+    pub(crate) granted_total: u64,
+    /// Largest data body that can be valid: no window we grant exceeds it.
+    pub(crate) max_body: u32,
+    next_ping_at: Option<Instant>,
+    /// Opaque value and send time of the unanswered keep-alive ping.
+    pub(crate) ping_outstanding: Option<(u32, Instant)>,
+    ping_nonce: u32,
+    pub(crate) last_input_at: Instant,
+}
+
+/// Appends a frame header to the outgoing buffer.
+pub(crate) fn put(out: &mut BytesMut, header: Header) {
+    header.encode(out);
+}
+
+/// Grows a stream's window toward `target` as far as the connection budget allows,
+/// returning the growth (to add to the next window update).
+pub(crate) fn grow_window(
+    granted_total: &mut u64,
+    budget: u64,
+    target: u32,
+    stream: &mut Stream,
+) -> u32 {
+    let want = target.saturating_sub(stream.window_size);
+    let free = budget.saturating_sub(*granted_total);
+    let extra = u32::try_from(free.min(u64::from(want))).unwrap_or(want);
+    stream.window_size += extra;
+    stream.recv_window += extra;
+    *granted_total += u64::from(extra);
+    extra
+}
+
+impl Session {
+    /// A session for one side of a fresh connection.
+    ///
+    /// `config` values that would break the protocol are clamped (see [`Config`]).
+    pub fn new(mode: Mode, config: Config, now: Instant) -> Self {
+        let config = config.normalized();
+        let next_ping_at = config.keepalive_interval.and_then(|i| now.checked_add(i));
+        Session {
+            mode,
+            max_body: config.receive_window,
+            config,
+            streams: HashMap::new(),
+            next_outbound_id: match mode {
+                Mode::Client => 1,
+                Mode::Server => 2,
+            },
+            max_inbound_id: 0,
+            accept_queue: VecDeque::new(),
+            out: BytesMut::new(),
+            events: EventQueue::new(),
+            local_go_away: None,
+            remote_go_away: None,
+            failed: false,
+            granted_total: 0,
+            next_ping_at,
+            ping_outstanding: None,
+            ping_nonce: 0,
+            last_input_at: now,
+        }
+    }
+
+    /// Our side of the connection.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether `id` has the parity of streams the peer opens.
+    pub(crate) fn is_remote_id(&self, id: u32) -> bool {
+        let odd = id % 2 == 1;
+        match self.mode {
+            Mode::Client => !odd,
+            Mode::Server => odd,
+        }
+    }
+
+    /// Whether a stream with this id existed at some point (so frames for it are a
+    /// harmless race, not a violation).
+    pub(crate) fn was_opened(&self, id: u32) -> bool {
+        if self.is_remote_id(id) {
+            id <= self.max_inbound_id
+        } else {
+            u64::from(id) < self.next_outbound_id
+        }
+    }
+
+    /// Opens a stream. The SYN (a window update carrying our window growth) is queued in
+    /// [`outgoing`](Session::outgoing) right away; data may follow before the peer's ACK.
+    pub fn open_stream(&mut self) -> Result<StreamId, YamuxError> {
+        if self.failed {
+            return Err(YamuxError::SessionClosed);
+        }
+        if let Some(code) = self.remote_go_away {
+            return Err(YamuxError::RemoteGoAway(code));
+        }
+        if self.local_go_away.is_some() {
+            return Err(YamuxError::LocalGoAway);
+        }
+        if self.streams.len() >= self.config.max_streams {
+            return Err(YamuxError::TooManyStreams(self.config.max_streams));
+        }
+        let id =
+            u32::try_from(self.next_outbound_id).map_err(|_| YamuxError::StreamIdsExhausted)?;
+        self.next_outbound_id += 2;
+        let mut stream = Stream::new(true);
+        self.granted_total += u64::from(DEFAULT_WINDOW);
+        let extra = grow_window(
+            &mut self.granted_total,
+            self.config.max_connection_receive_window,
+            self.config.receive_window,
+            &mut stream,
+        );
+        put(&mut self.out, Header::window_update(id, Flags::SYN, extra));
+        self.streams.insert(id, stream);
+        Ok(StreamId::new(id))
+    }
+
+    /// The next inbound stream, if any; sends its ACK (with our window growth).
+    ///
+    /// Also re-arms [`Event::IncomingStream`]: call this until it returns `None`.
+    pub fn accept_stream(&mut self) -> Option<StreamId> {
+        if self.failed {
+            return None;
+        }
+        let next = self.accept_queue.pop_front();
+        self.events.rearm_incoming(self.accept_queue.is_empty());
+        let id = next?;
+        let stream = self.streams.get_mut(&id)?;
+        stream.visible = true;
+        let extra = if stream.read_closed {
+            0
+        } else {
+            grow_window(
+                &mut self.granted_total,
+                self.config.max_connection_receive_window,
+                self.config.receive_window,
+                stream,
+            )
+        };
+        put(&mut self.out, Header::window_update(id, Flags::ACK, extra));
+        if stream.has_read_news() {
+            self.events.notify(id, stream, EV_READABLE);
+        }
+        Some(StreamId::new(id))
+    }
+
+    fn visible_stream(&mut self, id: StreamId) -> Result<&mut Stream, StreamError> {
+        if self.failed {
+            return Err(StreamError::SessionClosed);
+        }
+        match self.streams.get_mut(&id.get()) {
+            Some(stream) if stream.visible => Ok(stream),
+            _ => Err(StreamError::UnknownStream(id)),
+        }
+    }
+
+    /// Queues up to `data.len()` bytes on the stream, as many as its send window allows, in
+    /// data frames of at most [`Config::max_frame_data`] bytes; returns how many.
+    ///
+    /// `Ok(0)` for non-empty `data` means the window is exhausted: wait for
+    /// [`Event::Writable`]. Any short write arms that event.
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let max_frame = self.config.max_frame_data as usize;
+        let stream = self.visible_stream(id)?;
+        if stream.reset {
+            return Err(StreamError::Reset(id));
+        }
+        if stream.write_closed {
+            return Err(StreamError::WriteClosed(id));
+        }
+        let n = data.len().min(stream.send_window as usize);
+        stream.write_blocked = n < data.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        // `n` fits in u32: it is at most the send window.
+        stream.send_window -= n as u32;
+        let out = &mut self.out;
+        out.reserve(n + HEADER_LEN * n.div_ceil(max_frame));
+        for chunk in data[..n].chunks(max_frame) {
+            put(out, Header::data(id.get(), Flags::NONE, chunk.len() as u32));
+            out.put_slice(chunk);
+        }
+        Ok(n)
+    }
+
+    /// The next chunk of received data (see [`ReadOutcome`]). Same as
+    /// [`read_up_to`](Session::read_up_to) without a limit.
+    pub fn read(&mut self, id: StreamId) -> Result<ReadOutcome, StreamError> {
+        self.read_up_to(id, usize::MAX)
+    }
+
+    /// The next chunk of received data, at most `max` bytes (0 counts as 1).
+    ///
+    /// Chunks are slices of the input buffer where possible (zero copy). Reading gives the
+    /// peer its window back: a window update goes out once half the window has been read.
+    /// Also re-arms [`Event::Readable`] for the stream.
+    pub fn read_up_to(&mut self, id: StreamId, max: usize) -> Result<ReadOutcome, StreamError> {
+        let budget = self.config.max_connection_receive_window;
+        let target = self.config.receive_window;
+        if self.failed {
+            return Err(StreamError::SessionClosed);
+        }
+        let stream = match self.streams.get_mut(&id.get()) {
+            Some(stream) if stream.visible => stream,
+            _ => return Err(StreamError::UnknownStream(id)),
+        };
+        stream.read_armed = true;
+        if stream.reset {
+            return Err(StreamError::Reset(id));
+        }
+        let Some(chunk) = stream.recv.pop(max) else {
+            return Ok(if stream.read_closed {
+                ReadOutcome::Eof
+            } else {
+                ReadOutcome::Pending
+            });
+        };
+        if !stream.read_closed {
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            stream.unacked_credit = stream.unacked_credit.saturating_add(n);
+            // Batch credit: a tiny update per read would cost a frame per read.
+            if stream.unacked_credit >= stream.window_size / 2 {
+                let extra = grow_window(&mut self.granted_total, budget, target, stream);
+                let delta = stream.unacked_credit.saturating_add(extra);
+                stream.recv_window = stream.recv_window.saturating_add(stream.unacked_credit);
+                stream.unacked_credit = 0;
+                put(
+                    &mut self.out,
+                    Header::window_update(id.get(), Flags::NONE, delta),
+                );
+            }
+        }
+        Ok(ReadOutcome::Data(chunk))
+    }
+
+    /// Half-closes the stream: sends FIN; the peer may keep sending. Idempotent.
+    pub fn close_write(&mut self, id: StreamId) -> Result<(), StreamError> {
+        let stream = self.visible_stream(id)?;
+        if stream.reset {
+            return Err(StreamError::Reset(id));
+        }
+        if !stream.write_closed {
+            stream.write_closed = true;
+            stream.write_blocked = false;
+            put(
+                &mut self.out,
+                Header::window_update(id.get(), Flags::FIN, 0),
+            );
+        }
+        Ok(())
+    }
+
+    /// Resets the stream (RST) and forgets it; the id becomes unknown. No-op for unknown ids.
+    pub fn reset(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get(&id.get()) else {
+            return;
+        };
+        if !stream.visible || self.failed {
+            return;
+        }
+        // A fully closed stream is already gone on the peer's side.
+        if !matches!(stream.state(), StreamState::Reset | StreamState::Closed) {
+            put(
+                &mut self.out,
+                Header::window_update(id.get(), Flags::RST, 0),
+            );
+        }
+        self.remove_stream(id.get());
+    }
+
+    /// The application dropped its handle: release all state for the stream.
+    ///
+    /// Closed or reset streams are simply forgotten. A stream whose peer already sent FIN
+    /// and whose data was all read is finished gracefully with a FIN of ours (if not sent
+    /// yet). Anything else — the peer may still send, or data was left unread — is reset,
+    /// so the peer stops sending into a stream nobody reads.
+    pub fn drop_stream(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get(&id.get()) else {
+            return;
+        };
+        if !stream.visible || self.failed {
+            return;
+        }
+        let flags = match stream.state() {
+            StreamState::Reset | StreamState::Closed => None,
+            StreamState::ReadClosed if stream.recv.is_empty() => Some(Flags::FIN),
+            _ => Some(Flags::RST),
+        };
+        if let Some(flags) = flags {
+            put(&mut self.out, Header::window_update(id.get(), flags, 0));
+        }
+        self.remove_stream(id.get());
+    }
+
+    /// Removes a stream from every table and returns its window to the budget.
+    pub(crate) fn remove_stream(&mut self, id: u32) {
+        let Some(stream) = self.streams.remove(&id) else {
+            return;
+        };
+        self.events.remove(id, &stream);
+        self.granted_total = self
+            .granted_total
+            .saturating_sub(u64::from(stream.window_size));
+        if !stream.visible {
+            if let Ok(pos) = self.accept_queue.binary_search(&id) {
+                self.accept_queue.remove(pos);
+            }
+        }
+    }
+
+    /// Sends go away with `code` (once): the peer should open no more streams, and we open
+    /// and admit none (new SYNs get RST). Existing streams, and streams already waiting in
+    /// [`accept_stream`](Session::accept_stream), continue.
+    ///
+    /// rust-libp2p treats any go away as the end of the connection; go-yamux lets
+    /// existing streams finish.
+    pub fn go_away(&mut self, code: GoAwayCode) {
+        if self.failed || self.local_go_away.is_some() {
+            return;
+        }
+        self.local_go_away = Some(code);
+        put(&mut self.out, Header::go_away(code));
+    }
+
+    /// Bytes to send to the peer, in order. The driver drains them (see the contract).
+    pub fn outgoing(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// The next event, or `None` when there is nothing to report.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop(&mut self.streams)
+    }
+
+    /// When [`handle_timeout`](Session::handle_timeout) wants to run next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        let deadline = self.ping_outstanding.and_then(|(_, sent)| {
+            sent.max(self.last_input_at)
+                .checked_add(self.config.keepalive_timeout)
+        });
+        match (self.next_ping_at, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the keep-alive: sends a ping when due; fails with
+    /// [`YamuxError::KeepaliveTimeout`] when nothing was received for
+    /// [`Config::keepalive_timeout`] after a ping.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), YamuxError> {
+        if self.failed {
+            return Err(YamuxError::SessionClosed);
+        }
+        if let Some((_, sent)) = self.ping_outstanding {
+            let silent_since = sent.max(self.last_input_at);
+            if now.saturating_duration_since(silent_since) >= self.config.keepalive_timeout {
+                let err = YamuxError::KeepaliveTimeout(self.config.keepalive_timeout);
+                return Err(self.fail(err, None));
+            }
+        }
+        if let (Some(at), Some(interval)) = (self.next_ping_at, self.config.keepalive_interval) {
+            if now >= at {
+                if self.ping_outstanding.is_none() {
+                    self.ping_nonce = self.ping_nonce.wrapping_add(1);
+                    put(&mut self.out, Header::ping(Flags::SYN, self.ping_nonce));
+                    self.ping_outstanding = Some((self.ping_nonce, now));
+                }
+                self.next_ping_at = now.checked_add(interval);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the session failed, queues a go away with `code` if given, and drops all
+    /// stream state; returns `err` for the caller to pass on.
+    pub(crate) fn fail(&mut self, err: YamuxError, code: Option<GoAwayCode>) -> YamuxError {
+        if !self.failed {
+            self.failed = true;
+            if let Some(code) = code {
+                put(&mut self.out, Header::go_away(code));
+                self.local_go_away = Some(code);
+            }
+            self.streams = HashMap::new();
+            self.accept_queue = VecDeque::new();
+            self.events.clear();
+            self.granted_total = 0;
+            self.ping_outstanding = None;
+            self.next_ping_at = None;
+        }
+        err
+    }
+
+    /// The state of a stream the application holds, `None` for unknown ids.
+    pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
+        self.streams
+            .get(&id.get())
+            .filter(|s| s.visible)
+            .map(Stream::state)
+    }
+
+    /// Bytes the stream may send right now, `None` for unknown ids.
+    pub fn send_window(&self, id: StreamId) -> Option<u32> {
+        self.streams
+            .get(&id.get())
+            .filter(|s| s.visible)
+            .map(|s| s.send_window)
+    }
+
+    /// Bytes received on the stream and not yet read, `None` for unknown ids.
+    pub fn buffered(&self, id: StreamId) -> Option<usize> {
+        self.streams
+            .get(&id.get())
+            .filter(|s| s.visible)
+            .map(|s| s.recv.len())
+    }
+
+    /// Whether the peer acknowledged a stream we opened (`None` for unknown ids; `true` for
+    /// inbound streams).
+    pub fn is_acknowledged(&self, id: StreamId) -> Option<bool> {
+        self.streams
+            .get(&id.get())
+            .filter(|s| s.visible)
+            .map(|s| s.acknowledged || !s.outbound)
+    }
+
+    /// Streams alive, both directions, including those waiting to be accepted.
+    pub fn num_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Inbound streams waiting for [`accept_stream`](Session::accept_stream).
+    pub fn pending_accept(&self) -> usize {
+        self.accept_queue.len()
+    }
+
+    /// The go-away code we sent, if any.
+    pub fn local_go_away(&self) -> Option<GoAwayCode> {
+        self.local_go_away
+    }
+
+    /// The go-away code the peer sent, if any.
+    pub fn remote_go_away(&self) -> Option<GoAwayCode> {
+        self.remote_go_away
+    }
+
+    /// Whether the session failed (protocol error or keep-alive timeout).
+    pub fn is_closed(&self) -> bool {
+        self.failed
+    }
+
+    /// Whether the connection has nothing left to do: failed, or a go away was sent or
+    /// received and no stream is left. The driver may close it once `outgoing()` is flushed.
+    pub fn is_finished(&self) -> bool {
+        self.failed
+            || ((self.local_go_away.is_some() || self.remote_go_away.is_some())
+                && self.streams.is_empty())
+    }
+}
