@@ -8,10 +8,13 @@
 //! # Layout
 //!
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
+//! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
+//!   ChaCha20-Poly1305 transport ciphers that follow it.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod identity;
+pub mod noise;
 pub mod varint;
