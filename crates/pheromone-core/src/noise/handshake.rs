@@ -28,7 +28,7 @@ const MAX_MSG3_LEN: usize = MIN_MSG3_LEN + MAX_HANDSHAKE_PAYLOAD;
 /// The static secret may be kept for the life of the node or drawn per connection (the spec
 /// allows either; it is authenticated by `identity`'s signature, not by being long-lived),
 /// but should not be written to disk.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HandshakeConfig<'a> {
     /// Our libp2p identity; it signs our static Noise key.
     pub identity: &'a Keypair,
@@ -43,6 +43,17 @@ pub struct HandshakeConfig<'a> {
     /// Stream muxers to advertise in the payload's `NoiseExtensions`, most preferred first;
     /// empty sends no extensions at all.
     pub stream_muxers: Vec<String>,
+}
+
+impl std::fmt::Debug for HandshakeConfig<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the two secrets.
+        f.debug_struct("HandshakeConfig")
+            .field("identity", &self.identity)
+            .field("expected_remote", &self.expected_remote)
+            .field("stream_muxers", &self.stream_muxers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> HandshakeConfig<'a> {

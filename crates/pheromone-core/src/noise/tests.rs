@@ -504,3 +504,12 @@ proptest! {
         if initiator { fuzzing::fuzz_initiator(&wire) } else { fuzzing::fuzz_responder(&wire) }
     }
 }
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let alice = kp(1);
+    let cfg = HandshakeConfig::new(&alice, [0xab; 32], [0xcd; 32]);
+    let text = format!("{cfg:?} {:?}", Handshake::initiator(cfg.clone()));
+    assert!(!text.contains("171") && !text.contains("205"), "{text}");
+    assert!(!text.to_lowercase().contains("abab") && !text.to_lowercase().contains("cdcd"));
+}
