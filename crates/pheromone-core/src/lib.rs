@@ -9,6 +9,8 @@
 //!
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
+//! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
+//!   ChaCha20-Poly1305 transport ciphers that follow it.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 //! - [`yamux`]: the yamux stream multiplexer as a sans-IO session state machine.
 
@@ -17,5 +19,6 @@
 
 pub mod identity;
 pub mod multistream;
+pub mod noise;
 pub mod varint;
 pub mod yamux;
