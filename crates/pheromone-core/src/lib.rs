@@ -7,11 +7,14 @@
 //!
 //! # Layout
 //!
+//! - [`addr`]: multiaddrs (`/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…`), text and binary,
+//!   and the `host:port` dial form.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod addr;
 pub mod identity;
 pub mod varint;
