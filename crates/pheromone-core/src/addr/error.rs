@@ -148,6 +148,17 @@ pub enum AddrErrorKind {
         /// The limit.
         max: usize,
     },
+    /// A binary component announces a value longer than its protocol allows (253 bytes
+    /// for DNS names, 64 for peer IDs); refused before reading it.
+    #[error("/{protocol} value of {len} bytes is over the {max}-byte limit")]
+    ValueTooLong {
+        /// The protocol whose value it is.
+        protocol: &'static str,
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
     /// The bytes end in the middle of a component.
     #[error("ends in the middle of /{protocol}")]
     Truncated {

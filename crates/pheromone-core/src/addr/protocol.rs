@@ -357,16 +357,7 @@ fn length_prefixed<'a>(
     let len = usize::try_from(len)
         .ok()
         .filter(|&len| len <= max)
-        .ok_or_else(|| match protocol {
-            "p2p" => AddrErrorKind::InvalidPeerId {
-                text: "<binary>".into(),
-                reason: format!("{len} bytes long, over the {max}-byte limit"),
-            },
-            _ => AddrErrorKind::InvalidDnsName {
-                name: "<binary>".into(),
-                reason: "longer than 253 bytes",
-            },
-        })?;
+        .ok_or(AddrErrorKind::ValueTooLong { protocol, len, max })?;
     if rest.len() < len {
         return Err(AddrErrorKind::Truncated { protocol });
     }
@@ -475,10 +466,14 @@ mod tests {
             Err(AddrErrorKind::Truncated { protocol: "code" })
         );
         // A dns name claiming 1000 bytes is refused before anything is read.
-        assert!(matches!(
+        assert_eq!(
             Protocol::read_bytes(&[0x35, 0xe8, 0x07, b'a']),
-            Err(AddrErrorKind::InvalidDnsName { .. })
-        ));
+            Err(AddrErrorKind::ValueTooLong {
+                protocol: "dns",
+                len: 1000,
+                max: MAX_DNS_NAME_LEN
+            })
+        );
         assert_eq!(
             Protocol::read_bytes(&[0x35, 0x05, b'a']),
             Err(AddrErrorKind::Truncated { protocol: "dns" })
