@@ -7,6 +7,10 @@
 //!
 //! # Layout
 //!
+//! - [`addr`]: multiaddrs (`/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…`), text and binary,
+//!   and the `host:port` dial form.
+//! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
+//!   framing.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
@@ -17,6 +21,8 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod addr;
+pub mod identify;
 pub mod identity;
 pub mod multistream;
 pub mod noise;
