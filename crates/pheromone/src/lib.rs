@@ -2,15 +2,31 @@
 //!
 //! This crate is the tokio glue around [`pheromone_core`]: it owns sockets, timers and
 //! tasks and feeds bytes and the current time into the core's state machines. It holds no
-//! protocol logic of its own beyond moving bytes.
+//! protocol state machine of its own.
 //!
 //! # Layout
 //!
-//! - [`identity_file`]: the node's key on disk (load, or generate on first start; mode 0600).
+//! - [`transport`]: TCP sockets (listen, dial with timeout, `TCP_NODELAY`).
+//! - [`upgrade`]: a socket becomes a [`Connection`]: multistream-select → Noise XX →
+//!   multistream-select → yamux, within a handshake timeout.
+//! - [`connection`]: the connection handle, its streams, and its driver task.
+//! - [`negotiate`]: multistream-select on a stream, picking its protocol.
+//! - [`protocols`]: ping, identify and perf on negotiated streams.
+//! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
+//! - [`identity_file`]: keys on disk.
 
 #![deny(missing_docs, unreachable_pub)]
-#![allow(clippy::disallowed_methods)] // the IO side is where the clock is read
+#![allow(clippy::disallowed_methods)] // the IO side is where the clock and OS RNG are read
 
+pub mod connection;
+pub mod endpoint;
 pub mod identity_file;
+pub mod negotiate;
+pub mod protocols;
+pub mod transport;
+pub mod upgrade;
 
+pub use connection::{Connection, ConnectionError, ConnectionInfo, Direction, Stream};
+pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
+pub use pheromone_core::addr::Multiaddr;
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};

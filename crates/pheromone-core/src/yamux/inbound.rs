@@ -220,7 +220,10 @@ impl Session {
     }
 
     /// The peer reset (or refused) a stream. Unaccepted streams vanish; others stay as a
-    /// tombstone so the application learns of it, with their buffers and window released.
+    /// tombstone so the application learns of it, with their window released. Data the
+    /// peer completed with FIN before resetting stays readable: a peer that answers, closes
+    /// and drops its stream without reading our side (as identify responders do) has still
+    /// delivered its whole answer.
     fn on_remote_reset(&mut self, id: u32) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -231,7 +234,9 @@ impl Session {
         }
         stream.reset = true;
         stream.write_blocked = false;
-        stream.recv.clear();
+        if !stream.read_closed {
+            stream.recv.clear();
+        }
         self.granted_total = self
             .granted_total
             .saturating_sub(u64::from(stream.window_size));

@@ -280,7 +280,7 @@ impl Session {
             _ => return Err(StreamError::UnknownStream(id)),
         };
         stream.read_armed = true;
-        if stream.reset {
+        if stream.reset && !stream.read_closed {
             return Err(StreamError::Reset(id));
         }
         let Some(chunk) = stream.recv.pop(max) else {

@@ -468,3 +468,22 @@ fn large_bodies_are_zero_copy_small_ones_copied() {
         "small bodies do not pin the input buffer"
     );
 }
+
+#[test]
+fn answer_completed_with_fin_survives_a_following_reset() {
+    // An identify-style responder: writes its answer, closes, and drops the stream without
+    // waiting for our side, which sends RST behind the FIN.
+    let mut pair = Pair::new();
+    let (id, _) = pair.open();
+    pair.server.write(id, b"answer").unwrap();
+    pair.server.close_write(id).unwrap();
+    pair.server.drop_stream(id);
+    pair.pump();
+    assert_eq!(read_all(&mut pair.client, id), (b"answer".to_vec(), true));
+    assert_eq!(pair.client.write(id, b"x"), Err(StreamError::Reset(id)));
+    pair.client.drop_stream(id);
+    assert_eq!(
+        (pair.client.num_streams(), pair.server.num_streams()),
+        (0, 0)
+    );
+}

@@ -1,0 +1,378 @@
+//! The one task per connection: socket ⇄ Noise ⇄ yamux session.
+//!
+//! A hand-written future rather than an `async fn` with `select!`, because it must read and
+//! write at the same time (two peers both blocked on a full socket while neither reads would
+//! deadlock) and it must not allocate per frame. Each poll: read what the socket has, decrypt
+//! it in place and feed the session; swap the session's outgoing plaintext out, encrypt it
+//! into one buffer and write as much as the socket takes; arm the session's timer. The lock
+//! on the shared state is held only for the session calls, never while encrypting or
+//! touching the socket.
+
+use super::shared::{Shared, ToWake};
+use super::ConnectionError;
+use bytes::BytesMut;
+use pheromone_core::multistream::Dialer;
+use pheromone_core::noise::{NoiseReceiver, NoiseSender};
+use pheromone_core::yamux::{Event, YamuxError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// Ciphertext read per `read` call; a little over one full Noise frame.
+const READ_CHUNK: usize = 256 * 1024;
+/// Bytes read from the socket in one poll before writing gets a turn.
+const READ_BUDGET: usize = 4 * 1024 * 1024;
+/// Read/write rounds in one poll before yielding to other tasks.
+const ROUNDS_PER_POLL: usize = 16;
+
+/// Drives one connection until it closes.
+pub(crate) struct Driver {
+    socket: TcpStream,
+    shared: Arc<Shared>,
+    sender: NoiseSender,
+    receiver: NoiseReceiver,
+    /// Ciphertext read from the socket, not yet decrypted (a partial frame at most).
+    read_buf: BytesMut,
+    /// Plaintext not yet consumed by the session (a partial yamux frame at most).
+    plain_in: BytesMut,
+    /// Bytes from the handshake wait in the buffers: process them before reading.
+    feed_pending: bool,
+    /// The lazy `/yamux/1.0.0` proposal still waiting for the listener's confirmation.
+    muxer_confirmation: Option<Dialer>,
+    /// Ciphertext waiting for the socket.
+    write_buf: BytesMut,
+    /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
+    spare: BytesMut,
+    timer: Pin<Box<Sleep>>,
+    timer_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+    close_grace: std::time::Duration,
+}
+
+impl Driver {
+    /// `leftover` is the ciphertext and plaintext read past the handshake;
+    /// `muxer_confirmation` is the dialer's lazy `/yamux/1.0.0` proposal, whose answer must
+    /// be the first plaintext we receive.
+    pub(crate) fn new(
+        socket: TcpStream,
+        shared: Arc<Shared>,
+        (sender, receiver): (NoiseSender, NoiseReceiver),
+        leftover: (BytesMut, BytesMut),
+        muxer_confirmation: Option<Dialer>,
+        close_grace: std::time::Duration,
+    ) -> Self {
+        let (read_buf, plain_in) = leftover;
+        Self {
+            socket,
+            shared,
+            sender,
+            receiver,
+            feed_pending: !read_buf.is_empty() || !plain_in.is_empty(),
+            read_buf,
+            plain_in,
+            muxer_confirmation,
+            write_buf: BytesMut::with_capacity(READ_CHUNK),
+            spare: BytesMut::with_capacity(READ_CHUNK),
+            timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
+            timer_deadline: None,
+            close_deadline: None,
+            close_grace,
+        }
+    }
+
+    fn peer(&self) -> pheromone_core::identity::PeerId {
+        self.shared.peer
+    }
+
+    /// Reads and processes what the socket has. `Ok(true)` when anything was read.
+    fn poll_socket_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        if std::mem::take(&mut self.feed_pending) {
+            self.decrypt_and_feed(true)?;
+        }
+        let mut total = 0;
+        while total < READ_BUDGET {
+            self.read_buf.reserve(READ_CHUNK);
+            let n = {
+                let spare = self.read_buf.spare_capacity_mut();
+                let mut buf = ReadBuf::uninit(spare);
+                match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        return Err(ConnectionError::Io {
+                            peer: self.peer(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Poll::Ready(Ok(())) => buf.filled().len(),
+                }
+            };
+            if n == 0 {
+                return Err(ConnectionError::ClosedByRemote { peer: self.peer() });
+            }
+            // SAFETY: `poll_read` initialised and filled the first `n` spare bytes.
+            unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
+            total += n;
+            self.decrypt_and_feed(false)?;
+        }
+        Ok(total > 0)
+    }
+
+    /// Decrypts complete frames and feeds the session; `force` feeds even when no new frame
+    /// arrived (plaintext left over from the handshake).
+    fn decrypt_and_feed(&mut self, force: bool) -> Result<(), ConnectionError> {
+        let mut got_any = false;
+        while let Some(frame) = self
+            .receiver
+            .decrypt_frame(&mut self.read_buf)
+            .map_err(|e| ConnectionError::Noise {
+                peer: self.peer(),
+                reason: e.to_string(),
+            })?
+        {
+            got_any = true;
+            if self.plain_in.is_empty() {
+                self.plain_in = frame;
+            } else {
+                self.plain_in.extend_from_slice(&frame);
+            }
+        }
+        if !got_any && !force {
+            return Ok(());
+        }
+        if let Some(dialer) = self.muxer_confirmation.as_mut() {
+            dialer.handle_input(&mut self.plain_in);
+            match dialer.poll_outcome() {
+                None => return Ok(()),
+                Some(Ok(_)) => self.muxer_confirmation = None,
+                Some(Err(e)) => {
+                    return Err(ConnectionError::Yamux {
+                        peer: self.peer(),
+                        reason: format!("remote refused {}: {e}", crate::upgrade::YAMUX_PROTOCOL),
+                    })
+                }
+            }
+        }
+        if self.plain_in.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        let result = state.session.handle_input(now, &mut self.plain_in);
+        let mut to_wake = ToWake::default();
+        dispatch_events(&mut state, &mut to_wake);
+        drop(state);
+        to_wake.wake();
+        result.map_err(|e| self.yamux_error(e))
+    }
+
+    fn yamux_error(&self, e: YamuxError) -> ConnectionError {
+        match e {
+            YamuxError::KeepaliveTimeout(_) => {
+                ConnectionError::KeepAliveTimeout { peer: self.peer() }
+            }
+            other => ConnectionError::Yamux {
+                peer: self.peer(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Moves the session's outgoing plaintext into the ciphertext buffer.
+    fn encrypt_outgoing(&mut self) -> Result<bool, ConnectionError> {
+        let mut to_wake = ToWake::default();
+        {
+            let mut state = self.shared.lock();
+            if state.session.outgoing().is_empty() {
+                return Ok(false);
+            }
+            std::mem::swap(state.session.outgoing(), &mut self.spare);
+            for w in state.parked_writers.drain(..) {
+                to_wake.push(Some(w));
+            }
+        }
+        to_wake.wake();
+        let result = self.sender.encrypt(&self.spare, &mut self.write_buf);
+        self.spare.clear();
+        result.map_err(|e| ConnectionError::Noise {
+            peer: self.peer(),
+            reason: e.to_string(),
+        })?;
+        Ok(true)
+    }
+
+    /// Writes ciphertext until the socket is full or the buffer empty.
+    fn poll_socket_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        let mut progress = false;
+        loop {
+            if self.write_buf.is_empty() && !self.encrypt_outgoing()? {
+                return Ok(progress);
+            }
+            match Pin::new(&mut self.socket).poll_write(cx, &self.write_buf) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(0)) => {
+                    return Err(ConnectionError::ClosedByRemote { peer: self.peer() })
+                }
+                Poll::Ready(Ok(n)) => {
+                    let _ = self.write_buf.split_to(n);
+                    if self.write_buf.is_empty() {
+                        // Keep the allocation: reset to the start of the buffer.
+                        self.write_buf.clear();
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    return Err(ConnectionError::Io {
+                        peer: self.peer(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Runs the session's timers. `Ok(true)` when a timer fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        let deadline = {
+            let state = self.shared.lock();
+            state.session.poll_timeout()
+        };
+        let deadline = match (deadline, self.close_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if deadline != self.timer_deadline {
+            self.timer_deadline = deadline;
+            if let Some(at) = deadline {
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+        }
+        if self.timer_deadline.is_none() || self.timer.as_mut().poll(cx).is_pending() {
+            return Ok(false);
+        }
+        self.timer_deadline = None;
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        let result = state.session.handle_timeout(now);
+        let mut to_wake = ToWake::default();
+        dispatch_events(&mut state, &mut to_wake);
+        drop(state);
+        to_wake.wake();
+        result.map_err(|e| self.yamux_error(e))?;
+        Ok(true)
+    }
+
+    /// Whether a local close has finished: streams done (or grace over) and all flushed.
+    fn close_finished(&mut self) -> bool {
+        let mut state = self.shared.lock();
+        if !state.closing {
+            return false;
+        }
+        let Some(deadline) = self.close_deadline else {
+            return false;
+        };
+        let streams_done = state.session.num_streams() == 0 || Instant::now() >= deadline;
+        streams_done && state.session.outgoing().is_empty() && self.write_buf.is_empty()
+    }
+
+    fn register_waker(&self, cx: &mut Context<'_>) {
+        let mut state = self.shared.lock();
+        match &state.driver_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.driver_waker = Some(cx.waker().clone()),
+        }
+    }
+
+    fn poll_round(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
+        if self.close_deadline.is_none() && self.shared.lock().closing {
+            // Arm the grace timer before `poll_timer` so it wakes us when the grace ends.
+            self.close_deadline = Some(Instant::now() + self.close_grace);
+        }
+        let read = self.poll_socket_read(cx)?;
+        let wrote = self.poll_socket_write(cx)?;
+        let fired = self.poll_timer(cx)?;
+        Ok(read || wrote || fired)
+    }
+
+    /// Best effort: push out whatever is queued (a GoAway after an error) without waiting.
+    fn flush_now(&mut self) {
+        if self.encrypt_outgoing().is_ok() && !self.write_buf.is_empty() {
+            let _ = self.socket.try_write(&self.write_buf);
+        }
+    }
+}
+
+/// Turns session events into wake-ups of the tasks waiting for them.
+fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
+    while let Some(event) = state.session.poll_event() {
+        match event {
+            Event::IncomingStream => to_wake.push(state.accept_waker.take()),
+            Event::Readable(id) => {
+                if let Some(w) = state.wakers.get_mut(&id) {
+                    to_wake.push(w.reader.take());
+                }
+            }
+            Event::Writable(id) => {
+                if let Some(w) = state.wakers.get_mut(&id) {
+                    to_wake.push(w.writer.take());
+                }
+            }
+            Event::Reset(id) => {
+                if let Some(w) = state.wakers.get_mut(&id) {
+                    to_wake.push(w.reader.take());
+                    to_wake.push(w.writer.take());
+                }
+            }
+            Event::GoAwayReceived(_) => to_wake.push(state.accept_waker.take()),
+            Event::PingRtt(rtt) => state.rtt = Some(rtt),
+            _ => {}
+        }
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.register_waker(cx);
+        for _ in 0..ROUNDS_PER_POLL {
+            match this.poll_round(cx) {
+                Err(error) => {
+                    let closing = this.shared.lock().closing;
+                    let error = match error {
+                        ConnectionError::ClosedByRemote { peer } if closing => {
+                            ConnectionError::ClosedLocally { peer }
+                        }
+                        other => other,
+                    };
+                    tracing::debug!(peer = %this.peer(), %error, "connection ended");
+                    this.flush_now();
+                    this.shared.fail(error);
+                    return Poll::Ready(());
+                }
+                Ok(progress) => {
+                    if this.close_finished() {
+                        tracing::debug!(peer = %this.peer(), "connection closed locally");
+                        this.flush_now();
+                        this.shared
+                            .fail(ConnectionError::ClosedLocally { peer: this.peer() });
+                        return Poll::Ready(());
+                    }
+                    if !progress {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+        // Out of rounds with work left: yield, and ask to be polled again.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,247 @@
+//! Connections: one authenticated, encrypted, multiplexed link to a peer, and its streams.
+//!
+//! A [`Connection`] is a cloneable handle; the link itself is owned by one driver task
+//! ([`driver`]) that moves bytes between the TCP socket, the Noise ciphers and the yamux
+//! [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
+//! through a std mutex that is never held across an `.await`: a stream write copies into
+//! the session's outgoing buffer and wakes the driver, which encrypts and writes.
+//!
+//! This module negotiates nothing and knows no protocols; [`crate::upgrade`] builds
+//! connections and [`crate::negotiate`] picks a protocol per stream.
+
+pub(crate) mod driver;
+mod shared;
+mod stream;
+
+pub use stream::Stream;
+
+use pheromone_core::identity::{PeerId, PublicKey};
+pub(crate) use shared::Shared;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A process-unique number naming one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// We dialled.
+    Outbound,
+    /// The remote dialled us.
+    Inbound,
+}
+
+/// What is known about the two ends of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// This connection's handle number.
+    pub id: ConnectionId,
+    /// The remote's verified peer ID.
+    pub remote_peer: PeerId,
+    /// The remote's verified public key.
+    pub remote_public_key: PublicKey,
+    /// The remote socket address.
+    pub remote_addr: SocketAddr,
+    /// Our socket address.
+    pub local_addr: SocketAddr,
+    /// Whether we dialled or accepted it.
+    pub direction: Direction,
+}
+
+/// Why a connection or one of its streams failed.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The socket failed; the connection is gone.
+    #[error("connection to {peer} failed: {reason}")]
+    Io {
+        /// The remote peer.
+        peer: PeerId,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The remote closed the socket.
+    #[error("connection to {peer} closed by the remote")]
+    ClosedByRemote {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// We closed the connection.
+    #[error("connection to {peer} was closed locally")]
+    ClosedLocally {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// The remote sent bytes that break Noise (bad tag, bad frame).
+    #[error("connection to {peer}: encryption failure: {reason}")]
+    Noise {
+        /// The remote peer.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The remote broke the yamux protocol (window overflow, unknown stream, …).
+    #[error("connection to {peer}: multiplexer protocol error: {reason}")]
+    Yamux {
+        /// The remote peer.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The remote stopped answering keep-alive pings.
+    #[error("connection to {peer}: keep-alive timed out")]
+    KeepAliveTimeout {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// The remote sent GoAway: no new streams may be opened on this connection.
+    #[error("connection to {peer} is going away; open a new connection")]
+    GoingAway {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// A stream could not be opened: the stream limit of this connection is reached.
+    #[error("connection to {peer}: stream limit reached ({reason})")]
+    StreamLimit {
+        /// The remote peer.
+        peer: PeerId,
+        /// Which limit.
+        reason: String,
+    },
+}
+
+impl From<ConnectionError> for std::io::Error {
+    fn from(e: ConnectionError) -> Self {
+        let kind = match e {
+            ConnectionError::ClosedByRemote { .. } | ConnectionError::ClosedLocally { .. } => {
+                std::io::ErrorKind::ConnectionAborted
+            }
+            ConnectionError::KeepAliveTimeout { .. } => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::ConnectionReset,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// Settings of a connection once it is established.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// The yamux settings: windows, stream limits, keep-alive.
+    pub yamux: pheromone_core::yamux::Config,
+    /// How long [`Connection::close`] waits for open streams to finish before dropping them.
+    pub close_grace: Duration,
+    /// Plaintext bytes queued for the socket above which stream writes wait. Bounds memory
+    /// per connection when the socket is slower than the writers.
+    pub send_buffer_high_water: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            yamux: pheromone_core::yamux::Config::default(),
+            close_grace: Duration::from_secs(5),
+            send_buffer_high_water: 1024 * 1024,
+        }
+    }
+}
+
+/// A live connection to a peer: a cloneable handle; the link closes when [`close`] is called
+/// or the remote goes away (dropping handles does not close it).
+///
+/// [`close`]: Connection::close
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    info: Arc<ConnectionInfo>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.info.id)
+            .field("remote_peer", &self.info.remote_peer)
+            .field("remote_addr", &self.info.remote_addr)
+            .finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<Shared>, info: ConnectionInfo) -> Self {
+        Self {
+            shared,
+            info: Arc::new(info),
+        }
+    }
+
+    /// Who is on the other end, and how we got there.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// The remote's verified peer ID.
+    pub fn remote_peer(&self) -> PeerId {
+        self.info.remote_peer
+    }
+
+    /// This connection's handle number.
+    pub fn id(&self) -> ConnectionId {
+        self.info.id
+    }
+
+    /// Opens a new outbound stream (no protocol negotiated yet; see [`crate::negotiate`]).
+    pub fn open_stream(&self) -> Result<Stream, ConnectionError> {
+        let id = self.shared.open_stream()?;
+        Ok(Stream::new(id, self.shared.clone()))
+    }
+
+    /// Waits for the next inbound stream; an error once the connection is closed.
+    pub async fn accept_stream(&self) -> Result<Stream, ConnectionError> {
+        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx)).await?;
+        Ok(Stream::new(id, self.shared.clone()))
+    }
+
+    /// Whether the connection is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Number of streams currently open on this connection.
+    pub fn num_streams(&self) -> usize {
+        self.shared.num_streams()
+    }
+
+    /// The last keep-alive round-trip time measured on this connection.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.shared.rtt()
+    }
+
+    /// Closes gracefully: sends GoAway so the remote opens no new streams, waits up to the
+    /// close grace for open streams to finish, then flushes and shuts the socket down.
+    pub async fn close(&self) {
+        self.shared.begin_close();
+        std::future::poll_fn(|cx| self.shared.poll_closed(cx)).await;
+    }
+
+    /// Waits until the connection is closed, and says why.
+    pub async fn closed(&self) -> ConnectionError {
+        std::future::poll_fn(|cx| self.shared.poll_closed(cx)).await
+    }
+}

@@ -1,0 +1,287 @@
+//! One yamux stream as a tokio `AsyncRead + AsyncWrite`.
+//!
+//! Reads take `Bytes` chunks out of the session and keep the unread rest locally, so the
+//! lock is taken once per chunk, not per caller buffer. Writes copy into the session's
+//! outgoing buffer and wake the driver; they wait when the send window is exhausted or the
+//! connection's outgoing buffer is above its high-water mark. Dropping a stream tells the
+//! session, which resets it if it was not closed cleanly.
+
+use super::shared::{Shared, ToWake};
+use super::ConnectionError;
+use crate::negotiate::NegotiateError;
+use bytes::{Buf, Bytes, BytesMut};
+use pheromone_core::multistream::Dialer;
+use pheromone_core::yamux::{ReadOutcome, StreamId};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A bidirectional byte stream multiplexed over a [`Connection`](super::Connection).
+pub struct Stream {
+    id: StreamId,
+    shared: Arc<Shared>,
+    /// Received bytes handed out by the session but not yet read by the caller.
+    unread: Bytes,
+    eof: bool,
+    /// A lazy protocol proposal whose confirmation has not been read yet.
+    confirmation: Option<Box<PendingConfirmation>>,
+}
+
+/// The lazy dialer and the bytes read while checking the listener's confirmation.
+struct PendingConfirmation {
+    dialer: Dialer,
+    buf: BytesMut,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .field("peer", &self.shared.peer)
+            .finish()
+    }
+}
+
+impl Stream {
+    pub(super) fn new(id: StreamId, shared: Arc<Shared>) -> Self {
+        Self {
+            id,
+            shared,
+            unread: Bytes::new(),
+            eof: false,
+            confirmation: None,
+        }
+    }
+
+    /// The yamux stream id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Resets the stream: the remote sees an error, not an orderly end.
+    pub fn reset(&mut self) {
+        let mut state = self.shared.lock();
+        state.session.reset(self.id);
+        let driver = state.driver_waker.clone();
+        drop(state);
+        if let Some(w) = driver {
+            w.wake();
+        }
+    }
+
+    /// Puts bytes read past a negotiation back in front of the stream.
+    pub(crate) fn push_unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.unread.is_empty() {
+            self.unread = bytes;
+        } else {
+            // Negotiation read less than a chunk; the chunk's rest follows its bytes.
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.unread.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.unread);
+            self.unread = joined.freeze();
+        }
+    }
+
+    /// Makes the first read check a lazy dialer's confirmation before returning data.
+    pub(crate) fn expect_confirmation(&mut self, dialer: Dialer) {
+        self.confirmation = Some(Box::new(PendingConfirmation {
+            dialer,
+            buf: BytesMut::new(),
+        }));
+    }
+
+    /// Reads the next chunk as `Bytes` without copying; `None` at the end of the stream.
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.unread.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.unread)));
+        }
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        let Some(mut pending) = self.confirmation.take() else {
+            return self.poll_raw_chunk(cx);
+        };
+        loop {
+            match self.poll_raw_chunk(cx) {
+                Poll::Ready(Ok(Some(bytes))) => {
+                    pending.buf.extend_from_slice(&bytes);
+                    pending.dialer.handle_input(&mut pending.buf);
+                }
+                Poll::Ready(Ok(None)) => pending.dialer.handle_eof(),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.confirmation = Some(pending);
+                    return Poll::Pending;
+                }
+            }
+            match pending.dialer.poll_outcome() {
+                None => continue,
+                Some(Ok(_)) => {
+                    let rest = pending.buf.split().freeze();
+                    if rest.is_empty() {
+                        return self.poll_raw_chunk(cx);
+                    }
+                    return Poll::Ready(Ok(Some(rest)));
+                }
+                Some(Err(e)) => {
+                    self.eof = true;
+                    let kind = match e {
+                        pheromone_core::multistream::NegotiationError::ProtocolRejected {
+                            ..
+                        } => io::ErrorKind::Unsupported,
+                        _ => io::ErrorKind::InvalidData,
+                    };
+                    return Poll::Ready(Err(io::Error::new(kind, NegotiateError::from(e))));
+                }
+            }
+        }
+    }
+
+    fn poll_raw_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.eof {
+            return Poll::Ready(Ok(None));
+        }
+        let mut state = self.shared.lock();
+        let outcome = state.session.read(self.id);
+        let wake_driver = !state.session.outgoing().is_empty();
+        let driver = if wake_driver {
+            state.driver_waker.clone()
+        } else {
+            None
+        };
+        let result = match outcome {
+            Ok(ReadOutcome::Data(bytes)) => Poll::Ready(Ok(Some(bytes))),
+            Ok(ReadOutcome::Eof) => {
+                self.eof = true;
+                Poll::Ready(Ok(None))
+            }
+            Ok(ReadOutcome::Pending) => match &state.closed {
+                Some(e) => Poll::Ready(Err(e.clone().into())),
+                None => {
+                    if let Some(w) = state.wakers.get_mut(&self.id) {
+                        w.reader = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            },
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
+        };
+        drop(state);
+        if let Some(w) = driver {
+            w.wake();
+        }
+        result
+    }
+
+    fn closed_error(&self) -> io::Error {
+        match &self.shared.lock().closed {
+            Some(e) => e.clone().into(),
+            None => ConnectionError::ClosedLocally {
+                peer: self.shared.peer,
+            }
+            .into(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // The caller's buffer may arrive partly filled (tokio's `read_to_end` does this).
+        let filled_at_entry = buf.filled().len();
+        while buf.remaining() > 0 {
+            if this.unread.is_empty() {
+                match this.poll_chunk(cx) {
+                    Poll::Ready(Ok(Some(chunk))) => this.unread = chunk,
+                    Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // Something was read already: return it rather than wait for more.
+                    Poll::Pending if buf.filled().len() == filled_at_entry => return Poll::Pending,
+                    Poll::Pending => return Poll::Ready(Ok(())),
+                }
+            }
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut state = this.shared.lock();
+        if state.closed.is_some() {
+            drop(state);
+            return Poll::Ready(Err(this.closed_error()));
+        }
+        if state.session.outgoing().len() >= this.shared.high_water {
+            state.parked_writers.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        match state.session.write(this.id, data) {
+            Ok(0) if !data.is_empty() => {
+                if let Some(w) = state.wakers.get_mut(&this.id) {
+                    w.writer = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Ok(n) => {
+                let driver = state.driver_waker.clone();
+                drop(state);
+                if let Some(w) = driver {
+                    w.wake();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Written bytes are already queued for the driver, which sends without delay.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut state = this.shared.lock();
+        let result = state.session.close_write(this.id);
+        let driver = state.driver_waker.clone();
+        drop(state);
+        if let Some(w) = driver {
+            w.wake();
+        }
+        match result {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.session.drop_stream(self.id);
+        state.wakers.remove(&self.id);
+        let mut to_wake = ToWake::default();
+        to_wake.push(state.driver_waker.clone());
+        drop(state);
+        to_wake.wake();
+    }
+}

@@ -1,0 +1,54 @@
+//! Settings of an endpoint: transport, connection, limits and what identify says.
+
+use super::Access;
+use crate::connection::ConnectionConfig;
+use crate::transport::TcpConfig;
+use std::time::Duration;
+
+/// Settings of an [`Endpoint`](super::Endpoint). `Default` gives safe, fast values.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// TCP dial timeout and listen backlog.
+    pub tcp: TcpConfig,
+    /// Yamux windows, stream limits, keep-alive and close grace.
+    pub connection: ConnectionConfig,
+    /// The whole upgrade (multistream, Noise, multistream, yamux) must finish within this.
+    pub handshake_timeout: Duration,
+    /// Inbound upgrades in progress at once; further sockets are dropped at accept.
+    pub max_pending_handshakes: usize,
+    /// Live inbound connections at most.
+    pub max_inbound_connections: usize,
+    /// Live outbound connections at most.
+    pub max_outbound_connections: usize,
+    /// Per-stream protocol negotiation, and a ping or identify reply, must finish within this.
+    pub stream_negotiation_timeout: Duration,
+    /// A ping stream with no ping for this long is closed.
+    pub ping_idle_timeout: Duration,
+    /// Who may use `/perf/1.0.0`; `None` (the default, as the perf spec asks) disables it.
+    pub perf: Option<Access>,
+    /// The most bytes a perf client may ask us to send back.
+    pub perf_max_download: u64,
+    /// Identify's `protocolVersion`.
+    pub protocol_version: String,
+    /// Identify's `agentVersion`.
+    pub agent_version: String,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            tcp: TcpConfig::default(),
+            connection: ConnectionConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 256,
+            max_inbound_connections: 1024,
+            max_outbound_connections: 1024,
+            stream_negotiation_timeout: Duration::from_secs(10),
+            ping_idle_timeout: Duration::from_secs(60),
+            perf: None,
+            perf_max_download: 16 << 30,
+            protocol_version: "/pheromone/1.0.0".to_owned(),
+            agent_version: concat!("pheromone/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}

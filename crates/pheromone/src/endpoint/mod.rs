@@ -1,0 +1,523 @@
+//! The endpoint: one identity, its listeners, the connections it dialled or accepted, and
+//! the protocols it answers.
+//!
+//! Every connection, in either direction, gets a driver task and an inbound-stream task
+//! that negotiates each new stream against the [`Router`] and hands it to the handler.
+//! Ping and identify are always answered; perf only when enabled. The endpoint does not
+//! pool connections by peer or redial — that is the node's job (`crate::node`, later) — but
+//! it tracks every live connection so [`Endpoint::close`] can say goodbye to all of them.
+
+mod config;
+mod error;
+mod router;
+
+pub use config::EndpointConfig;
+pub use error::{DialError, OpenStreamError};
+pub use router::{Access, StreamHandler};
+
+use crate::connection::{
+    Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Stream,
+};
+use crate::negotiate;
+use crate::protocols::{identify, perf, ping};
+use crate::transport::{TcpListener, TcpTransport};
+use crate::upgrade;
+use futures::FutureExt;
+use pheromone_core::addr::{Multiaddr, Protocol};
+use pheromone_core::identify::IdentifyInfo;
+use pheromone_core::identity::{Keypair, PeerId};
+use router::Router;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Something that happened to the endpoint's connections.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EndpointEvent {
+    /// A connection finished its upgrade and is ready for streams.
+    ConnectionEstablished(Connection),
+    /// A connection ended.
+    ConnectionClosed {
+        /// Which connection.
+        info: Box<ConnectionInfo>,
+        /// Why it ended.
+        error: ConnectionError,
+    },
+}
+
+/// Capacity of the event channel; a subscriber that falls further behind misses events and
+/// is told so by `RecvError::Lagged`.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A cloneable handle to a running endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keypair: Keypair,
+    peer_id: PeerId,
+    config: EndpointConfig,
+    router: Router,
+    transport: TcpTransport,
+    listen_addrs: Mutex<Vec<SocketAddr>>,
+    connections: Mutex<HashMap<ConnectionId, Connection>>,
+    events: broadcast::Sender<EndpointEvent>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    handshake_slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("peer_id", &self.inner.peer_id)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Creates an endpoint with no listeners; it can dial at once and serves ping and
+    /// identify on every connection.
+    pub fn new(keypair: Keypair, config: EndpointConfig) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let endpoint = Self {
+            inner: Arc::new(Inner {
+                peer_id: keypair.peer_id(),
+                keypair,
+                transport: TcpTransport::new(config.tcp.clone()),
+                handshake_slots: Arc::new(Semaphore::new(config.max_pending_handshakes)),
+                config,
+                router: Router::default(),
+                listen_addrs: Mutex::new(Vec::new()),
+                connections: Mutex::new(HashMap::new()),
+                events,
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        endpoint.register_builtin_protocols();
+        endpoint
+    }
+
+    fn register_builtin_protocols(&self) {
+        let idle = self.inner.config.ping_idle_timeout;
+        self.set_handler(
+            ping::PROTOCOL,
+            Arc::new(move |_conn, stream| {
+                async move {
+                    if let Err(e) = ping::serve(stream, idle).await {
+                        tracing::debug!(error = %e, "ping stream ended");
+                    }
+                }
+                .boxed()
+            }),
+            Access::Open,
+        );
+        let weak = Arc::downgrade(&self.inner);
+        self.set_handler(
+            identify::PROTOCOL,
+            Arc::new(move |conn, stream| {
+                let weak = weak.clone();
+                async move {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let info = Endpoint { inner }.identify_info(&conn);
+                    if let Err(e) = identify::send(stream, &info).await {
+                        tracing::debug!(peer = %conn.remote_peer(), error = %e, "identify reply failed");
+                    }
+                }
+                .boxed()
+            }),
+            Access::Open,
+        );
+        if let Some(perf_access) = self.inner.config.perf.clone() {
+            let max = self.inner.config.perf_max_download;
+            self.set_handler(
+                perf::PROTOCOL,
+                Arc::new(move |conn, stream| {
+                    async move {
+                        if let Err(e) = perf::serve(stream, max).await {
+                            tracing::debug!(peer = %conn.remote_peer(), error = %e, "perf stream ended");
+                        }
+                    }
+                    .boxed()
+                }),
+                perf_access,
+            );
+        }
+    }
+
+    /// This endpoint's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// This endpoint's keypair.
+    pub fn keypair(&self) -> &Keypair {
+        &self.inner.keypair
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.inner.config
+    }
+
+    /// Registers (or replaces) the handler for inbound streams of `protocol`.
+    pub fn set_handler(&self, protocol: &str, handler: StreamHandler, access: Access) {
+        self.inner
+            .router
+            .insert(protocol.to_owned(), handler, access);
+    }
+
+    /// Stops answering `protocol`; true if it was registered.
+    pub fn remove_handler(&self, protocol: &str) -> bool {
+        self.inner.router.remove(protocol)
+    }
+
+    /// Changes who may open `protocol`; false if it is not registered.
+    pub fn set_access(&self, protocol: &str, access: Access) -> bool {
+        self.inner.router.set_access(protocol, access)
+    }
+
+    /// The protocols this endpoint answers.
+    pub fn protocols(&self) -> Vec<String> {
+        self.inner.router.protocols()
+    }
+
+    /// Subscribes to connection events.
+    pub fn events(&self) -> broadcast::Receiver<EndpointEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Every live connection.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts listening on `addr` (`/ip4|ip6/…/tcp/PORT`; port 0 picks one) and returns the
+    /// bound address with its real port and our `/p2p/` suffix.
+    pub fn listen(&self, addr: &Multiaddr) -> Result<Multiaddr, DialError> {
+        let socket_addr = addr
+            .tcp_socket_addr()
+            .ok_or_else(|| DialError::UnsupportedAddress {
+                addr: addr.to_string(),
+            })?;
+        let listener = self.inner.transport.listen(socket_addr)?;
+        let bound = listener.local_addr();
+        self.inner
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(bound);
+        let this = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { this.accept_loop(listener).await });
+        tracing::info!(addr = %bound, peer = %self.peer_id(), "listening");
+        Ok(self.p2p_addr(bound))
+    }
+
+    fn p2p_addr(&self, addr: SocketAddr) -> Multiaddr {
+        Multiaddr::from_socket_addr(addr)
+            .with_p2p(self.peer_id())
+            .unwrap_or_else(|_| Multiaddr::from_socket_addr(addr))
+    }
+
+    /// The addresses we listen on, with real ports and our `/p2p/` suffix.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let addrs = self
+            .inner
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        addrs.into_iter().map(|a| self.p2p_addr(a)).collect()
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, remote) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.inner.handshake_slots.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, limit = self.inner.config.max_pending_handshakes, "too many handshakes in progress; dropping inbound connection");
+                continue;
+            };
+            if self.count(Direction::Inbound) >= self.inner.config.max_inbound_connections {
+                tracing::warn!(%remote, limit = self.inner.config.max_inbound_connections, "inbound connection limit reached; dropping");
+                continue;
+            }
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                let result =
+                    upgrade::inbound(socket, &this.inner.keypair, &this.inner.config).await;
+                drop(permit);
+                match result {
+                    Ok(upgraded) => {
+                        this.adopt(upgraded);
+                    }
+                    Err(e) => tracing::debug!(%remote, error = %e, "inbound handshake failed"),
+                }
+            });
+        }
+    }
+
+    fn count(&self, direction: Direction) -> usize {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.info().direction == direction)
+            .count()
+    }
+
+    /// Dials `addr` and upgrades the link; if the address ends in `/p2p/<id>`, the remote
+    /// must prove it is that peer.
+    pub async fn dial(&self, addr: &Multiaddr) -> Result<Connection, DialError> {
+        let expected = addr.peer_id();
+        let targets = self.resolve(addr).await?;
+        let mut last_error = None;
+        for target in targets {
+            match self.dial_socket(target, expected).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| DialError::UnsupportedAddress {
+            addr: addr.to_string(),
+        }))
+    }
+
+    /// Dials one socket address, optionally requiring the remote to be `expected`.
+    pub async fn dial_socket(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, DialError> {
+        if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
+            return Err(DialError::ConnectionLimit {
+                limit: self.inner.config.max_outbound_connections,
+            });
+        }
+        let socket = self.inner.transport.dial(addr).await?;
+        let upgraded =
+            upgrade::outbound(socket, &self.inner.keypair, expected, &self.inner.config).await?;
+        Ok(self.adopt(upgraded))
+    }
+
+    async fn resolve(&self, addr: &Multiaddr) -> Result<Vec<SocketAddr>, DialError> {
+        if let Some(sa) = addr.tcp_socket_addr() {
+            return Ok(vec![sa]);
+        }
+        let unsupported = || DialError::UnsupportedAddress {
+            addr: addr.to_string(),
+        };
+        let mut host = None;
+        let mut port = None;
+        for proto in addr.iter() {
+            match proto {
+                Protocol::Dns(h) => host = Some((h.clone(), true, true)),
+                Protocol::Dns4(h) => host = Some((h.clone(), true, false)),
+                Protocol::Dns6(h) => host = Some((h.clone(), false, true)),
+                Protocol::Tcp(p) => port = Some(*p),
+                _ => {}
+            }
+        }
+        let ((host, v4, v6), port) = host.zip(port).ok_or_else(unsupported)?;
+        Ok(self.inner.transport.resolve(&host, port, v4, v6).await?)
+    }
+
+    /// Registers an upgraded connection: spawns its driver and inbound-stream task.
+    fn adopt(&self, upgraded: upgrade::Upgraded) -> Connection {
+        let upgrade::Upgraded { connection, driver } = upgraded;
+        let info = connection.info().clone();
+        tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, "connection established");
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.id, connection.clone());
+        self.inner.tasks.spawn(driver);
+        let this = self.clone();
+        let conn = connection.clone();
+        self.inner
+            .tasks
+            .spawn(async move { this.serve_inbound_streams(conn).await });
+        let _ = self
+            .inner
+            .events
+            .send(EndpointEvent::ConnectionEstablished(connection.clone()));
+        connection
+    }
+
+    async fn serve_inbound_streams(self, conn: Connection) {
+        loop {
+            let stream = tokio::select! {
+                _ = self.inner.cancel.cancelled() => break,
+                s = conn.accept_stream() => s,
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(_) => break,
+            };
+            let this = self.clone();
+            let conn = conn.clone();
+            self.inner
+                .tasks
+                .spawn(async move { this.handle_inbound_stream(conn, stream).await });
+        }
+        let error = conn.closed().await;
+        let info = conn.info().clone();
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&info.id);
+        tracing::debug!(peer = %info.remote_peer, id = %info.id, %error, "connection closed");
+        let _ = self.inner.events.send(EndpointEvent::ConnectionClosed {
+            info: Box::new(info),
+            error,
+        });
+    }
+
+    async fn handle_inbound_stream(&self, conn: Connection, stream: Stream) {
+        let peer = conn.remote_peer();
+        let router = &self.inner.router;
+        let timeout = self.inner.config.stream_negotiation_timeout;
+        let negotiated = tokio::time::timeout(
+            timeout,
+            negotiate::listener(stream, router.protocols(), |proto| {
+                router.allows(proto, &peer)
+            }),
+        )
+        .await;
+        let (protocol, stream) = match negotiated {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "inbound stream negotiation failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, ?timeout, "inbound stream negotiation timed out");
+                return;
+            }
+        };
+        match router.handler(&protocol) {
+            Some(handler) => handler(conn, stream).await,
+            None => tracing::debug!(%peer, protocol, "handler removed during negotiation"),
+        }
+    }
+
+    /// Opens a stream to the connection's peer for `protocol`. The negotiation is lazy: the
+    /// stream is returned at once and the peer's confirmation is checked on the first read,
+    /// so a request costs no extra round trip.
+    pub async fn open_stream(
+        &self,
+        conn: &Connection,
+        protocol: &str,
+    ) -> Result<Stream, OpenStreamError> {
+        let stream = conn.open_stream()?;
+        Ok(negotiate::dialer_lazy(stream, protocol).await?)
+    }
+
+    /// Opens a stream for `protocol` and waits for the peer to accept it, so that a refusal
+    /// is reported here rather than on the first read.
+    pub async fn open_stream_confirmed(
+        &self,
+        conn: &Connection,
+        protocol: &str,
+    ) -> Result<Stream, OpenStreamError> {
+        let stream = conn.open_stream()?;
+        let timeout = self.inner.config.stream_negotiation_timeout;
+        let stream = tokio::time::timeout(timeout, negotiate::dialer(stream, protocol))
+            .await
+            .map_err(|_| OpenStreamError::Timeout {
+                protocol: protocol.to_owned(),
+                timeout,
+            })??;
+        Ok(stream)
+    }
+
+    /// Pings the connection's peer over `/ipfs/ping/1.0.0`; the round-trip time.
+    pub async fn ping(&self, conn: &Connection) -> Result<Duration, OpenStreamError> {
+        let mut stream = self.open_stream(conn, ping::PROTOCOL).await?;
+        let rtt = ping::ping(&mut stream, self.inner.config.stream_negotiation_timeout)
+            .await
+            .map_err(|e| OpenStreamError::Protocol {
+                protocol: ping::PROTOCOL.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(rtt)
+    }
+
+    /// Asks the connection's peer who it is over `/ipfs/id/1.0.0`. The answer's public key
+    /// must match the connection's authenticated peer.
+    pub async fn identify(&self, conn: &Connection) -> Result<IdentifyInfo, OpenStreamError> {
+        let stream = self.open_stream(conn, identify::PROTOCOL).await?;
+        let timeout = self.inner.config.stream_negotiation_timeout;
+        let fail = |reason: String| OpenStreamError::Protocol {
+            protocol: identify::PROTOCOL.to_owned(),
+            reason,
+        };
+        let info = tokio::time::timeout(timeout, identify::receive(stream))
+            .await
+            .map_err(|_| fail(format!("no reply within {timeout:?}")))?
+            .map_err(|e| fail(e.to_string()))?;
+        if info.public_key.to_peer_id() != conn.remote_peer() {
+            return Err(fail(format!(
+                "identify names {} but the connection is authenticated as {}",
+                info.public_key.to_peer_id(),
+                conn.remote_peer()
+            )));
+        }
+        Ok(info)
+    }
+
+    /// What we tell a peer in identify on `conn`.
+    pub fn identify_info(&self, conn: &Connection) -> IdentifyInfo {
+        IdentifyInfo {
+            public_key: self.inner.keypair.public(),
+            listen_addrs: self
+                .listen_addrs()
+                .into_iter()
+                .map(|a| a.without_p2p())
+                .collect(),
+            protocols: self.protocols(),
+            observed_addr: Some(Multiaddr::from_socket_addr(conn.info().remote_addr)),
+            protocol_version: self.inner.config.protocol_version.clone(),
+            agent_version: self.inner.config.agent_version.clone(),
+        }
+    }
+
+    /// Stops listening, closes every connection gracefully and waits for all tasks.
+    pub async fn close(&self) {
+        self.inner.cancel.cancel();
+        let conns = self.connections();
+        futures::future::join_all(conns.iter().map(|c| c.close())).await;
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}

@@ -1,0 +1,178 @@
+//! Two endpoints on 127.0.0.1: upgrade, streams, ping, identify, close.
+
+mod common;
+
+use common::{endpoint, pattern, ECHO};
+use pheromone::{DialError, Keypair};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn dial_authenticates_both_sides_and_pings() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (b, b_addr) = endpoint().await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        assert_eq!(conn.remote_peer(), b.peer_id());
+        let rtt = a.ping(&conn).await.expect("ping");
+        assert!(rtt < LIMIT);
+        // The listener sees the dialer's authenticated identity.
+        let inbound = loop {
+            if let Some(c) = b.connections().into_iter().next() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(inbound.remote_peer(), a.peer_id());
+        b.ping(&inbound)
+            .await
+            .expect("ping back over the same connection");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn identify_reports_every_field() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (b, b_addr) = endpoint().await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        let info = a.identify(&conn).await.expect("identify");
+        assert_eq!(info.public_key, b.keypair().public());
+        assert_eq!(info.listen_addrs, vec![b_addr.without_p2p()]);
+        assert!(info.protocols.iter().any(|p| p == ECHO));
+        assert!(info.protocols.iter().any(|p| p == "/ipfs/ping/1.0.0"));
+        assert_eq!(
+            info.observed_addr,
+            Some(pheromone::Multiaddr::from_socket_addr(
+                conn.info().local_addr
+            ))
+        );
+        assert!(info.agent_version.starts_with("pheromone/"));
+        assert_eq!(info.protocol_version, "/pheromone/1.0.0");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn wrong_expected_peer_fails_clearly() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (_b, b_addr) = endpoint().await;
+        let someone_else = Keypair::generate(&mut rand::rngs::OsRng).peer_id();
+        let wrong = b_addr.without_p2p().with_p2p(someone_else).expect("addr");
+        let err = a.dial(&wrong).await.expect_err("must fail");
+        assert!(matches!(err, DialError::Upgrade(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&someone_else.to_string()), "{text}");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn hundred_concurrent_streams_both_directions() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (b, b_addr) = endpoint().await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        let inbound = loop {
+            if let Some(c) = b.connections().into_iter().next() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let mut tasks = Vec::new();
+        for (side, ep, c) in [
+            (0u8, a.clone(), conn.clone()),
+            (1u8, b.clone(), inbound.clone()),
+        ] {
+            for i in 0..100u8 {
+                let ep = ep.clone();
+                let c = c.clone();
+                tasks.push(tokio::spawn(async move {
+                    let data = pattern(10_000 + i as usize * 1000, i ^ side);
+                    let mut s = ep.open_stream(&c, ECHO).await.expect("open");
+                    let (mut r, mut w) = tokio::io::split(&mut s);
+                    let writer = async {
+                        w.write_all(&data).await.expect("write");
+                        w.shutdown().await.expect("shutdown");
+                    };
+                    let reader = async {
+                        let mut back = Vec::new();
+                        r.read_to_end(&mut back).await.expect("read");
+                        back
+                    };
+                    let ((), back) = tokio::join!(writer, reader);
+                    assert!(
+                        back == data,
+                        "stream {i} side {side}: got {} bytes, sent {}",
+                        back.len(),
+                        data.len()
+                    );
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("stream task");
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn refused_protocol_is_reported_on_read() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (_b, b_addr) = endpoint().await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        let err = a
+            .open_stream_confirmed(&conn, "/not/there/1.0.0")
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("/not/there/1.0.0"), "{err}");
+        let mut lazy = a
+            .open_stream(&conn, "/not/there/1.0.0")
+            .await
+            .expect("lazy open");
+        let mut buf = [0u8; 1];
+        let err = lazy.read(&mut buf).await.expect_err("refusal on read");
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+        // The connection survives the refusal.
+        a.ping(&conn).await.expect("ping after refusal");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn close_is_graceful_and_seen_by_both_sides() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, _) = endpoint().await;
+        let (b, b_addr) = endpoint().await;
+        let mut events = b.events();
+        let conn = a.dial(&b_addr).await.expect("dial");
+        a.ping(&conn).await.expect("ping");
+        conn.close().await;
+        assert!(conn.is_closed());
+        loop {
+            match events.recv().await.expect("event") {
+                pheromone::EndpointEvent::ConnectionClosed { info, .. } => {
+                    assert_eq!(info.remote_peer, a.peer_id());
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        assert!(a.open_stream(&conn, ECHO).await.is_err());
+        a.close().await;
+        b.close().await;
+    })
+    .await
+    .expect("test timed out");
+}
