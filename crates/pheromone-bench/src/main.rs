@@ -95,9 +95,11 @@ impl Plan {
             requests: args
                 .requests
                 .unwrap_or(pick(args.quick, QUICK_REQUESTS, DEFAULT_REQUESTS)),
-            connections: args
-                .connections
-                .unwrap_or(pick(args.quick, QUICK_CONNECTIONS, DEFAULT_CONNECTIONS)),
+            connections: args.connections.unwrap_or(pick(
+                args.quick,
+                QUICK_CONNECTIONS,
+                DEFAULT_CONNECTIONS,
+            )),
             concurrency: args.concurrency,
             timeout: Duration::from_secs(args.timeout_secs),
         };
@@ -110,7 +112,10 @@ impl Plan {
                 .all(|&c| (1..=MAX_CONCURRENCY).contains(&c)),
             "--concurrency values must be within 1..={MAX_CONCURRENCY}"
         );
-        ensure!(plan.timeout > Duration::ZERO, "--timeout-secs must be positive");
+        ensure!(
+            plan.timeout > Duration::ZERO,
+            "--timeout-secs must be positive"
+        );
         Ok(plan)
     }
 }
@@ -178,10 +183,11 @@ async fn run(plan: &Plan) -> usize {
                 Bench::Throughput | Bench::Connect => vec![0],
             };
             for concurrency in runs {
-                let outcome = tokio::time::timeout(plan.timeout, one(plan, bench, stack, concurrency))
-                    .await
-                    .with_context(|| format!("timed out after {:?}", plan.timeout))
-                    .and_then(|r| r);
+                let outcome =
+                    tokio::time::timeout(plan.timeout, one(plan, bench, stack, concurrency))
+                        .await
+                        .with_context(|| format!("timed out after {:?}", plan.timeout))
+                        .and_then(|r| r);
                 match outcome.and_then(|record| Ok(serde_json::to_string(&record)?)) {
                     Ok(line) => println!("{line}"),
                     Err(e) => {

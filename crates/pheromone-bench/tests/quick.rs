@@ -22,13 +22,20 @@ fn positive(line: &Value, key: &str) -> f64 {
     let v = line[key]
         .as_f64()
         .unwrap_or_else(|| panic!("{key} missing or not a number in {line}"));
-    assert!(v.is_finite() && v > 0.0, "{key} = {v} is not positive in {line}");
+    assert!(
+        v.is_finite() && v > 0.0,
+        "{key} = {v} is not positive in {line}"
+    );
     v
 }
 
 /// Checks the object has exactly `keys`, printed in that order.
 fn assert_keys(text: &str, line: &Value, keys: &[&str]) {
-    assert_eq!(line.as_object().expect("object").len(), keys.len(), "{text}");
+    assert_eq!(
+        line.as_object().expect("object").len(),
+        keys.len(),
+        "{text}"
+    );
     let mut last = 0;
     for key in keys {
         let at = text

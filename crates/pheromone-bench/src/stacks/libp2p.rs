@@ -287,7 +287,12 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
         streams.push(stream);
     }
     let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
-    Ok(RrResult::new(NAME, concurrency.max(1), &mut latencies, wall))
+    Ok(RrResult::new(
+        NAME,
+        concurrency.max(1),
+        &mut latencies,
+        wall,
+    ))
 }
 
 /// `n` sequential connections: dial with the full TCP + Noise + yamux upgrade, open a
@@ -297,11 +302,11 @@ pub async fn connect(n: usize) -> Result<ConnectResult> {
     let peer = pair.server_peer;
     let mut latencies = Vec::with_capacity(n);
     let start = Instant::now();
-    for i in 0..n {
+    for _ in 0..n {
         let t0 = Instant::now();
         pair.dial().await?;
         let mut stream = pair.client.open(peer, PING).await?;
-        workload::ping(&mut stream, i as u64).await?;
+        workload::ping(&mut stream).await?;
         latencies.push(t0.elapsed());
         drop(stream);
         pair.client.disconnect(peer).await?;

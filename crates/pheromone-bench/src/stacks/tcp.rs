@@ -38,9 +38,9 @@ pub(crate) async fn connected_pair() -> Result<(TcpStream, TcpStream)> {
 /// Bulk transfer of `total` bytes over one connection.
 pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let (mut client, mut server) = connected_pair().await?;
-    let sink = AbortOnDrop(tokio::spawn(
-        async move { workload::sink_bulk(&mut server).await },
-    ));
+    let sink = AbortOnDrop(tokio::spawn(async move {
+        workload::sink_bulk(&mut server).await
+    }));
     let measure = Measure::start();
     workload::send_bulk(&mut client, total).await?;
     let (wall, cpu) = measure.stop();
@@ -119,11 +119,11 @@ pub async fn connect(n: usize) -> Result<ConnectResult> {
     }));
     let mut latencies = Vec::with_capacity(n);
     let start = Instant::now();
-    for i in 0..n {
+    for _ in 0..n {
         let t0 = Instant::now();
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        workload::ping(&mut stream, i as u64).await?;
+        workload::ping(&mut stream).await?;
         latencies.push(t0.elapsed());
         stream.shutdown().await?;
         drop(stream);
