@@ -1,0 +1,213 @@
+//! `pheromone-bench`: measures throughput, request/response and connection set-up for
+//! each stack (plain TCP, TCP + ChaCha20-Poly1305, rust-libp2p; pheromone once its
+//! connection layer exists) in one process on 127.0.0.1, and prints one JSON object per
+//! line on stdout. Diagnostics go to stderr so stdout stays machine-readable.
+//!
+//! # Layout
+//! - `report`: the result records, percentiles, the process CPU clock.
+//! - `workload`: the byte patterns every stack runs, over tokio IO traits.
+//! - `stacks`: one module per stack and the [`stacks::Stack`] dispatch.
+//!
+//! See `docs/benchmarks.md` for what each line means.
+
+// This binary does IO and measures time; the workspace's sans-IO clock ban does not apply.
+#![allow(clippy::disallowed_methods)]
+
+mod report;
+mod stacks;
+mod workload;
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{ensure, Context as _, Result};
+use clap::Parser;
+
+use report::Record;
+use stacks::{Bench, Stack};
+
+/// Bytes moved per throughput run by default.
+const DEFAULT_BYTES: u64 = 1 << 30;
+/// Round trips per rr run by default.
+const DEFAULT_REQUESTS: usize = 20_000;
+/// Connections per connect run by default.
+const DEFAULT_CONNECTIONS: usize = 2_000;
+/// `--quick` sizes: enough to exercise every path in well under a second per run.
+const QUICK_BYTES: u64 = 4 << 20;
+const QUICK_REQUESTS: usize = 500;
+const QUICK_CONNECTIONS: usize = 20;
+/// yamux and our own muxer cap concurrent streams; stay well inside any sane limit.
+const MAX_CONCURRENCY: usize = 256;
+
+/// Benchmarks pheromone's building blocks against plain TCP, TCP + ChaCha20-Poly1305 and
+/// rust-libp2p on 127.0.0.1. Prints one JSON object per line.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Run only this bench.
+    #[arg(long, value_enum)]
+    only: Option<Bench>,
+    /// Comma-separated stacks to measure (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    stacks: Vec<Stack>,
+    /// Bytes per throughput run (default 1 GiB; 4 MiB with --quick).
+    #[arg(long)]
+    bytes: Option<u64>,
+    /// Round trips per rr run (default 20000; 500 with --quick).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Connections per connect run (default 2000; 20 with --quick).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Comma-separated rr concurrencies.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    concurrency: Vec<usize>,
+    /// Small sizes for a fast smoke run (explicit sizes still win).
+    #[arg(long)]
+    quick: bool,
+    /// Give up on any single run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+/// The resolved sizes of one invocation.
+struct Plan {
+    benches: Vec<Bench>,
+    stacks: Vec<Stack>,
+    bytes: u64,
+    requests: usize,
+    connections: usize,
+    concurrency: Vec<usize>,
+    timeout: Duration,
+}
+
+impl Plan {
+    fn from_args(args: Args) -> Result<Self> {
+        let plan = Plan {
+            benches: args.only.map_or_else(|| Bench::ALL.to_vec(), |b| vec![b]),
+            stacks: if args.stacks.is_empty() {
+                Stack::ALL.to_vec()
+            } else {
+                args.stacks
+            },
+            bytes: args
+                .bytes
+                .unwrap_or(pick(args.quick, QUICK_BYTES, DEFAULT_BYTES)),
+            requests: args
+                .requests
+                .unwrap_or(pick(args.quick, QUICK_REQUESTS, DEFAULT_REQUESTS)),
+            connections: args.connections.unwrap_or(pick(
+                args.quick,
+                QUICK_CONNECTIONS,
+                DEFAULT_CONNECTIONS,
+            )),
+            concurrency: args.concurrency,
+            timeout: Duration::from_secs(args.timeout_secs),
+        };
+        ensure!(plan.bytes > 0, "--bytes must be positive");
+        ensure!(plan.requests > 0, "--requests must be positive");
+        ensure!(plan.connections > 0, "--connections must be positive");
+        ensure!(
+            plan.concurrency
+                .iter()
+                .all(|&c| (1..=MAX_CONCURRENCY).contains(&c)),
+            "--concurrency values must be within 1..={MAX_CONCURRENCY}"
+        );
+        ensure!(
+            plan.timeout > Duration::ZERO,
+            "--timeout-secs must be positive"
+        );
+        Ok(plan)
+    }
+}
+
+/// The `--quick` size or the default one.
+fn pick<T>(quick: bool, quick_size: T, default_size: T) -> T {
+    if quick {
+        quick_size
+    } else {
+        default_size
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Silent unless RUST_LOG asks; logs go to stderr so stdout stays one JSON per line.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let plan = match Plan::from_args(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("pheromone-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Two workers: the machine this is tuned for has two cores, and client and server
+    // share them.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pheromone-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let failures = runtime.block_on(run(&plan));
+    // Server tasks of a timed-out run may still be parked; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs every selected (bench, stack, size) once, printing each result as it arrives.
+/// Returns how many runs failed; a failure is reported on stderr and the rest go on.
+async fn run(plan: &Plan) -> usize {
+    let mut failures = 0;
+    for &bench in &plan.benches {
+        for &stack in &plan.stacks {
+            if !stack.supports(bench) {
+                continue;
+            }
+            let runs: Vec<usize> = match bench {
+                Bench::Rr => plan.concurrency.clone(),
+                Bench::Throughput | Bench::Connect => vec![0],
+            };
+            for concurrency in runs {
+                let outcome =
+                    tokio::time::timeout(plan.timeout, one(plan, bench, stack, concurrency))
+                        .await
+                        .with_context(|| format!("timed out after {:?}", plan.timeout))
+                        .and_then(|r| r);
+                match outcome.and_then(|record| Ok(serde_json::to_string(&record)?)) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!(
+                            "pheromone-bench: {bench:?} on {} failed: {e:#}",
+                            stack.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    failures
+}
+
+async fn one(plan: &Plan, bench: Bench, stack: Stack, concurrency: usize) -> Result<Record> {
+    Ok(match bench {
+        Bench::Throughput => Record::Throughput(stack.throughput(plan.bytes).await?),
+        Bench::Rr => Record::Rr(stack.request_response(concurrency, plan.requests).await?),
+        Bench::Connect => Record::Connect(stack.connect(plan.connections).await?),
+    })
+}

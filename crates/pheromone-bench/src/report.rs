@@ -1,0 +1,231 @@
+//! What a benchmark run reports and how it is measured: the three result records (one
+//! JSON line each), latency percentiles, and the process CPU clock. Nothing here knows
+//! about a particular stack or touches a socket.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Bulk transfer over one connection and one stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThroughputResult {
+    /// Always `"throughput"`; the first key so a reader can dispatch on it.
+    pub bench: &'static str,
+    /// Which stack moved the bytes.
+    pub stack: &'static str,
+    /// Payload megabytes (10^6 bytes) per second, measured until the receiver acknowledged
+    /// the last byte.
+    pub mb_per_s: f64,
+    /// User + system CPU seconds of the whole process (sender and receiver both live in
+    /// it) per 10^9 payload bytes.
+    pub cpu_s_per_gb: f64,
+}
+
+/// Request/response round trips.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RrResult {
+    /// Always `"rr"`.
+    pub bench: &'static str,
+    /// Which stack carried the round trips.
+    pub stack: &'static str,
+    /// Round trips in flight at once on the one connection.
+    pub concurrency: usize,
+    /// Completed round trips per second.
+    pub per_s: f64,
+    /// Median round-trip latency in microseconds.
+    pub p50_us: f64,
+    /// 99th-percentile round-trip latency in microseconds.
+    pub p99_us: f64,
+}
+
+/// Sequential connection set-ups, each ending with one ping.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectResult {
+    /// Always `"connect"`.
+    pub bench: &'static str,
+    /// Which stack made the connections.
+    pub stack: &'static str,
+    /// Connections per second, counting dial, upgrade, ping and close.
+    pub per_s: f64,
+    /// Median time from dial to ping reply, in microseconds.
+    pub p50_us: f64,
+}
+
+/// One printed line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    /// A throughput line.
+    Throughput(ThroughputResult),
+    /// A request/response line.
+    Rr(RrResult),
+    /// A connect line.
+    Connect(ConnectResult),
+}
+
+impl ThroughputResult {
+    /// Builds the record from what was moved, how long it took and the CPU spent.
+    pub fn new(stack: &'static str, bytes: u64, wall: Duration, cpu: Duration) -> Self {
+        let secs = wall.as_secs_f64().max(f64::MIN_POSITIVE);
+        let gb = bytes as f64 / 1e9;
+        Self {
+            bench: "throughput",
+            stack,
+            mb_per_s: round(bytes as f64 / 1e6 / secs, 1),
+            cpu_s_per_gb: round(cpu.as_secs_f64() / gb, 3),
+        }
+    }
+}
+
+impl RrResult {
+    /// Builds the record from the measured latencies and the wall time of the whole run.
+    /// `latencies` is sorted in place.
+    pub fn new(
+        stack: &'static str,
+        concurrency: usize,
+        latencies: &mut [Duration],
+        wall: Duration,
+    ) -> Self {
+        latencies.sort_unstable();
+        Self {
+            bench: "rr",
+            stack,
+            concurrency,
+            per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
+            p50_us: round(micros(percentile(latencies, 50.0)), 1),
+            p99_us: round(micros(percentile(latencies, 99.0)), 1),
+        }
+    }
+}
+
+impl ConnectResult {
+    /// Builds the record from per-connection latencies and the wall time of the whole run.
+    /// `latencies` is sorted in place.
+    pub fn new(stack: &'static str, latencies: &mut [Duration], wall: Duration) -> Self {
+        latencies.sort_unstable();
+        Self {
+            bench: "connect",
+            stack,
+            per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
+            p50_us: round(micros(percentile(latencies, 50.0)), 1),
+        }
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=100) of `sorted`, which must be sorted ascending;
+/// zero for an empty slice.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank: the smallest value with at least p% of the samples at or below it.
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Rounds to `digits` decimals so the JSON lines stay readable.
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// User + system CPU time consumed so far by every thread of this process.
+pub fn process_cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a full `rusage` into the pointer we pass, which points to
+    // writable memory of exactly that type; RUSAGE_SELF is always a valid `who`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: rc == 0 means the kernel filled the struct; a zeroed rusage is valid anyway.
+    let usage = unsafe { usage.assume_init() };
+    timeval(usage.ru_utime) + timeval(usage.ru_stime)
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&x| Duration::from_micros(x)).collect()
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let sorted = us(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile(&sorted, 50.0), Duration::from_micros(50));
+        assert_eq!(percentile(&sorted, 99.0), Duration::from_micros(99));
+        assert_eq!(percentile(&sorted, 100.0), Duration::from_micros(100));
+        assert_eq!(percentile(&sorted, 0.0), Duration::from_micros(1));
+    }
+
+    #[test]
+    fn percentile_of_small_and_empty_sets() {
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+        let one = us(&[7]);
+        assert_eq!(percentile(&one, 50.0), Duration::from_micros(7));
+        assert_eq!(percentile(&one, 99.0), Duration::from_micros(7));
+        let two = us(&[1, 9]);
+        assert_eq!(percentile(&two, 50.0), Duration::from_micros(1));
+        assert_eq!(percentile(&two, 99.0), Duration::from_micros(9));
+    }
+
+    #[test]
+    fn rr_result_sorts_and_summarises() {
+        let mut lat = us(&[300, 100, 200, 400]);
+        let r = RrResult::new("tcp", 1, &mut lat, Duration::from_secs(2));
+        assert_eq!(r.per_s, 2.0);
+        assert_eq!(r.p50_us, 200.0);
+        assert_eq!(r.p99_us, 400.0);
+    }
+
+    #[test]
+    fn throughput_units() {
+        let r = ThroughputResult::new(
+            "tcp",
+            2_000_000_000,
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        );
+        assert_eq!(r.mb_per_s, 1000.0);
+        assert_eq!(r.cpu_s_per_gb, 0.5);
+    }
+
+    #[test]
+    fn records_serialise_with_keys_in_order() {
+        let line = serde_json::to_string(&Record::Connect(ConnectResult {
+            bench: "connect",
+            stack: "libp2p",
+            per_s: 1.5,
+            p50_us: 2.0,
+        }))
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"bench":"connect","stack":"libp2p","per_s":1.5,"p50_us":2.0}"#
+        );
+    }
+
+    #[test]
+    fn cpu_clock_advances_with_work() {
+        let before = process_cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_time() > before);
+    }
+}

@@ -1,0 +1,92 @@
+//! The stacks under test and the one place that maps a stack to its implementation.
+//! Each stack is a module with the same three async functions (`throughput`,
+//! `request_response`, `connect`), each returning a finished result record; a stack
+//! that has nothing meaningful to say for a bench does not offer it. To add a stack, add
+//! a module, a [`Stack`] variant and its arms below.
+
+pub mod libp2p;
+pub mod tcp;
+pub mod tcp_chacha;
+
+use anyhow::{bail, Result};
+
+use crate::report::{ConnectResult, RrResult, ThroughputResult};
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    /// Bulk transfer on one stream.
+    Throughput,
+    /// 64-byte request/response round trips.
+    Rr,
+    /// Sequential dial + upgrade + ping + close.
+    Connect,
+}
+
+impl Bench {
+    /// Every bench, in the order a full run prints them.
+    pub const ALL: [Bench; 3] = [Bench::Throughput, Bench::Rr, Bench::Connect];
+}
+
+/// A networking stack under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stack {
+    /// Plain TCP: the floor.
+    #[value(name = "tcp")]
+    Tcp,
+    /// TCP with every chunk sealed by ChaCha20-Poly1305: the crypto ceiling.
+    #[value(name = "tcp+chacha20poly1305")]
+    TcpChacha,
+    /// rust-libp2p: TCP + Noise + yamux, raw streams via libp2p-stream.
+    #[value(name = "libp2p")]
+    Libp2p,
+}
+
+impl Stack {
+    /// Every stack, in the order a full run prints them.
+    pub const ALL: [Stack; 3] = [Stack::Tcp, Stack::TcpChacha, Stack::Libp2p];
+
+    /// The name printed in the `stack` field of each line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Tcp => tcp::NAME,
+            Stack::TcpChacha => tcp_chacha::NAME,
+            Stack::Libp2p => libp2p::NAME,
+        }
+    }
+
+    /// Whether this stack has a meaningful figure for `bench`.
+    pub fn supports(self, bench: Bench) -> bool {
+        match self {
+            Stack::Tcp | Stack::Libp2p => true,
+            Stack::TcpChacha => bench == Bench::Throughput,
+        }
+    }
+
+    /// Moves `total` bytes over one stream of one connection.
+    pub async fn throughput(self, total: u64) -> Result<ThroughputResult> {
+        match self {
+            Stack::Tcp => tcp::throughput(total).await,
+            Stack::TcpChacha => tcp_chacha::throughput(total).await,
+            Stack::Libp2p => libp2p::throughput(total).await,
+        }
+    }
+
+    /// Runs `requests` 64-byte round trips with `concurrency` in flight on one connection.
+    pub async fn request_response(self, concurrency: usize, requests: usize) -> Result<RrResult> {
+        match self {
+            Stack::Tcp => tcp::request_response(concurrency, requests).await,
+            Stack::Libp2p => libp2p::request_response(concurrency, requests).await,
+            Stack::TcpChacha => bail!("{} has no rr bench", self.name()),
+        }
+    }
+
+    /// Makes `n` connections one after another, each with one ping.
+    pub async fn connect(self, n: usize) -> Result<ConnectResult> {
+        match self {
+            Stack::Tcp => tcp::connect(n).await,
+            Stack::Libp2p => libp2p::connect(n).await,
+            Stack::TcpChacha => bail!("{} has no connect bench", self.name()),
+        }
+    }
+}
