@@ -5,6 +5,7 @@
 //! a module, a [`Stack`] variant and its arms below.
 
 pub mod libp2p;
+pub mod pheromone;
 pub mod tcp;
 pub mod tcp_chacha;
 
@@ -40,11 +41,14 @@ pub enum Stack {
     /// rust-libp2p: TCP + Noise + yamux, raw streams via libp2p-stream.
     #[value(name = "libp2p")]
     Libp2p,
+    /// pheromone: TCP + Noise + yamux of our own.
+    #[value(name = "pheromone")]
+    Pheromone,
 }
 
 impl Stack {
     /// Every stack, in the order a full run prints them.
-    pub const ALL: [Stack; 3] = [Stack::Tcp, Stack::TcpChacha, Stack::Libp2p];
+    pub const ALL: [Stack; 4] = [Stack::Pheromone, Stack::Tcp, Stack::TcpChacha, Stack::Libp2p];
 
     /// The name printed in the `stack` field of each line.
     pub fn name(self) -> &'static str {
@@ -52,13 +56,14 @@ impl Stack {
             Stack::Tcp => tcp::NAME,
             Stack::TcpChacha => tcp_chacha::NAME,
             Stack::Libp2p => libp2p::NAME,
+            Stack::Pheromone => pheromone::NAME,
         }
     }
 
     /// Whether this stack has a meaningful figure for `bench`.
     pub fn supports(self, bench: Bench) -> bool {
         match self {
-            Stack::Tcp | Stack::Libp2p => true,
+            Stack::Tcp | Stack::Libp2p | Stack::Pheromone => true,
             Stack::TcpChacha => bench == Bench::Throughput,
         }
     }
@@ -69,6 +74,7 @@ impl Stack {
             Stack::Tcp => tcp::throughput(total).await,
             Stack::TcpChacha => tcp_chacha::throughput(total).await,
             Stack::Libp2p => libp2p::throughput(total).await,
+            Stack::Pheromone => pheromone::throughput(total).await,
         }
     }
 
@@ -77,6 +83,7 @@ impl Stack {
         match self {
             Stack::Tcp => tcp::request_response(concurrency, requests).await,
             Stack::Libp2p => libp2p::request_response(concurrency, requests).await,
+            Stack::Pheromone => pheromone::request_response(concurrency, requests).await,
             Stack::TcpChacha => bail!("{} has no rr bench", self.name()),
         }
     }
@@ -86,6 +93,7 @@ impl Stack {
         match self {
             Stack::Tcp => tcp::connect(n).await,
             Stack::Libp2p => libp2p::connect(n).await,
+            Stack::Pheromone => pheromone::connect(n).await,
             Stack::TcpChacha => bail!("{} has no connect bench", self.name()),
         }
     }

@@ -348,7 +348,9 @@ impl Session {
     /// Closed or reset streams are simply forgotten. A stream whose peer already sent FIN
     /// and whose data was all read is finished gracefully with a FIN of ours (if not sent
     /// yet). Anything else — the peer may still send, or data was left unread — is reset,
-    /// so the peer stops sending into a stream nobody reads.
+    /// so the peer stops sending into a stream nobody reads; but what we wrote is first
+    /// closed with a FIN, so a peer still reading gets all of it (a handler that writes its
+    /// answer and returns must not lose the answer to the reset behind it).
     pub fn drop_stream(&mut self, id: StreamId) {
         let Some(stream) = self.streams.get(&id.get()) else {
             return;
@@ -356,13 +358,17 @@ impl Session {
         if !stream.visible || self.failed {
             return;
         }
-        let flags = match stream.state() {
-            StreamState::Reset | StreamState::Closed => None,
-            StreamState::ReadClosed if stream.recv.is_empty() => Some(Flags::FIN),
-            _ => Some(Flags::RST),
-        };
-        if let Some(flags) = flags {
-            put(&mut self.out, Header::window_update(id.get(), flags, 0));
+        match stream.state() {
+            StreamState::Reset | StreamState::Closed => {}
+            StreamState::ReadClosed if stream.recv.is_empty() => {
+                put(&mut self.out, Header::window_update(id.get(), Flags::FIN, 0));
+            }
+            _ => {
+                if !stream.write_closed {
+                    put(&mut self.out, Header::window_update(id.get(), Flags::FIN, 0));
+                }
+                put(&mut self.out, Header::window_update(id.get(), Flags::RST, 0));
+            }
         }
         self.remove_stream(id.get());
     }

@@ -1,0 +1,97 @@
+//! pheromone: TCP + Noise XX + yamux of our own, streams opened with lazy
+//! multistream-select, on two endpoints in this process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{ensure, Context as _, Result};
+use futures::FutureExt;
+use pheromone::{Access, Connection, Endpoint, EndpointConfig, Keypair, Multiaddr, Stream};
+use tokio::sync::mpsc;
+
+use crate::{
+    report::{ConnectResult, RrResult, ThroughputResult},
+    workload::{self, Measure},
+};
+
+/// The name printed in the `stack` field.
+pub const NAME: &str = "pheromone";
+const BENCH: &str = "/bench/1.0.0";
+const PING: &str = "/ipfs/ping/1.0.0";
+
+/// A client endpoint and a server endpoint whose `BENCH` handler is `serve`.
+async fn pair<F, Fut>(serve: F) -> Result<(Endpoint, Endpoint, Multiaddr)>
+where
+    F: Fn(Stream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let server = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), EndpointConfig::default());
+    let addr = server.listen(&"/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let serve = Arc::new(serve);
+    server.set_handler(
+        BENCH,
+        Arc::new(move |_conn, stream| serve(stream).boxed()),
+        Access::Open,
+    );
+    let client = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), EndpointConfig::default());
+    Ok((client, server, addr))
+}
+
+async fn dial(client: &Endpoint, addr: &Multiaddr) -> Result<Connection> {
+    client.dial(addr).await.context("dial")
+}
+
+/// Bulk transfer of `total` bytes over one stream.
+pub async fn throughput(total: u64) -> Result<ThroughputResult> {
+    let (done_tx, mut done_rx) = mpsc::channel(1);
+    let (client, _server, addr) = pair(move |mut stream| {
+        let done = done_tx.clone();
+        async move {
+            if let Ok(got) = workload::sink_bulk(&mut stream).await {
+                let _ = done.send(got).await;
+            }
+        }
+    })
+    .await?;
+    let conn = dial(&client, &addr).await?;
+    let mut stream = client.open_stream(&conn, BENCH).await?;
+    let measure = Measure::start();
+    workload::send_bulk(&mut stream, total).await?;
+    let (wall, cpu) = measure.stop();
+    let got = done_rx.recv().await.context("receiver stopped")?;
+    ensure!(got == total, "receiver got {got} of {total} bytes");
+    Ok(ThroughputResult::new(NAME, total, wall, cpu))
+}
+
+/// `requests` round trips of 64 bytes over `concurrency` streams of one connection.
+pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrResult> {
+    let (client, _server, addr) = pair(|stream| async move {
+        let _ = workload::echo(stream).await;
+    })
+    .await?;
+    let conn = dial(&client, &addr).await?;
+    let mut streams = Vec::with_capacity(concurrency.max(1));
+    for _ in 0..concurrency.max(1) {
+        streams.push(client.open_stream(&conn, BENCH).await?);
+    }
+    let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
+    Ok(RrResult::new(NAME, concurrency.max(1), &mut latencies, wall))
+}
+
+/// `n` sequential connections: dial, full upgrade, one `/ipfs/ping/1.0.0`, close.
+pub async fn connect(n: usize) -> Result<ConnectResult> {
+    let (client, _server, addr) = pair(|_stream| async {}).await?;
+    let mut latencies = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let conn = dial(&client, &addr).await?;
+        let mut stream = client.open_stream(&conn, PING).await?;
+        workload::ping(&mut stream).await?;
+        latencies.push(t0.elapsed());
+        drop(stream);
+        conn.close().await;
+    }
+    let wall = start.elapsed();
+    Ok(ConnectResult::new(NAME, &mut latencies, wall))
+}
