@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use pheromone_core::identity::{Keypair, PeerId};
 use pheromone_core::multistream::{Dialer, Listener};
 use pheromone_core::noise::{
-    self, Handshake, HandshakeConfig, NoiseError, NoiseReceiver, NoiseSender,
+    self, Handshake, HandshakeConfig, NoiseError, NoiseReceiver, NoiseSender, StaticKey,
 };
 use pheromone_core::yamux::{self, Session};
 use rand::RngCore;
@@ -84,15 +84,18 @@ pub(crate) struct Upgraded {
     pub(crate) driver: Driver,
 }
 
-/// Fresh X25519 secrets for one handshake: the static DH key of a libp2p Noise session is
-/// per connection too; the identity is proven by the Ed25519 signature in the payload.
-fn handshake_secrets() -> ([u8; 32], [u8; 32]) {
-    let mut rng = rand::rngs::OsRng;
-    let mut s = [0u8; 32];
-    let mut e = [0u8; 32];
-    rng.fill_bytes(&mut s);
-    rng.fill_bytes(&mut e);
-    (s, e)
+/// A fresh X25519 secret from the OS RNG: the ephemeral key of one handshake, or the
+/// static key of an endpoint.
+pub(crate) fn x25519_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    secret
+}
+
+/// The endpoint's static Noise key, its public half and its signed payload, made once:
+/// the identity is proven by the signature, so the key need not change per connection.
+pub(crate) fn static_key(keypair: &Keypair) -> StaticKey {
+    StaticKey::new(keypair, x25519_secret(), &[])
 }
 
 struct Io {
@@ -145,32 +148,24 @@ impl Io {
 /// Upgrades a socket we dialled. With `expected`, the remote must authenticate as that peer.
 pub(crate) async fn outbound(
     socket: TcpStream,
-    keypair: &Keypair,
+    identity: (&Keypair, &StaticKey),
     expected: Option<PeerId>,
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
     let addr = peer_addr(&socket);
-    with_timeout(
-        addr,
-        config.handshake_timeout,
-        outbound_inner(socket, addr, keypair, expected, config),
-    )
-    .await
+    let upgrade = outbound_inner(socket, addr, identity, expected, config);
+    with_timeout(addr, config.handshake_timeout, upgrade).await
 }
 
 /// Upgrades a socket we accepted.
 pub(crate) async fn inbound(
     socket: TcpStream,
-    keypair: &Keypair,
+    identity: (&Keypair, &StaticKey),
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
     let addr = peer_addr(&socket);
-    with_timeout(
-        addr,
-        config.handshake_timeout,
-        inbound_inner(socket, addr, keypair, config),
-    )
-    .await
+    let upgrade = inbound_inner(socket, addr, identity, config);
+    with_timeout(addr, config.handshake_timeout, upgrade).await
 }
 
 fn peer_addr(socket: &TcpStream) -> SocketAddr {
@@ -192,7 +187,7 @@ async fn with_timeout<T>(
 async fn outbound_inner(
     socket: TcpStream,
     addr: SocketAddr,
-    keypair: &Keypair,
+    (keypair, static_key): (&Keypair, &StaticKey),
     expected: Option<PeerId>,
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
@@ -203,8 +198,8 @@ async fn outbound_inner(
     };
     let mut security =
         Dialer::lazy(noise::PROTOCOL_ID.to_owned()).map_err(|e| io.negotiate_err(e))?;
-    let (s, e) = handshake_secrets();
-    let mut hs_config = HandshakeConfig::new(keypair, s, e);
+    let mut hs_config =
+        HandshakeConfig::new(keypair, [0; 32], x25519_secret()).with_static_key(static_key);
     if let Some(peer) = expected {
         hs_config = hs_config.with_expected_remote(peer);
     }
@@ -273,7 +268,7 @@ async fn outbound_inner(
 async fn inbound_inner(
     socket: TcpStream,
     addr: SocketAddr,
-    keypair: &Keypair,
+    (keypair, static_key): (&Keypair, &StaticKey),
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
     let mut io = Io {
@@ -288,8 +283,9 @@ async fn inbound_inner(
     .await
     .map_err(|e| io.negotiate_err(e))?;
 
-    let (s, e) = handshake_secrets();
-    let mut handshake = Handshake::responder(HandshakeConfig::new(keypair, s, e));
+    let mut handshake = Handshake::responder(
+        HandshakeConfig::new(keypair, [0; 32], x25519_secret()).with_static_key(static_key),
+    );
     loop {
         handshake
             .handle_input(&mut io.buf)

@@ -48,7 +48,12 @@ pub enum Stack {
 
 impl Stack {
     /// Every stack, in the order a full run prints them.
-    pub const ALL: [Stack; 4] = [Stack::Pheromone, Stack::Tcp, Stack::TcpChacha, Stack::Libp2p];
+    pub const ALL: [Stack; 4] = [
+        Stack::Pheromone,
+        Stack::Tcp,
+        Stack::TcpChacha,
+        Stack::Libp2p,
+    ];
 
     /// The name printed in the `stack` field of each line.
     pub fn name(self) -> &'static str {

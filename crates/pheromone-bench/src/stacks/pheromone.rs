@@ -25,7 +25,10 @@ where
     F: Fn(Stream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let server = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), EndpointConfig::default());
+    let server = Endpoint::new(
+        Keypair::generate(&mut rand::rngs::OsRng),
+        EndpointConfig::default(),
+    );
     let addr = server.listen(&"/ip4/127.0.0.1/tcp/0".parse()?)?;
     let serve = Arc::new(serve);
     server.set_handler(
@@ -33,7 +36,10 @@ where
         Arc::new(move |_conn, stream| serve(stream).boxed()),
         Access::Open,
     );
-    let client = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), EndpointConfig::default());
+    let client = Endpoint::new(
+        Keypair::generate(&mut rand::rngs::OsRng),
+        EndpointConfig::default(),
+    );
     Ok((client, server, addr))
 }
 
@@ -75,7 +81,12 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
         streams.push(client.open_stream(&conn, BENCH).await?);
     }
     let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
-    Ok(RrResult::new(NAME, concurrency.max(1), &mut latencies, wall))
+    Ok(RrResult::new(
+        NAME,
+        concurrency.max(1),
+        &mut latencies,
+        wall,
+    ))
 }
 
 /// `n` sequential connections: dial, full upgrade, one `/ipfs/ping/1.0.0`, close.

@@ -43,6 +43,42 @@ pub struct HandshakeConfig<'a> {
     /// Stream muxers to advertise in the payload's `NoiseExtensions`, most preferred first;
     /// empty sends no extensions at all.
     pub stream_muxers: Vec<String>,
+    /// A static key prepared once ([`StaticKey`]); when set, it replaces
+    /// `static_dh_secret` and `stream_muxers`, saving a scalar multiplication and a
+    /// signature per handshake.
+    pub static_key: Option<&'a StaticKey>,
+}
+
+/// A node's static Noise key with its public half and the signed handshake payload,
+/// computed once and reused for every handshake (as rust-libp2p does).
+#[derive(Clone)]
+pub struct StaticKey {
+    secret: [u8; 32],
+    public: [u8; 32],
+    payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for StaticKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StaticKey {
+    /// Derives the public key from `secret` and signs it with `identity`, advertising
+    /// `stream_muxers` in the payload's extensions (none when empty).
+    pub fn new(identity: &Keypair, secret: [u8; 32], stream_muxers: &[String]) -> Self {
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
+        let payload = payload::encode(identity, &public, stream_muxers);
+        Self {
+            secret,
+            public,
+            payload,
+        }
+    }
 }
 
 impl std::fmt::Debug for HandshakeConfig<'_> {
@@ -69,7 +105,14 @@ impl<'a> HandshakeConfig<'a> {
             ephemeral_secret,
             expected_remote: None,
             stream_muxers: Vec::new(),
+            static_key: None,
         }
+    }
+
+    /// Uses a prepared static key instead of `static_dh_secret` and `stream_muxers`.
+    pub fn with_static_key(mut self, key: &'a StaticKey) -> Self {
+        self.static_key = Some(key);
+        self
     }
 
     /// Requires the remote to authenticate as `peer`.
@@ -156,8 +199,17 @@ impl Handshake {
     }
 
     fn new(cfg: HandshakeConfig<'_>, initiator: bool, state: State) -> Self {
-        let xx = Xx::new(cfg.static_dh_secret, cfg.ephemeral_secret);
-        let local_payload = payload::encode(cfg.identity, &xx.local_static(), &cfg.stream_muxers);
+        let (xx, local_payload) = match cfg.static_key {
+            Some(key) => (
+                Xx::with_static_public(key.secret, key.public, cfg.ephemeral_secret, &[]),
+                key.payload.clone(),
+            ),
+            None => {
+                let xx = Xx::new(cfg.static_dh_secret, cfg.ephemeral_secret);
+                let payload = payload::encode(cfg.identity, &xx.local_static(), &cfg.stream_muxers);
+                (xx, payload)
+            }
+        };
         Self {
             xx,
             initiator,

@@ -76,7 +76,7 @@ mod snow_tests;
 mod tests;
 
 pub use error::NoiseError;
-pub use handshake::{Handshake, HandshakeConfig};
+pub use handshake::{Handshake, HandshakeConfig, StaticKey};
 pub use payload::{NoiseExtensions, MAX_HANDSHAKE_PAYLOAD, STATIC_KEY_DOMAIN};
 pub use transport::{
     encrypted_len, NoiseReceiver, NoiseSender, NoiseTransport, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN,

@@ -513,3 +513,22 @@ fn debug_output_never_shows_secrets() {
     assert!(!text.contains("171") && !text.contains("205"), "{text}");
     assert!(!text.to_lowercase().contains("abab") && !text.to_lowercase().contains("cdcd"));
 }
+
+#[test]
+fn a_prepared_static_key_serves_many_handshakes() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    let (alice, bob) = (kp(1), kp(2));
+    let (s, _) = secrets(&mut rng);
+    let key = StaticKey::new(&alice, s, &[]);
+    for _ in 0..3 {
+        let (_, e) = secrets(&mut rng);
+        let mut i =
+            Handshake::initiator(HandshakeConfig::new(&alice, [0; 32], e).with_static_key(&key));
+        let mut r = Handshake::responder(cfg(&bob, &mut rng));
+        drive(&mut i, &mut r).expect("handshake");
+        let (_, bob_sees, _) = r.into_transport().expect("transport");
+        assert_eq!(bob_sees, alice.peer_id());
+        let (_, alice_sees, _) = i.into_transport().expect("transport");
+        assert_eq!(alice_sees, bob.peer_id());
+    }
+}

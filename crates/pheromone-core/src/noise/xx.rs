@@ -76,12 +76,24 @@ impl Xx {
         ephemeral_secret: [u8; KEY_LEN],
         prologue: &[u8],
     ) -> Self {
+        let s_pub = DhPublic::from(&StaticSecret::from(static_secret)).to_bytes();
+        Self::with_static_public(static_secret, s_pub, ephemeral_secret, prologue)
+    }
+
+    /// [`Xx::with_prologue`] with the static public key already computed (it is the same
+    /// for every handshake of a node that keeps its static key).
+    pub(crate) fn with_static_public(
+        static_secret: [u8; KEY_LEN],
+        static_public: [u8; DH_LEN],
+        ephemeral_secret: [u8; KEY_LEN],
+        prologue: &[u8],
+    ) -> Self {
         let s = StaticSecret::from(static_secret);
         let e = StaticSecret::from(ephemeral_secret);
         let mut sym = SymmetricState::new(PROTOCOL_NAME);
         sym.mix_hash(prologue);
         Self {
-            s_pub: DhPublic::from(&s).to_bytes(),
+            s_pub: static_public,
             e_pub: DhPublic::from(&e).to_bytes(),
             s,
             e,

@@ -66,14 +66,20 @@ impl Session {
     }
 
     fn process(&mut self, now: Instant, input: &mut BytesMut) -> Result<(), YamuxError> {
+        if !self.continue_partial_data(input)? {
+            return Ok(());
+        }
         while let Some(header) = frame::peek_header(input, self.max_body)? {
             match header.frame_type {
                 FrameType::Data => {
                     let len = header.length as usize;
                     if input.len() - HEADER_LEN < len {
-                        // Reject what the header alone proves wrong now, rather than
-                        // after buffering up to a window's worth of body.
-                        return self.check_stream_frame(&header);
+                        // Reject what the header alone proves wrong now, then hand over
+                        // the part of the body that is here: buffering a large frame
+                        // until it is whole would cost a copy of every byte.
+                        self.check_stream_frame(&header)?;
+                        input.advance(HEADER_LEN);
+                        return self.start_partial_data(header, input);
                     }
                     input.advance(HEADER_LEN);
                     self.on_stream_frame(header, Body { input, len })?;
@@ -93,6 +99,70 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Delivers the first `input.len()` bytes of a data frame whose body is longer, as a
+    /// frame of its own with the opening flags (SYN, ACK); the rest, with the closing flags
+    /// (FIN, RST), is remembered in `partial_data`. The frame was checked whole.
+    fn start_partial_data(
+        &mut self,
+        header: Header,
+        input: &mut BytesMut,
+    ) -> Result<(), YamuxError> {
+        let avail = input.len() as u32;
+        let closing =
+            Flags::from_bits(header.flags.bits() & (Flags::FIN.bits() | Flags::RST.bits()));
+        let opening = Flags::from_bits(header.flags.bits() & !closing.bits());
+        let first = Header {
+            flags: opening,
+            length: avail,
+            ..header
+        };
+        self.partial_data = Some(Header {
+            flags: closing,
+            length: header.length - avail,
+            ..header
+        });
+        self.on_stream_frame(
+            first,
+            Body {
+                input,
+                len: avail as usize,
+            },
+        )
+    }
+
+    /// Continues a data frame begun in an earlier call. `Ok(true)` when it is complete and
+    /// the next frame header may be parsed.
+    fn continue_partial_data(&mut self, input: &mut BytesMut) -> Result<bool, YamuxError> {
+        let Some(rest) = self.partial_data.take() else {
+            return Ok(true);
+        };
+        let len = rest.length as usize;
+        if input.len() >= len {
+            self.on_stream_frame(rest, Body { input, len })?;
+            return Ok(true);
+        }
+        let avail = input.len() as u32;
+        self.partial_data = Some(Header {
+            length: rest.length - avail,
+            ..rest
+        });
+        if avail > 0 {
+            let part = Header {
+                flags: Flags::NONE,
+                length: avail,
+                ..rest
+            };
+            self.on_stream_frame(
+                part,
+                Body {
+                    input,
+                    len: avail as usize,
+                },
+            )?;
+        }
+        Ok(false)
     }
 
     /// The checks of [`Session::on_stream_frame`] that need no state change, for a data

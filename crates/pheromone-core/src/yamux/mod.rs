@@ -66,7 +66,7 @@ mod tests;
 pub use config::{Config, Mode};
 pub use error::{StreamError, YamuxError};
 pub use event::Event;
-pub use frame::GoAwayCode;
+pub use frame::{GoAwayCode, HEADER_LEN};
 pub use session::Session;
 pub use stream::{ReadOutcome, StreamId, StreamState};
 

@@ -79,6 +79,9 @@ pub struct Session {
     pub(crate) ping_outstanding: Option<(u32, Instant)>,
     ping_nonce: u32,
     pub(crate) last_input_at: Instant,
+    /// The rest of a data frame whose header and first bytes were consumed: the body still
+    /// to come (length) and the flags that apply at its end (FIN, RST).
+    pub(crate) partial_data: Option<Header>,
 }
 
 /// Appends a frame header to the outgoing buffer.
@@ -131,6 +134,7 @@ impl Session {
             ping_outstanding: None,
             ping_nonce: 0,
             last_input_at: now,
+            partial_data: None,
         }
     }
 
@@ -361,13 +365,22 @@ impl Session {
         match stream.state() {
             StreamState::Reset | StreamState::Closed => {}
             StreamState::ReadClosed if stream.recv.is_empty() => {
-                put(&mut self.out, Header::window_update(id.get(), Flags::FIN, 0));
+                put(
+                    &mut self.out,
+                    Header::window_update(id.get(), Flags::FIN, 0),
+                );
             }
             _ => {
                 if !stream.write_closed {
-                    put(&mut self.out, Header::window_update(id.get(), Flags::FIN, 0));
+                    put(
+                        &mut self.out,
+                        Header::window_update(id.get(), Flags::FIN, 0),
+                    );
                 }
-                put(&mut self.out, Header::window_update(id.get(), Flags::RST, 0));
+                put(
+                    &mut self.out,
+                    Header::window_update(id.get(), Flags::RST, 0),
+                );
             }
         }
         self.remove_stream(id.get());

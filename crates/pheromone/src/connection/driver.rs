@@ -10,10 +10,10 @@
 
 use super::shared::{Shared, ToWake};
 use super::ConnectionError;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use pheromone_core::multistream::Dialer;
 use pheromone_core::noise::{NoiseReceiver, NoiseSender};
-use pheromone_core::yamux::{Event, YamuxError};
+use pheromone_core::yamux::{Event, YamuxError, HEADER_LEN};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub(crate) struct Driver {
     read_buf: BytesMut,
     /// Plaintext not yet consumed by the session (a partial yamux frame at most).
     plain_in: BytesMut,
+    /// Decrypted frames not yet fed to the session (kept to reuse its allocation).
+    decrypted: Vec<BytesMut>,
     /// Bytes from the handshake wait in the buffers: process them before reading.
     feed_pending: bool,
     /// The lazy `/yamux/1.0.0` proposal still waiting for the listener's confirmation.
@@ -73,6 +75,7 @@ impl Driver {
             sender,
             receiver,
             feed_pending: !read_buf.is_empty() || !plain_in.is_empty(),
+            decrypted: Vec::new(),
             read_buf,
             plain_in,
             muxer_confirmation,
@@ -125,7 +128,6 @@ impl Driver {
     /// Decrypts complete frames and feeds the session; `force` feeds even when no new frame
     /// arrived (plaintext left over from the handshake).
     fn decrypt_and_feed(&mut self, force: bool) -> Result<(), ConnectionError> {
-        let mut got_any = false;
         while let Some(frame) = self
             .receiver
             .decrypt_frame(&mut self.read_buf)
@@ -134,40 +136,57 @@ impl Driver {
                 reason: e.to_string(),
             })?
         {
-            got_any = true;
-            if self.plain_in.is_empty() {
-                self.plain_in = frame;
-            } else {
+            self.decrypted.push(frame);
+        }
+        if self.decrypted.is_empty() && !force {
+            return Ok(());
+        }
+        if self.muxer_confirmation.is_some() {
+            for frame in self.decrypted.drain(..) {
                 self.plain_in.extend_from_slice(&frame);
             }
-        }
-        if !got_any && !force {
-            return Ok(());
-        }
-        if let Some(dialer) = self.muxer_confirmation.as_mut() {
-            dialer.handle_input(&mut self.plain_in);
-            match dialer.poll_outcome() {
-                None => return Ok(()),
-                Some(Ok(_)) => self.muxer_confirmation = None,
-                Some(Err(e)) => {
-                    return Err(ConnectionError::Yamux {
-                        peer: self.peer(),
-                        reason: format!("remote refused {}: {e}", crate::upgrade::YAMUX_PROTOCOL),
-                    })
-                }
+            if !self.check_muxer_confirmation()? {
+                return Ok(());
             }
-        }
-        if self.plain_in.is_empty() {
-            return Ok(());
         }
         let now = Instant::now();
         let mut state = self.shared.lock();
-        let result = state.session.handle_input(now, &mut self.plain_in);
+        let mut result = Ok(());
+        if !self.plain_in.is_empty() {
+            result = state.session.handle_input(now, &mut self.plain_in);
+        }
+        let mut frames = std::mem::take(&mut self.decrypted);
+        for frame in frames.drain(..) {
+            if result.is_err() {
+                break;
+            }
+            result = feed_frame(&mut state.session, now, &mut self.plain_in, frame);
+        }
+        self.decrypted = frames;
         let mut to_wake = ToWake::default();
         dispatch_events(&mut state, &mut to_wake);
         drop(state);
         to_wake.wake();
         result.map_err(|e| self.yamux_error(e))
+    }
+
+    /// Checks the listener's answer to our lazy `/yamux/1.0.0`; `Ok(true)` once confirmed.
+    fn check_muxer_confirmation(&mut self) -> Result<bool, ConnectionError> {
+        let Some(dialer) = self.muxer_confirmation.as_mut() else {
+            return Ok(true);
+        };
+        dialer.handle_input(&mut self.plain_in);
+        match dialer.poll_outcome() {
+            None => Ok(false),
+            Some(Ok(_)) => {
+                self.muxer_confirmation = None;
+                Ok(true)
+            }
+            Some(Err(e)) => Err(ConnectionError::Yamux {
+                peer: self.peer(),
+                reason: format!("remote refused {}: {e}", crate::upgrade::YAMUX_PROTOCOL),
+            }),
+        }
     }
 
     fn yamux_error(&self, e: YamuxError) -> ConnectionError {
@@ -218,7 +237,7 @@ impl Driver {
                     return Err(ConnectionError::ClosedByRemote { peer: self.peer() })
                 }
                 Poll::Ready(Ok(n)) => {
-                    let _ = self.write_buf.split_to(n);
+                    self.write_buf.advance(n);
                     if self.write_buf.is_empty() {
                         // Keep the allocation: reset to the start of the buffer.
                         self.write_buf.clear();
@@ -306,6 +325,30 @@ impl Driver {
             let _ = self.socket.try_write(&self.write_buf);
         }
     }
+}
+
+/// Feeds one decrypted Noise frame to the session without copying it, except for the few
+/// bytes that complete a frame header left over from the previous one (the session takes
+/// partial data bodies as they come, so only a header can be left over).
+fn feed_frame(
+    session: &mut pheromone_core::yamux::Session,
+    now: Instant,
+    plain_in: &mut BytesMut,
+    mut frame: BytesMut,
+) -> Result<(), YamuxError> {
+    if !plain_in.is_empty() {
+        let take = HEADER_LEN.saturating_sub(plain_in.len()).min(frame.len());
+        plain_in.extend_from_slice(&frame[..take]);
+        frame.advance(take);
+        session.handle_input(now, plain_in)?;
+        if !plain_in.is_empty() {
+            // Still not a whole frame (or more than a header was waiting): append the rest.
+            plain_in.extend_from_slice(&frame);
+            return session.handle_input(now, plain_in);
+        }
+    }
+    *plain_in = frame;
+    session.handle_input(now, plain_in)
 }
 
 /// Turns session events into wake-ups of the tasks waiting for them.

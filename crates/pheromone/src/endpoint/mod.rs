@@ -26,6 +26,7 @@ use futures::FutureExt;
 use pheromone_core::addr::{Multiaddr, Protocol};
 use pheromone_core::identify::IdentifyInfo;
 use pheromone_core::identity::{Keypair, PeerId};
+use pheromone_core::noise::StaticKey;
 use router::Router;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,6 +63,7 @@ pub struct Endpoint {
 
 struct Inner {
     keypair: Keypair,
+    static_key: StaticKey,
     peer_id: PeerId,
     config: EndpointConfig,
     router: Router,
@@ -90,6 +92,7 @@ impl Endpoint {
         let endpoint = Self {
             inner: Arc::new(Inner {
                 peer_id: keypair.peer_id(),
+                static_key: upgrade::static_key(&keypair),
                 keypair,
                 transport: TcpTransport::new(config.tcp.clone()),
                 handshake_slots: Arc::new(Semaphore::new(config.max_pending_handshakes)),
@@ -151,6 +154,10 @@ impl Endpoint {
                 perf_access,
             );
         }
+    }
+
+    fn identity(&self) -> (&Keypair, &StaticKey) {
+        (&self.inner.keypair, &self.inner.static_key)
     }
 
     /// This endpoint's peer ID.
@@ -271,8 +278,7 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                let result =
-                    upgrade::inbound(socket, &this.inner.keypair, &this.inner.config).await;
+                let result = upgrade::inbound(socket, this.identity(), &this.inner.config).await;
                 drop(permit);
                 match result {
                     Ok(upgraded) => {
@@ -324,7 +330,7 @@ impl Endpoint {
         }
         let socket = self.inner.transport.dial(addr).await?;
         let upgraded =
-            upgrade::outbound(socket, &self.inner.keypair, expected, &self.inner.config).await?;
+            upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?;
         Ok(self.adopt(upgraded))
     }
 

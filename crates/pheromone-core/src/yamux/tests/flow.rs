@@ -491,3 +491,31 @@ fn answer_completed_with_fin_survives_a_following_reset() {
         (0, 0)
     );
 }
+
+#[test]
+fn large_frames_delivered_piecewise_keep_data_and_flags() {
+    // Bodies arriving in pieces (as Noise frames cut them) are handed over as they come,
+    // SYN on the first piece and FIN only after the last.
+    for piece in [1usize, 7, 11, 12, 13, 4096, 65519] {
+        let mut client =
+            super::super::Session::new(super::super::Mode::Client, Config::default(), super::t0());
+        let mut server =
+            super::super::Session::new(super::super::Mode::Server, Config::default(), super::t0());
+        let id = client.open_stream().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(client.write(id, &data).unwrap(), data.len());
+        client.close_write(id).unwrap();
+        let wire = client.outgoing().split();
+        let mut input = bytes::BytesMut::new();
+        for chunk in wire.chunks(piece) {
+            input.extend_from_slice(chunk);
+            server.handle_input(super::t0(), &mut input).unwrap();
+            assert!(
+                input.len() < 12,
+                "only a partial header may wait, piece {piece}"
+            );
+        }
+        assert_eq!(server.accept_stream(), Some(id));
+        assert_eq!(read_all(&mut server, id), (data, true), "piece {piece}");
+    }
+}
