@@ -16,7 +16,6 @@ use pheromone_core::identify::IdentifyInfo;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
 /// Each test finishes in well under a second; the bound only turns a hang into a failure.
@@ -120,27 +119,6 @@ async fn check_libp2p_sees_us(theirs: &mut Libp2pPeer, ours: &Endpoint, observed
     assert_eq!(info.agent_version, ours.config().agent_version);
 }
 
-/// Our inbound connection from `peer`, once its upgrade has finished.
-async fn inbound_from(ours: &Endpoint, peer: pheromone::PeerId) -> Connection {
-    loop {
-        if let Some(c) = ours
-            .connections()
-            .into_iter()
-            .find(|c| c.remote_peer() == peer)
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Our `/p2p/`-suffixed address for the libp2p peer.
-fn their_addr(theirs: &Libp2pPeer) -> Multiaddr {
-    from_libp2p_addr(&theirs.listen_addr)
-        .with_p2p(from_libp2p_peer(&theirs.peer_id))
-        .expect("p2p suffix")
-}
-
 async fn ping_several(ours: &Endpoint, conn: &Connection) {
     for _ in 0..PINGS {
         let rtt = ours.ping(conn).await.expect("our ping of libp2p");
@@ -153,7 +131,7 @@ async fn we_dial_libp2p_then_ping_and_identify_both_ways() {
     bounded(async {
         let (ours, _) = common::endpoint().await;
         let mut theirs = Libp2pPeer::spawn(ECHO).await;
-        let conn = ours.dial(&their_addr(&theirs)).await.expect("dial libp2p");
+        let conn = ours.dial(&theirs.addr()).await.expect("dial libp2p");
         assert_eq!(conn.remote_peer(), from_libp2p_peer(&theirs.peer_id));
         ping_several(&ours, &conn).await;
         let info = ours.identify(&conn).await.expect("identify libp2p");
@@ -171,13 +149,14 @@ async fn we_dial_libp2p_then_ping_and_identify_both_ways() {
 async fn libp2p_dials_us_then_ping_and_identify_both_ways() {
     bounded(async {
         let (ours, our_addr) = common::endpoint().await;
-        let mut theirs = Libp2pPeer::spawn(ECHO).await;
+        // This side also sends a signed peer record in identify, as go-libp2p does.
+        let mut theirs = Libp2pPeer::spawn_with(ECHO, true).await;
         let peer = theirs
             .dial(to_libp2p_addr(&our_addr))
             .await
             .expect("libp2p dials us");
         assert_eq!(peer, to_libp2p_peer(&ours.peer_id()));
-        let conn = inbound_from(&ours, from_libp2p_peer(&theirs.peer_id)).await;
+        let conn = common::connection_from(&ours, from_libp2p_peer(&theirs.peer_id)).await;
         ping_several(&ours, &conn).await;
         let info = ours.identify(&conn).await.expect("identify libp2p");
         // libp2p reports the address it dialled as the one it sees us at.
@@ -193,16 +172,9 @@ async fn hundred_concurrent_streams_each_way_with_libp2p() {
     bounded(async {
         let (ours, _) = common::endpoint().await;
         let mut theirs = Libp2pPeer::spawn(ECHO).await;
-        let conn = ours.dial(&their_addr(&theirs)).await.expect("dial libp2p");
+        let conn = ours.dial(&theirs.addr()).await.expect("dial libp2p");
         let us = to_libp2p_peer(&ours.peer_id());
-        // Our dial can finish before libp2p's swarm has registered the connection; libp2p
-        // would then try to dial us itself to open its streams.
-        theirs
-            .wait_for(|event| match event {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == us => Some(()),
-                _ => None,
-            })
-            .await;
+        theirs.wait_connected(us).await;
         let mut tasks = Vec::with_capacity(2 * STREAMS);
         for i in 0..STREAMS {
             // Ours to libp2p's echo.
@@ -211,7 +183,7 @@ async fn hundred_concurrent_streams_each_way_with_libp2p() {
             tasks.push(tokio::spawn(async move {
                 let data = payload(i, 0);
                 let stream = ours.open_stream(&conn, ECHO).await.expect("open to libp2p");
-                let back = echo_round_trip(stream, &data).await;
+                let back = common::echo_round_trip(stream, &data).await;
                 assert!(
                     back == data,
                     "our stream {i}: got {} bytes back, sent {}",
@@ -227,7 +199,7 @@ async fn hundred_concurrent_streams_each_way_with_libp2p() {
                     .open_stream(us, libp2p::StreamProtocol::new(ECHO))
                     .await
                     .expect("libp2p opens a stream to us");
-                let back = echo_round_trip(stream.compat(), &data).await;
+                let back = common::echo_round_trip(stream.compat(), &data).await;
                 assert!(
                     back == data,
                     "libp2p stream {i}: got {} bytes back, sent {}",
@@ -273,23 +245,4 @@ async fn dialing_libp2p_as_the_wrong_peer_fails_naming_both() {
 /// A distinct payload of 10 to 100 KB for stream `i` of `side`.
 fn payload(i: usize, side: u8) -> Vec<u8> {
     pattern(10_000 + i * 900, (i as u8).wrapping_mul(2) ^ side)
-}
-
-/// Writes `data` and closes our side while reading everything the echo sends back.
-async fn echo_round_trip<S>(stream: S, data: &[u8]) -> Vec<u8>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
-{
-    let (mut r, mut w) = tokio::io::split(stream);
-    let writer = async {
-        w.write_all(data).await.expect("write");
-        w.shutdown().await.expect("close our side");
-    };
-    let reader = async {
-        let mut back = Vec::with_capacity(data.len());
-        r.read_to_end(&mut back).await.expect("read the echo");
-        back
-    };
-    let ((), back) = tokio::join!(writer, reader);
-    back
 }

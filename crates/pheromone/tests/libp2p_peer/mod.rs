@@ -49,6 +49,9 @@ enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, String>>,
     },
+    /// Close every connection to `peer` the way libp2p does it (yamux GoAway, then the
+    /// socket); the test watches for the result.
+    Disconnect { peer: PeerId },
 }
 
 /// A running libp2p peer; dropping it stops the swarm.
@@ -71,8 +74,14 @@ impl Drop for Libp2pPeer {
 
 impl Libp2pPeer {
     /// Starts a swarm listening on an ephemeral loopback port and echoing streams of
-    /// `echo_protocol`.
+    /// `echo_protocol`, with rust-libp2p's default identify (no signed peer record).
     pub async fn spawn(echo_protocol: &'static str) -> Self {
+        Self::spawn_with(echo_protocol, false).await
+    }
+
+    /// Like [`spawn`](Self::spawn); with `signed_peer_record`, identify also sends a signed
+    /// peer record (field 8, as go-libp2p always does), which we must skip.
+    pub async fn spawn_with(echo_protocol: &'static str, signed_peer_record: bool) -> Self {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
@@ -85,8 +94,15 @@ impl Libp2pPeer {
             .with_behaviour(|key| PeerBehaviour {
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 identify: identify::Behaviour::new(
-                    identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
-                        .with_agent_version(AGENT_VERSION.to_owned()),
+                    if signed_peer_record {
+                        identify::Config::new_with_signed_peer_record(
+                            PROTOCOL_VERSION.to_owned(),
+                            key,
+                        )
+                    } else {
+                        identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
+                    }
+                    .with_agent_version(AGENT_VERSION.to_owned()),
                 ),
                 echo: Echo::new(echo_protocol),
                 stream: libp2p_stream::Behaviour::new(),
@@ -129,6 +145,32 @@ impl Libp2pPeer {
         answer.await.map_err(|_| "swarm task stopped".to_owned())?
     }
 
+    /// Its listen address with `/p2p/`, in our type, for dialling it.
+    pub fn addr(&self) -> pheromone::Multiaddr {
+        from_libp2p_addr(&self.listen_addr)
+            .with_p2p(from_libp2p_peer(&self.peer_id))
+            .expect("p2p suffix")
+    }
+
+    /// Waits until the swarm has a connection with `peer`. Our side of an upgrade can finish
+    /// before libp2p's swarm has registered the connection, and a stream libp2p opens before
+    /// then makes it try to dial the peer itself.
+    pub async fn wait_connected(&mut self, peer: PeerId) {
+        self.wait_for(|event| match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asks libp2p to close its connections to `peer`.
+    pub async fn disconnect(&self, peer: PeerId) {
+        self.commands
+            .send(Command::Disconnect { peer })
+            .await
+            .expect("swarm task stopped");
+    }
+
     /// Waits for the first swarm event `select` picks, skipping the others.
     pub async fn wait_for<T>(&mut self, mut select: impl FnMut(Event) -> Option<T>) -> T {
         loop {
@@ -162,6 +204,9 @@ async fn drive(
                             let _ = reply.send(Err(e.to_string()));
                         }
                     }
+                }
+                Some(Command::Disconnect { peer }) => {
+                    let _ = swarm.disconnect_peer_id(peer);
                 }
             },
             event = swarm.select_next_some() => {
