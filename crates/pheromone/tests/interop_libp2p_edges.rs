@@ -1,6 +1,7 @@
 //! Interop with rust-libp2p at the edges: refused protocols in both directions (lazy and
 //! confirmed), a bulk transfer far past the initial yamux window each way, our keep-alive
-//! pings answered, and connections closed gracefully from either side.
+//! pings answered, connections closed gracefully from either side, and libp2p dialling us
+//! while expecting another peer.
 
 mod common;
 mod libp2p_peer;
@@ -177,6 +178,28 @@ async fn libp2p_closing_ends_our_connection_and_streams() {
             .expect_err("the stream ends with the connection");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
         assert!(ours.connections().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn libp2p_expecting_another_peer_leaves_nothing_behind() {
+    bounded(async {
+        let (ours, our_addr) = common::endpoint().await;
+        let theirs = Libp2pPeer::spawn(ECHO).await;
+        let someone_else = pheromone::Keypair::generate(&mut rand::rngs::OsRng).peer_id();
+        let wrong = our_addr.without_p2p().with_p2p(someone_else).expect("addr");
+        let err = theirs
+            .dial(libp2p_peer::to_libp2p_addr(&wrong))
+            .await
+            .expect_err("libp2p must refuse us");
+        // libp2p names who actually answered: us, as our Noise handshake proved.
+        assert!(err.contains(&ours.peer_id().to_string()), "{err}");
+        // Whatever our side made of the aborted upgrade, it must not keep a connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while !ours.connections().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     })
     .await;
 }
