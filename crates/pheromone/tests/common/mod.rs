@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use futures::FutureExt;
-use pheromone::{Access, Endpoint, EndpointConfig, Keypair, Multiaddr};
+use pheromone::{Access, Connection, Endpoint, EndpointConfig, Keypair, Multiaddr, PeerId};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const ECHO: &str = "/test/echo/1.0.0";
 
@@ -48,4 +49,35 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// The endpoint's connection with `peer`, once its upgrade has finished.
+pub async fn connection_from(endpoint: &Endpoint, peer: PeerId) -> Connection {
+    loop {
+        if let Some(c) = endpoint
+            .connections()
+            .into_iter()
+            .find(|c| c.remote_peer() == peer)
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Writes `data` to an echoing stream and closes our side while reading everything that
+/// comes back.
+pub async fn echo_round_trip<S: AsyncRead + AsyncWrite>(stream: S, data: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(stream);
+    let writer = async {
+        w.write_all(data).await.expect("write");
+        w.shutdown().await.expect("close our side");
+    };
+    let reader = async {
+        let mut back = Vec::with_capacity(data.len());
+        r.read_to_end(&mut back).await.expect("read the echo");
+        back
+    };
+    let ((), back) = tokio::join!(writer, reader);
+    back
 }
