@@ -96,7 +96,12 @@ pub async fn dialer(mut stream: Stream, protocol: &str) -> Result<Stream, Negoti
 /// `io::Error` wrapping [`NegotiateError`] — is read on the stream's first read.
 pub async fn dialer_lazy(mut stream: Stream, protocol: &str) -> Result<Stream, NegotiateError> {
     let mut dialer = Dialer::lazy(protocol.to_owned())?;
-    flush_transmits(&mut stream, || dialer.poll_transmit()).await?;
+    let mut proposal = Vec::new();
+    while let Some(bytes) = dialer.poll_transmit() {
+        proposal.extend_from_slice(&bytes);
+    }
+    // Sent in front of the caller's first write, so proposal and request share a frame.
+    stream.set_prefix(proposal.into());
     stream.expect_confirmation(dialer);
     Ok(stream)
 }

@@ -385,13 +385,14 @@ fn start(
     let session = Session::new(mode, config.connection.yamux.clone(), Instant::now());
     let shared = Arc::new(Shared::new(
         session,
+        io.socket,
+        sender,
         info.remote_peer,
         config.connection.send_buffer_high_water,
     ));
     let driver = Driver::new(
-        io.socket,
         shared.clone(),
-        (sender, receiver),
+        receiver,
         (io.buf, plaintext),
         muxer_confirmation,
         config.connection.close_grace,

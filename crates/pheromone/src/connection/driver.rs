@@ -8,19 +8,18 @@
 //! on the shared state is held only for the session calls, never while encrypting or
 //! touching the socket.
 
-use super::shared::{Shared, ToWake};
+use super::read_buffers::ReadBuffers;
+use super::shared::{Flush, Shared, ToWake};
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
 use pheromone_core::multistream::Dialer;
-use pheromone_core::noise::{NoiseReceiver, NoiseSender};
+use pheromone_core::noise::NoiseReceiver;
 use pheromone_core::yamux::{Event, YamuxError, HEADER_LEN};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 /// Ciphertext read per `read` call; a little over one full Noise frame.
@@ -32,12 +31,10 @@ const ROUNDS_PER_POLL: usize = 16;
 
 /// Drives one connection until it closes.
 pub(crate) struct Driver {
-    socket: TcpStream,
     shared: Arc<Shared>,
-    sender: NoiseSender,
     receiver: NoiseReceiver,
     /// Ciphertext read from the socket, not yet decrypted (a partial frame at most).
-    read_buf: BytesMut,
+    read_bufs: ReadBuffers,
     /// Plaintext not yet consumed by the session (a partial yamux frame at most).
     plain_in: BytesMut,
     /// Decrypted frames not yet fed to the session (kept to reuse its allocation).
@@ -46,13 +43,11 @@ pub(crate) struct Driver {
     feed_pending: bool,
     /// The lazy `/yamux/1.0.0` proposal still waiting for the listener's confirmation.
     muxer_confirmation: Option<Dialer>,
-    /// Ciphertext waiting for the socket.
-    write_buf: BytesMut,
-    /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
-    spare: BytesMut,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
+    /// Ciphertext is waiting for the socket to become writable.
+    flush_pending: bool,
     close_grace: std::time::Duration,
 }
 
@@ -61,29 +56,25 @@ impl Driver {
     /// `muxer_confirmation` is the dialer's lazy `/yamux/1.0.0` proposal, whose answer must
     /// be the first plaintext we receive.
     pub(crate) fn new(
-        socket: TcpStream,
         shared: Arc<Shared>,
-        (sender, receiver): (NoiseSender, NoiseReceiver),
+        receiver: NoiseReceiver,
         leftover: (BytesMut, BytesMut),
         muxer_confirmation: Option<Dialer>,
         close_grace: std::time::Duration,
     ) -> Self {
         let (read_buf, plain_in) = leftover;
         Self {
-            socket,
             shared,
-            sender,
             receiver,
             feed_pending: !read_buf.is_empty() || !plain_in.is_empty(),
             decrypted: Vec::new(),
-            read_buf,
+            read_bufs: ReadBuffers::new(read_buf),
             plain_in,
             muxer_confirmation,
-            write_buf: BytesMut::with_capacity(READ_CHUNK),
-            spare: BytesMut::with_capacity(READ_CHUNK),
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_deadline: None,
             close_deadline: None,
+            flush_pending: false,
             close_grace,
         }
     }
@@ -99,26 +90,28 @@ impl Driver {
         }
         let mut total = 0;
         while total < READ_BUDGET {
-            self.read_buf.reserve(READ_CHUNK);
-            let n = {
-                let spare = self.read_buf.spare_capacity_mut();
-                let mut buf = ReadBuf::uninit(spare);
-                match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
-                    Poll::Pending => break,
-                    Poll::Ready(Err(e)) => {
-                        return Err(ConnectionError::Io {
-                            peer: self.peer(),
-                            reason: e.to_string(),
-                        })
-                    }
-                    Poll::Ready(Ok(())) => buf.filled().len(),
+            match self.shared.socket.poll_read_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    return Err(ConnectionError::Io {
+                        peer: self.peer(),
+                        reason: e.to_string(),
+                    })
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            self.read_bufs.reserve(READ_CHUNK);
+            let n = match self.shared.socket.try_read_buf(self.read_bufs.current()) {
+                Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer() }),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    return Err(ConnectionError::Io {
+                        peer: self.peer(),
+                        reason: e.to_string(),
+                    })
                 }
             };
-            if n == 0 {
-                return Err(ConnectionError::ClosedByRemote { peer: self.peer() });
-            }
-            // SAFETY: `poll_read` initialised and filled the first `n` spare bytes.
-            unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
             total += n;
             self.decrypt_and_feed(false)?;
         }
@@ -130,7 +123,7 @@ impl Driver {
     fn decrypt_and_feed(&mut self, force: bool) -> Result<(), ConnectionError> {
         while let Some(frame) = self
             .receiver
-            .decrypt_frame(&mut self.read_buf)
+            .decrypt_frame(self.read_bufs.current())
             .map_err(|e| ConnectionError::Noise {
                 peer: self.peer(),
                 reason: e.to_string(),
@@ -201,57 +194,29 @@ impl Driver {
         }
     }
 
-    /// Moves the session's outgoing plaintext into the ciphertext buffer.
-    fn encrypt_outgoing(&mut self) -> Result<bool, ConnectionError> {
-        let mut to_wake = ToWake::default();
-        {
-            let mut state = self.shared.lock();
-            if state.session.outgoing().is_empty() {
-                return Ok(false);
+    /// Sends what the session has queued until the socket is full, and if it is full,
+    /// registers for writability. Sets `flush_pending` while ciphertext waits.
+    fn poll_socket_write(&mut self, cx: &mut Context<'_>) -> Result<(), ConnectionError> {
+        for _ in 0..ROUNDS_PER_POLL {
+            if self.shared.flush()? == Flush::Done {
+                self.flush_pending = false;
+                return Ok(());
             }
-            std::mem::swap(state.session.outgoing(), &mut self.spare);
-            for w in state.parked_writers.drain(..) {
-                to_wake.push(Some(w));
-            }
-        }
-        to_wake.wake();
-        let result = self.sender.encrypt(&self.spare, &mut self.write_buf);
-        self.spare.clear();
-        result.map_err(|e| ConnectionError::Noise {
-            peer: self.peer(),
-            reason: e.to_string(),
-        })?;
-        Ok(true)
-    }
-
-    /// Writes ciphertext until the socket is full or the buffer empty.
-    fn poll_socket_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
-        let mut progress = false;
-        loop {
-            if self.write_buf.is_empty() && !self.encrypt_outgoing()? {
-                return Ok(progress);
-            }
-            match Pin::new(&mut self.socket).poll_write(cx, &self.write_buf) {
-                Poll::Pending => return Ok(progress),
-                Poll::Ready(Ok(0)) => {
-                    return Err(ConnectionError::ClosedByRemote { peer: self.peer() })
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.write_buf.advance(n);
-                    if self.write_buf.is_empty() {
-                        // Keep the allocation: reset to the start of the buffer.
-                        self.write_buf.clear();
-                    }
-                    progress = true;
-                }
+            self.flush_pending = true;
+            match self.shared.socket.poll_write_ready(cx) {
+                Poll::Pending => return Ok(()),
                 Poll::Ready(Err(e)) => {
                     return Err(ConnectionError::Io {
                         peer: self.peer(),
                         reason: e.to_string(),
                     })
                 }
+                // Stale readiness: the next `try_write` clears it or makes progress.
+                Poll::Ready(Ok(())) => {}
             }
         }
+        cx.waker().wake_by_ref();
+        Ok(())
     }
 
     /// Runs the session's timers. `Ok(true)` when a timer fired.
@@ -297,7 +262,7 @@ impl Driver {
             return false;
         };
         let streams_done = state.session.num_streams() == 0 || Instant::now() >= deadline;
-        streams_done && state.session.outgoing().is_empty() && self.write_buf.is_empty()
+        streams_done && state.session.outgoing().is_empty() && !self.flush_pending
     }
 
     fn register_waker(&self, cx: &mut Context<'_>) {
@@ -314,16 +279,14 @@ impl Driver {
             self.close_deadline = Some(Instant::now() + self.close_grace);
         }
         let read = self.poll_socket_read(cx)?;
-        let wrote = self.poll_socket_write(cx)?;
+        self.poll_socket_write(cx)?;
         let fired = self.poll_timer(cx)?;
-        Ok(read || wrote || fired)
+        Ok(read || fired)
     }
 
     /// Best effort: push out whatever is queued (a GoAway after an error) without waiting.
     fn flush_now(&mut self) {
-        if self.encrypt_outgoing().is_ok() && !self.write_buf.is_empty() {
-            let _ = self.socket.try_write(&self.write_buf);
-        }
+        let _ = self.shared.flush();
     }
 }
 

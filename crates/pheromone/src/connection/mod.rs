@@ -10,6 +10,7 @@
 //! connections and [`crate::negotiate`] picks a protocol per stream.
 
 pub(crate) mod driver;
+mod read_buffers;
 mod shared;
 mod stream;
 

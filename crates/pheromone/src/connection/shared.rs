@@ -4,14 +4,23 @@
 //! Every method takes the lock for a few non-blocking steps and releases it before waking
 //! anyone; nothing here awaits. Errors are stored once (`closed`) and handed to every later
 //! caller, so a stream learns why its connection died.
+//!
+//! Sending is write-through: whoever queued bytes in the session (a stream's write, a read
+//! that returns window, the driver) encrypts and writes them to the socket at once if the
+//! writer lock is free and the socket takes them, so a request costs no wake-up of the
+//! driver task. Only when the socket is full, or another task holds the writer, is the
+//! driver woken to finish the job. Lock order: `writer` before `state`.
 
 use super::ConnectionError;
+use bytes::{Buf, BytesMut};
 use pheromone_core::identity::PeerId;
+use pheromone_core::noise::NoiseSender;
 use pheromone_core::yamux::{self, Session, StreamId};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// Wakers of one stream's reader and writer.
 #[derive(Default)]
@@ -36,9 +45,29 @@ pub(super) struct State {
     pub(super) rtt: Option<Duration>,
 }
 
+/// The sending half: the Noise sender and the ciphertext not yet taken by the socket.
+pub(super) struct Writer {
+    sender: NoiseSender,
+    /// Ciphertext waiting for the socket.
+    buf: BytesMut,
+    /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
+    spare: BytesMut,
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// Everything queued is in the socket.
+    Done,
+    /// The socket is full; the driver must wait for it to become writable.
+    Blocked,
+}
+
 /// The shared half of a connection.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    writer: Mutex<Writer>,
+    pub(super) socket: TcpStream,
     pub(super) peer: PeerId,
     pub(super) high_water: usize,
 }
@@ -62,8 +91,20 @@ impl ToWake {
 }
 
 impl Shared {
-    pub(crate) fn new(session: Session, peer: PeerId, high_water: usize) -> Self {
+    pub(crate) fn new(
+        session: Session,
+        socket: TcpStream,
+        sender: NoiseSender,
+        peer: PeerId,
+        high_water: usize,
+    ) -> Self {
         Self {
+            writer: Mutex::new(Writer {
+                sender,
+                buf: BytesMut::with_capacity(256 * 1024),
+                spare: BytesMut::with_capacity(256 * 1024),
+            }),
+            socket,
             state: Mutex::new(State {
                 session,
                 wakers: HashMap::new(),
@@ -86,6 +127,85 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Encrypts what the session has queued and writes what the socket takes without
+    /// blocking. Callers hold the writer; see [`Shared::flush_or_wake`] for the usual entry.
+    pub(super) fn flush_locked(&self, writer: &mut Writer) -> Result<Flush, ConnectionError> {
+        loop {
+            if writer.buf.is_empty() && !self.take_outgoing(writer)? {
+                return Ok(Flush::Done);
+            }
+            match self.socket.try_write(&writer.buf) {
+                Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer }),
+                Ok(n) => {
+                    writer.buf.advance(n);
+                    if writer.buf.is_empty() {
+                        writer.buf.clear();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) => {
+                    return Err(ConnectionError::Io {
+                        peer: self.peer,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Moves the session's outgoing plaintext into the writer as ciphertext; false when
+    /// there was nothing to move.
+    fn take_outgoing(&self, writer: &mut Writer) -> Result<bool, ConnectionError> {
+        let mut to_wake = ToWake::default();
+        {
+            let mut state = self.lock();
+            if state.session.outgoing().is_empty() {
+                return Ok(false);
+            }
+            std::mem::swap(state.session.outgoing(), &mut writer.spare);
+            for w in state.parked_writers.drain(..) {
+                to_wake.push(Some(w));
+            }
+        }
+        to_wake.wake();
+        let result = writer.sender.encrypt(&writer.spare, &mut writer.buf);
+        writer.spare.clear();
+        result.map_err(|e| ConnectionError::Noise {
+            peer: self.peer,
+            reason: e.to_string(),
+        })?;
+        Ok(true)
+    }
+
+    /// The driver's flush: waits for the writer lock (held only for non-blocking steps).
+    pub(super) fn flush(&self) -> Result<Flush, ConnectionError> {
+        let mut writer = self.lock_writer();
+        self.flush_locked(&mut writer)
+    }
+
+    /// Sends what was just queued from the caller's task if it can be done at once, and
+    /// otherwise wakes the driver to do it.
+    pub(super) fn flush_or_wake(&self) {
+        let flushed = match self.writer.try_lock() {
+            Ok(mut writer) => matches!(self.flush_locked(&mut writer), Ok(Flush::Done)),
+            Err(_) => false,
+        };
+        if !flushed {
+            self.wake_driver();
+        }
+    }
+
+    pub(super) fn wake_driver(&self) {
+        let driver = self.lock().driver_waker.clone();
+        if let Some(w) = driver {
+            w.wake();
+        }
+    }
+
     pub(super) fn open_stream(&self) -> Result<StreamId, ConnectionError> {
         let mut state = self.lock();
         if let Some(e) = &state.closed {
@@ -99,11 +219,8 @@ impl Shared {
             .open_stream()
             .map_err(|e| self.yamux_open_error(e))?;
         state.wakers.insert(id, StreamWakers::default());
-        let driver = state.driver_waker.clone();
-        drop(state);
-        if let Some(w) = driver {
-            w.wake();
-        }
+        // The SYN leaves with the stream's first write, read, flush or drop, whichever
+        // comes first, so it shares a frame with the request.
         Ok(id)
     }
 
@@ -183,8 +300,12 @@ impl Shared {
         }
     }
 
-    /// Records why the connection ended and wakes everyone waiting on it.
+    /// Records why the connection ended, shuts the socket down (the handle and streams may
+    /// keep `Shared` alive, but the peer must see the end now) and wakes everyone waiting.
     pub(super) fn fail(&self, error: ConnectionError) {
+        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both) {
+            tracing::trace!(peer = %self.peer, error = %e, "socket shutdown failed");
+        }
         let mut state = self.lock();
         if state.closed.is_none() {
             state.closed = Some(error);

@@ -6,7 +6,7 @@
 //! connection's outgoing buffer is above its high-water mark. Dropping a stream tells the
 //! session, which resets it if it was not closed cleanly.
 
-use super::shared::{Shared, ToWake};
+use super::shared::Shared;
 use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
@@ -27,6 +27,9 @@ pub struct Stream {
     eof: bool,
     /// A lazy protocol proposal whose confirmation has not been read yet.
     confirmation: Option<Box<PendingConfirmation>>,
+    /// Negotiation bytes to send in front of the first write (or before the first read), so
+    /// a lazy proposal and the request behind it leave in one frame.
+    prefix: Option<Bytes>,
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
@@ -52,6 +55,7 @@ impl Stream {
             unread: Bytes::new(),
             eof: false,
             confirmation: None,
+            prefix: None,
         }
     }
 
@@ -62,12 +66,31 @@ impl Stream {
 
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
-        let mut state = self.shared.lock();
-        state.session.reset(self.id);
-        let driver = state.driver_waker.clone();
-        drop(state);
-        if let Some(w) = driver {
-            w.wake();
+        self.shared.lock().session.reset(self.id);
+        self.shared.flush_or_wake();
+    }
+
+    /// Queues `bytes` to go out in front of the first write (a lazy protocol proposal).
+    pub(crate) fn set_prefix(&mut self, bytes: Bytes) {
+        self.prefix = Some(bytes);
+    }
+
+    /// Sends a pending prefix now (before a read, which may wait for an answer to it).
+    fn send_prefix(&mut self) -> io::Result<()> {
+        let Some(prefix) = self.prefix.take() else {
+            return Ok(());
+        };
+        let written = self.shared.lock().session.write(self.id, &prefix);
+        match written {
+            // A fresh stream has at least the spec's 256 KiB window; a proposal is < 1 KiB.
+            Ok(n) if n == prefix.len() => {
+                self.shared.flush_or_wake();
+                Ok(())
+            }
+            Ok(_) => Err(io::Error::other(
+                "stream window too small for the protocol proposal",
+            )),
+            Err(e) => Err(io::Error::new(io::ErrorKind::BrokenPipe, e)),
         }
     }
 
@@ -104,6 +127,11 @@ impl Stream {
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.prefix.is_some() {
+            if let Err(e) = self.send_prefix() {
+                return Poll::Ready(Err(e));
+            }
+        }
         let Some(mut pending) = self.confirmation.take() else {
             return self.poll_raw_chunk(cx);
         };
@@ -149,12 +177,7 @@ impl Stream {
         }
         let mut state = self.shared.lock();
         let outcome = state.session.read(self.id);
-        let wake_driver = !state.session.outgoing().is_empty();
-        let driver = if wake_driver {
-            state.driver_waker.clone()
-        } else {
-            None
-        };
+        let window_update = !state.session.outgoing().is_empty();
         let result = match outcome {
             Ok(ReadOutcome::Data(bytes)) => Poll::Ready(Ok(Some(bytes))),
             Ok(ReadOutcome::Eof) => {
@@ -173,8 +196,8 @@ impl Stream {
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
         };
         drop(state);
-        if let Some(w) = driver {
-            w.wake();
+        if window_update {
+            self.shared.flush_or_wake();
         }
         result
     }
@@ -232,7 +255,17 @@ impl AsyncWrite for Stream {
         }
         if state.session.outgoing().len() >= this.shared.high_water {
             state.parked_writers.push(cx.waker().clone());
+            drop(state);
+            // Whoever drains the queue wakes us; make sure somebody is draining it.
+            this.shared.wake_driver();
             return Poll::Pending;
+        }
+        if let Some(prefix) = this.prefix.take() {
+            match state.session.write(this.id, &prefix) {
+                Ok(n) if n == prefix.len() => {}
+                Ok(_) => return Poll::Ready(Err(io::Error::other("stream window too small"))),
+                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+            }
         }
         match state.session.write(this.id, data) {
             Ok(0) if !data.is_empty() => {
@@ -242,11 +275,8 @@ impl AsyncWrite for Stream {
                 Poll::Pending
             }
             Ok(n) => {
-                let driver = state.driver_waker.clone();
                 drop(state);
-                if let Some(w) = driver {
-                    w.wake();
-                }
+                this.shared.flush_or_wake();
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
@@ -254,19 +284,16 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Written bytes are already queued for the driver, which sends without delay.
-        Poll::Ready(Ok(()))
+        // Writes are sent as they are made (or by the driver when the socket is full); a
+        // pending protocol proposal goes out now.
+        Poll::Ready(self.get_mut().send_prefix())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let mut state = this.shared.lock();
-        let result = state.session.close_write(this.id);
-        let driver = state.driver_waker.clone();
-        drop(state);
-        if let Some(w) = driver {
-            w.wake();
-        }
+        this.send_prefix()?;
+        let result = this.shared.lock().session.close_write(this.id);
+        this.shared.flush_or_wake();
         match result {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
@@ -276,12 +303,11 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        let _ = self.send_prefix();
         let mut state = self.shared.lock();
         state.session.drop_stream(self.id);
         state.wakers.remove(&self.id);
-        let mut to_wake = ToWake::default();
-        to_wake.push(state.driver_waker.clone());
         drop(state);
-        to_wake.wake();
+        self.shared.flush_or_wake();
     }
 }
