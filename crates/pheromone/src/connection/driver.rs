@@ -29,6 +29,13 @@ const READ_CHUNK: usize = 256 * 1024;
 const READ_BUDGET: usize = 4 * 1024 * 1024;
 /// Read/write rounds in one poll before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 16;
+/// Bytes the remote's frames made the session queue (ping answers, RSTs for refused
+/// streams) while our previous write is still stuck in the socket, above which we stop
+/// reading. A peer that provokes answers and never reads them would otherwise grow our
+/// send queue by what it sends; this pushes back through TCP instead, and the keep-alive
+/// ends the connection if the peer never drains it. 256 KiB is ~20,000 answers: no
+/// well-behaved peer gets near it between two of our writes.
+const MAX_PROVOKED_BACKLOG: usize = 256 * 1024;
 
 /// Drives one connection until it closes.
 pub(crate) struct Driver {
@@ -48,6 +55,9 @@ pub(crate) struct Driver {
     write_buf: BytesMut,
     /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
     spare: BytesMut,
+    /// Bytes the session queued in answer to input since `spare` was last swapped out
+    /// (see [`MAX_PROVOKED_BACKLOG`]).
+    provoked: usize,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
@@ -78,6 +88,7 @@ impl Driver {
             muxer_confirmation,
             write_buf: BytesMut::with_capacity(READ_CHUNK),
             spare: BytesMut::with_capacity(READ_CHUNK),
+            provoked: 0,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_deadline: None,
             close_deadline: None,
@@ -90,12 +101,15 @@ impl Driver {
     }
 
     /// Reads and processes what the socket has. `Ok(true)` when anything was read.
+    ///
+    /// Reads nothing while the answers the peer provoked pile up unsent; the pending write
+    /// wakes us when the socket drains.
     fn poll_socket_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
         if std::mem::take(&mut self.feed_pending) {
             self.decrypt_and_feed(true)?;
         }
         let mut total = 0;
-        while total < READ_BUDGET {
+        while total < READ_BUDGET && self.provoked < MAX_PROVOKED_BACKLOG {
             self.read_buf.reserve(READ_CHUNK);
             let n = {
                 let spare = self.read_buf.spare_capacity_mut();
@@ -162,7 +176,9 @@ impl Driver {
         }
         let now = Instant::now();
         let mut state = self.shared.lock();
+        let queued_before = state.session.outgoing().len();
         let result = state.session.handle_input(now, &mut self.plain_in);
+        self.provoked += state.session.outgoing().len().saturating_sub(queued_before);
         let mut to_wake = ToWake::default();
         dispatch_events(&mut state, &mut to_wake);
         drop(state);
@@ -191,6 +207,8 @@ impl Driver {
                 return Ok(false);
             }
             std::mem::swap(state.session.outgoing(), &mut self.spare);
+            // Only called once the previous write finished: the socket is draining.
+            self.provoked = 0;
             for w in state.parked_writers.drain(..) {
                 to_wake.push(Some(w));
             }
