@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 const LIMIT: Duration = Duration::from_secs(9);
 /// Slack on top of the handshake timeout for the listener to notice and close.
@@ -193,22 +194,32 @@ async fn stalled_handshakes_are_cut_off_at_the_timeout() {
             );
             closed
         };
-        // Reads Noise message 2 and never sends message 3.
+        // Reads Noise message 2 and never sends message 3. These two count from the
+        // connect, since the listener's clock starts there, not after our handshake steps.
         let before_msg3 = async {
+            let t0 = Instant::now();
             let (mut socket, _hs, _) = handshake_until_msg3(sock, &me, |_| {}).await;
-            common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await
+            let mut closed =
+                common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await;
+            closed.after = t0.elapsed();
+            closed
         };
         // Completes Noise and never proposes `/yamux/1.0.0`.
         let before_yamux = async {
+            let t0 = Instant::now();
             let (mut socket, mut hs, _) = handshake_until_msg3(sock, &me, |_| {}).await;
             socket.write_all(&drain(&mut hs)).await.expect("write");
-            common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await
+            let mut closed =
+                common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await;
+            closed.after = t0.elapsed();
+            closed
         };
         let (a, b, c, d) = tokio::join!(silent, after_header, before_msg3, before_yamux);
         for closed in [a, b, c, d] {
-            // Cut off by the timeout itself: not before it, not long after.
+            // Cut off by the timeout itself, not before it (and, by `wait_for_close`'s
+            // limit, not long after).
             assert!(
-                closed.after >= HANDSHAKE_TIMEOUT - Duration::from_millis(300),
+                closed.after >= HANDSHAKE_TIMEOUT - Duration::from_millis(100),
                 "closed too early, after {:?}",
                 closed.after
             );
@@ -277,6 +288,41 @@ async fn forged_noise_signatures_are_refused() {
             events.try_recv().is_err(),
             "a forged identity became a connection"
         );
+        assert_still_serves(&listener, &addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn stalled_handshakes_hold_only_their_slots_until_the_timeout() {
+    tokio::time::timeout(LIMIT, async {
+        const SLOTS: usize = 4;
+        let mut config = hostile_config();
+        config.max_pending_handshakes = SLOTS;
+        let (listener, addr, sock) = listener_with(config).await;
+
+        // Fill every handshake slot with a silent socket.
+        let mut stalled = Vec::new();
+        for _ in 0..SLOTS {
+            let mut socket = TcpStream::connect(sock).await.expect("connect");
+            socket
+                .write_all(&ms_message("/multistream/1.0.0"))
+                .await
+                .expect("write");
+            stalled.push(socket);
+        }
+        // Give the accept loop time to take all of them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // One more is dropped at accept, at once, rather than queued without bound.
+        let extra = send_and_wait_close(sock, &ms_message("/multistream/1.0.0"), false).await;
+        assert!(extra < HANDSHAKE_TIMEOUT / 2, "took {extra:?}");
+
+        // The stalled sockets are cut off at the timeout, which frees their slots.
+        for mut socket in stalled {
+            common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await;
+        }
         assert_still_serves(&listener, &addr).await;
     })
     .await

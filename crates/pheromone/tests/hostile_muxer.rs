@@ -311,7 +311,7 @@ async fn a_peer_that_provokes_replies_and_never_reads_is_throttled() {
             if sent >= CAP {
                 break false;
             }
-            match tokio::time::timeout(Duration::from_millis(500), raw.send_plain(&chunk)).await {
+            match tokio::time::timeout(Duration::from_secs(1), raw.send_plain(&chunk)).await {
                 Ok(Ok(())) => sent += chunk.len(),
                 // The listener closed on us: it did not keep buffering either.
                 Ok(Err(_)) => break true,
