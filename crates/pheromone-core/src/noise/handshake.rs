@@ -373,14 +373,12 @@ impl Handshake {
         Ok((transport?, remote.peer, remote.key))
     }
 
-    /// Replaces our payload (tests forge payloads with it).
-    #[cfg(test)]
+    /// Replaces our payload (tests forge payloads with it, see [`super::testing`]).
     pub(crate) fn set_local_payload(&mut self, payload: Vec<u8>) {
         self.local_payload = payload;
     }
 
     /// Our static X25519 public key (tests sign it with other keys).
-    #[cfg(test)]
     pub(crate) fn local_static(&self) -> [u8; 32] {
         self.xx.local_static()
     }

@@ -88,6 +88,31 @@ pub const PROTOCOL_ID: &str = "/noise";
 /// The Noise protocol name, hashed into the handshake's initial state.
 pub const NOISE_PROTOCOL_NAME: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 
+/// Hooks for tests that play a malicious peer over real sockets (the `pheromone` crate's
+/// hostile-input tests forge handshake payloads with them). Not part of the API; no
+/// production path calls them, and they only change what *this* side sends.
+#[doc(hidden)]
+pub mod testing {
+    use super::{payload, Handshake};
+    use crate::identity::PublicKey;
+
+    /// The static X25519 public key `hs` sends, which its payload's signature must cover.
+    pub fn local_static(hs: &Handshake) -> [u8; 32] {
+        hs.local_static()
+    }
+
+    /// Makes `hs` send `payload` instead of its own signed one in its next payload-carrying
+    /// message (2 for a responder, 3 for an initiator).
+    pub fn replace_local_payload(hs: &mut Handshake, payload: Vec<u8>) {
+        hs.set_local_payload(payload);
+    }
+
+    /// A `NoiseHandshakePayload` with any identity key and any signature bytes.
+    pub fn encode_payload(identity_key: &PublicKey, identity_sig: &[u8]) -> Vec<u8> {
+        payload::encode_raw(identity_key, identity_sig, &[])
+    }
+}
+
 /// Fuzz-target bodies for the decoders here; each must return without panicking on any
 /// input. Used by the fuzz crate and by the never-panics proptests.
 #[doc(hidden)]

@@ -28,6 +28,13 @@ const READ_CHUNK: usize = 256 * 1024;
 const READ_BUDGET: usize = 4 * 1024 * 1024;
 /// Read/write rounds in one poll before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 16;
+/// Bytes the remote's frames made the session queue (ping answers, RSTs for refused
+/// streams) since the socket last drained, above which we stop reading. A peer that
+/// provokes answers and never reads them would otherwise grow our send queue by what it
+/// sends; this pushes back through TCP instead, and the keep-alive ends the connection if
+/// the peer never drains it. 256 KiB is ~20,000 answers: no well-behaved peer gets near it
+/// between two drains.
+const MAX_PROVOKED_BACKLOG: usize = 256 * 1024;
 
 /// Drives one connection until it closes.
 pub(crate) struct Driver {
@@ -48,6 +55,9 @@ pub(crate) struct Driver {
     close_deadline: Option<Instant>,
     /// Ciphertext is waiting for the socket to become writable.
     flush_pending: bool,
+    /// Bytes the session queued in answer to input since the socket last drained (see
+    /// [`MAX_PROVOKED_BACKLOG`]).
+    provoked: usize,
     close_grace: std::time::Duration,
 }
 
@@ -75,6 +85,7 @@ impl Driver {
             timer_deadline: None,
             close_deadline: None,
             flush_pending: false,
+            provoked: 0,
             close_grace,
         }
     }
@@ -89,7 +100,9 @@ impl Driver {
             self.decrypt_and_feed(true)?;
         }
         let mut total = 0;
-        while total < READ_BUDGET {
+        // Nothing is read while answers the peer provoked pile up unsent; the pending
+        // write wakes us when the socket drains.
+        while total < READ_BUDGET && self.provoked < MAX_PROVOKED_BACKLOG {
             match self.shared.socket.poll_read_ready(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => {
@@ -144,6 +157,7 @@ impl Driver {
         }
         let now = Instant::now();
         let mut state = self.shared.lock();
+        let queued_before = state.session.outgoing().len();
         let mut result = Ok(());
         if !self.plain_in.is_empty() {
             result = state.session.handle_input(now, &mut self.plain_in);
@@ -156,6 +170,7 @@ impl Driver {
             result = feed_frame(&mut state.session, now, &mut self.plain_in, frame);
         }
         self.decrypted = frames;
+        self.provoked += state.session.outgoing().len().saturating_sub(queued_before);
         let mut to_wake = ToWake::default();
         dispatch_events(&mut state, &mut to_wake);
         drop(state);
@@ -200,6 +215,7 @@ impl Driver {
         for _ in 0..ROUNDS_PER_POLL {
             if self.shared.flush()? == Flush::Done {
                 self.flush_pending = false;
+                self.provoked = 0;
                 return Ok(());
             }
             self.flush_pending = true;

@@ -2,9 +2,16 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use futures::FutureExt;
-use pheromone::{Access, Connection, Endpoint, EndpointConfig, Keypair, Multiaddr, PeerId};
-use std::sync::Arc;
+use pheromone::{
+    Access, Connection, ConnectionError, Endpoint, EndpointConfig, EndpointEvent, Keypair,
+    Multiaddr, PeerId,
+};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -80,4 +87,82 @@ pub async fn echo_round_trip<S: AsyncRead + AsyncWrite>(stream: S, data: &[u8]) 
     };
     let ((), back) = tokio::join!(writer, reader);
     back
+}
+
+/// The handshake timeout of the listeners the hostile tests attack.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of an attacked listener: short handshake and stream negotiation timeouts so that
+/// stalls are cut off quickly.
+pub fn hostile_config() -> EndpointConfig {
+    EndpointConfig {
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        stream_negotiation_timeout: Duration::from_secs(1),
+        ..EndpointConfig::default()
+    }
+}
+
+/// A listener with `config` and its TCP address (for raw sockets).
+pub async fn listener_with(config: EndpointConfig) -> (Endpoint, Multiaddr, SocketAddr) {
+    install_panic_counter();
+    let (endpoint, addr) = endpoint_with(config).await;
+    let socket = addr.tcp_socket_addr().expect("tcp address");
+    (endpoint, addr, socket)
+}
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts panics on every thread, including the endpoint's tasks, whose panics a test
+/// would otherwise never see. The default hook still prints them.
+pub fn install_panic_counter() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+    });
+}
+
+/// Fails if anything in this test process panicked.
+pub fn assert_no_panics() {
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
+}
+
+/// A well-behaved peer dials the listener, pings and identifies it: the listener survived
+/// whatever came before. Also checks that nothing panicked.
+pub async fn assert_still_serves(listener: &Endpoint, addr: &Multiaddr) {
+    let peer = Endpoint::new(
+        Keypair::generate(&mut rand::rngs::OsRng),
+        EndpointConfig::default(),
+    );
+    let conn = peer.dial(addr).await.expect("well-behaved dial");
+    assert_eq!(conn.remote_peer(), listener.peer_id());
+    peer.ping(&conn).await.expect("well-behaved ping");
+    let info = peer.identify(&conn).await.expect("well-behaved identify");
+    assert_eq!(info.public_key, listener.keypair().public());
+    peer.close().await;
+    assert_no_panics();
+}
+
+/// Waits for the listener to report the end of the connection from `remote` (our raw
+/// socket's local address); panics after `limit`.
+pub async fn connection_closed(
+    events: &mut tokio::sync::broadcast::Receiver<EndpointEvent>,
+    remote: SocketAddr,
+    limit: Duration,
+) -> ConnectionError {
+    tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await.expect("endpoint events") {
+                EndpointEvent::ConnectionClosed { info, error } if info.remote_addr == remote => {
+                    return error
+                }
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the listener did not report the connection closed in time")
 }
