@@ -28,5 +28,5 @@ pub mod upgrade;
 
 pub use connection::{Connection, ConnectionError, ConnectionInfo, Direction, Stream};
 pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
-pub use pheromone_core::addr::Multiaddr;
+pub use pheromone_core::addr::{parse_dial_address, Multiaddr};
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};

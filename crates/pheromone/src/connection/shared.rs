@@ -294,7 +294,11 @@ impl Shared {
         match &state.closed {
             Some(e) => Poll::Ready(e.clone()),
             None => {
-                state.close_wakers.push(cx.waker().clone());
+                // A future polled again (e.g. in a `select!` loop) must not add a waker
+                // each time.
+                if !state.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.close_wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
