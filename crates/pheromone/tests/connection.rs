@@ -176,3 +176,62 @@ async fn close_is_graceful_and_seen_by_both_sides() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn perf_runs_when_enabled_and_is_refused_otherwise() {
+    tokio::time::timeout(LIMIT, async {
+        let config = pheromone::EndpointConfig {
+            perf: Some(pheromone::Access::Open),
+            ..Default::default()
+        };
+        let (a, _) = endpoint().await;
+        let (_b, b_addr) = common::endpoint_with(config).await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        let stream = a
+            .open_stream_confirmed(&conn, pheromone::protocols::perf::PROTOCOL)
+            .await
+            .expect("perf open");
+        let report = pheromone::protocols::perf::run_client(stream, 3 << 20, 5 << 20)
+            .await
+            .expect("perf");
+        assert_eq!((report.uploaded, report.downloaded), (3 << 20, 5 << 20));
+
+        // Off by default, as the perf spec asks.
+        let (_c, c_addr) = endpoint().await;
+        let conn = a.dial(&c_addr).await.expect("dial");
+        assert!(a
+            .open_stream_confirmed(&conn, pheromone::protocols::perf::PROTOCOL)
+            .await
+            .is_err());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn listens_on_several_addresses() {
+    tokio::time::timeout(LIMIT, async {
+        let (a, first) = endpoint().await;
+        let second = a
+            .listen(&"/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .expect("listen");
+        assert_ne!(first, second);
+        assert_eq!(a.listen_addrs(), vec![first.clone(), second.clone()]);
+        let (b, _) = endpoint().await;
+        for addr in [first, second] {
+            let conn = b.dial(&addr).await.expect("dial");
+            assert_eq!(conn.remote_peer(), a.peer_id());
+        }
+        // `host:port` works too.
+        let plain = pheromone::parse_dial_address(
+            &a.listen_addrs()[0]
+                .tcp_socket_addr()
+                .expect("tcp")
+                .to_string(),
+        )
+        .expect("parse");
+        b.dial(&plain).await.expect("dial host:port");
+    })
+    .await
+    .expect("test timed out");
+}
