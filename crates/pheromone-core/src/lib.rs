@@ -7,11 +7,14 @@
 //!
 //! # Layout
 //!
+//! - [`broadcast`]: storm-free topic pub/sub — signed messages, seen-cache, flood and
+//!   Plumtree (epidemic broadcast tree) strategies, interest gradients.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod broadcast;
 pub mod identity;
 pub mod varint;
