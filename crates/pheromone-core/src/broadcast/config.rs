@@ -91,6 +91,12 @@ pub struct Config {
     pub max_announcers: usize,
     /// Most missing messages tracked at once (IHAVE for ids we do not have).
     pub max_missing: usize,
+    /// Whether new links start as eager (tree) edges. Plumtree's paper starts them eager,
+    /// so the first messages flood and duplicates prune the tree into shape; but several
+    /// messages in flight at once prune different edges of the same cycle and cut the tree
+    /// apart. Starting lazy (the default) grows the tree only by GRAFTs instead: a node with
+    /// no eager peer grafts the first announcer at once, which yields a spanning tree.
+    pub eager_start: bool,
     /// Sequence number of this node's first published message. Set it to something that
     /// grows across restarts (such as wall-clock nanoseconds at start-up) so that a
     /// restarted node's messages are not mistaken for replays of its previous life's.
@@ -112,14 +118,15 @@ impl Default for Config {
             history_ttl: Duration::from_secs(30),
             history_capacity: 4096,
             control_interval: Duration::from_millis(50),
-            graft_timeout: Duration::from_millis(150),
+            graft_timeout: Duration::from_millis(400),
             graft_retry_timeout: Duration::from_millis(300),
             max_graft_attempts: 8,
-            retransmit_timeout: Duration::from_millis(500),
+            retransmit_timeout: Duration::from_millis(1500),
             max_retransmits: 4,
             interest_horizon: 32,
             max_announcers: 16,
             max_missing: 4096,
+            eager_start: false,
             first_seq: 1,
             deliver_own: false,
         }

@@ -26,6 +26,26 @@ pub(super) struct PeerTopic {
     pub(super) dist_out: u8,
     /// Plumtree: whether we push this topic to it eagerly (tree edge) or only announce.
     pub(super) eager: bool,
+    /// Plumtree: the tree edge's weight, agreed by both ends (see [`edge_weight`]).
+    pub(super) weight: u64,
+}
+
+/// The weight of a tree edge: its generation in the high 32 bits (edges grafted later
+/// weigh more), a hash of the two peer IDs in the low 32 bits (so weights are distinct).
+/// Both ends compute the same value.
+pub(super) fn edge_weight(gen: u32, a: &PeerId, b: &PeerId) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in lo.as_bytes().iter().chain(hi.as_bytes()) {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (u64::from(gen) << 32) | u64::from(hash)
+}
+
+/// The generation part of an edge weight.
+pub(super) fn weight_gen(weight: u64) -> u32 {
+    (weight >> 32) as u32
 }
 
 impl PeerTopic {
@@ -39,6 +59,8 @@ impl PeerTopic {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopicState {
     pub(super) subscribed: bool,
+    /// Largest tree-edge generation seen; a new GRAFT gets the next one.
+    pub(super) clock: u32,
     /// Every current neighbour, in the order links came up (deterministic).
     pub(super) peers: Vec<PeerTopic>,
 }
@@ -65,6 +87,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
             if self.topics.len() >= self.config.max_topics {
                 return Err(TopicError::TooManyTopics(self.config.max_topics));
             }
+            let local = self.local;
             let peers = self
                 .neighbours
                 .iter()
@@ -73,13 +96,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
                     link: n.link,
                     dist_in: UNREACHABLE,
                     dist_out: UNREACHABLE,
-                    eager: true,
+                    eager: self.config.eager_start,
+                    weight: edge_weight(0, &local, peer),
                 })
                 .collect();
             self.topics.insert(
                 topic.clone(),
                 TopicState {
                     subscribed: false,
+                    clock: 0,
                     peers,
                 },
             );
@@ -98,7 +123,8 @@ impl<V: SignatureVerifier> Broadcast<V> {
                     link,
                     dist_in: UNREACHABLE,
                     dist_out: UNREACHABLE,
-                    eager: true,
+                    eager: self.config.eager_start,
+                    weight: edge_weight(0, &self.local, &peer),
                 });
             }
             self.recompute_interest(now, &topic);

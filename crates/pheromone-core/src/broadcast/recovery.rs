@@ -8,6 +8,7 @@
 
 use super::state::Broadcast;
 use super::wire::{self, Entry};
+use super::interest::edge_weight;
 use super::{Config, MessageId, SignatureVerifier, Strategy, Topic};
 use crate::identity::PeerId;
 use bytes::Bytes;
@@ -35,6 +36,12 @@ pub(super) struct Recent {
     /// The frame as we received it (or built it); its hop byte is rewritten on sending.
     pub(super) frame: Bytes,
     pub(super) hops: u8,
+    /// The first copy's path maximum and the weight of the link it came over; a later
+    /// duplicate is compared against them (the cycle rule).
+    pub(super) first_path_max: u64,
+    pub(super) first_link_weight: u64,
+    /// The link the first copy came over (`None` for our own messages).
+    pub(super) first_link: Option<u64>,
     /// Re-announcement rounds done so far.
     pub(super) rounds: u8,
     /// Per-link `HAS` / `TOLD` flags; a neighbour has at most one entry.
@@ -47,6 +54,9 @@ impl Recent {
             topic,
             frame,
             hops,
+            first_path_max: 0,
+            first_link_weight: 0,
+            first_link: None,
             rounds: 0,
             peers: Vec::new(),
         }
@@ -146,7 +156,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 let again = matches!(entry, Entry::IHaveAgain(_));
                 self.on_ihave(now, from, link, topic, id, again);
             }
-            Entry::Graft(id) => self.on_graft(from, link, topic, id),
+            Entry::Graft { id, gen } => self.on_graft(from, link, topic, id, gen),
         }
     }
 
@@ -159,6 +169,8 @@ impl<V: SignatureVerifier> Broadcast<V> {
         id: MessageId,
         again: bool,
     ) {
+        // A re-announcement of a message we are already waiting for changes nothing: the
+        // announcer is recorded, and the eager copy may still be on its way.
         if let Some(recent) = self.history.get_mut(&id) {
             let told = recent.flags(link) & TOLD != 0;
             recent.set(link, HAS | TOLD);
@@ -198,18 +210,23 @@ impl<V: SignatureVerifier> Broadcast<V> {
             self.metrics.missing_dropped += 1;
             return;
         }
-        let topic = self.canonical_topic(topic);
+        let name = self.canonical_topic(topic);
         self.missing.insert(
             id,
             Missing {
-                topic,
+                topic: name,
                 announcers: VecDeque::from([from]),
                 tried: VecDeque::new(),
                 attempts: 0,
             },
         );
-        // A re-announcement means the eager copy is long overdue: ask at once.
-        let wait = if again {
+        // With no eager peer for the topic no eager copy is coming at all: ask at once.
+        let no_tree = self.config.strategy == Strategy::Tree
+            && self
+                .topics
+                .get(topic)
+                .is_none_or(|s| !s.peers.iter().any(|p| p.eager && p.link != link));
+        let wait = if no_tree {
             std::time::Duration::ZERO
         } else {
             self.config.graft_timeout
@@ -217,16 +234,22 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.schedule(now + wait, super::recovery::Timer::Graft(id));
     }
 
-    fn on_graft(&mut self, from: PeerId, link: u64, topic: &str, id: MessageId) {
-        if let Some(p) = self.topics.get_mut(topic).and_then(|s| s.peer_mut(link)) {
-            p.eager = true;
+    fn on_graft(&mut self, from: PeerId, link: u64, topic: &str, id: MessageId, gen: u32) {
+        let weight = edge_weight(gen, &self.local, &from);
+        if let Some(state) = self.topics.get_mut(topic) {
+            state.clock = state.clock.max(gen);
+            if let Some(p) = state.peer_mut(link) {
+                p.eager = true;
+                p.weight = weight;
+            }
         }
         let Some(recent) = self.history.get_mut(&id) else {
             self.metrics.grafts_unanswerable += 1;
             return;
         };
         recent.set(link, TOLD);
-        let out = wire::with_hops(&recent.frame, recent.hops.saturating_add(1));
+        let path_max = recent.first_path_max.max(weight);
+        let out = wire::relay_copy(&recent.frame, recent.hops.saturating_add(1), path_max, weight);
         self.send_gossip(from, out);
     }
 
@@ -257,13 +280,22 @@ impl<V: SignatureVerifier> Broadcast<V> {
         missing.tried.push_back(peer);
         missing.attempts += 1;
         let topic = missing.topic.clone();
+        let mut gen = 0;
         if let Some(link) = self.neighbours.get(&peer).map(|n| n.link) {
-            if let Some(p) = self.topics.get_mut(&topic).and_then(|s| s.peer_mut(link)) {
-                p.eager = true;
+            if let Some(state) = self.topics.get_mut(&topic) {
+                // A graft that closes a cycle should be the heaviest edge on it, so that
+                // the cycle rule undoes it rather than an older tree edge.
+                state.clock = state.clock.saturating_add(1);
+                gen = state.clock;
+                let weight = edge_weight(gen, &self.local, &peer);
+                if let Some(p) = state.peer_mut(link) {
+                    p.eager = true;
+                    p.weight = weight;
+                }
             }
         }
         self.metrics.grafts_sent += 1;
-        self.queue_control(now, peer, &topic, Entry::Graft(id), true);
+        self.queue_control(now, peer, &topic, Entry::Graft { id, gen }, true);
         let at = now + self.config.graft_retry_timeout;
         self.schedule(at, Timer::Graft(id));
     }

@@ -5,7 +5,7 @@
 //! retransmissions, GRAFT) in `recovery.rs`; all three are `impl` blocks of
 //! [`Broadcast`]. Nothing here reads a clock: every input carries `now`.
 
-use super::interest::TopicState;
+use super::interest::{weight_gen, TopicState};
 use super::metrics::Metrics;
 use super::recovery::{History, Missing, Recent, Timer, HAS, TOLD};
 use super::seen::SeenCache;
@@ -32,6 +32,15 @@ pub(super) struct Neighbour {
     pub(super) pending_len: usize,
     /// Whether `pending` must go out at the end of the current input.
     pub(super) urgent: bool,
+}
+
+/// How the first copy of a message reached us.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FirstCopy {
+    pub(super) hops: u8,
+    pub(super) path_max: u64,
+    pub(super) link_weight: u64,
+    pub(super) from: Option<(PeerId, u64)>,
 }
 
 /// The broadcast state machine of one node. See the [module docs](super) for the calling
@@ -290,7 +299,13 @@ impl<V: SignatureVerifier> Broadcast<V> {
             }));
         }
         let topic = self.canonical_topic(topic.as_str());
-        self.accept_new(now, id, topic, frame, 0, None);
+        let first = FirstCopy {
+            hops: 0,
+            path_max: 0,
+            link_weight: 0,
+            from: None,
+        };
+        self.accept_new(now, id, topic, frame, first);
         self.after_input(now);
         Ok(id)
     }
@@ -381,7 +396,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.metrics.gossip_received += 1;
         let id = MessageId::new(&g.origin, g.seq);
         if self.seen.contains(now, &id) {
-            self.on_duplicate(now, from, link, id, g.topic);
+            self.on_duplicate(now, from, link, id, &g);
             return;
         }
         wire::signing_input(g.signed, &mut self.scratch);
@@ -393,9 +408,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.seen.insert(now, id);
         let topic = self.canonical_topic(g.topic);
         if self.config.strategy == Strategy::Tree {
-            // Plumtree: whoever gave us a new message is a tree edge.
-            if let Some(p) = self.topics.get_mut(g.topic).and_then(|s| s.peer_mut(link)) {
-                p.eager = true;
+            // Plumtree: whoever pushes us a new message is a tree edge; adopt its weight.
+            if let Some(state) = self.topics.get_mut(g.topic) {
+                state.clock = state.clock.max(weight_gen(g.path_max));
+                if let Some(p) = state.peer_mut(link) {
+                    if !p.eager {
+                        p.eager = true;
+                        p.weight = g.link_weight;
+                    }
+                }
             }
         }
         if self.is_subscribed(g.topic) {
@@ -412,36 +433,70 @@ impl<V: SignatureVerifier> Broadcast<V> {
         let frame = Bytes::copy_from_slice(frame);
         // The sender has it and waits for our "I have it".
         self.queue_control(now, from, &topic, Entry::Ack(id), false);
-        self.accept_new(now, id, topic, frame, g.hops, Some((from, link)));
+        let first = FirstCopy {
+            hops: g.hops,
+            path_max: g.path_max,
+            link_weight: g.link_weight,
+            from: Some((from, link)),
+        };
+        self.accept_new(now, id, topic, frame, first);
     }
 
-    /// A copy of a message we already handled.
-    fn on_duplicate(&mut self, now: Instant, from: PeerId, link: u64, id: MessageId, topic: &str) {
+    /// A copy of a message we already handled: never delivered nor forwarded. With the
+    /// tree strategy it reveals a cycle of tree edges; the cycle rule prunes the edge only
+    /// when it can prove that edge is the heaviest on the cycle, which keeps the tree
+    /// connected however many messages are in flight.
+    fn on_duplicate(&mut self, now: Instant, from: PeerId, link: u64, id: MessageId, g: &Gossip<'_>) {
         self.metrics.duplicates += 1;
-        let topic = self.canonical_topic(topic);
-        let told = match self.history.get_mut(&id) {
+        let topic = self.canonical_topic(g.topic);
+        let (told, first) = match self.history.get_mut(&id) {
             Some(recent) => {
                 let told = recent.flags(link) & TOLD != 0;
                 recent.set(link, HAS | TOLD);
-                told
+                let first = (recent.first_path_max, recent.first_link_weight, recent.first_link);
+                (told, Some(first))
             }
-            None => false,
+            None => (false, None),
         };
         if !told {
             self.queue_control(now, from, &topic, Entry::Ack(id), false);
         }
-        if self.config.strategy == Strategy::Tree {
-            if let Some(p) = self
-                .topics
-                .get_mut(topic.as_str())
-                .and_then(|s| s.peer_mut(link))
+        if self.config.strategy != Strategy::Tree {
+            return;
+        }
+        let prune = match first {
+            // The duplicate's path is heavier, and its heaviest edge is the link it came
+            // over: that link is the heaviest edge of the cycle.
+            Some((first_max, _, _)) if g.path_max > first_max && g.path_max == g.link_weight => {
+                Some(link)
+            }
+            // The first copy's link is the heaviest edge of the cycle.
+            Some((first_max, first_weight, Some(first_link)))
+                if first_max > g.path_max && first_max == first_weight =>
             {
-                if p.eager {
+                Some(first_link)
+            }
+            _ => None,
+        };
+        let Some(state) = self.topics.get_mut(topic.as_str()) else {
+            return;
+        };
+        // A push over a link we do not count as a tree edge is always refused.
+        let refuse = state.peer_mut(link).is_some_and(|p| !p.eager).then_some(link);
+        let mut pruned = Vec::new();
+        for target in [prune, refuse].into_iter().flatten() {
+            if let Some(p) = state.peer_mut(target) {
+                if p.eager || Some(target) == refuse {
                     p.eager = false;
-                    self.metrics.prunes_sent += 1;
-                    self.queue_control(now, from, &topic, Entry::Prune, true);
+                    if !pruned.contains(&p.peer) {
+                        pruned.push(p.peer);
+                    }
                 }
             }
+        }
+        for peer in pruned {
+            self.metrics.prunes_sent += 1;
+            self.queue_control(now, peer, &topic, Entry::Prune, true);
         }
     }
 
@@ -454,11 +509,13 @@ impl<V: SignatureVerifier> Broadcast<V> {
         id: MessageId,
         topic: Topic,
         frame: Bytes,
-        hops: u8,
-        from: Option<(PeerId, u64)>,
+        first: FirstCopy,
     ) {
-        let mut recent = Recent::new(topic.clone(), frame, hops);
-        if let Some((_, link)) = from {
+        let mut recent = Recent::new(topic.clone(), frame, first.hops);
+        recent.first_path_max = first.path_max;
+        recent.first_link_weight = first.link_weight;
+        if let Some((_, link)) = first.from {
+            recent.first_link = Some(link);
             recent.set(link, HAS | TOLD);
         }
         if let Some(missing) = self.missing.remove(&id) {
@@ -477,16 +534,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
         if let Some(state) = self.topics.get(topic.as_str()) {
             for p in &state.peers {
                 if p.wants() && (flood || p.eager) && recent.flags(p.link) & HAS == 0 {
-                    targets.push((p.peer, p.link));
+                    targets.push((p.peer, p.link, if flood { 0 } else { p.weight }));
                 }
             }
         }
-        if !targets.is_empty() {
-            let out = wire::with_hops(&recent.frame, hops.saturating_add(1));
-            for (peer, link) in targets {
-                recent.set(link, TOLD);
-                self.send_gossip(peer, out.clone());
-            }
+        let hops = first.hops.saturating_add(1);
+        for (peer, link, weight) in targets {
+            recent.set(link, TOLD);
+            let out = wire::relay_copy(&recent.frame, hops, first.path_max.max(weight), weight);
+            self.send_gossip(peer, out);
         }
         self.history.insert(now, id, recent, &self.config);
         self.to_announce.push(id);

@@ -27,16 +27,21 @@ pub const MAX_ORIGIN_LEN: usize = 44;
 /// be replayed as a signature of any other pheromone structure.
 pub const SIGNING_DOMAIN: &[u8] = b"pheromone-broadcast/1:";
 /// Bytes a GOSSIP frame needs beyond its topic and data, at most.
-pub const GOSSIP_OVERHEAD: usize = 3 + varint::MAX_LEN + 1 + MAX_ORIGIN_LEN + 2 * varint::MAX_LEN
+pub const GOSSIP_OVERHEAD: usize = SIGNED_OFFSET + varint::MAX_LEN + 1 + MAX_ORIGIN_LEN + 2 * varint::MAX_LEN
     + SIGNATURE_LEN;
 /// Bytes a CONTROL frame needs beyond its groups, at most.
 pub const CONTROL_OVERHEAD: usize = 2 + varint::MAX_LEN;
 /// Bytes one control entry plus a group header may take, at most, beyond the topic name.
-pub const CONTROL_ENTRY_MAX: usize = 1 + MessageId::LEN + 2 * varint::MAX_LEN;
-/// Offset of the hop counter in a GOSSIP frame; relays rewrite this byte in place.
-pub(crate) const HOPS_OFFSET: usize = 2;
-/// Offset where the signed part of a GOSSIP frame starts (after version, kind, hops).
-const SIGNED_OFFSET: usize = 3;
+pub const CONTROL_ENTRY_MAX: usize = 1 + MessageId::LEN + 3 * varint::MAX_LEN;
+/// Offset of the hop counter in a GOSSIP frame; relays rewrite it.
+const HOPS_OFFSET: usize = 2;
+/// Offset of the path's largest tree-edge weight (u64 big-endian); relays rewrite it.
+const PATH_MAX_OFFSET: usize = 3;
+/// Offset of the weight of the link the frame is sent over (u64 big-endian).
+const LINK_WEIGHT_OFFSET: usize = 11;
+/// Offset where the signed part of a GOSSIP frame starts (after the relay-written header:
+/// version, kind, hops, path maximum, link weight).
+const SIGNED_OFFSET: usize = 19;
 
 const TAG_IHAVE: u8 = 0x01;
 const TAG_IHAVE_AGAIN: u8 = 0x02;
@@ -73,8 +78,13 @@ impl Limits {
 /// A decoded GOSSIP frame, borrowing from the received bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gossip<'a> {
-    /// Relays this copy went through before reaching us (0 from the origin itself).
+    /// Links this copy crossed, the last one included (1 straight from the origin).
     pub hops: u8,
+    /// Largest weight of the tree edges this copy crossed (see the Plumtree cycle rule in
+    /// `docs/protocols/broadcast.md`); not signed, rewritten by every relay.
+    pub path_max: u64,
+    /// Weight of the link this copy arrived over, as the sender knows it; not signed.
+    pub link_weight: u64,
     /// The origin's sequence number.
     pub seq: u64,
     /// The node that published the message.
@@ -100,8 +110,14 @@ pub enum Entry {
     IHaveAgain(MessageId),
     /// "I have this message too"; never answered.
     Ack(MessageId),
-    /// "Send me this message, and push this topic to me eagerly from now on."
-    Graft(MessageId),
+    /// "Send me this message, and push this topic to me eagerly from now on"; `gen` is the
+    /// generation the new tree edge gets (part of its weight).
+    Graft {
+        /// The message wanted.
+        id: MessageId,
+        /// Generation of the new tree edge.
+        gen: u32,
+    },
     /// "Stop pushing this topic to me eagerly; announce it lazily instead."
     Prune,
     /// "My distance to the nearest subscriber of this topic, not counting you, is this many
@@ -187,6 +203,8 @@ fn decode_gossip<'a>(
     limits: &Limits,
 ) -> Result<Gossip<'a>, DecodeError> {
     let hops = r.u8("hops")?;
+    let path_max = r.u64_be("path maximum")?;
+    let link_weight = r.u64_be("link weight")?;
     let seq = r.varint("seq")?;
     let origin_len = usize::from(r.u8("origin length")?);
     if origin_len > MAX_ORIGIN_LEN {
@@ -208,6 +226,8 @@ fn decode_gossip<'a>(
     }
     Ok(Gossip {
         hops,
+        path_max,
+        link_weight,
         seq,
         origin,
         topic,
@@ -242,7 +262,12 @@ fn walk_control<'a>(
                 TAG_IHAVE => Entry::IHave(r.id()?),
                 TAG_IHAVE_AGAIN => Entry::IHaveAgain(r.id()?),
                 TAG_ACK => Entry::Ack(r.id()?),
-                TAG_GRAFT => Entry::Graft(r.id()?),
+                TAG_GRAFT => {
+                    let id = r.id()?;
+                    let gen = r.varint("graft generation")?;
+                    let gen = u32::try_from(gen).map_err(|_| DecodeError::Varint("graft generation"))?;
+                    Entry::Graft { id, gen }
+                }
                 TAG_PRUNE => Entry::Prune,
                 TAG_INTEREST => Entry::Interest(r.u8("interest distance")?),
                 other => return Err(DecodeError::UnknownEntry(other)),
@@ -279,6 +304,13 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, what)?[0])
+    }
+
+    fn u64_be(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let raw = self.take(8, what)?;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(raw);
+        Ok(u64::from_be_bytes(bytes))
     }
 
     fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
@@ -333,6 +365,7 @@ pub(crate) fn encode_gossip_unsigned(
     let origin = origin.as_bytes();
     let mut out = Vec::with_capacity(GOSSIP_OVERHEAD + topic.len() + data.len());
     out.extend_from_slice(&[VERSION, KIND_GOSSIP, 0]);
+    out.extend_from_slice(&[0u8; 16]);
     varint::encode(seq, &mut out);
     // Peer IDs are at most MAX_ORIGIN_LEN (44) bytes, so the length fits a byte.
     out.push(origin.len() as u8);
@@ -367,11 +400,13 @@ pub fn encode_gossip(
     Bytes::from(frame)
 }
 
-/// Returns a copy of a GOSSIP frame with its hop counter set to `hops`.
-pub(crate) fn with_hops(frame: &[u8], hops: u8) -> Bytes {
+/// Returns a copy of a GOSSIP frame with its relay-written header replaced.
+pub(crate) fn relay_copy(frame: &[u8], hops: u8, path_max: u64, link_weight: u64) -> Bytes {
     let mut out = BytesMut::from(frame);
-    if let Some(byte) = out.get_mut(HOPS_OFFSET) {
-        *byte = hops;
+    if out.len() >= SIGNED_OFFSET {
+        out[HOPS_OFFSET] = hops;
+        out[PATH_MAX_OFFSET..LINK_WEIGHT_OFFSET].copy_from_slice(&path_max.to_be_bytes());
+        out[LINK_WEIGHT_OFFSET..SIGNED_OFFSET].copy_from_slice(&link_weight.to_be_bytes());
     }
     out.freeze()
 }
@@ -397,7 +432,10 @@ pub fn encode_control<'t>(groups: impl IntoIterator<Item = (&'t str, &'t [Entry]
                 Entry::IHave(id) => push_id(&mut out, TAG_IHAVE, id),
                 Entry::IHaveAgain(id) => push_id(&mut out, TAG_IHAVE_AGAIN, id),
                 Entry::Ack(id) => push_id(&mut out, TAG_ACK, id),
-                Entry::Graft(id) => push_id(&mut out, TAG_GRAFT, id),
+                Entry::Graft { id, gen } => {
+                    push_id(&mut out, TAG_GRAFT, id);
+                    varint::encode(u64::from(gen), &mut out);
+                }
                 Entry::Prune => out.push(TAG_PRUNE),
                 Entry::Interest(dist) => out.extend_from_slice(&[TAG_INTEREST, dist]),
             }
