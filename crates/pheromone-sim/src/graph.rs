@@ -108,7 +108,13 @@ pub fn components(n: usize, edges: &[(usize, usize)], alive: impl Fn(usize) -> b
         }
     }
     (0..n)
-        .map(|x| if alive(x) { find(&mut parent, x) } else { usize::MAX })
+        .map(|x| {
+            if alive(x) {
+                find(&mut parent, x)
+            } else {
+                usize::MAX
+            }
+        })
         .collect()
 }
 
@@ -130,7 +136,10 @@ mod tests {
             assert!(is_connected(n, &edges), "n={n} d={d}");
             let avg = 2.0 * edges.len() as f64 / n as f64;
             let want = d.min(n - 1) as f64;
-            assert!((avg - want).abs() <= want * 0.1 + 0.5, "n={n} d={d} avg={avg}");
+            assert!(
+                (avg - want).abs() <= want * 0.1 + 0.5,
+                "n={n} d={d} avg={avg}"
+            );
             let unique: HashSet<_> = edges.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
             assert_eq!(unique.len(), edges.len());
             assert!(edges.iter().all(|&(a, b)| a != b));

@@ -296,7 +296,11 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Runs `f` on a live node at the current time, then collects its outputs.
-    pub fn with_node<R>(&mut self, node: NodeId, f: impl FnOnce(&mut P, Instant) -> R) -> Option<R> {
+    pub fn with_node<R>(
+        &mut self,
+        node: NodeId,
+        f: impl FnOnce(&mut P, Instant) -> R,
+    ) -> Option<R> {
         let now = self.now;
         let slot = self.nodes.get_mut(node)?;
         let span = slot.span.clone();
@@ -435,7 +439,11 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Processes events up to and including `until`, then sets the clock to `until`.
-    pub fn run_until(&mut self, until: Instant, on_event: &mut impl FnMut(Instant, NodeId, P::Event)) {
+    pub fn run_until(
+        &mut self,
+        until: Instant,
+        on_event: &mut impl FnMut(Instant, NodeId, P::Event),
+    ) {
         self.flush_events(on_event);
         while let Some(Reverse(event)) = self.queue.peek() {
             if event.at > until {
@@ -453,7 +461,11 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Runs for `duration` of virtual time.
-    pub fn run_for(&mut self, duration: Duration, on_event: &mut impl FnMut(Instant, NodeId, P::Event)) {
+    pub fn run_for(
+        &mut self,
+        duration: Duration,
+        on_event: &mut impl FnMut(Instant, NodeId, P::Event),
+    ) {
         let until = self.now + duration;
         self.run_until(until, on_event);
     }
@@ -549,7 +561,11 @@ impl<P: Protocol> Sim<P> {
     fn drain(&mut self, node: NodeId) {
         let now = self.now;
         loop {
-            let Some(output) = self.nodes[node].proto.as_mut().and_then(|p| p.poll_output()) else {
+            let Some(output) = self.nodes[node]
+                .proto
+                .as_mut()
+                .and_then(|p| p.poll_output())
+            else {
                 break;
             };
             match output {

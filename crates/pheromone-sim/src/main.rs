@@ -10,7 +10,10 @@ use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "pheromone-sim", about = "Deterministic multi-node simulations of pheromone protocols")]
+#[command(
+    name = "pheromone-sim",
+    about = "Deterministic multi-node simulations of pheromone protocols"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

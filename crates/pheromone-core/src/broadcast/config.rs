@@ -37,7 +37,9 @@ impl std::str::FromStr for Strategy {
         match text {
             "flood" => Ok(Strategy::Flood),
             "tree" | "plumtree" => Ok(Strategy::Tree),
-            other => Err(format!("unknown strategy {other:?} (expected flood or tree)")),
+            other => Err(format!(
+                "unknown strategy {other:?} (expected flood or tree)"
+            )),
         }
     }
 }
@@ -75,6 +77,9 @@ pub struct Config {
     /// After the first IHAVE of an unknown message, wait this long for the eager copy
     /// before sending GRAFT to the announcer (Plumtree's first timeout).
     pub graft_timeout: Duration,
+    /// A node with no tree edge for a topic waits this long after the first IHAVE, then
+    /// grafts the announcer whose copy took the fewest hops (the tree grows breadth-first).
+    pub tree_join_delay: Duration,
     /// After a GRAFT, wait this long for the message before asking the next announcer.
     pub graft_retry_timeout: Duration,
     /// Most GRAFTs sent for one missing message before giving up on it.
@@ -119,6 +124,7 @@ impl Default for Config {
             history_capacity: 4096,
             control_interval: Duration::from_millis(50),
             graft_timeout: Duration::from_millis(400),
+            tree_join_delay: Duration::ZERO,
             graft_retry_timeout: Duration::from_millis(300),
             max_graft_attempts: 8,
             retransmit_timeout: Duration::from_millis(1500),

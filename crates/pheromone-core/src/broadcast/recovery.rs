@@ -6,9 +6,9 @@
 //! a cap (`history_capacity`, `max_missing`, `max_announcers`). Nothing here decodes
 //! frames or verifies signatures; the GOSSIP path is in `state.rs`.
 
+use super::interest::edge_weight;
 use super::state::Broadcast;
 use super::wire::{self, Entry};
-use super::interest::edge_weight;
 use super::{Config, MessageId, SignatureVerifier, Strategy, Topic};
 use crate::identity::PeerId;
 use bytes::Bytes;
@@ -120,8 +120,8 @@ impl History {
 #[derive(Debug, Clone)]
 pub(super) struct Missing {
     pub(super) topic: Topic,
-    /// Announcers not yet asked, in announcement order.
-    pub(super) announcers: VecDeque<PeerId>,
+    /// Announcers not yet asked, in announcement order, with their copies' hop counts.
+    pub(super) announcers: VecDeque<(PeerId, u8)>,
     /// Announcers already sent a GRAFT, in order; asked again round-robin when the others
     /// run out.
     pub(super) tried: VecDeque<PeerId>,
@@ -152,9 +152,9 @@ impl<V: SignatureVerifier> Broadcast<V> {
                     recent.set(link, HAS);
                 }
             }
-            Entry::IHave(id) | Entry::IHaveAgain(id) => {
-                let again = matches!(entry, Entry::IHaveAgain(_));
-                self.on_ihave(now, from, link, topic, id, again);
+            Entry::IHave { id, hops } | Entry::IHaveAgain { id, hops } => {
+                let again = matches!(entry, Entry::IHaveAgain { .. });
+                self.on_ihave(now, from, link, topic, id, hops, again);
             }
             Entry::Graft { id, gen } => self.on_graft(from, link, topic, id, gen),
         }
@@ -167,6 +167,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
         link: u64,
         topic: &str,
         id: MessageId,
+        hops: u8,
         again: bool,
     ) {
         // A re-announcement of a message we are already waiting for changes nothing: the
@@ -199,10 +200,10 @@ impl<V: SignatureVerifier> Broadcast<V> {
         }
         if let Some(missing) = self.missing.get_mut(&id) {
             if missing.announcers.len() + missing.tried.len() < self.config.max_announcers
-                && !missing.announcers.contains(&from)
+                && !missing.announcers.iter().any(|(p, _)| *p == from)
                 && !missing.tried.contains(&from)
             {
-                missing.announcers.push_back(from);
+                missing.announcers.push_back((from, hops));
             }
             return;
         }
@@ -215,7 +216,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
             id,
             Missing {
                 topic: name,
-                announcers: VecDeque::from([from]),
+                announcers: VecDeque::from([(from, hops)]),
                 tried: VecDeque::new(),
                 attempts: 0,
             },
@@ -227,7 +228,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 .get(topic)
                 .is_none_or(|s| !s.peers.iter().any(|p| p.eager && p.link != link));
         let wait = if no_tree {
-            std::time::Duration::ZERO
+            self.config.tree_join_delay
         } else {
             self.config.graft_timeout
         };
@@ -249,7 +250,12 @@ impl<V: SignatureVerifier> Broadcast<V> {
         };
         recent.set(link, TOLD);
         let path_max = recent.first_path_max.max(weight);
-        let out = wire::relay_copy(&recent.frame, recent.hops.saturating_add(1), path_max, weight);
+        let out = wire::relay_copy(
+            &recent.frame,
+            recent.hops.saturating_add(1),
+            path_max,
+            weight,
+        );
         self.send_gossip(from, out);
     }
 
@@ -265,10 +271,20 @@ impl<V: SignatureVerifier> Broadcast<V> {
         };
         // Announcers whose link went down cannot answer.
         let neighbours = &self.neighbours;
-        missing.announcers.retain(|p| neighbours.contains_key(p));
+        missing
+            .announcers
+            .retain(|(p, _)| neighbours.contains_key(p));
         missing.tried.retain(|p| neighbours.contains_key(p));
-        let next = match missing.announcers.pop_front() {
-            Some(peer) => Some(peer),
+        // The closest announcer first: the tree then grows breadth-first, which keeps
+        // its paths short.
+        let closest = missing
+            .announcers
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, (_, hops))| (*hops, *i))
+            .map(|(i, _)| i);
+        let next = match closest.and_then(|i| missing.announcers.remove(i)) {
+            Some((peer, _)) => Some(peer),
             None => missing.tried.pop_front(),
         };
         let (Some(peer), true) = (next, missing.attempts < max) else {
@@ -318,9 +334,10 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 }
             }
             let topic = recent.topic.clone();
+            let hops = recent.hops;
             for peer in targets {
                 self.metrics.ihave_sent += 1;
-                self.queue_control(now, peer, &topic, Entry::IHave(id), false);
+                self.queue_control(now, peer, &topic, Entry::IHave { id, hops }, false);
             }
         }
     }
@@ -349,10 +366,11 @@ impl<V: SignatureVerifier> Broadcast<V> {
         recent.rounds += 1;
         let rounds = recent.rounds;
         let topic = recent.topic.clone();
+        let hops = recent.hops;
         for peer in targets {
             self.metrics.ihave_sent += 1;
             self.metrics.retransmits += 1;
-            self.queue_control(now, peer, &topic, Entry::IHaveAgain(id), false);
+            self.queue_control(now, peer, &topic, Entry::IHaveAgain { id, hops }, false);
         }
         if rounds < max_rounds {
             let at = now + base * (1u32 << rounds.min(16));

@@ -11,8 +11,8 @@ use super::recovery::{History, Missing, Recent, Timer, HAS, TOLD};
 use super::seen::SeenCache;
 use super::wire::{self, Entry, Frame, Gossip, Limits};
 use super::{
-    Config, Ed25519Verifier, Message, MessageId, Output, PublishError, SignatureVerifier,
-    Strategy, Topic, TopicError,
+    Config, Ed25519Verifier, Message, MessageId, Output, PublishError, SignatureVerifier, Strategy,
+    Topic, TopicError,
 };
 use crate::identity::{Keypair, PeerId};
 use bytes::Bytes;
@@ -446,14 +446,25 @@ impl<V: SignatureVerifier> Broadcast<V> {
     /// tree strategy it reveals a cycle of tree edges; the cycle rule prunes the edge only
     /// when it can prove that edge is the heaviest on the cycle, which keeps the tree
     /// connected however many messages are in flight.
-    fn on_duplicate(&mut self, now: Instant, from: PeerId, link: u64, id: MessageId, g: &Gossip<'_>) {
+    fn on_duplicate(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        link: u64,
+        id: MessageId,
+        g: &Gossip<'_>,
+    ) {
         self.metrics.duplicates += 1;
         let topic = self.canonical_topic(g.topic);
         let (told, first) = match self.history.get_mut(&id) {
             Some(recent) => {
                 let told = recent.flags(link) & TOLD != 0;
                 recent.set(link, HAS | TOLD);
-                let first = (recent.first_path_max, recent.first_link_weight, recent.first_link);
+                let first = (
+                    recent.first_path_max,
+                    recent.first_link_weight,
+                    recent.first_link,
+                );
                 (told, Some(first))
             }
             None => (false, None),
@@ -482,7 +493,10 @@ impl<V: SignatureVerifier> Broadcast<V> {
             return;
         };
         // A push over a link we do not count as a tree edge is always refused.
-        let refuse = state.peer_mut(link).is_some_and(|p| !p.eager).then_some(link);
+        let refuse = state
+            .peer_mut(link)
+            .is_some_and(|p| !p.eager)
+            .then_some(link);
         let mut pruned = Vec::new();
         for target in [prune, refuse].into_iter().flatten() {
             if let Some(p) = state.peer_mut(target) {
@@ -520,7 +534,12 @@ impl<V: SignatureVerifier> Broadcast<V> {
         }
         if let Some(missing) = self.missing.remove(&id) {
             // Everyone who announced it has it and waits for our answer.
-            for peer in missing.announcers.iter().chain(missing.tried.iter()) {
+            for peer in missing
+                .announcers
+                .iter()
+                .map(|(p, _)| p)
+                .chain(missing.tried.iter())
+            {
                 if let Some(link) = self.neighbours.get(peer).map(|n| n.link) {
                     if recent.flags(link) & TOLD == 0 {
                         recent.set(link, HAS | TOLD);

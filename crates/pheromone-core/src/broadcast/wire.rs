@@ -27,8 +27,8 @@ pub const MAX_ORIGIN_LEN: usize = 44;
 /// be replayed as a signature of any other pheromone structure.
 pub const SIGNING_DOMAIN: &[u8] = b"pheromone-broadcast/1:";
 /// Bytes a GOSSIP frame needs beyond its topic and data, at most.
-pub const GOSSIP_OVERHEAD: usize = SIGNED_OFFSET + varint::MAX_LEN + 1 + MAX_ORIGIN_LEN + 2 * varint::MAX_LEN
-    + SIGNATURE_LEN;
+pub const GOSSIP_OVERHEAD: usize =
+    SIGNED_OFFSET + 8 + 1 + MAX_ORIGIN_LEN + 2 * varint::MAX_LEN + SIGNATURE_LEN;
 /// Bytes a CONTROL frame needs beyond its groups, at most.
 pub const CONTROL_OVERHEAD: usize = 2 + varint::MAX_LEN;
 /// Bytes one control entry plus a group header may take, at most, beyond the topic name.
@@ -105,9 +105,19 @@ pub struct Gossip<'a> {
 pub enum Entry {
     /// "I have this message" — first announcement. The receiver answers with [`Entry::Ack`]
     /// if it has the message too, or sends GRAFT later if it does not.
-    IHave(MessageId),
+    IHave {
+        /// The message.
+        id: MessageId,
+        /// Hop count of the announcer's copy; receivers graft the closest announcer.
+        hops: u8,
+    },
     /// "I have this message" — a re-announcement because no answer came; always answered.
-    IHaveAgain(MessageId),
+    IHaveAgain {
+        /// The message.
+        id: MessageId,
+        /// Hop count of the announcer's copy.
+        hops: u8,
+    },
     /// "I have this message too"; never answered.
     Ack(MessageId),
     /// "Send me this message, and push this topic to me eagerly from now on"; `gen` is the
@@ -205,7 +215,7 @@ fn decode_gossip<'a>(
     let hops = r.u8("hops")?;
     let path_max = r.u64_be("path maximum")?;
     let link_weight = r.u64_be("link weight")?;
-    let seq = r.varint("seq")?;
+    let seq = r.u64_be("seq")?;
     let origin_len = usize::from(r.u8("origin length")?);
     if origin_len > MAX_ORIGIN_LEN {
         return Err(DecodeError::LengthCap {
@@ -214,8 +224,8 @@ fn decode_gossip<'a>(
             max: MAX_ORIGIN_LEN,
         });
     }
-    let origin = PeerId::from_bytes(r.take(origin_len, "origin")?)
-        .map_err(|_| DecodeError::BadOrigin)?;
+    let origin =
+        PeerId::from_bytes(r.take(origin_len, "origin")?).map_err(|_| DecodeError::BadOrigin)?;
     let topic = r.topic(limits.max_topic_len)?;
     let data_len = r.len_prefix("data", limits.max_data_len)?;
     let data = r.take(data_len, "data")?;
@@ -259,13 +269,20 @@ fn walk_control<'a>(
         }
         for _ in 0..count {
             let entry = match r.u8("entry tag")? {
-                TAG_IHAVE => Entry::IHave(r.id()?),
-                TAG_IHAVE_AGAIN => Entry::IHaveAgain(r.id()?),
+                TAG_IHAVE => Entry::IHave {
+                    id: r.id()?,
+                    hops: r.u8("hops")?,
+                },
+                TAG_IHAVE_AGAIN => Entry::IHaveAgain {
+                    id: r.id()?,
+                    hops: r.u8("hops")?,
+                },
                 TAG_ACK => Entry::Ack(r.id()?),
                 TAG_GRAFT => {
                     let id = r.id()?;
                     let gen = r.varint("graft generation")?;
-                    let gen = u32::try_from(gen).map_err(|_| DecodeError::Varint("graft generation"))?;
+                    let gen =
+                        u32::try_from(gen).map_err(|_| DecodeError::Varint("graft generation"))?;
                     Entry::Graft { id, gen }
                 }
                 TAG_PRUNE => Entry::Prune,
@@ -366,7 +383,7 @@ pub(crate) fn encode_gossip_unsigned(
     let mut out = Vec::with_capacity(GOSSIP_OVERHEAD + topic.len() + data.len());
     out.extend_from_slice(&[VERSION, KIND_GOSSIP, 0]);
     out.extend_from_slice(&[0u8; 16]);
-    varint::encode(seq, &mut out);
+    out.extend_from_slice(&seq.to_be_bytes());
     // Peer IDs are at most MAX_ORIGIN_LEN (44) bytes, so the length fits a byte.
     out.push(origin.len() as u8);
     out.extend_from_slice(origin);
@@ -429,8 +446,14 @@ pub fn encode_control<'t>(groups: impl IntoIterator<Item = (&'t str, &'t [Entry]
         varint::encode(entries.len() as u64, &mut out);
         for entry in entries {
             match *entry {
-                Entry::IHave(id) => push_id(&mut out, TAG_IHAVE, id),
-                Entry::IHaveAgain(id) => push_id(&mut out, TAG_IHAVE_AGAIN, id),
+                Entry::IHave { id, hops } => {
+                    push_id(&mut out, TAG_IHAVE, id);
+                    out.push(hops);
+                }
+                Entry::IHaveAgain { id, hops } => {
+                    push_id(&mut out, TAG_IHAVE_AGAIN, id);
+                    out.push(hops);
+                }
                 Entry::Ack(id) => push_id(&mut out, TAG_ACK, id),
                 Entry::Graft { id, gen } => {
                     push_id(&mut out, TAG_GRAFT, id);

@@ -41,7 +41,8 @@ impl SignatureVerifier for SimVerifier {
             SimVerifier::Full(v) => v.verify(origin, signed, signature),
             SimVerifier::Memo(memo) => {
                 let origin_bytes = origin.as_bytes();
-                let mut key = Vec::with_capacity(2 + origin_bytes.len() + signature.len() + signed.len());
+                let mut key =
+                    Vec::with_capacity(2 + origin_bytes.len() + signature.len() + signed.len());
                 key.push(origin_bytes.len() as u8);
                 key.extend_from_slice(origin_bytes);
                 key.push(signature.len() as u8);
@@ -164,7 +165,8 @@ pub struct BroadcastReport {
     /// The seed.
     pub seed: u64,
     /// Delivered / expected (message, subscriber) pairs. Expected: subscribers other than
-    /// the origin, alive at the end, and connected to the origin through live nodes.
+    /// the origin, alive at the end, and (for messages published after the kill)
+    /// connected to the origin through live nodes.
     pub delivery_ratio: f64,
     /// The same, only for messages published after the kill (equal to `delivery_ratio`
     /// without kills).
@@ -255,7 +257,9 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let edges = graph::random_connected(n, params.degree, sim.rng());
     let (lo, hi) = params.latency;
     for &(a, b) in &edges {
-        let latency_ns = sim.rng().gen_range(lo.as_nanos() as u64..=hi.as_nanos().max(lo.as_nanos()) as u64);
+        let latency_ns = sim
+            .rng()
+            .gen_range(lo.as_nanos() as u64..=hi.as_nanos().max(lo.as_nanos()) as u64);
         let link = LinkConfig {
             latency: Duration::from_nanos(latency_ns),
             jitter: Duration::ZERO,
@@ -310,7 +314,13 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
                     for peer in p.inner.eager_peers(TOPIC) {
                         directed += 1;
                         if let Some(y) = sim.node_id(&peer) {
-                            if x < y && sim.node(y).is_some_and(|q| q.inner.eager_peers(TOPIC).contains(&sim.peer_id(x).unwrap())) {
+                            if x < y
+                                && sim.node(y).is_some_and(|q| {
+                                    q.inner
+                                        .eager_peers(TOPIC)
+                                        .contains(&sim.peer_id(x).unwrap())
+                                })
+                            {
                                 eager_edges.push((x, y));
                             }
                         }
@@ -318,8 +328,15 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
                 }
             }
             let comps = graph::components(n, &eager_edges, |x| sim.is_alive(x));
-            let mut c: Vec<usize> = comps.clone(); c.sort(); c.dedup();
-            eprintln!("msg {index} t={:?} directed {directed} mutual {} comps {}", sim.elapsed(), eager_edges.len(), c.len());
+            let mut c: Vec<usize> = comps.clone();
+            c.sort();
+            c.dedup();
+            eprintln!(
+                "msg {index} t={:?} directed {directed} mutual {} comps {}",
+                sim.elapsed(),
+                eager_edges.len(),
+                c.len()
+            );
         }
         let live: Vec<NodeId> = (0..n).filter(|&x| sim.is_alive(x)).collect();
         let Some(&origin) = live.choose(sim.rng()) else {
@@ -341,7 +358,9 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
                 delivered: vec![false; n],
             });
         }
-        sim.run_for(params.interval, &mut |at, node, msg| rec.record(at, node, msg));
+        sim.run_for(params.interval, &mut |at, node, msg| {
+            rec.record(at, node, msg)
+        });
     }
     let deadline = sim.now() + SETTLE_LIMIT;
     sim.run_until_quiet(deadline, &mut |at, node, msg| rec.record(at, node, msg));
@@ -351,12 +370,21 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         for x in 0..n {
             if let Some(p) = sim.node(x) {
                 if let Some(at) = p.inner.poll_timeout() {
-                    eprintln!("node {x} timeout in {:?} missing {} hist {} {:?}", at.saturating_duration_since(now), p.inner.missing_len(), p.inner.history_len(), p.inner.metrics());
+                    eprintln!(
+                        "node {x} timeout in {:?} missing {} hist {} {:?}",
+                        at.saturating_duration_since(now),
+                        p.inner.missing_len(),
+                        p.inner.history_len(),
+                        p.inner.metrics()
+                    );
                 }
             }
         }
     }
-    let comps = graph::components(n, &edges, |x| sim.is_alive(x));
+    // Messages published before the kill could reach every node of the whole graph;
+    // later ones only the nodes still connected to their origin through live nodes.
+    let comps_before = graph::components(n, &edges, |_| true);
+    let comps_after = graph::components(n, &edges, |x| sim.is_alive(x));
     let (mut delivered, mut expected, mut unreachable) = (0u64, 0u64, 0u64);
     let (mut delivered_after, mut expected_after) = (0u64, 0u64);
     for p in &rec.published {
@@ -364,6 +392,11 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
             if node == p.origin || !subscribed[node] || !sim.is_alive(node) {
                 continue;
             }
+            let comps = if p.after_kill {
+                &comps_after
+            } else {
+                &comps_before
+            };
             if comps[node] != comps[p.origin] {
                 unreachable += 1;
                 continue;
@@ -380,7 +413,16 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let all: Vec<Metrics> = live_metrics(&sim).chain(harvested).collect();
     if std::env::var("SIM_DEBUG").is_ok() {
         let sum = |f: fn(&Metrics) -> u64| all.iter().map(f).sum::<u64>();
-        eprintln!("grafts {} prunes {} dups {} retrans {} ihave {} unans {} gaveup {}", sum(|m| m.grafts_sent), sum(|m| m.prunes_sent), sum(|m| m.duplicates), sum(|m| m.retransmits), sum(|m| m.ihave_sent), sum(|m| m.grafts_unanswerable), sum(|m| m.missing_given_up));
+        eprintln!(
+            "grafts {} prunes {} dups {} retrans {} ihave {} unans {} gaveup {}",
+            sum(|m| m.grafts_sent),
+            sum(|m| m.prunes_sent),
+            sum(|m| m.duplicates),
+            sum(|m| m.retransmits),
+            sum(|m| m.ihave_sent),
+            sum(|m| m.grafts_unanswerable),
+            sum(|m| m.missing_given_up)
+        );
     }
     let copies: u64 = all.iter().map(|m| m.gossip_received).sum();
     let extra: u64 = all.iter().map(|m| m.duplicates).sum();
@@ -415,7 +457,11 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         unreachable,
         duplicates_per_node_per_msg: ratio(copies, denominator),
         extra_copies_per_node_per_msg: ratio(extra, denominator),
-        hops_mean: if hops.is_empty() { 0.0 } else { hops.iter().sum::<f64>() / hops.len() as f64 },
+        hops_mean: if hops.is_empty() {
+            0.0
+        } else {
+            hops.iter().sum::<f64>() / hops.len() as f64
+        },
         hops_p99: percentile(&hops, 99.0),
         latency_ms_p50: percentile(&latencies, 50.0),
         latency_ms_p99: percentile(&latencies, 99.0),
