@@ -169,7 +169,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
 
     /// Recomputes what we advertise for `topic` to each neighbour and queues the changes.
     pub(super) fn recompute_interest(&mut self, now: Instant, topic: &Topic) {
-        let horizon = self.config.interest_horizon.min(UNREACHABLE);
+        let horizon = self.config.interest_horizon;
         let Some(state) = self.topics.get_mut(topic) else {
             return;
         };

@@ -154,7 +154,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
             }
             Entry::IHave { id, hops } | Entry::IHaveAgain { id, hops } => {
                 let again = matches!(entry, Entry::IHaveAgain { .. });
-                self.on_ihave(now, from, link, topic, id, hops, again);
+                self.on_ihave(now, from, link, topic, (id, hops, again));
             }
             Entry::Graft { id, gen } => self.on_graft(from, link, topic, id, gen),
         }
@@ -166,9 +166,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
         from: PeerId,
         link: u64,
         topic: &str,
-        id: MessageId,
-        hops: u8,
-        again: bool,
+        (id, hops, again): (MessageId, u8, bool),
     ) {
         // A re-announcement of a message we are already waiting for changes nothing: the
         // announcer is recorded, and the eager copy may still be on its way.

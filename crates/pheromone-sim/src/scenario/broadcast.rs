@@ -198,6 +198,15 @@ pub struct BroadcastReport {
     pub gossip_bytes_per_msg: f64,
     /// Messages handed to the same subscriber twice (storm freedom requires 0).
     pub double_deliveries: u64,
+    /// Links both ends push eagerly at the end of the run (a spanning tree of the live
+    /// nodes has nodes − 1; flood counts every interested link).
+    pub tree_edges: usize,
+    /// Connected components of that eager graph over live nodes (1: the tree spans).
+    pub tree_components: usize,
+    /// GRAFTs sent by all nodes.
+    pub grafts: u64,
+    /// PRUNEs sent by all nodes.
+    pub prunes: u64,
     /// Frames dropped as invalid by any node.
     pub dropped_invalid: u64,
     /// Nodes killed.
@@ -306,38 +315,6 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
             }
             kill_done = true;
         }
-        if std::env::var("SIM_DEBUG").is_ok() {
-            let mut eager_edges = Vec::new();
-            let mut directed = 0;
-            for x in 0..n {
-                if let Some(p) = sim.node(x) {
-                    for peer in p.inner.eager_peers(TOPIC) {
-                        directed += 1;
-                        if let Some(y) = sim.node_id(&peer) {
-                            if x < y
-                                && sim.node(y).is_some_and(|q| {
-                                    q.inner
-                                        .eager_peers(TOPIC)
-                                        .contains(&sim.peer_id(x).unwrap())
-                                })
-                            {
-                                eager_edges.push((x, y));
-                            }
-                        }
-                    }
-                }
-            }
-            let comps = graph::components(n, &eager_edges, |x| sim.is_alive(x));
-            let mut c: Vec<usize> = comps.clone();
-            c.sort();
-            c.dedup();
-            eprintln!(
-                "msg {index} t={:?} directed {directed} mutual {} comps {}",
-                sim.elapsed(),
-                eager_edges.len(),
-                c.len()
-            );
-        }
         let live: Vec<NodeId> = (0..n).filter(|&x| sim.is_alive(x)).collect();
         let Some(&origin) = live.choose(sim.rng()) else {
             break;
@@ -365,22 +342,6 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let deadline = sim.now() + SETTLE_LIMIT;
     sim.run_until_quiet(deadline, &mut |at, node, msg| rec.record(at, node, msg));
 
-    if std::env::var("SIM_DEBUG").is_ok() {
-        let now = sim.now();
-        for x in 0..n {
-            if let Some(p) = sim.node(x) {
-                if let Some(at) = p.inner.poll_timeout() {
-                    eprintln!(
-                        "node {x} timeout in {:?} missing {} hist {} {:?}",
-                        at.saturating_duration_since(now),
-                        p.inner.missing_len(),
-                        p.inner.history_len(),
-                        p.inner.metrics()
-                    );
-                }
-            }
-        }
-    }
     // Messages published before the kill could reach every node of the whole graph;
     // later ones only the nodes still connected to their origin through live nodes.
     let comps_before = graph::components(n, &edges, |_| true);
@@ -411,24 +372,14 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         }
     }
     let all: Vec<Metrics> = live_metrics(&sim).chain(harvested).collect();
-    if std::env::var("SIM_DEBUG").is_ok() {
-        let sum = |f: fn(&Metrics) -> u64| all.iter().map(f).sum::<u64>();
-        eprintln!(
-            "grafts {} prunes {} dups {} retrans {} ihave {} unans {} gaveup {}",
-            sum(|m| m.grafts_sent),
-            sum(|m| m.prunes_sent),
-            sum(|m| m.duplicates),
-            sum(|m| m.retransmits),
-            sum(|m| m.ihave_sent),
-            sum(|m| m.grafts_unanswerable),
-            sum(|m| m.missing_given_up)
-        );
-    }
     let copies: u64 = all.iter().map(|m| m.gossip_received).sum();
     let extra: u64 = all.iter().map(|m| m.duplicates).sum();
     let control: u64 = all.iter().map(|m| m.control_bytes_sent).sum::<u64>() - control_at_warm_up;
     let gossip_bytes: u64 = all.iter().map(|m| m.gossip_bytes_sent).sum();
     let dropped_invalid: u64 = all.iter().map(|m| m.dropped.total()).sum();
+    let grafts: u64 = all.iter().map(|m| m.grafts_sent).sum();
+    let prunes: u64 = all.iter().map(|m| m.prunes_sent).sum();
+    let (tree_edges, tree_components) = eager_graph(&sim);
     let Recorder {
         published,
         mut latencies,
@@ -468,6 +419,10 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         control_bytes_per_msg: control as f64 / msgs,
         gossip_bytes_per_msg: gossip_bytes as f64 / msgs,
         double_deliveries: double,
+        tree_edges,
+        tree_components,
+        grafts,
+        prunes,
         dropped_invalid,
         killed,
         frames_lost: sim.stats().frames_lost,
@@ -509,6 +464,34 @@ impl Recorder {
         self.digest.write_u64(index as u64);
         self.digest.write_u64(u64::from(msg.hops));
     }
+}
+
+/// Edges pushed eagerly from both ends, and the components they form over live nodes.
+fn eager_graph(sim: &Sim<BroadcastNode>) -> (usize, usize) {
+    let n = sim.len();
+    let eager: Vec<Vec<PeerId>> = (0..n)
+        .map(|x| {
+            sim.node(x)
+                .map(|p| p.inner.eager_peers(TOPIC))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for (x, peers) in eager.iter().enumerate() {
+        let Some(me) = sim.peer_id(x) else { continue };
+        for peer in peers {
+            if let Some(y) = sim.node_id(peer) {
+                if x < y && eager[y].contains(&me) {
+                    edges.push((x, y));
+                }
+            }
+        }
+    }
+    let comps = graph::components(n, &edges, |x| sim.is_alive(x));
+    let mut roots: Vec<usize> = comps.into_iter().filter(|&c| c != usize::MAX).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    (edges.len(), roots.len())
 }
 
 fn live_metrics(sim: &Sim<BroadcastNode>) -> impl Iterator<Item = Metrics> + '_ {
