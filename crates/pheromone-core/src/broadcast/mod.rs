@@ -31,12 +31,14 @@
 //! # Strategies
 //!
 //! [`Strategy::Flood`] pushes every new message to every interested neighbour.
-//! [`Strategy::Tree`] is Plumtree: all interested neighbours start *eager*; a duplicate
-//! copy makes the receiver PRUNE the sender (both sides then treat the link as *lazy*);
-//! lazy neighbours get batched IHAVE announcements instead of the message; an IHAVE for an
-//! unknown message starts a timer, and on expiry the node sends GRAFT to the announcer,
-//! which answers with the message and makes the link eager again. That repairs the tree
-//! when a branch breaks.
+//! [`Strategy::Tree`] is Plumtree: per topic a neighbour is *eager* (a tree edge, pushed
+//! the message) or *lazy* (sent batched IHAVE announcements). Links start lazy; a node
+//! missing an announced message GRAFTs the announcer with the fewest hops (at once when
+//! it has no tree edge yet, after [`Config::graft_timeout`] otherwise), which answers with
+//! the message and makes the link eager: the tree grows breadth-first and heals when a
+//! branch breaks. Duplicates reveal cycles; a *cycle rule* over edge weights carried in
+//! every copy PRUNEs only the heaviest edge of a cycle, so the tree is never cut apart,
+//! however many messages are in flight.
 //!
 //! Both strategies recover from lost frames the same way: a neighbour that was sent a
 //! message or an announcement is expected to answer "I have it" (an ACK, an IHAVE, or the
