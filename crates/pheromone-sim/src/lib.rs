@@ -30,7 +30,7 @@ use bytes::Bytes;
 use pheromone_core::identity::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -148,29 +148,16 @@ enum EventKind {
     },
 }
 
+/// A queue entry: time (nanoseconds since the start), insertion number, payload slot.
+/// Kept small because the heap moves it around on every push and pop; the payload waits
+/// in a slab.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Event {
-    at: Instant,
+    // Ties in time break by insertion order: the determinism of the whole run rests on
+    // this.
+    at: u64,
     seq: u64,
-    kind: EventKind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Event {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Ties in time break by insertion order: the determinism of the whole run rests
-        // on this.
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
+    slot: u32,
 }
 
 /// The simulator: nodes, links, a virtual clock and an event queue.
@@ -182,6 +169,8 @@ pub struct Sim<P: Protocol> {
     by_peer: HashMap<PeerId, NodeId>,
     links: HashMap<(NodeId, NodeId), Link>,
     queue: BinaryHeap<Reverse<Event>>,
+    payloads: Vec<Option<EventKind>>,
+    free: Vec<u32>,
     seq: u64,
     events: Vec<(Instant, NodeId, P::Event)>,
     stats: NetStats,
@@ -206,6 +195,8 @@ impl<P: Protocol> Sim<P> {
             by_peer: HashMap::new(),
             links: HashMap::new(),
             queue: BinaryHeap::new(),
+            payloads: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             events: Vec::new(),
             stats: NetStats::default(),
@@ -445,16 +436,12 @@ impl<P: Protocol> Sim<P> {
         on_event: &mut impl FnMut(Instant, NodeId, P::Event),
     ) {
         self.flush_events(on_event);
+        let limit = self.nanos(until);
         while let Some(Reverse(event)) = self.queue.peek() {
-            if event.at > until {
+            if event.at > limit {
                 break;
             }
-            let Some(Reverse(event)) = self.queue.pop() else {
-                break;
-            };
-            self.now = self.now.max(event.at);
-            self.stats.events += 1;
-            self.step(event.kind);
+            self.pop_and_step();
             self.flush_events(on_event);
         }
         self.now = self.now.max(until);
@@ -477,17 +464,13 @@ impl<P: Protocol> Sim<P> {
         on_event: &mut impl FnMut(Instant, NodeId, P::Event),
     ) -> bool {
         self.flush_events(on_event);
+        let limit = self.nanos(deadline);
         while let Some(Reverse(event)) = self.queue.peek() {
-            if event.at > deadline {
+            if event.at > limit {
                 self.now = self.now.max(deadline);
                 return false;
             }
-            let Some(Reverse(event)) = self.queue.pop() else {
-                break;
-            };
-            self.now = self.now.max(event.at);
-            self.stats.events += 1;
-            self.step(event.kind);
+            self.pop_and_step();
             self.flush_events(on_event);
         }
         true
@@ -500,13 +483,46 @@ impl<P: Protocol> Sim<P> {
         }
     }
 
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn push(&mut self, at: Instant, kind: EventKind) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.payloads[slot as usize] = Some(kind);
+                slot
+            }
+            None => {
+                self.payloads.push(Some(kind));
+                // Slots never exceed the events in flight at once, far below 2^32.
+                (self.payloads.len() - 1) as u32
+            }
+        };
+        let at = self.nanos(at);
         self.queue.push(Reverse(Event {
             at,
             seq: self.seq,
-            kind,
+            slot,
         }));
+    }
+
+    fn pop_and_step(&mut self) {
+        let Some(Reverse(event)) = self.queue.pop() else {
+            return;
+        };
+        let Some(kind) = self
+            .payloads
+            .get_mut(event.slot as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.free.push(event.slot);
+        self.now = self.now.max(self.start + Duration::from_nanos(event.at));
+        self.stats.events += 1;
+        self.step(kind);
     }
 
     fn step(&mut self, kind: EventKind) {
@@ -531,9 +547,10 @@ impl<P: Protocol> Sim<P> {
                 self.with_node(to, |p, now| p.handle_message(now, peer, &bytes));
             }
             EventKind::Timer { node, incarnation } => {
-                let now = self.now;
+                let now = self.nanos(self.now);
+                let scheduled = self.nodes[node].timer_at.map(|at| self.nanos(at));
                 let slot = &mut self.nodes[node];
-                if slot.incarnation != incarnation || slot.timer_at != Some(now) {
+                if slot.incarnation != incarnation || scheduled != Some(now) {
                     return;
                 }
                 slot.timer_at = None;

@@ -122,7 +122,7 @@ impl Default for Config {
             seen_capacity: 100_000,
             history_ttl: Duration::from_secs(30),
             history_capacity: 4096,
-            control_interval: Duration::from_millis(50),
+            control_interval: Duration::from_millis(100),
             graft_timeout: Duration::from_millis(400),
             tree_join_delay: Duration::ZERO,
             graft_retry_timeout: Duration::from_millis(300),

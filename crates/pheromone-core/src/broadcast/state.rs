@@ -202,8 +202,9 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.missing.len()
     }
 
-    /// A link to `peer` came up: it starts lazy (eager with `Config::eager_start`), and is told every topic
-    /// this node wants through it. Adding a current neighbour again changes nothing.
+    /// A link to `peer` came up: it starts lazy (eager with `Config::eager_start`) and is
+    /// told every topic this node wants through it. Adding a current neighbour again
+    /// changes nothing.
     pub fn add_neighbour(&mut self, now: Instant, peer: PeerId) {
         if peer == self.local || self.neighbours.contains_key(&peer) {
             return;
