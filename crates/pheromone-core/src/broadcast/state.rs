@@ -565,6 +565,10 @@ impl<V: SignatureVerifier> Broadcast<V> {
             self.send_gossip(peer, out);
         }
         self.history.insert(now, id, recent, &self.config);
+        // Ids beyond the history's capacity would be gone by the flush anyway.
+        if self.to_announce.len() >= self.config.history_capacity.max(1) {
+            self.to_announce.remove(0);
+        }
         self.to_announce.push(id);
         self.schedule_flush(now);
         let at = now + self.config.retransmit_timeout;
