@@ -62,6 +62,7 @@
 
 mod config;
 mod error;
+mod gossip;
 mod interest;
 mod metrics;
 mod recovery;

@@ -445,3 +445,33 @@ fn memory_stays_bounded_under_a_flood_of_unique_messages() {
     assert_eq!(net.nodes[1].metrics().delivered, 500);
     assert_eq!(net.nodes[1].metrics().seen_evicted_early, 300);
 }
+
+#[test]
+fn interest_withdraws_from_a_ring_within_the_horizon() {
+    // In a ring, split horizon alone cannot stop stale interest circling after the only
+    // subscriber leaves; the horizon must end it, with a bounded number of frames.
+    let config = Config {
+        interest_horizon: 8,
+        ..Config::default()
+    };
+    let mut net = Net::new(6, config);
+    for i in 0..6 {
+        net.link(i, (i + 1) % 6);
+    }
+    net.subscribe(0, "t");
+    for i in 1..6 {
+        assert_eq!(net.nodes[i].interested_peers("t").len(), 2, "node {i}");
+    }
+    let before = net.sent.len();
+    assert!(net.nodes[0].unsubscribe(net.now, &topic("t")));
+    net.settle();
+    for i in 0..6 {
+        assert!(net.nodes[i].interested_peers("t").is_empty(), "node {i}");
+        assert!(!net.nodes[i].is_subscribed("t"));
+    }
+    assert!(
+        net.sent.len() - before < 6 * 2 * 8,
+        "withdrawal took {} frames",
+        net.sent.len() - before
+    );
+}
