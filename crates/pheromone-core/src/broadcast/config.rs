@@ -74,6 +74,9 @@ pub struct Config {
     /// Control entries (IHAVE, ACK) wait at most this long so that several fit one frame.
     /// GRAFT, PRUNE and interest changes are sent at once.
     pub control_interval: Duration,
+    /// INTEREST and TREE advertisements are restated to a neighbour at most this often,
+    /// riding on control frames that go out anyway, so that a lost one is repaired.
+    pub state_refresh: Duration,
     /// After the first IHAVE of an unknown message, wait this long for the eager copy
     /// before sending GRAFT to the announcer (Plumtree's first timeout).
     pub graft_timeout: Duration,
@@ -96,12 +99,6 @@ pub struct Config {
     pub max_announcers: usize,
     /// Most missing messages tracked at once (IHAVE for ids we do not have).
     pub max_missing: usize,
-    /// Whether new links start as eager (tree) edges. Plumtree's paper starts them eager,
-    /// so the first messages flood and duplicates prune the tree into shape; but several
-    /// messages in flight at once prune different edges of the same cycle and cut the tree
-    /// apart. Starting lazy (the default) grows the tree only by GRAFTs instead: a node with
-    /// no eager peer grafts the first announcer at once, which yields a spanning tree.
-    pub eager_start: bool,
     /// Sequence number of this node's first published message. Set it to something that
     /// grows across restarts (such as wall-clock nanoseconds at start-up) so that a
     /// restarted node's messages are not mistaken for replays of its previous life's.
@@ -123,6 +120,7 @@ impl Default for Config {
             history_ttl: Duration::from_secs(30),
             history_capacity: 4096,
             control_interval: Duration::from_millis(100),
+            state_refresh: Duration::from_secs(1),
             graft_timeout: Duration::from_millis(400),
             tree_join_delay: Duration::ZERO,
             graft_retry_timeout: Duration::from_millis(300),
@@ -132,7 +130,6 @@ impl Default for Config {
             interest_horizon: 32,
             max_announcers: 16,
             max_missing: 4096,
-            eager_start: false,
             first_seq: 1,
             deliver_own: false,
         }

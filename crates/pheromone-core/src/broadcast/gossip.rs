@@ -46,11 +46,13 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.seen.insert(now, id);
         let topic = self.canonical_topic(g.topic);
         if self.config.strategy == Strategy::Tree {
-            // Plumtree: whoever pushes us a new message is a tree edge; adopt its weight.
+            // Plumtree: whoever pushes us a new message over a grafted edge (generation
+            // above 0) makes it a tree edge for us too; adopt its weight. Root-tree links
+            // are eager already, and answers to pulls come with generation 0.
             if let Some(state) = self.topics.get_mut(g.topic) {
                 state.clock = state.clock.max(weight_gen(g.path_max));
                 if let Some(p) = state.peer_mut(link) {
-                    if !p.eager {
+                    if !p.eager && weight_gen(g.link_weight) > 0 {
                         p.eager = true;
                         p.weight = g.link_weight;
                     }
@@ -130,14 +132,20 @@ impl<V: SignatureVerifier> Broadcast<V> {
         let Some(state) = self.topics.get_mut(topic.as_str()) else {
             return;
         };
-        // A push over a link we do not count as a tree edge is always refused.
+        // A push over a grafted link we do not count as a tree edge is always refused
+        // (answers to pulls, generation 0, are not pushes).
         let refuse = state
             .peer_mut(link)
-            .is_some_and(|p| !p.eager)
+            .is_some_and(|p| !p.eager && weight_gen(g.link_weight) > 0)
             .then_some(link);
         let mut pruned = Vec::new();
         for target in [prune, refuse].into_iter().flatten() {
             if let Some(p) = state.peer_mut(target) {
+                if p.is_tree_edge() {
+                    // Root-tree links are never pruned; a duplicate over one is the
+                    // transient price of a tree that is still settling.
+                    continue;
+                }
                 if p.eager || Some(target) == refuse {
                     p.eager = false;
                     if !pruned.contains(&p.peer) {

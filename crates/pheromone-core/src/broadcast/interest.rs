@@ -28,6 +28,21 @@ pub(super) struct PeerTopic {
     pub(super) eager: bool,
     /// Plumtree: the tree edge's weight, agreed by both ends (see [`edge_weight`]).
     pub(super) weight: u64,
+    /// Tree: the (root, distance) this neighbour advertised, unless it named us its parent.
+    pub(super) root_in: Option<(u64, u8)>,
+    /// Tree: this neighbour named us its parent.
+    pub(super) child: bool,
+    /// Tree: we chose this neighbour as our parent.
+    pub(super) parent: bool,
+    /// Tree: what we last advertised to it.
+    pub(super) tree_out: Option<(u64, u8, bool)>,
+}
+
+impl PeerTopic {
+    /// A parent or child link of the root tree: never pruned.
+    pub(super) fn is_tree_edge(&self) -> bool {
+        self.parent || self.child
+    }
 }
 
 /// The weight of a tree edge: its generation in the high 32 bits (edges grafted later
@@ -49,6 +64,22 @@ pub(super) fn weight_gen(weight: u64) -> u32 {
 }
 
 impl PeerTopic {
+    /// A neighbour's initial standing: lazy until the root tree or a GRAFT says otherwise.
+    fn new(peer: PeerId, link: u64, local: &PeerId) -> Self {
+        Self {
+            peer,
+            link,
+            dist_in: UNREACHABLE,
+            dist_out: UNREACHABLE,
+            eager: false,
+            weight: edge_weight(0, local, &peer),
+            root_in: None,
+            child: false,
+            parent: false,
+            tree_out: None,
+        }
+    }
+
     /// Whether the neighbour asked for this topic (some subscriber is behind it).
     pub(super) fn wants(&self) -> bool {
         self.dist_in != UNREACHABLE
@@ -61,6 +92,8 @@ pub(crate) struct TopicState {
     pub(super) subscribed: bool,
     /// Largest tree-edge generation seen; a new GRAFT gets the next one.
     pub(super) clock: u32,
+    /// The best root known: (key, hops); our own key at distance 0 if none is better.
+    pub(super) root: Option<(u64, u8)>,
     /// Every current neighbour, in the order links came up (deterministic).
     pub(super) peers: Vec<PeerTopic>,
 }
@@ -91,20 +124,14 @@ impl<V: SignatureVerifier> Broadcast<V> {
             let peers = self
                 .neighbours
                 .iter()
-                .map(|(peer, n)| PeerTopic {
-                    peer: *peer,
-                    link: n.link,
-                    dist_in: UNREACHABLE,
-                    dist_out: UNREACHABLE,
-                    eager: self.config.eager_start,
-                    weight: edge_weight(0, &local, peer),
-                })
+                .map(|(peer, n)| PeerTopic::new(*peer, n.link, &local))
                 .collect();
             self.topics.insert(
                 topic.clone(),
                 TopicState {
                     subscribed: false,
                     clock: 0,
+                    root: None,
                     peers,
                 },
             );
@@ -118,14 +145,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
         let topics: Vec<Topic> = self.topics.keys().cloned().collect();
         for topic in topics {
             if let Some(state) = self.topics.get_mut(&topic) {
-                state.peers.push(PeerTopic {
-                    peer,
-                    link,
-                    dist_in: UNREACHABLE,
-                    dist_out: UNREACHABLE,
-                    eager: self.config.eager_start,
-                    weight: edge_weight(0, &self.local, &peer),
-                });
+                state.peers.push(PeerTopic::new(peer, link, &self.local));
             }
             self.recompute_interest(now, &topic);
         }
@@ -207,6 +227,8 @@ impl<V: SignatureVerifier> Broadcast<V> {
         }
         if idle {
             self.topics.remove(topic);
+        } else {
+            self.recompute_tree(now, topic);
         }
     }
 }

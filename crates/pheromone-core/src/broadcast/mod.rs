@@ -68,6 +68,7 @@ mod metrics;
 mod recovery;
 pub mod seen;
 mod state;
+mod tree;
 pub mod wire;
 
 pub use config::{Config, Strategy};

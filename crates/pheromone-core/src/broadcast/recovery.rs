@@ -140,10 +140,16 @@ impl<V: SignatureVerifier> Broadcast<V> {
     ) {
         match entry {
             Entry::Interest(dist) => self.on_interest(now, from, link, topic, dist),
+            Entry::Tree { root, dist, parent } => {
+                self.on_tree(now, link, topic, (root, dist, parent));
+            }
             Entry::Prune => {
                 if self.config.strategy == Strategy::Tree {
                     if let Some(p) = self.topics.get_mut(topic).and_then(|s| s.peer_mut(link)) {
-                        p.eager = false;
+                        // Root-tree links stay eager; PRUNE only undoes repairs.
+                        if !p.is_tree_edge() {
+                            p.eager = false;
+                        }
                     }
                 }
             }
@@ -234,12 +240,17 @@ impl<V: SignatureVerifier> Broadcast<V> {
     }
 
     fn on_graft(&mut self, from: PeerId, link: u64, topic: &str, id: MessageId, gen: u32) {
-        let weight = edge_weight(gen, &self.local, &from);
+        let mut weight = edge_weight(gen, &self.local, &from);
         if let Some(state) = self.topics.get_mut(topic) {
             state.clock = state.clock.max(gen);
             if let Some(p) = state.peer_mut(link) {
-                p.eager = true;
-                p.weight = weight;
+                if p.is_tree_edge() {
+                    weight = p.weight;
+                } else if gen > 0 {
+                    // Generation 0 asks for the message only; the link stays as it is.
+                    p.eager = true;
+                    p.weight = weight;
+                }
             }
         }
         let Some(recent) = self.history.get_mut(&id) else {
@@ -297,8 +308,18 @@ impl<V: SignatureVerifier> Broadcast<V> {
         let mut gen = 0;
         if let Some(link) = self.neighbours.get(&peer).map(|n| n.link) {
             if let Some(state) = self.topics.get_mut(&topic) {
-                // A graft that closes a cycle should be the heaviest edge on it, so that
-                // the cycle rule undoes it rather than an older tree edge.
+                // While the root tree connects us, a lost copy is only pulled (generation
+                // 0: the link stays lazy), so losses add no edges and no duplicates.
+                // Without a tree edge the graft becomes one, and the heaviest on any
+                // cycle it closes, so that the cycle rule undoes it rather than an older
+                // edge.
+                if state.peers.iter().any(|p| p.is_tree_edge()) {
+                    self.metrics.grafts_sent += 1;
+                    self.queue_control(now, peer, &topic, Entry::Graft { id, gen: 0 }, true);
+                    let at = now + self.config.graft_retry_timeout;
+                    self.schedule(at, Timer::Graft(id));
+                    return;
+                }
                 state.clock = state.clock.saturating_add(1);
                 gen = state.clock;
                 let weight = edge_weight(gen, &self.local, &peer);

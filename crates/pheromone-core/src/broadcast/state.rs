@@ -33,6 +33,8 @@ pub(super) struct Neighbour {
     pub(super) pending_len: usize,
     /// Whether `pending` must go out at the end of the current input.
     pub(super) urgent: bool,
+    /// When our INTEREST and TREE state was last restated to it (see `send_control`).
+    pub(super) restated_at: Option<Instant>,
 }
 
 /// The broadcast state machine of one node. See the [module docs](super) for the calling
@@ -194,8 +196,8 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.missing.len()
     }
 
-    /// A link to `peer` came up: it starts lazy (eager with `Config::eager_start`) and is
-    /// told every topic this node wants through it. Adding a current neighbour again
+    /// A link to `peer` came up: it starts lazy (the root tree decides which links are
+    /// eager) and is told every topic this node wants through it. Adding a current neighbour again
     /// changes nothing.
     pub fn add_neighbour(&mut self, now: Instant, peer: PeerId) {
         if peer == self.local || self.neighbours.contains_key(&peer) {
@@ -210,6 +212,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 pending: Vec::new(),
                 pending_len: 0,
                 urgent: false,
+                restated_at: None,
             },
         );
         self.interest_neighbour_added(now, peer, link);
@@ -430,7 +433,8 @@ impl<V: SignatureVerifier> Broadcast<V> {
 
     /// Sends everything queued for `peer` now, split into frames of at most
     /// `max_control_entries` entries.
-    pub(super) fn send_control(&mut self, peer: PeerId) {
+    pub(super) fn send_control(&mut self, now: Instant, peer: PeerId) {
+        self.restate(now, peer);
         let max = self.config.max_control_entries.max(1);
         let Some(n) = self.neighbours.get_mut(&peer) else {
             return;
@@ -467,9 +471,9 @@ impl<V: SignatureVerifier> Broadcast<V> {
     }
 
     /// Ends every input: urgent control entries leave now.
-    fn after_input(&mut self, _now: Instant) {
+    fn after_input(&mut self, now: Instant) {
         for peer in std::mem::take(&mut self.urgent) {
-            self.send_control(peer);
+            self.send_control(now, peer);
         }
     }
 
@@ -484,7 +488,53 @@ impl<V: SignatureVerifier> Broadcast<V> {
             .map(|(p, _)| *p)
             .collect();
         for peer in peers {
-            self.send_control(peer);
+            self.send_control(now, peer);
+        }
+    }
+
+    /// Advertisements (INTEREST, TREE) are sent once, when they change; a lost one would
+    /// leave a neighbour wrong for good. So whenever a control frame goes to a neighbour
+    /// anyway and `Config::state_refresh` has passed, our current state rides along.
+    /// Receivers treat repeats as no-ops, and an idle link costs nothing.
+    fn restate(&mut self, now: Instant, peer: PeerId) {
+        let refresh = self.config.state_refresh;
+        let Some(n) = self.neighbours.get(&peer) else {
+            return;
+        };
+        let link = n.link;
+        match n.restated_at {
+            None => {
+                // The full state went out when the link came up.
+                if let Some(n) = self.neighbours.get_mut(&peer) {
+                    n.restated_at = Some(now);
+                }
+                return;
+            }
+            Some(at) if now.saturating_duration_since(at) < refresh => return,
+            Some(_) => {}
+        }
+        let mut entries = Vec::new();
+        for (topic, state) in &self.topics {
+            let Some(p) = state.peers.iter().find(|p| p.link == link) else {
+                continue;
+            };
+            if p.dist_out != super::interest::UNREACHABLE {
+                entries.push((topic.clone(), Entry::Interest(p.dist_out)));
+            }
+            if let Some((root, dist, parent)) = p.tree_out {
+                entries.push((topic.clone(), Entry::Tree { root, dist, parent }));
+            }
+        }
+        let Some(n) = self.neighbours.get_mut(&peer) else {
+            return;
+        };
+        n.restated_at = Some(now);
+        for (topic, entry) in entries {
+            match n.pending.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, list)) => list.push(entry),
+                None => n.pending.push((topic, vec![entry])),
+            }
+            n.pending_len += 1;
         }
     }
 }

@@ -49,6 +49,7 @@ const TAG_ACK: u8 = 0x03;
 const TAG_GRAFT: u8 = 0x04;
 const TAG_PRUNE: u8 = 0x05;
 const TAG_INTEREST: u8 = 0x06;
+const TAG_TREE: u8 = 0x07;
 
 /// Caps the decoder enforces; derived from [`Config`](super::Config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,16 @@ pub enum Entry {
     /// "My distance to the nearest subscriber of this topic, not counting you, is this many
     /// hops" (0: I am subscribed; `u8::MAX`: I no longer want it).
     Interest(u8),
+    /// Tree strategy: "the best root I know for this topic is `root`, `dist` hops away, and
+    /// you are (or are not) my parent toward it".
+    Tree {
+        /// Root key (smaller wins).
+        root: u64,
+        /// Hops to the root.
+        dist: u8,
+        /// Whether the receiver is the sender's parent.
+        parent: bool,
+    },
 }
 
 /// A decoded frame.
@@ -287,6 +298,16 @@ fn walk_control<'a>(
                 }
                 TAG_PRUNE => Entry::Prune,
                 TAG_INTEREST => Entry::Interest(r.u8("interest distance")?),
+                TAG_TREE => {
+                    let root = r.u64_be("tree root")?;
+                    let dist = r.u8("tree distance")?;
+                    let parent = match r.u8("tree parent flag")? {
+                        0 => false,
+                        1 => true,
+                        other => return Err(DecodeError::UnknownEntry(other)),
+                    };
+                    Entry::Tree { root, dist, parent }
+                }
                 other => return Err(DecodeError::UnknownEntry(other)),
             };
             f(topic, entry);
@@ -461,6 +482,11 @@ pub fn encode_control<'t>(groups: impl IntoIterator<Item = (&'t str, &'t [Entry]
                 }
                 Entry::Prune => out.push(TAG_PRUNE),
                 Entry::Interest(dist) => out.extend_from_slice(&[TAG_INTEREST, dist]),
+                Entry::Tree { root, dist, parent } => {
+                    out.push(TAG_TREE);
+                    out.extend_from_slice(&root.to_be_bytes());
+                    out.extend_from_slice(&[dist, u8::from(parent)]);
+                }
             }
         }
     }

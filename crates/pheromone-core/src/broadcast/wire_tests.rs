@@ -143,6 +143,11 @@ fn entry() -> impl Strategy<Value = Entry> {
         (id, any::<u32>()).prop_map(|(id, gen)| Entry::Graft { id, gen }),
         Just(Entry::Prune),
         any::<u8>().prop_map(Entry::Interest),
+        (any::<u64>(), any::<u8>(), any::<bool>()).prop_map(|(root, dist, parent)| Entry::Tree {
+            root,
+            dist,
+            parent
+        }),
     ]
 }
 
