@@ -121,7 +121,7 @@ impl Default for Config {
             history_capacity: 4096,
             control_interval: Duration::from_millis(100),
             state_refresh: Duration::from_secs(1),
-            graft_timeout: Duration::from_millis(400),
+            graft_timeout: Duration::from_millis(250),
             tree_join_delay: Duration::ZERO,
             graft_retry_timeout: Duration::from_millis(300),
             max_graft_attempts: 8,

@@ -31,14 +31,14 @@
 //! # Strategies
 //!
 //! [`Strategy::Flood`] pushes every new message to every interested neighbour.
-//! [`Strategy::Tree`] is Plumtree: per topic a neighbour is *eager* (a tree edge, pushed
-//! the message) or *lazy* (sent batched IHAVE announcements). Links start lazy; a node
-//! missing an announced message GRAFTs the announcer with the fewest hops (at once when
-//! it has no tree edge yet, after [`Config::graft_timeout`] otherwise), which answers with
-//! the message and makes the link eager: the tree grows breadth-first and heals when a
-//! branch breaks. Duplicates reveal cycles; a *cycle rule* over edge weights carried in
-//! every copy PRUNEs only the heaviest edge of a cycle, so the tree is never cut apart,
-//! however many messages are in flight.
+//! [`Strategy::Tree`] pushes along a breadth-first spanning tree and announces lazily
+//! elsewhere, as Plumtree does. Per topic a distance vector elects the node with the
+//! smallest root key and makes every node's link toward it (its *parent*) an eager edge;
+//! all other links are lazy and get batched IHAVE announcements. A node missing an
+//! announced message pulls it with GRAFT; a node with no tree edge grafts for good, as in
+//! Plumtree, and a *cycle rule* over edge weights carried in every copy PRUNEs only the
+//! heaviest edge of a cycle, so repairs never cut the tree apart. When a link dies the
+//! tree re-forms around it. About one copy per node per message.
 //!
 //! Both strategies recover from lost frames the same way: a neighbour that was sent a
 //! message or an announcement is expected to answer "I have it" (an ACK, an IHAVE, or the
