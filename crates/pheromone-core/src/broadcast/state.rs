@@ -440,6 +440,20 @@ impl<V: SignatureVerifier> Broadcast<V> {
             return;
         };
         n.urgent = false;
+        if n.pending_len == 0 {
+            return;
+        }
+        if n.pending_len <= max {
+            // The common case: one frame, and the per-topic lists keep their capacity
+            // for the next batch (no allocation per frame but the frame itself).
+            let bytes = wire::encode_pending(&n.pending);
+            for (_, entries) in &mut n.pending {
+                entries.clear();
+            }
+            n.pending_len = 0;
+            self.push_control(peer, bytes);
+            return;
+        }
         n.pending_len = 0;
         let pending = std::mem::take(&mut n.pending);
         let mut chunk: Vec<(&str, &[Entry])> = Vec::new();

@@ -462,33 +462,53 @@ pub fn encode_control<'t>(groups: impl IntoIterator<Item = (&'t str, &'t [Entry]
     out.extend_from_slice(&[VERSION, KIND_CONTROL]);
     varint::encode(groups.len() as u64, &mut out);
     for (topic, entries) in groups {
-        varint::encode(topic.len() as u64, &mut out);
-        out.extend_from_slice(topic.as_bytes());
-        varint::encode(entries.len() as u64, &mut out);
-        for entry in entries {
-            match *entry {
-                Entry::IHave { id, hops } => {
-                    push_id(&mut out, TAG_IHAVE, id);
-                    out.push(hops);
-                }
-                Entry::IHaveAgain { id, hops } => {
-                    push_id(&mut out, TAG_IHAVE_AGAIN, id);
-                    out.push(hops);
-                }
-                Entry::Ack(id) => push_id(&mut out, TAG_ACK, id),
-                Entry::Graft { id, gen } => {
-                    push_id(&mut out, TAG_GRAFT, id);
-                    varint::encode(u64::from(gen), &mut out);
-                }
-                Entry::Prune => out.push(TAG_PRUNE),
-                Entry::Interest(dist) => out.extend_from_slice(&[TAG_INTEREST, dist]),
-                Entry::Tree { root, dist, parent } => {
-                    out.push(TAG_TREE);
-                    out.extend_from_slice(&root.to_be_bytes());
-                    out.extend_from_slice(&[dist, u8::from(parent)]);
-                }
+        encode_group(&mut out, topic, entries);
+    }
+    Bytes::from(out)
+}
+
+fn encode_group(out: &mut Vec<u8>, topic: &str, entries: &[Entry]) {
+    varint::encode(topic.len() as u64, out);
+    out.extend_from_slice(topic.as_bytes());
+    varint::encode(entries.len() as u64, out);
+    for entry in entries {
+        match *entry {
+            Entry::IHave { id, hops } => {
+                push_id(out, TAG_IHAVE, id);
+                out.push(hops);
+            }
+            Entry::IHaveAgain { id, hops } => {
+                push_id(out, TAG_IHAVE_AGAIN, id);
+                out.push(hops);
+            }
+            Entry::Ack(id) => push_id(out, TAG_ACK, id),
+            Entry::Graft { id, gen } => {
+                push_id(out, TAG_GRAFT, id);
+                varint::encode(u64::from(gen), out);
+            }
+            Entry::Prune => out.push(TAG_PRUNE),
+            Entry::Interest(dist) => out.extend_from_slice(&[TAG_INTEREST, dist]),
+            Entry::Tree { root, dist, parent } => {
+                out.push(TAG_TREE);
+                out.extend_from_slice(&root.to_be_bytes());
+                out.extend_from_slice(&[dist, u8::from(parent)]);
             }
         }
+    }
+}
+
+/// Encodes a CONTROL frame from a node's pending batch, skipping empty topic groups.
+pub(crate) fn encode_pending(groups: &[(super::Topic, Vec<Entry>)]) -> Bytes {
+    let live = || groups.iter().filter(|(_, e)| !e.is_empty());
+    let capacity = CONTROL_OVERHEAD
+        + live()
+            .map(|(t, e)| t.as_str().len() + 2 * varint::MAX_LEN + e.len() * CONTROL_ENTRY_MAX)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(&[VERSION, KIND_CONTROL]);
+    varint::encode(live().count() as u64, &mut out);
+    for (topic, entries) in live() {
+        encode_group(&mut out, topic.as_str(), entries);
     }
     Bytes::from(out)
 }
