@@ -119,7 +119,7 @@ impl Default for Config {
             seen_capacity: 100_000,
             history_ttl: Duration::from_secs(30),
             history_capacity: 4096,
-            control_interval: Duration::from_millis(100),
+            control_interval: Duration::from_millis(200),
             state_refresh: Duration::from_secs(1),
             graft_timeout: Duration::from_millis(250),
             tree_join_delay: Duration::ZERO,
