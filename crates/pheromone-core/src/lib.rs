@@ -9,6 +9,8 @@
 //!
 //! - [`addr`]: multiaddrs (`/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…`), text and binary,
 //!   and the `host:port` dial form.
+//! - [`broadcast`]: storm-free topic pub/sub — signed messages, seen-cache, flood and
+//!   Plumtree (epidemic broadcast tree) strategies, interest gradients.
 //! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
 //!   framing.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
@@ -22,6 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod addr;
+pub mod broadcast;
 pub mod identify;
 pub mod identity;
 pub mod multistream;
