@@ -13,6 +13,7 @@
 //! - [`negotiate`]: multistream-select on a stream, picking its protocol.
 //! - [`protocols`]: ping, identify and perf on negotiated streams.
 //! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
+//! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
 //! - [`identity_file`]: keys on disk.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -23,6 +24,7 @@ pub mod endpoint;
 pub mod identity_file;
 pub mod negotiate;
 pub mod protocols;
+pub mod pubsub;
 pub mod transport;
 pub mod upgrade;
 

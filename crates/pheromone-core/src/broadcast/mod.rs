@@ -65,6 +65,7 @@ mod error;
 mod gossip;
 mod interest;
 mod metrics;
+mod order;
 mod recovery;
 pub mod seen;
 mod state;
@@ -74,6 +75,7 @@ pub mod wire;
 pub use config::{Config, Strategy};
 pub use error::{DecodeError, PublishError, TopicError};
 pub use metrics::{DropCounts, Metrics};
+pub use order::OrderedDelivery;
 pub use state::Broadcast;
 
 use crate::identity::PeerId;
