@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn reorders_within_the_window_and_skips_lasting_gaps() {
-        let t0 = Instant::now();
+        let t0 = crate::broadcast::test_now();
         let a = Keypair::from_seed([1; 32]).peer_id();
         let mut o = OrderedDelivery::new(Duration::from_secs(2), 100, 10);
         o.push(t0, msg(a, 5));
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::broadcast::test_now();
         let mut o = OrderedDelivery::new(Duration::from_secs(60), 3, 2);
         let a = Keypair::from_seed([1; 32]).peer_id();
         o.push(t0, msg(a, 1));
