@@ -152,7 +152,7 @@ fn listen(endpoint: &Endpoint, settings: &Settings) -> Result<()> {
         // Default addresses may not all exist (no IPv6 on this host, or IPv6 sockets that
         // also take IPv4 and so clash with the IPv4 wildcard): a warning if one worked.
         if settings.listen_is_default && bound > 0 {
-            tracing::warn!(%addr, error = %e, "not listening on a default address");
+            tracing::info!(%addr, error = %e, "not listening on this default address");
         } else {
             bail!("cannot listen on {addr}: {e}");
         }
