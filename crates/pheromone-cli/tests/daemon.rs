@@ -429,3 +429,28 @@ fn config_file_mirrors_flags() {
     let line = bad.one_line_error();
     assert!(line.contains("listen_adress"), "{line}");
 }
+
+#[test]
+fn a_full_inbox_refuses_senders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, "inbox_max_messages = 1\n").expect("write");
+    let small = Daemon::start_in(
+        &dir.path().join("small"),
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--name",
+            "small",
+        ],
+    )
+    .expect("daemon");
+    let a = Daemon::start("alpha");
+    connect(&a, &small);
+    a.json(&["send", "small", "first"]);
+    let line = a.cli(&["send", "small", "second"]).one_line_error();
+    assert!(line.contains("inbox is full"), "{line}");
+    let got = small.cli(&["recv", "--count", "1", "--json"]).json_lines();
+    assert_eq!(got[0]["text"], "first", "the stored message is kept");
+    a.json(&["send", "small", "third"]);
+}

@@ -6,15 +6,19 @@
 //! - [`config`]: flags, config file, validated settings.
 //! - [`net`]: the node over the endpoint (the one file to swap for the `Node` API).
 //! - [`control`]: the control socket server and the operation dispatch.
-//! - [`perf`], [`inbox`], [`wire`]: throughput runs, the message inbox, our protocols' framing.
+//! - [`protocols`], [`wire`], [`inbox`]: the name and message protocols, their framing, the
+//!   message inbox.
+//! - [`perf`]: throughput runs; [`errors`]: network failures as control errors.
 //!
 //! Nothing here prints except the start-up lines on stdout; the rest goes through tracing.
 
 pub mod config;
 pub mod control;
+pub mod errors;
 pub mod inbox;
 pub mod net;
 pub mod perf;
+pub mod protocols;
 pub mod wire;
 
 use crate::control_proto::{LOCK_NAME, SOCKET_NAME};

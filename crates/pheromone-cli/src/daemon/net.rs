@@ -5,42 +5,29 @@
 //! Everything the control server does to the network goes through [`Net`]; when the
 //! library's `Node` API lands, this file is the one to rewrite over it. Until then names
 //! travel over our tiny `/pheromone/name/1.0.0` and direct messages over
-//! `/pheromone/msg/1.0.0` (both in `docs/protocols/`). This module knows nothing about the
+//! `/pheromone/msg/1.0.0` (see [`super::protocols`]). This module knows nothing about the
 //! control socket or JSON beyond returning the control protocol's types.
 
 use super::config::{validate_name, Mode, MAX_NAME_LEN};
+use super::errors::{dial_error, open_error, stream_error};
 use super::inbox::Inbox;
+use super::protocols::{
+    exchange_message, serve_message, serve_name, MSG_PROTOCOL, MSG_TIMEOUT, NAME_PROTOCOL,
+    NAME_TIMEOUT,
+};
 use super::wire::{self, Ack};
 use crate::control_proto::{
     ControlError, ErrorCode, PeerInfo, PeerRef, RouteInfo, Status, MAX_MESSAGE,
 };
 use futures::FutureExt;
 use pheromone::connection::ConnectionId;
-use pheromone::negotiate::NegotiateError;
-use pheromone::transport::TransportError;
-use pheromone::upgrade::UpgradeError;
-use pheromone::{
-    Access, Connection, DialError, Direction, Endpoint, EndpointEvent, Multiaddr, OpenStreamError,
-    PeerId, Stream,
-};
-use pheromone_core::multistream::NegotiationError;
-use pheromone_core::noise::NoiseError;
+use pheromone::{Access, Connection, Direction, Endpoint, EndpointEvent, Multiaddr, PeerId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Asks a peer for its human name; see `docs/protocols/pheromone-name.md`.
-pub const NAME_PROTOCOL: &str = "/pheromone/name/1.0.0";
-/// Carries one direct message per stream; see `docs/protocols/pheromone-msg.md`.
-pub const MSG_PROTOCOL: &str = "/pheromone/msg/1.0.0";
-/// A name exchange must finish within this.
-const NAME_TIMEOUT: Duration = Duration::from_secs(5);
-/// A message (announce, body, ack) must finish within this.
-const MSG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the node is started with, beyond its endpoint.
 #[derive(Debug, Clone)]
@@ -583,84 +570,6 @@ impl Net {
     }
 }
 
-/// Writes the message and reads the ack concurrently: a receiver that refuses (inbox full)
-/// answers before reading the body, and we must see that answer even if our write fails.
-async fn exchange_message(stream: Stream, data: &[u8]) -> std::io::Result<Ack> {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let write = async {
-        wire::write_frame(&mut writer, data).await?;
-        writer.shutdown().await
-    };
-    let read = async {
-        let mut ack = [0u8; 1];
-        reader.read_exact(&mut ack).await?;
-        Ack::from_byte(ack[0]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    };
-    tokio::pin!(write, read);
-    tokio::select! {
-        ack = &mut read => ack,
-        written = &mut write => match written {
-            Ok(()) => read.await,
-            Err(e) => match tokio::time::timeout(Duration::from_secs(1), read).await {
-                Ok(Ok(ack)) => Ok(ack),
-                _ => Err(e),
-            },
-        },
-    }
-}
-
-async fn serve_name(conn: Connection, mut stream: Stream, name: String) {
-    let sent = async {
-        wire::write_frame(&mut stream, name.as_bytes()).await?;
-        stream.shutdown().await
-    };
-    if let Err(e) = tokio::time::timeout(NAME_TIMEOUT, sent)
-        .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-    {
-        tracing::debug!(peer = %conn.remote_peer(), error = %e, "name reply failed");
-    }
-}
-
-async fn serve_message(conn: Connection, mut stream: Stream, inbox: Inbox) {
-    let peer = conn.remote_peer();
-    let served = async {
-        let Some(len) = wire::read_len(&mut stream).await? else {
-            return Ok(None);
-        };
-        let Ok(len) = wire::check_len(len, MAX_MESSAGE) else {
-            tracing::info!(%peer, len, "refused a message over the size limit");
-            return Ok(Some(Ack::TooLarge));
-        };
-        let reservation = match inbox.reserve(len) {
-            Ok(r) => r,
-            Err(full) => {
-                tracing::warn!(%peer, len, waiting = full.messages, "inbox full; message refused");
-                return Ok(Some(Ack::InboxFull));
-            }
-        };
-        let body = wire::read_body(&mut stream, len).await?;
-        reservation.store(peer, body);
-        tracing::debug!(%peer, len, "message stored");
-        Ok::<_, wire::WireError>(Some(Ack::Stored))
-    };
-    let result = match tokio::time::timeout(MSG_TIMEOUT, served).await {
-        Ok(Ok(Some(ack))) => {
-            let mut reply = stream.write_all(&[ack.to_byte()]).await;
-            if reply.is_ok() {
-                reply = stream.shutdown().await;
-            }
-            reply.map_err(|e| e.to_string())
-        }
-        Ok(Ok(None)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("message not complete within {MSG_TIMEOUT:?}")),
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "message stream failed");
-    }
-}
-
 fn direction_name(direction: Direction) -> &'static str {
     match direction {
         Direction::Outbound => "outbound",
@@ -673,78 +582,4 @@ pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-}
-
-/// A dial failure as the CLI reports it: refused, wrong peer and timeouts get their own
-/// codes and wording.
-fn dial_error(addr: &Multiaddr, e: &DialError) -> ControlError {
-    match e {
-        DialError::Transport(TransportError::Connect { addr: to, source })
-            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
-        {
-            ControlError::new(
-                ErrorCode::ConnectionRefused,
-                format!("connection refused by {to}: nothing is listening there"),
-            )
-        }
-        DialError::Transport(TransportError::ConnectTimeout { .. }) => {
-            ControlError::new(ErrorCode::Timeout, e.to_string())
-        }
-        DialError::Upgrade(upgrade) => match upgrade.as_ref() {
-            UpgradeError::Noise {
-                addr: at,
-                source: NoiseError::PeerIdMismatch { expected, actual },
-            } => ControlError::new(
-                ErrorCode::WrongPeer,
-                format!("wrong peer at {at}: expected {expected} but it authenticated as {actual}"),
-            ),
-            UpgradeError::Timeout { .. } => ControlError::new(ErrorCode::Timeout, e.to_string()),
-            _ => ControlError::new(
-                ErrorCode::DialFailed,
-                format!("cannot connect to {addr}: {e}"),
-            ),
-        },
-        _ => ControlError::new(
-            ErrorCode::DialFailed,
-            format!("cannot connect to {addr}: {e}"),
-        ),
-    }
-}
-
-fn refused(peer: &PeerId, protocol: &str) -> ControlError {
-    ControlError::new(
-        ErrorCode::ProtocolRefused,
-        format!("{peer} does not answer {protocol}"),
-    )
-}
-
-/// An error opening a stream, with protocol refusals told apart.
-pub fn open_error(peer: &PeerId, protocol: &str, e: OpenStreamError) -> ControlError {
-    match e {
-        OpenStreamError::Negotiate(NegotiateError::Negotiation(
-            NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. },
-        )) => refused(peer, protocol),
-        OpenStreamError::Timeout { .. } => ControlError::new(ErrorCode::Timeout, e.to_string()),
-        other => ControlError::new(
-            ErrorCode::StreamFailed,
-            format!("{protocol} stream to {peer} failed: {other}"),
-        ),
-    }
-}
-
-/// An IO error on a stream, with a lazy negotiation's refusal told apart.
-pub fn stream_error(peer: &PeerId, protocol: &str, e: &std::io::Error) -> ControlError {
-    let negotiation = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<NegotiateError>());
-    if let Some(NegotiateError::Negotiation(
-        NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. },
-    )) = negotiation
-    {
-        return refused(peer, protocol);
-    }
-    ControlError::new(
-        ErrorCode::StreamFailed,
-        format!("{protocol} stream to {peer} failed: {e}"),
-    )
 }

@@ -10,7 +10,8 @@
 //! emitting events.
 
 use super::control::Events;
-use super::net::{open_error, stream_error, Net};
+use super::errors::{open_error, stream_error};
+use super::net::Net;
 use crate::control_proto::{
     ControlError, ErrorCode, Event, PerfDirection, PerfInterval, PerfPhase, PerfSummary,
 };
