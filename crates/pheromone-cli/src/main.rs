@@ -67,7 +67,7 @@ enum Command {
         /// Peer ID, unique name, or multiaddr with /p2p/.
         peer: String,
         /// Stop after this many pings (default: until Ctrl-C).
-        #[arg(short = 'c', long)]
+        #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
         count: Option<u32>,
         /// Pause between pings, e.g. 1s, 200ms.
         #[arg(short = 'i', long, default_value = "1s")]

@@ -25,7 +25,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 /// How long a request that does not stream may take before the CLI gives up.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const CALL_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What the subcommands share: which daemon, and how to print.
 #[derive(Debug, Clone)]

@@ -30,13 +30,16 @@ pub async fn run(ctx: &Ctx, peer: String, count: Option<u32>, interval: Duration
         match step {
             Step::Event(Event::PingStart(start)) => {
                 stats.peer_id = start.peer.peer_id.clone();
-                label = peer_label(&start.peer.peer_id, start.peer.name.as_deref());
                 if !ctx.json {
                     println!(
-                        "PING {label} via {}: {} data bytes",
-                        start.peer.addr, start.payload_bytes
+                        "PING {} via {}: {} data bytes",
+                        peer_label(&start.peer.peer_id, start.peer.name.as_deref()),
+                        start.peer.addr,
+                        start.payload_bytes
                     );
                 }
+                // ping(8) names the host briefly on each line: the name, else the ID.
+                label = start.peer.name.unwrap_or(start.peer.peer_id);
             }
             Step::Event(Event::Pong { seq, rtt_us }) => {
                 stats.pong(Duration::from_micros(rtt_us));
