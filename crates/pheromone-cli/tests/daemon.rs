@@ -454,3 +454,19 @@ fn a_full_inbox_refuses_senders() {
     assert_eq!(got[0]["text"], "first", "the stored message is kept");
     a.json(&["send", "small", "third"]);
 }
+
+#[test]
+fn bootstrap_peers_are_dialled_at_start() {
+    let a = Daemon::start("alpha");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Daemon::start_in(
+        &dir.path().join("b"),
+        &["--name", "beta", "--bootstrap", &a.addr],
+    )
+    .expect("daemon");
+    assert!(eventually(Duration::from_secs(10), || {
+        peer_ids(&a.json(&["peers"])) == vec![b.peer_id.clone()]
+    }));
+    let on_b = b.json(&["peers"]);
+    assert_eq!(find(&on_b, &a.peer_id)["direction"], "outbound");
+}

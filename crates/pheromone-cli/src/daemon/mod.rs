@@ -243,10 +243,16 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
 /// Binds the control socket, readable and writable by the owner only.
 fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot bind control socket {}", path.display()))?;
-    // The data dir is 0700 already, so nobody else could reach the socket between bind and
-    // this chmod.
+    // The socket is created with the umask's mode; narrow it for the bind so the socket is
+    // never reachable by others, even for a moment in a data dir that is not private.
+    // SAFETY: umask only swaps the process's file-creation mask; nothing else creates
+    // files at start-up while it is narrowed.
+    let previous = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask we replaced.
+    unsafe { libc::umask(previous) };
+    let listener =
+        bound.with_context(|| format!("cannot bind control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", path.display()))?;
     Ok(listener)
