@@ -33,7 +33,8 @@ struct Cli {
     /// Machine-readable output: one JSON value, or one JSON object per line for streams.
     #[arg(long, global = true)]
     json: bool,
-    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    /// More log output, repeatable (`up` logs info by default, other commands warnings);
+    /// RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -119,12 +120,9 @@ enum Command {
 }
 
 fn init_logging(verbose: u8, daemon: bool) {
-    let level = match (verbose, daemon) {
-        (0, false) => "warn",
-        (0, true) | (1, _) => "info",
-        (2, _) => "debug",
-        _ => "trace",
-    };
+    // The daemon logs what it does (info) by default; a CLI command only its warnings.
+    const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
+    let level = LEVELS[(usize::from(daemon) + usize::from(verbose)).min(LEVELS.len() - 1)];
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
