@@ -1,127 +1,191 @@
-//! The `pheromone` binary: runs a node and talks to peers.
+//! The `pheromone` binary: `pheromone up` runs a node in the foreground (the daemon); every
+//! other subcommand talks to that daemon over its control socket.
 //!
-//! This first cut runs a node in the foreground (`up`), prints the identity (`id`) and
-//! pings a peer by address (`ping`). The daemon with its control socket and the other
-//! subcommands come with the CLI work (issue 3).
+//! # Layout
+//!
+//! - this file: the command line (clap), logging, and the one-line error on failure.
+//! - [`control_proto`]: requests and responses between CLI and daemon (JSON lines).
+//! - [`daemon`]: `up` — settings, the node over the endpoint, the control socket server.
+//! - [`cli`]: the other subcommands — ask the daemon, print for a person or as JSON.
+//!
+//! Exit status: 0 on success, 1 on any failure (one line on stderr), 2 for a usage error.
 
 #![allow(clippy::disallowed_methods)] // a binary reads the clock
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use pheromone::{Endpoint, EndpointConfig, Multiaddr};
+mod cli;
+mod control_proto;
+mod daemon;
+
+use anyhow::Result;
+use clap::{ArgAction, Parser, Subcommand};
+use cli::Ctx;
+use daemon::config::{parse_duration, Settings, UpArgs};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A peer-to-peer network that speaks libp2p.
 #[derive(Parser)]
 #[command(name = "pheromone", version, about)]
 struct Cli {
-    /// Where the node keeps its identity (default: the platform data dir).
-    #[arg(long, global = true, env = "PHEROMONE_DATA_DIR")]
+    /// The node's data dir: identity, lock and control socket (default: the platform data
+    /// dir, e.g. ~/.local/share/pheromone). Chooses which daemon the CLI talks to.
+    #[arg(long, global = true, env = "PHEROMONE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON value, or one JSON object per line for streams.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output, repeatable (`up` logs info by default, other commands warnings);
+    /// RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Prints this node's peer ID (creating the identity if there is none).
+    /// Runs a node in the foreground until Ctrl-C or SIGTERM.
+    Up(UpArgs),
+    /// Prints this node's peer ID, creating the identity if there is none (no daemon needed).
     Id,
-    /// Runs a node in the foreground until Ctrl-C.
-    Up {
-        /// Address to listen on (repeatable); `tcp/0` picks a free port.
-        #[arg(long, default_values_t = vec!["/ip4/0.0.0.0/tcp/4001".to_owned()])]
-        listen: Vec<String>,
-    },
-    /// Dials a peer by address and pings it.
-    Ping {
-        /// `host:port` or a multiaddr, optionally ending in `/p2p/<peer id>`.
+    /// Shows the node: peer ID, name, addresses, mode, connections, uptime.
+    Status,
+    /// Lists connected peers.
+    Peers,
+    /// Lists what the node can reach, and how.
+    Routes,
+    /// Connects to a peer: `host:port` or a multiaddr, ideally ending in /p2p/<peer id>.
+    Connect {
+        /// The address.
         addr: String,
-        /// Number of pings.
-        #[arg(short = 'c', long, default_value_t = 4)]
-        count: u32,
+    },
+    /// Closes every connection to a peer.
+    Disconnect {
+        /// Peer ID, unique name, or multiaddr with /p2p/.
+        peer: String,
+    },
+    /// Pings a peer like ping(8).
+    Ping {
+        /// Peer ID, unique name, or multiaddr with /p2p/.
+        peer: String,
+        /// Stop after this many pings (default: until Ctrl-C).
+        #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
+        count: Option<u32>,
+        /// Pause between pings, e.g. 1s, 200ms.
+        #[arg(short = 'i', long, default_value = "1s")]
+        interval: String,
+    },
+    /// Sends a direct message to a peer; it arrives in the peer's `recv`.
+    Send {
+        /// Peer ID, unique name, or multiaddr with /p2p/.
+        peer: String,
+        /// The message text.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Send this file's bytes instead (at most 16 MiB).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Prints direct messages as they arrive.
+    Recv {
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Publishes a message on a topic to every subscribed node.
+    Broadcast {
+        /// The topic.
+        topic: String,
+        /// The message text.
+        text: String,
+    },
+    /// Prints messages published on a topic.
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Measures throughput to a peer over /perf/1.0.0, like iperf3.
+    Perf {
+        /// Peer ID, unique name, or multiaddr with /p2p/ (the peer must run `up --perf`).
+        peer: String,
+        /// Bytes each way, e.g. 100M (default: run for --duration).
+        #[arg(long, conflicts_with = "duration")]
+        bytes: Option<String>,
+        /// Time each way, e.g. 10s.
+        #[arg(long)]
+        duration: Option<String>,
     },
 }
 
-fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = flag {
-        return Ok(dir);
-    }
-    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
-    Ok(PathBuf::from(home).join(".local/share/pheromone"))
-}
-
-fn endpoint(data_dir: &std::path::Path) -> Result<Endpoint> {
-    let keypair = pheromone::identity_file::load_or_generate(&data_dir.join("identity.key"))?;
-    Ok(Endpoint::new(keypair, EndpointConfig::default()))
+fn init_logging(verbose: u8, daemon: bool) {
+    // The daemon logs what it does (info) by default; a CLI command only its warnings.
+    const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
+    let level = LEVELS[(usize::from(daemon) + usize::from(verbose)).min(LEVELS.len() - 1)];
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(cli::style::color_stderr())
+        .init();
 }
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
-        eprintln!("pheromone: {e}");
+    let args = Cli::parse();
+    init_logging(args.verbose, matches!(args.command, Command::Up(_)));
+    if let Err(e) = run(args).await {
+        let prefix = cli::style::paint_if(
+            cli::style::color_stderr(),
+            "pheromone:",
+            cli::style::Paint::Red,
+        );
+        eprintln!("{prefix} {}", control_proto::one_line(&format!("{e:#}")));
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let dir = data_dir(cli.data_dir)?;
-    match cli.command {
-        Command::Id => println!("{}", endpoint(&dir)?.peer_id()),
-        Command::Up { listen } => {
-            let node = endpoint(&dir)?;
-            println!("peer id: {}", node.peer_id());
-            for addr in &listen {
-                let addr: Multiaddr = pheromone_core_addr(addr)?;
-                let bound = node.listen(&addr)?;
-                println!("listening on {bound}");
-            }
-            tokio::signal::ctrl_c().await?;
-            node.close().await;
+async fn run(args: Cli) -> Result<()> {
+    if let Command::Up(up) = &args.command {
+        let settings = Settings::resolve(up, args.data_dir)?;
+        return daemon::run(settings).await;
+    }
+    let (data_dir, data_dir_given) = cli::data_dir(args.data_dir)?;
+    let ctx = Ctx {
+        data_dir,
+        data_dir_given,
+        json: args.json,
+    };
+    match args.command {
+        Command::Up(_) => unreachable!("handled above"),
+        Command::Id => cli::id(&ctx),
+        Command::Status => cli::node::status(&ctx).await,
+        Command::Peers => cli::node::peers(&ctx).await,
+        Command::Routes => cli::node::routes(&ctx).await,
+        Command::Connect { addr } => cli::node::connect(&ctx, addr).await,
+        Command::Disconnect { peer } => cli::node::disconnect(&ctx, peer).await,
+        Command::Ping {
+            peer,
+            count,
+            interval,
+        } => cli::ping::run(&ctx, peer, count, parse_duration(&interval)?).await,
+        Command::Send { peer, text, file } => {
+            let data = cli::msg::payload(text, file.as_deref())?;
+            cli::msg::send(&ctx, peer, data).await
         }
-        Command::Ping { addr, count } => {
-            let node = endpoint(&dir)?;
-            let target = pheromone_core_addr(&addr)?;
-            let conn = node.dial(&target).await?;
-            println!("PING {} ({})", conn.remote_peer(), conn.info().remote_addr);
-            let mut rtts = Vec::new();
-            for seq in 1..=count {
-                let rtt = node.ping(&conn).await?;
-                println!(
-                    "pong from {}: seq={seq} time={:.3} ms",
-                    conn.remote_peer(),
-                    ms(rtt)
-                );
-                rtts.push(rtt);
-                if seq < count {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-            let min = rtts.iter().min().copied().unwrap_or_default();
-            let max = rtts.iter().max().copied().unwrap_or_default();
-            let avg = rtts.iter().sum::<Duration>() / rtts.len().max(1) as u32;
-            println!(
-                "{count} pings, rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
-                ms(min),
-                ms(avg),
-                ms(max)
-            );
-            node.close().await;
+        Command::Recv { count } => cli::msg::recv(&ctx, count).await,
+        Command::Broadcast { topic, text } => cli::msg::broadcast(&ctx, topic, text).await,
+        Command::Subscribe { topic, count } => cli::msg::subscribe(&ctx, topic, count).await,
+        Command::Perf {
+            peer,
+            bytes,
+            duration,
+        } => {
+            let bytes = bytes.as_deref().map(cli::style::parse_size).transpose()?;
+            let duration = parse_duration(duration.as_deref().unwrap_or("10s"))?;
+            cli::perf::run(&ctx, peer, bytes, duration).await
         }
     }
-    Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn pheromone_core_addr(text: &str) -> Result<Multiaddr> {
-    pheromone::parse_dial_address(text).map_err(Into::into)
 }

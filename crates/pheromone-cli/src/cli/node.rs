@@ -1,0 +1,157 @@
+//! `status`, `peers`, `routes`, `connect` and `disconnect`: what the node is and whom it
+//! is linked to. Each asks the daemon once and prints the answer as a table for a person
+//! or as one JSON value with `--json`.
+
+use super::style::{human_secs, paint, peer_label, rtt, spinner, Paint};
+use super::{unexpected, Ctx};
+use crate::control_proto::{Op, PeerInfo, Reply};
+use anyhow::Result;
+
+/// `pheromone status`.
+pub async fn status(ctx: &Ctx) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Status).await?;
+    let Reply::Status(status) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&status);
+    }
+    let label = |text: &str| paint(&format!("{text:<12}"), Paint::Bold);
+    println!("{} {}", label("peer id"), status.peer_id);
+    if let Some(name) = &status.name {
+        println!("{} {name}", label("name"));
+    }
+    println!("{} {}", label("mode"), status.mode);
+    println!("{} {}", label("uptime"), human_secs(status.uptime_secs));
+    println!("{} {}", label("connections"), status.connections);
+    println!("{} {} waiting", label("inbox"), status.inbox_messages);
+    for (i, addr) in status.listen_addrs.iter().enumerate() {
+        let head = if i == 0 {
+            label("listening")
+        } else {
+            " ".repeat(12)
+        };
+        println!("{head} {addr}");
+    }
+    Ok(())
+}
+
+/// `pheromone peers`.
+pub async fn peers(ctx: &Ctx) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Peers).await?;
+    let Reply::Peers(peers) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&peers);
+    }
+    if peers.is_empty() {
+        println!("no peers connected");
+        return Ok(());
+    }
+    let name_width = peers
+        .iter()
+        .filter_map(|p| p.name.as_deref().map(str::len))
+        .max()
+        .unwrap_or(1)
+        .max(4);
+    let header = format!(
+        "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  ADDRESS",
+        "PEER ID", "NAME", "DIRECTION", "SINCE", "RTT"
+    );
+    println!("{}", paint(&header, Paint::Bold));
+    for p in &peers {
+        println!(
+            "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {}",
+            p.peer_id,
+            p.name.as_deref().unwrap_or("-"),
+            p.direction,
+            human_secs(p.connected_secs),
+            rtt(p.rtt_ms),
+            p.addrs.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `pheromone routes`.
+pub async fn routes(ctx: &Ctx) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Routes).await?;
+    let Reply::Routes(routes) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&routes);
+    }
+    if routes.is_empty() {
+        println!("no routes: not connected to any peer");
+        return Ok(());
+    }
+    let header = format!(
+        "{:<52}  {:<12}  {:<7}  {:>4}  {:>10}  ADDRESS",
+        "PEER ID", "NAME", "VIA", "HOPS", "RTT"
+    );
+    println!("{}", paint(&header, Paint::Bold));
+    for r in &routes {
+        println!(
+            "{:<52}  {:<12}  {:<7}  {:>4}  {:>10}  {}",
+            r.peer_id,
+            r.name.as_deref().unwrap_or("-"),
+            r.via,
+            r.hops,
+            rtt(r.rtt_ms),
+            r.addr
+        );
+    }
+    Ok(())
+}
+
+/// `pheromone connect ADDR`.
+pub async fn connect(ctx: &Ctx, addr: String) -> Result<()> {
+    let mut client = ctx.client().await?;
+    let bar = spinner(format!("connecting to {addr}"));
+    let reply = client.call(Op::Connect { addr }).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let reply = reply?;
+    let Reply::Connected(peer) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&peer);
+    }
+    print_connected(&peer);
+    Ok(())
+}
+
+fn print_connected(peer: &PeerInfo) {
+    println!(
+        "{} {} at {} ({})",
+        paint("connected to", Paint::Green),
+        peer_label(&peer.peer_id, peer.name.as_deref()),
+        peer.addrs.join(", "),
+        peer.direction
+    );
+}
+
+/// `pheromone disconnect PEER`.
+pub async fn disconnect(ctx: &Ctx, peer: String) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Disconnect { peer }).await?;
+    let Reply::Disconnected {
+        peer_id,
+        connections,
+    } = &reply
+    else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "peer_id": peer_id,
+            "connections": connections,
+        }));
+    }
+    let plural = if *connections == 1 { "" } else { "s" };
+    println!("disconnected from {peer_id} ({connections} connection{plural} closed)");
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! The daemon's settings: the `up` flags, the TOML config file that mirrors them, and the
+//! merge of the two (flags win; a key the file does not know is an error naming the key).
+//!
+//! Everything is validated here, before the daemon touches the network, so a typo in an
+//! address or a duration stops `up` with one clear line. Nothing here does network IO.
+
+use anyhow::{bail, Context, Result};
+use pheromone::Multiaddr;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Addresses `up` listens on when neither flag nor file names any.
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"];
+/// Longest human name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether links are kept open between requests (see DESIGN.md, "long and short mode").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One link per peer, kept open and alive.
+    #[default]
+    Long,
+    /// A link per request, closed after the reply.
+    Short,
+}
+
+impl Mode {
+    /// The name used in flags, files and `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Long => "long",
+            Mode::Short => "short",
+        }
+    }
+}
+
+/// The flags of `pheromone up`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UpArgs {
+    /// Address to listen on (repeatable; default /ip4/0.0.0.0/tcp/4001 and /ip6/::/tcp/4001;
+    /// `tcp/0` picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Peer to dial at start (repeatable): `host:port` or a multiaddr, ideally with /p2p/.
+    #[arg(long, value_name = "ADDR")]
+    pub bootstrap: Vec<String>,
+    /// This node's human name, shown to its peers.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// long: keep links open; short: a link per request.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// A TOML file with the same settings as these flags (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Keep-alive ping interval on idle links, e.g. `15s`, `500ms`, or `off`.
+    #[arg(long, value_name = "DURATION")]
+    pub keepalive_interval: Option<String>,
+    /// A link silent this long after a keep-alive ping is dropped, e.g. `20s`.
+    #[arg(long, value_name = "DURATION")]
+    pub keepalive_timeout: Option<String>,
+    /// Answer /perf/1.0.0 so peers can measure throughput to this node (off by default:
+    /// it lets a peer make this node send a lot of data).
+    #[arg(long)]
+    pub perf: bool,
+}
+
+/// The config file: the same settings as [`UpArgs`], every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// As `--listen`.
+    pub listen: Option<Vec<String>>,
+    /// As `--bootstrap`.
+    pub bootstrap: Option<Vec<String>>,
+    /// As `--name`.
+    pub name: Option<String>,
+    /// As `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// As `--mode`.
+    pub mode: Option<Mode>,
+    /// As `--keepalive-interval`.
+    pub keepalive_interval: Option<String>,
+    /// As `--keepalive-timeout`.
+    pub keepalive_timeout: Option<String>,
+    /// As `--perf`.
+    pub perf: Option<bool>,
+    /// Most messages the inbox holds before senders are refused.
+    pub inbox_max_messages: Option<usize>,
+    /// Most bytes the inbox holds before senders are refused.
+    pub inbox_max_bytes: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text; unknown keys are an error naming the key.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim()))
+    }
+}
+
+/// Everything the daemon runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the identity, lock and control socket live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Whether `listen` is the default (then an address that cannot be bound, such as IPv6
+    /// on a host without it, is a warning rather than an error).
+    pub listen_is_default: bool,
+    /// Peers to dial at start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Human name.
+    pub name: Option<String>,
+    /// Link mode.
+    pub mode: Mode,
+    /// Yamux keep-alive ping interval; `None` sends none.
+    pub keepalive_interval: Option<Duration>,
+    /// Yamux keep-alive timeout.
+    pub keepalive_timeout: Duration,
+    /// Whether to answer `/perf/1.0.0`.
+    pub perf: bool,
+    /// Inbox cap, in messages.
+    pub inbox_max_messages: usize,
+    /// Inbox cap, in bytes.
+    pub inbox_max_bytes: usize,
+}
+
+impl Settings {
+    /// Merges the flags over the file (if any) over the defaults. `data_dir_flag` is the
+    /// global `--data-dir` (or `PHEROMONE_DATA_DIR`).
+    pub fn resolve(args: &UpArgs, data_dir_flag: Option<PathBuf>) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file, data_dir_flag)
+    }
+
+    fn merge(args: &UpArgs, file: FileConfig, data_dir_flag: Option<PathBuf>) -> Result<Self> {
+        let data_dir = match data_dir_flag.or(file.data_dir) {
+            Some(dir) => dir,
+            None => default_data_dir()?,
+        };
+        let pick = |flag: &Vec<String>, file: Option<Vec<String>>| {
+            if flag.is_empty() {
+                file
+            } else {
+                Some(flag.clone())
+            }
+        };
+        let listen_given = pick(&args.listen, file.listen);
+        let listen_is_default = listen_given.is_none();
+        let listen = listen_given
+            .unwrap_or_else(|| DEFAULT_LISTEN.iter().map(|s| (*s).to_owned()).collect())
+            .iter()
+            .map(|text| {
+                let addr: Multiaddr = text
+                    .parse()
+                    .with_context(|| format!("bad listen address {text:?}"))?;
+                if addr.tcp_socket_addr().is_none() {
+                    bail!("bad listen address {text:?}: expected /ip4|/ip6/…/tcp/PORT");
+                }
+                Ok(addr)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bootstrap = pick(&args.bootstrap, file.bootstrap)
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                pheromone::parse_dial_address(text)
+                    .with_context(|| format!("bad bootstrap address {text:?}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let name = args.name.clone().or(file.name);
+        if let Some(name) = &name {
+            validate_name(name)?;
+        }
+        let interval_text = args.keepalive_interval.clone().or(file.keepalive_interval);
+        let keepalive_interval = match interval_text.as_deref() {
+            None => pheromone_core::yamux::Config::default().keepalive_interval,
+            Some("off") | Some("none") => None,
+            Some(text) => {
+                let d = parse_duration(text).context("bad keepalive interval")?;
+                (!d.is_zero()).then_some(d)
+            }
+        };
+        let keepalive_timeout = match args.keepalive_timeout.clone().or(file.keepalive_timeout) {
+            None => pheromone_core::yamux::Config::default().keepalive_timeout,
+            Some(text) => {
+                let d = parse_duration(&text).context("bad keepalive timeout")?;
+                if d.is_zero() {
+                    bail!("bad keepalive timeout {text:?}: must be more than zero");
+                }
+                d
+            }
+        };
+        Ok(Self {
+            data_dir,
+            listen,
+            listen_is_default,
+            bootstrap,
+            name,
+            mode: args.mode.or(file.mode).unwrap_or_default(),
+            keepalive_interval,
+            keepalive_timeout,
+            perf: args.perf || file.perf.unwrap_or(false),
+            inbox_max_messages: file.inbox_max_messages.unwrap_or(1024).max(1),
+            inbox_max_bytes: file.inbox_max_bytes.unwrap_or(64 << 20).max(1),
+        })
+    }
+}
+
+/// The data dir when none is given: the platform's data dir (`~/.local/share/pheromone`
+/// on Linux, honouring `XDG_DATA_HOME`).
+pub fn default_data_dir() -> Result<PathBuf> {
+    dirs::data_dir()
+        .map(|d| d.join("pheromone"))
+        .context("cannot find the platform data dir (is HOME set?); pass --data-dir")
+}
+
+/// A human name must be printable, short, free of spaces and slashes, and must not look
+/// like a peer ID — otherwise `PEER` arguments could not tell names from IDs and addresses.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        bail!("bad name {name:?}: must be 1 to {MAX_NAME_LEN} bytes");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
+        bail!("bad name {name:?}: no spaces, slashes or control characters");
+    }
+    if name.parse::<pheromone::PeerId>().is_ok() {
+        bail!("bad name {name:?}: it reads as a peer ID");
+    }
+    Ok(())
+}
+
+/// Parses `1.5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration (try 15s, 500ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => bail!("{text:?}: unknown unit {other:?} (use ms, s, m or h)"),
+    };
+    Duration::try_from_secs_f64(value * scale).with_context(|| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> UpArgs {
+        UpArgs::default()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::merge(&args(), FileConfig::default(), Some("/d".into())).expect("ok");
+        assert_eq!(s.data_dir, PathBuf::from("/d"));
+        assert!(s.listen_is_default);
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.mode, Mode::Long);
+        assert_eq!(s.keepalive_interval, Some(Duration::from_secs(15)));
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
+        assert!(!s.perf);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = FileConfig::parse(
+            r#"
+            listen = ["/ip4/127.0.0.1/tcp/5000"]
+            name = "fromfile"
+            mode = "short"
+            data_dir = "/from/file"
+            keepalive_interval = "2s"
+            perf = true
+            "#,
+        )
+        .expect("parse");
+        let mut a = args();
+        a.name = Some("fromflag".into());
+        a.keepalive_interval = Some("500ms".into());
+        let s = Settings::merge(&a, file, None).expect("ok");
+        assert_eq!(s.name.as_deref(), Some("fromflag"));
+        assert_eq!(s.mode, Mode::Short);
+        assert_eq!(s.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(s.listen[0].to_string(), "/ip4/127.0.0.1/tcp/5000");
+        assert!(!s.listen_is_default);
+        assert_eq!(s.keepalive_interval, Some(Duration::from_millis(500)));
+        assert!(s.perf);
+        let mut a = args();
+        a.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        let file = FileConfig::parse(r#"listen = ["/ip4/127.0.0.1/tcp/5000"]"#).expect("parse");
+        let s = Settings::merge(&a, file, Some("/flag".into())).expect("ok");
+        assert_eq!(s.listen[0].to_string(), "/ip4/127.0.0.1/tcp/0");
+        assert_eq!(s.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = FileConfig::parse("listen = []\nlisen_addr = 3\n").unwrap_err();
+        assert!(err.to_string().contains("lisen_addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut a = args();
+        a.listen = vec!["/ip4/127.0.0.1/udp/1".into()];
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
+        let mut a = args();
+        a.keepalive_timeout = Some("0s".into());
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
+        assert!(FileConfig::parse("mode = \"medium\"").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("luda").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("two words").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(65)).is_err());
+        let id = pheromone::Keypair::from_seed([3; 32]).peer_id().to_string();
+        assert!(validate_name(&id).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").expect("d"), Duration::from_secs(15));
+        assert_eq!(
+            parse_duration("500ms").expect("d"),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("2").expect("d"), Duration::from_secs(2));
+        assert_eq!(
+            parse_duration("1.5").expect("d"),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("2m").expect("d"), Duration::from_secs(120));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! The control socket server: accepts local clients on the Unix socket, reads requests
+//! (one JSON line each), runs each as its own task and writes its events and final answer
+//! back, tagged with the request's id.
+//!
+//! [`handle`] is the one place that maps an operation to the node; adding an operation is
+//! one match arm there. The server bounds everything a client can make it hold: line
+//! length, clients at once, requests in flight per client, and queued responses (a client
+//! that stops reading slows only its own requests). Closing a client connection cancels
+//! its requests. Nothing here touches the network except through [`Net`].
+
+use super::net::Net;
+use super::perf::{self, Plan};
+use crate::control_proto::{
+    read_line, write_line, Body, ControlError, DirectMessage, ErrorCode, Event, Line, Op,
+    PingStart, PingStats, Reply, Request, Response,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::BufReader;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Clients connected at once; more are turned away.
+const MAX_CLIENTS: usize = 64;
+/// Requests running at once on one client connection.
+const MAX_IN_FLIGHT: usize = 32;
+/// Responses queued for one client before its requests wait.
+const RESPONSE_QUEUE: usize = 64;
+
+/// Where a running request sends its events.
+pub struct Events {
+    id: u64,
+    tx: mpsc::Sender<Response>,
+}
+
+impl Events {
+    /// Sends one event to the client; fails when the client has gone.
+    pub async fn emit(&self, event: Event) -> Result<(), ControlError> {
+        self.tx
+            .send(Response {
+                id: self.id,
+                body: Body::Event { event },
+            })
+            .await
+            .map_err(|_| ControlError::new(ErrorCode::Internal, "the client went away"))
+    }
+}
+
+/// Accepts clients until `cancel` fires; every task it starts is tracked by `tasks`.
+pub async fn serve(
+    listener: UnixListener,
+    net: Net,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = MAX_CLIENTS,
+                "too many control clients; turning one away"
+            );
+            continue;
+        };
+        let net = net.clone();
+        let cancel = cancel.child_token();
+        let inner_tasks = tasks.clone();
+        tasks.spawn(async move {
+            serve_client(stream, net, cancel, inner_tasks).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_client(stream: UnixStream, net: Net, cancel: CancellationToken, tasks: TaskTracker) {
+    let (read, mut write) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Response>(RESPONSE_QUEUE);
+    let writer = tasks.spawn(async move {
+        while let Some(response) = rx.recv().await {
+            if let Err(e) = write_line(&mut write, &response).await {
+                tracing::debug!(error = %e, "control client write failed");
+                return;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut reader = BufReader::new(read);
+    let mut buf = Vec::new();
+    loop {
+        let line = tokio::select! {
+            _ = cancel.cancelled() => break,
+            line = read_line(&mut reader, &mut buf) => line,
+        };
+        match line {
+            Ok(Line::Complete) => {}
+            Ok(Line::Eof) => break,
+            Ok(Line::TooLong) => {
+                let _ = tx
+                    .send(error_response(0, bad_request("request line too long")))
+                    .await;
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "control client read failed");
+                break;
+            }
+        }
+        let request: Request = match serde_json::from_slice(&buf) {
+            Ok(request) => request,
+            Err(e) => {
+                let id = serde_json::from_slice::<serde_json::Value>(&buf)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(0);
+                let error = bad_request(&format!("not a request this daemon understands: {e}"));
+                if tx.send(error_response(id, error)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            let error = ControlError::new(
+                ErrorCode::BadRequest,
+                format!("more than {MAX_IN_FLIGHT} requests in flight on one connection"),
+            );
+            if tx.send(error_response(request.id, error)).await.is_err() {
+                break;
+            }
+            continue;
+        };
+        let events = Events {
+            id: request.id,
+            tx: tx.clone(),
+        };
+        let net = net.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let id = events.id;
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return,
+                result = handle(&net, request.op, &events) => result,
+            };
+            let body = match result {
+                Ok(result) => Body::Ok { result },
+                Err(error) => Body::Error { error },
+            };
+            let _ = events.tx.send(Response { id, body }).await;
+            drop(permit);
+        });
+    }
+    // The client is gone (or we are shutting down): its requests stop with it.
+    cancel.cancel();
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn bad_request(message: &str) -> ControlError {
+    ControlError::new(ErrorCode::BadRequest, message)
+}
+
+fn error_response(id: u64, error: ControlError) -> Response {
+    Response {
+        id,
+        body: Body::Error { error },
+    }
+}
+
+/// Runs one operation against the node.
+async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlError> {
+    match op {
+        Op::Status => Ok(Reply::Status(net.status())),
+        Op::Peers => Ok(Reply::Peers(net.peers())),
+        Op::Routes => Ok(Reply::Routes(net.routes())),
+        Op::Connect { addr } => net.connect(&addr).await.map(Reply::Connected),
+        Op::Disconnect { peer } => {
+            let (peer, connections) = net.disconnect(&peer).await?;
+            Ok(Reply::Disconnected {
+                peer_id: peer.to_string(),
+                connections,
+            })
+        }
+        Op::Ping {
+            peer,
+            count,
+            interval_ms,
+        } => ping(
+            net,
+            &peer,
+            count,
+            Duration::from_millis(interval_ms),
+            events,
+        )
+        .await
+        .map(Reply::Ping),
+        Op::Send { peer, data } => {
+            let to = net.send(&peer, &data).await?;
+            Ok(Reply::Sent {
+                peer_id: to.to_string(),
+                bytes: data.len() as u64,
+            })
+        }
+        Op::Recv { count } => recv(net, count, events).await,
+        Op::Perf {
+            peer,
+            bytes,
+            duration_ms,
+        } => {
+            let plan = match bytes {
+                Some(n) => Plan::Bytes(n),
+                None => Plan::Duration(Duration::from_millis(duration_ms)),
+            };
+            let target = net.resolve(&peer)?;
+            let conn = net.connection(&target).await?;
+            perf::run(net, &conn, plan, events).await.map(Reply::Perf)
+        }
+        Op::Broadcast { .. } | Op::Subscribe { .. } => Err(ControlError::new(
+            ErrorCode::NotAvailable,
+            "broadcast is not available yet: this daemon has no broadcast protocol",
+        )),
+    }
+}
+
+async fn ping(
+    net: &Net,
+    peer: &str,
+    count: Option<u32>,
+    interval: Duration,
+    events: &Events,
+) -> Result<PingStats, ControlError> {
+    let target = net.resolve(peer)?;
+    let conn = net.connection(&target).await?;
+    events
+        .emit(Event::PingStart(PingStart {
+            peer: net.peer_ref(&conn),
+            payload_bytes: 32,
+        }))
+        .await?;
+    let mut stats = PingStats {
+        peer_id: conn.remote_peer().to_string(),
+        ..PingStats::default()
+    };
+    let started = Instant::now();
+    let mut seq = 0u32;
+    while count.is_none_or(|c| seq < c) {
+        seq += 1;
+        match net.ping(&conn).await {
+            Ok(rtt) => {
+                stats.pong(rtt);
+                let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+                events.emit(Event::Pong { seq, rtt_us }).await?;
+            }
+            Err(error) if conn.is_closed() => return Err(error),
+            Err(error) => {
+                stats.lost();
+                events
+                    .emit(Event::PingLost {
+                        seq,
+                        error: error.message,
+                    })
+                    .await?;
+            }
+        }
+        stats.time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if count.is_none_or(|c| seq < c) {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    Ok(stats)
+}
+
+async fn recv(net: &Net, count: Option<u64>, events: &Events) -> Result<Reply, ControlError> {
+    let mut delivered = 0u64;
+    while count.is_none_or(|c| delivered < c) {
+        let message = net.inbox().next().await;
+        let received_at_ms = message
+            .received_at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        events
+            .emit(Event::Message(DirectMessage {
+                from: message.from.to_string(),
+                from_name: net.peer_name(&message.from),
+                received_at_ms,
+                bytes: message.data.len() as u64,
+                data: message.data,
+            }))
+            .await?;
+        delivered += 1;
+    }
+    Ok(Reply::Received { count: delivered })
+}

@@ -1,0 +1,259 @@
+//! `pheromone up`: the daemon. Takes the data dir's lock, loads or creates the identity,
+//! starts the node ([`net`]), listens, serves the control socket ([`control`]) and runs
+//! until Ctrl-C or SIGTERM, then closes links gracefully and removes the socket.
+//!
+//! Layout:
+//! - [`config`]: flags, config file, validated settings.
+//! - [`net`]: the node over the endpoint (the one file to swap for the `Node` API).
+//! - [`control`]: the control socket server and the operation dispatch.
+//! - [`protocols`], [`wire`], [`inbox`]: the name and message protocols, their framing, the
+//!   message inbox.
+//! - [`perf`]: throughput runs; [`errors`]: network failures as control errors.
+//!
+//! Nothing here prints except the start-up lines on stdout; the rest goes through tracing.
+
+pub mod config;
+pub mod control;
+pub mod errors;
+pub mod inbox;
+pub mod net;
+pub mod perf;
+pub mod protocols;
+pub mod wire;
+
+use crate::control_proto::{LOCK_NAME, SOCKET_NAME};
+use anyhow::{bail, Context, Result};
+use config::Settings;
+use net::{Net, NetOptions};
+use pheromone::{Endpoint, EndpointConfig};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a graceful shutdown may take before the daemon exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+/// Bootstrap dial attempts per address, with doubling pauses from one second.
+const BOOTSTRAP_ATTEMPTS: u32 = 6;
+
+/// Runs the daemon in the foreground until a signal.
+pub async fn run(settings: Settings) -> Result<()> {
+    let data_dir = settings.data_dir.clone();
+    create_private_dir(&data_dir)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let keypair =
+        pheromone::identity_file::load_or_generate(&crate::cli::identity_path(&data_dir))?;
+
+    let mut config = EndpointConfig::default();
+    config.connection.yamux.keepalive_interval = settings.keepalive_interval;
+    config.connection.yamux.keepalive_timeout = settings.keepalive_timeout;
+    if settings.perf {
+        config.perf = Some(pheromone::Access::Open);
+    }
+    let endpoint = Endpoint::new(keypair, config);
+    let net = Net::start(
+        endpoint.clone(),
+        NetOptions {
+            name: settings.name.clone(),
+            mode: settings.mode,
+            inbox_max_messages: settings.inbox_max_messages,
+            inbox_max_bytes: settings.inbox_max_bytes,
+        },
+    );
+    if let Err(e) = listen(&endpoint, &settings) {
+        net.close().await;
+        return Err(e);
+    }
+
+    let socket_path = data_dir.join(SOCKET_NAME);
+    // We hold the lock, so a socket file left here belongs to a daemon that died.
+    match std::fs::remove_file(&socket_path) {
+        Ok(()) => tracing::info!(path = %socket_path.display(), "removed a stale control socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            net.close().await;
+            return Err(e)
+                .with_context(|| format!("cannot remove stale {}", socket_path.display()));
+        }
+    }
+    let listener = match bind_control(&socket_path) {
+        Ok(l) => l,
+        Err(e) => {
+            net.close().await;
+            return Err(e);
+        }
+    };
+
+    println!("peer id: {}", endpoint.peer_id());
+    if let Some(name) = &settings.name {
+        println!("name: {name}");
+    }
+    println!("mode: {}", settings.mode.as_str());
+    for addr in net.listen_addrs() {
+        println!("listening on {addr}");
+    }
+    println!("control socket: {}", socket_path.display());
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(control::serve(
+        listener,
+        net.clone(),
+        cancel.clone(),
+        tasks.clone(),
+    ));
+    for addr in settings.bootstrap.clone() {
+        let net = net.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = bootstrap(net, addr) => {}
+            }
+        });
+    }
+
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let which = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
+
+    // New clients find no socket at once; running requests are cancelled.
+    let _ = std::fs::remove_file(&socket_path);
+    cancel.cancel();
+    tasks.close();
+    let shutdown = async {
+        tasks.wait().await;
+        net.close().await;
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = tokio::time::sleep(SHUTDOWN_LIMIT) => {
+            tracing::warn!(limit = ?SHUTDOWN_LIMIT, "graceful shutdown took too long; exiting");
+        }
+        _ = terminate.recv() => tracing::warn!("second signal: exiting without waiting"),
+        _ = interrupt.recv() => tracing::warn!("second signal: exiting without waiting"),
+    }
+    Ok(())
+}
+
+fn listen(endpoint: &Endpoint, settings: &Settings) -> Result<()> {
+    let mut bound = 0;
+    let mut failures = Vec::new();
+    for addr in &settings.listen {
+        match endpoint.listen(addr) {
+            Ok(_) => bound += 1,
+            Err(e) => failures.push((addr, e)),
+        }
+    }
+    for (addr, e) in &failures {
+        // Default addresses may not all exist (no IPv6 on this host, or IPv6 sockets that
+        // also take IPv4 and so clash with the IPv4 wildcard): a warning if one worked.
+        if settings.listen_is_default && bound > 0 {
+            tracing::info!(%addr, error = %e, "not listening on this default address");
+        } else {
+            bail!("cannot listen on {addr}: {e}");
+        }
+    }
+    if bound == 0 {
+        bail!("not listening on any address");
+    }
+    Ok(())
+}
+
+async fn bootstrap(net: Net, addr: pheromone::Multiaddr) {
+    let mut pause = Duration::from_secs(1);
+    for attempt in 1..=BOOTSTRAP_ATTEMPTS {
+        match net.connect(&addr.to_string()).await {
+            Ok(peer) => {
+                tracing::info!(%addr, peer = %peer.peer_id, "bootstrap peer connected");
+                return;
+            }
+            Err(e) if attempt == BOOTSTRAP_ATTEMPTS => {
+                tracing::warn!(%addr, error = %e, "giving up on bootstrap peer");
+            }
+            Err(e) => {
+                tracing::info!(%addr, error = %e, retry_in = ?pause, "bootstrap dial failed");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+}
+
+/// Creates the data dir (owner-only) if it does not exist.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))
+}
+
+/// Takes the data dir's lock (held until the returned file is dropped or the process
+/// dies, even by SIGKILL) and writes our pid into it.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_NAME);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock takes a file descriptor we own for the duration of the call.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let who = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            bail!(
+                "a pheromone daemon{who} is already running on data dir {}; stop it first or choose another --data-dir",
+                dir.display()
+            );
+        }
+        return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// Binds the control socket, readable and writable by the owner only.
+fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    // The socket is created with the umask's mode; narrow it for the bind so the socket is
+    // never reachable by others, even for a moment in a data dir that is not private.
+    // SAFETY: umask only swaps the process's file-creation mask; nothing else creates
+    // files at start-up while it is narrowed.
+    let previous = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask we replaced.
+    unsafe { libc::umask(previous) };
+    let listener =
+        bound.with_context(|| format!("cannot bind control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(listener)
+}
