@@ -49,6 +49,12 @@ impl TcpTransport {
         }
         .map_err(listen_err)?;
         socket.set_reuseaddr(true).map_err(listen_err)?;
+        if addr.is_ipv6() {
+            // `/ip6/::/tcp/P` next to `/ip4/0.0.0.0/tcp/P`: each family binds its own socket.
+            socket2::SockRef::from(&socket)
+                .set_only_v6(true)
+                .map_err(listen_err)?;
+        }
         socket.bind(addr).map_err(listen_err)?;
         let inner = socket.listen(self.config.backlog).map_err(listen_err)?;
         let local_addr = inner.local_addr().map_err(listen_err)?;
@@ -151,6 +157,24 @@ mod tests {
         assert!(client.nodelay().expect("nodelay"));
         client.write_all(b"hello").await.expect("write");
         assert_eq!(&server.await.expect("join"), b"hello");
+    }
+
+    #[tokio::test]
+    async fn ipv4_and_ipv6_wildcards_share_a_port() {
+        let transport = TcpTransport::default();
+        // Only binds: no traffic goes anywhere.
+        let v4 = transport
+            .listen("0.0.0.0:0".parse().expect("addr"))
+            .expect("listen v4");
+        let port = v4.local_addr().port();
+        // Hosts without IPv6 cannot bind [::]; only a clash with the IPv4 socket is an error.
+        match transport.listen(format!("[::]:{port}").parse().expect("addr")) {
+            Ok(v6) => assert_eq!(v6.local_addr().port(), port),
+            Err(TransportError::Listen { source, .. }) => {
+                assert_ne!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}")
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
     }
 
     #[tokio::test]
