@@ -150,6 +150,19 @@ impl Shared {
         state.closed.is_some() || state.closing
     }
 
+    pub(super) fn is_going_away(&self) -> bool {
+        let state = self.lock();
+        state.closed.is_some()
+            || state.closing
+            || state.session.remote_go_away().is_some()
+            || state.session.local_go_away().is_some()
+    }
+
+    /// Whether the peer acknowledged (accepted) a stream we opened; true for inbound ones.
+    pub(super) fn is_acknowledged(&self, id: StreamId) -> bool {
+        self.lock().session.is_acknowledged(id).unwrap_or(false)
+    }
+
     pub(super) fn num_streams(&self) -> usize {
         self.lock().session.num_streams()
     }
@@ -177,7 +190,10 @@ impl Shared {
         match &state.closed {
             Some(e) => Poll::Ready(e.clone()),
             None => {
-                state.close_wakers.push(cx.waker().clone());
+                // A waiter polled again (in a `select!` loop) must not add a waker per poll.
+                if !state.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.close_wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }

@@ -74,7 +74,14 @@ struct Inner {
     cancel: CancellationToken,
     tasks: TaskTracker,
     handshake_slots: Arc<Semaphore>,
+    /// Called for every connection as it is adopted, before any stream on it is served and
+    /// before `dial` returns it: the node's pool must see a connection before its peer can
+    /// use it, which the lossy event channel cannot promise.
+    on_connection: std::sync::RwLock<Option<ConnectionHook>>,
 }
+
+/// A callback run synchronously for each newly adopted connection (see `Inner`).
+pub(crate) type ConnectionHook = Arc<dyn Fn(&Connection) + Send + Sync>;
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +110,7 @@ impl Endpoint {
                 events,
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                on_connection: std::sync::RwLock::new(None),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -195,6 +203,20 @@ impl Endpoint {
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.router.protocols()
+    }
+
+    /// Installs the hook run for every new connection (see `Inner::on_connection`).
+    pub(crate) fn set_connection_hook(&self, hook: ConnectionHook) {
+        *self
+            .inner
+            .on_connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Whether [`Endpoint::close`] has begun.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// Subscribes to connection events.
@@ -366,6 +388,15 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(info.id, connection.clone());
+        let hook = self
+            .inner
+            .on_connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(&connection);
+        }
         self.inner.tasks.spawn(driver);
         let this = self.clone();
         let conn = connection.clone();
@@ -515,6 +546,7 @@ impl Endpoint {
             observed_addr: Some(Multiaddr::from_socket_addr(conn.info().remote_addr)),
             protocol_version: self.inner.config.protocol_version.clone(),
             agent_version: self.inner.config.agent_version.clone(),
+            pheromone_name: self.inner.config.node_name.clone(),
         }
     }
 
