@@ -230,6 +230,7 @@ async fn raw_streams_both_ways_and_refusal_at_open() {
         stream.read_to_end(&mut back).await.expect("read");
         assert_eq!(back.len(), 100_004);
         assert_eq!(&back[100_000..], b"luda");
+        drop(stream);
         match client.open_stream("yoghurt", "/nope/1.0.0").await {
             Err(DispatchError::Refused { .. }) => {}
             other => panic!("{other:?}"),
