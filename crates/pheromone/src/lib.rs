@@ -32,8 +32,8 @@ pub mod upgrade;
 pub use connection::{Connection, ConnectionError, ConnectionInfo, Direction, Stream};
 pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
 pub use node::{
-    ConnectionMode, DispatchError, DispatchOptions, Node, NodeBuilder, NodeError, NodeEvent,
-    Peer, Target,
+    ConnectionMode, DispatchError, DispatchOptions, Node, NodeBuilder, NodeError, NodeEvent, Peer,
+    Target,
 };
 pub use pheromone_core::addr::Multiaddr;
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};

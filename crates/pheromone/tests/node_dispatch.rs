@@ -1,6 +1,8 @@
 //! Node request/response on 127.0.0.1: handlers, replies, failures, message size limits in
 //! both directions, dispatch_all and raw streams.
 
+#![allow(clippy::disallowed_methods)] // tests measure wall time
+
 mod node_util;
 
 use bytes::Bytes;
@@ -32,17 +34,27 @@ async fn handlers_reply_fail_and_unknown_protocols_are_refused() {
                 Ok(None)
             })
             .handle_requests(WHO, |p: Peer, _r: Bytes| async move {
-                Ok(Some(Bytes::from(format!("{}|{}", p.id(), p.name().unwrap_or("?")))))
+                Ok(Some(Bytes::from(format!(
+                    "{}|{}",
+                    p.id(),
+                    p.name().unwrap_or("?")
+                ))))
             })
             .build()
             .await
             .expect("server");
         let client = node("luda").await;
-        let route = client.add_route("yoghurt", addr(&server)).await.expect("route");
+        let route = client
+            .add_route("yoghurt", addr(&server))
+            .await
+            .expect("route");
         assert_eq!(route.peer, server.peer_id());
         assert_eq!(route.remote_name.as_deref(), Some("yoghurt"));
 
-        let reply = client.dispatch("yoghurt", ECHO, "hello").await.expect("echo");
+        let reply = client
+            .dispatch("yoghurt", ECHO, "hello")
+            .await
+            .expect("echo");
         assert_eq!(reply, "hello");
         let reply = client
             .dispatch(server.peer_id(), ECHO, Bytes::new())
@@ -68,7 +80,10 @@ async fn handlers_reply_fail_and_unknown_protocols_are_refused() {
             }
             other => panic!("{other:?}"),
         }
-        match client.dispatch("yoghurt", "/not/registered/1.0.0", "x").await {
+        match client
+            .dispatch("yoghurt", "/not/registered/1.0.0", "x")
+            .await
+        {
             Err(DispatchError::Refused { protocol, .. }) => {
                 assert_eq!(protocol, "/not/registered/1.0.0")
             }
@@ -102,7 +117,10 @@ async fn oversized_messages_fail_clearly_on_both_sides_and_the_connection_surviv
             .build()
             .await
             .expect("client");
-        client.add_route("small", addr(&server)).await.expect("route");
+        client
+            .add_route("small", addr(&server))
+            .await
+            .expect("route");
         let conn_id = client.endpoint().connections()[0].id();
 
         // Over our own limit: refused before sending.
@@ -127,7 +145,10 @@ async fn oversized_messages_fail_clearly_on_both_sides_and_the_connection_surviv
             other => panic!("{other:?}"),
         }
         // A reply over our limit is refused by us, the other way round.
-        match server.dispatch(client.peer_id(), ECHO, vec![2u8; 900]).await {
+        match server
+            .dispatch(client.peer_id(), ECHO, vec![2u8; 900])
+            .await
+        {
             Ok(reply) => assert_eq!(reply.len(), 900),
             other => panic!("{other:?}"),
         }
@@ -138,13 +159,24 @@ async fn oversized_messages_fail_clearly_on_both_sides_and_the_connection_surviv
             .expect("tiny");
         tiny.add_route("small", addr(&server)).await.expect("route");
         match tiny.dispatch("small", BIG_REPLY, "11").await {
-            Err(DispatchError::ResponseTooLarge { size, max, .. }) => assert_eq!((size, max), (11, 10)),
+            Err(DispatchError::ResponseTooLarge { size, max, .. }) => {
+                assert_eq!((size, max), (11, 10))
+            }
             other => panic!("{other:?}"),
         }
-        assert_eq!(tiny.dispatch("small", BIG_REPLY, "10").await.expect("fits").len(), 10);
+        assert_eq!(
+            tiny.dispatch("small", BIG_REPLY, "10")
+                .await
+                .expect("fits")
+                .len(),
+            10
+        );
 
         // Every failure above left the one connection working.
-        let reply = client.dispatch("small", ECHO, vec![3u8; 1000]).await.expect("at the limit");
+        let reply = client
+            .dispatch("small", ECHO, vec![3u8; 1000])
+            .await
+            .expect("at the limit");
         assert_eq!(reply.len(), 1000);
         let conns = client.endpoint().connections();
         assert_eq!(conns.len(), 1);
@@ -171,7 +203,10 @@ async fn dispatch_all_asks_every_route_concurrently() {
                         hits.fetch_add(1, Ordering::SeqCst);
                         // Everyone waits a little: concurrent calls overlap, sequential ones would add up.
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        Ok(Some(Bytes::from(format!("{i}:{}", String::from_utf8_lossy(&r)))))
+                        Ok(Some(Bytes::from(format!(
+                            "{i}:{}",
+                            String::from_utf8_lossy(&r)
+                        ))))
                     }
                 })
                 .build()
@@ -181,7 +216,10 @@ async fn dispatch_all_asks_every_route_concurrently() {
         }
         let client = node("client").await;
         for (i, s) in servers.iter().enumerate() {
-            client.add_route(format!("s{i}"), addr(s)).await.expect("route");
+            client
+                .add_route(format!("s{i}"), addr(s))
+                .await
+                .expect("route");
         }
         let started = std::time::Instant::now();
         let results = client.dispatch_all("/test/id/1.0.0", "ping").await;
@@ -209,19 +247,25 @@ async fn dispatch_all_asks_every_route_concurrently() {
 async fn raw_streams_both_ways_and_refusal_at_open() {
     bounded(async {
         let server = listening("yoghurt")
-            .handle_streams(STREAM, |peer: Peer, mut stream: pheromone::Stream| async move {
-                let mut buf = Vec::new();
-                if stream.read_to_end(&mut buf).await.is_ok() {
-                    buf.extend_from_slice(peer.name().unwrap_or("?").as_bytes());
-                    let _ = stream.write_all(&buf).await;
-                    let _ = stream.shutdown().await;
-                }
-            })
+            .handle_streams(
+                STREAM,
+                |peer: Peer, mut stream: pheromone::Stream| async move {
+                    let mut buf = Vec::new();
+                    if stream.read_to_end(&mut buf).await.is_ok() {
+                        buf.extend_from_slice(peer.name().unwrap_or("?").as_bytes());
+                        let _ = stream.write_all(&buf).await;
+                        let _ = stream.shutdown().await;
+                    }
+                },
+            )
             .build()
             .await
             .expect("server");
         let client = node("luda").await;
-        client.add_route("yoghurt", addr(&server)).await.expect("route");
+        client
+            .add_route("yoghurt", addr(&server))
+            .await
+            .expect("route");
         let mut stream = client.open_stream("yoghurt", STREAM).await.expect("open");
         assert_eq!(stream.peer(), server.peer_id());
         stream.write_all(&[5u8; 100_000]).await.expect("write");

@@ -13,12 +13,24 @@ async fn a_shared_name_is_an_error_listing_the_candidates() {
         let twin_b = node("twin").await;
         let solo = node("solo").await;
         let client = node("client").await;
-        let a = client.add_route("twin", addr(&twin_a)).await.expect("route a");
-        let b = client.add_route("twin", addr(&twin_b)).await.expect("route b");
-        client.add_route("solo", addr(&solo)).await.expect("route solo");
+        let a = client
+            .add_route("twin", addr(&twin_a))
+            .await
+            .expect("route a");
+        let b = client
+            .add_route("twin", addr(&twin_b))
+            .await
+            .expect("route b");
+        client
+            .add_route("solo", addr(&solo))
+            .await
+            .expect("route solo");
         assert_ne!(a.peer, b.peer);
 
-        let err = client.dispatch("twin", ECHO, "x").await.expect_err("ambiguous");
+        let err = client
+            .dispatch("twin", ECHO, "x")
+            .await
+            .expect_err("ambiguous");
         match &err {
             DispatchError::AmbiguousName { name, candidates } => {
                 assert_eq!(name, "twin");
@@ -33,8 +45,20 @@ async fn a_shared_name_is_an_error_listing_the_candidates() {
         assert!(text.contains(&twin_b.peer_id().to_string()), "{text}");
 
         // By peer ID each twin works; the unique name works.
-        assert_eq!(client.dispatch(twin_a.peer_id(), ECHO, "a").await.expect("a"), "a");
-        assert_eq!(client.dispatch(twin_b.peer_id(), ECHO, "b").await.expect("b"), "b");
+        assert_eq!(
+            client
+                .dispatch(twin_a.peer_id(), ECHO, "a")
+                .await
+                .expect("a"),
+            "a"
+        );
+        assert_eq!(
+            client
+                .dispatch(twin_b.peer_id(), ECHO, "b")
+                .await
+                .expect("b"),
+            "b"
+        );
         assert_eq!(client.dispatch("solo", ECHO, "s").await.expect("solo"), "s");
         assert!(matches!(
             client.dispatch("nobody", ECHO, "x").await,
@@ -74,10 +98,16 @@ async fn names_are_learned_both_ways() {
             NodeEvent::RouteAdded(r) => assert_eq!(r.peer, yoghurt.peer_id()),
             _ => unreachable!(),
         }
-        assert_eq!(luda.peer_name(&yoghurt.peer_id()).as_deref(), Some("yoghurt"));
+        assert_eq!(
+            luda.peer_name(&yoghurt.peer_id()).as_deref(),
+            Some("yoghurt")
+        );
         // Both the alias and the announced name resolve.
         assert_eq!(luda.resolve("y").expect("alias"), yoghurt.peer_id());
-        assert_eq!(luda.resolve("yoghurt").expect("announced"), yoghurt.peer_id());
+        assert_eq!(
+            luda.resolve("yoghurt").expect("announced"),
+            yoghurt.peer_id()
+        );
 
         // yoghurt learned luda's name from the inbound connection, without a route.
         let event = wait_event(&mut y_events, |e| {
@@ -92,7 +122,10 @@ async fn names_are_learned_both_ways() {
             _ => unreachable!(),
         }
         assert!(yoghurt.routes().is_empty());
-        assert_eq!(yoghurt.dispatch("luda", ECHO, "hi").await.expect("by name"), "hi");
+        assert_eq!(
+            yoghurt.dispatch("luda", ECHO, "hi").await.expect("by name"),
+            "hi"
+        );
         eventually(|| yoghurt.is_connected(&luda.peer_id())).await;
         luda.close().await;
         yoghurt.close().await;
@@ -107,7 +140,10 @@ async fn route_events_and_removal() {
         let client = node("client").await;
         let mut events = client.events();
         let route = client.add_route("s", addr(&server)).await.expect("route");
-        wait_event(&mut events, |e| matches!(e, NodeEvent::PeerConnected { .. })).await;
+        wait_event(&mut events, |e| {
+            matches!(e, NodeEvent::PeerConnected { .. })
+        })
+        .await;
         let again = client.add_route("s2", addr(&server)).await.expect("rename");
         assert_eq!(again.peer, route.peer);
         match wait_event(&mut events, |e| matches!(e, NodeEvent::RouteUpdated(_))).await {
@@ -131,7 +167,10 @@ async fn route_events_and_removal() {
             Err(NodeError::SelfRoute { .. })
         ));
         client.disconnect(&server.peer_id()).await;
-        wait_event(&mut events, |e| matches!(e, NodeEvent::PeerDisconnected { .. })).await;
+        wait_event(&mut events, |e| {
+            matches!(e, NodeEvent::PeerDisconnected { .. })
+        })
+        .await;
         client.close().await;
         server.close().await;
     })

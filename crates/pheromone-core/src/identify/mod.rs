@@ -116,10 +116,7 @@ impl IdentifyInfo {
                 .iter()
                 .map(|p| p.as_bytes().to_vec())
                 .collect(),
-            pheromone_name: self
-                .pheromone_name
-                .as_deref()
-                .and_then(non_empty),
+            pheromone_name: self.pheromone_name.as_deref().and_then(non_empty),
         };
         let len = proto.encoded_len();
         if len > MAX_SEND_LEN {

@@ -7,6 +7,14 @@
 //! into one buffer and write as much as the socket takes; arm the session's timer. The lock
 //! on the shared state is held only for the session calls, never while encrypting or
 //! touching the socket.
+//!
+//! A local close is a handshake, so that nothing in flight is lost to a TCP reset: send
+//! GoAway; wait until no stream is left and the peer has answered with its own GoAway (a
+//! pheromone peer answers at once; after it, no new stream can be on its way), or until the
+//! close grace ends; flush; half-close the socket (FIN); then read and discard until the
+//! peer closes too, at most another close grace. Dropping a socket with unread bytes in it
+//! would make the kernel reset the connection and the peer lose replies it had not read
+//! yet. When the peer sends GoAway first we answer with ours.
 
 use super::shared::{Shared, ToWake};
 use super::ConnectionError;
@@ -54,6 +62,8 @@ pub(crate) struct Driver {
     timer_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
     close_grace: std::time::Duration,
+    /// Set once our write side is shut down: the deadline for the peer's EOF.
+    linger_deadline: Option<Instant>,
 }
 
 impl Driver {
@@ -85,6 +95,7 @@ impl Driver {
             timer_deadline: None,
             close_deadline: None,
             close_grace,
+            linger_deadline: None,
         }
     }
 
@@ -287,17 +298,65 @@ impl Driver {
         Ok(true)
     }
 
-    /// Whether a local close has finished: streams done (or grace over) and all flushed.
-    fn close_finished(&mut self) -> bool {
+    /// Whether a local close may half-close the socket: no stream left and the peer's
+    /// GoAway received (or the grace is over), and everything flushed.
+    fn ready_to_half_close(&mut self) -> bool {
         let mut state = self.shared.lock();
-        if !state.closing {
+        if !state.closing || self.linger_deadline.is_some() {
             return false;
         }
         let Some(deadline) = self.close_deadline else {
             return false;
         };
-        let streams_done = state.session.num_streams() == 0 || Instant::now() >= deadline;
-        streams_done && state.session.outgoing().is_empty() && self.write_buf.is_empty()
+        let quiet = state.session.num_streams() == 0 && state.session.remote_go_away().is_some();
+        (quiet || Instant::now() >= deadline)
+            && state.session.outgoing().is_empty()
+            && self.write_buf.is_empty()
+    }
+
+    /// After our FIN: discards what still arrives until the peer's EOF. True once the close
+    /// is complete (EOF, or the linger deadline passed).
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.linger_deadline else {
+            return false;
+        };
+        loop {
+            self.read_buf.clear();
+            self.read_buf.reserve(READ_CHUNK);
+            let spare = self.read_buf.spare_capacity_mut();
+            let mut buf = ReadBuf::uninit(spare);
+            match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
+                Poll::Ready(Ok(())) => continue,
+                // A reset while lingering ends a close that had nothing left to deliver.
+                Poll::Ready(Err(_)) => return true,
+                Poll::Pending => break,
+            }
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        if self.timer_deadline != Some(deadline) {
+            self.timer_deadline = Some(deadline);
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        false
+    }
+
+    /// Sends our FIN and starts lingering for the peer's. The connection counts as closed
+    /// from here on (streams still open after the grace fail now); only the socket waits.
+    fn half_close(&mut self, cx: &mut Context<'_>) {
+        // TCP shutdown(Write) completes at once; an error means the peer is gone already.
+        let _ = Pin::new(&mut self.socket).poll_shutdown(cx);
+        self.linger_deadline = Some(Instant::now() + self.close_grace);
+        tracing::debug!(peer = %self.peer(), "connection closed locally");
+        self.shared
+            .fail(ConnectionError::ClosedLocally { peer: self.peer() });
     }
 
     fn register_waker(&self, cx: &mut Context<'_>) {
@@ -372,7 +431,14 @@ fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
                     to_wake.push(w.writer.take());
                 }
             }
-            Event::GoAwayReceived(_) => to_wake.push(state.accept_waker.take()),
+            Event::GoAwayReceived(_) => {
+                // Answer with ours: it tells a closing peer that no new stream of ours can
+                // still be on its way, so it may shut the socket without losing one.
+                state
+                    .session
+                    .go_away(pheromone_core::yamux::GoAwayCode::Normal);
+                to_wake.push(state.accept_waker.take());
+            }
             Event::PingRtt(rtt) => state.rtt = Some(rtt),
             _ => {}
         }
@@ -385,6 +451,13 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.register_waker(cx);
+        if this.linger_deadline.is_some() {
+            return if this.poll_linger(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
         for _ in 0..ROUNDS_PER_POLL {
             match this.poll_round(cx) {
                 Err(error) => {
@@ -401,12 +474,11 @@ impl Future for Driver {
                     return Poll::Ready(());
                 }
                 Ok(progress) => {
-                    if this.close_finished() {
-                        tracing::debug!(peer = %this.peer(), "connection closed locally");
-                        this.flush_now();
-                        this.shared
-                            .fail(ConnectionError::ClosedLocally { peer: this.peer() });
-                        return Poll::Ready(());
+                    if this.ready_to_half_close() {
+                        this.half_close(cx);
+                        // Poll again at once to start reading for the peer's EOF.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
                     if !progress {
                         return Poll::Pending;

@@ -368,8 +368,7 @@ fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> 
         },
         RequestError::NotAccepted => DispatchError::StreamLimit {
             peer,
-            reason: "the peer refused the stream (its stream limit or accept queue is full)"
-                .into(),
+            reason: "the peer refused the stream (its stream limit or accept queue is full)".into(),
         },
         RequestError::Refused => DispatchError::Refused { peer, protocol },
         RequestError::Lost(io) => DispatchError::ConnectionLost {
@@ -388,11 +387,15 @@ fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> 
             protocol,
             reason: other.to_string(),
         },
-        RequestError::Truncated { got, want } if conn.is_closed() => DispatchError::ConnectionLost {
-            peer,
-            protocol,
-            reason: format!("the connection closed after {got} bytes of the reply (expected {want})"),
-        },
+        RequestError::Truncated { got, want } if conn.is_closed() => {
+            DispatchError::ConnectionLost {
+                peer,
+                protocol,
+                reason: format!(
+                    "the connection closed after {got} bytes of the reply (expected {want})"
+                ),
+            }
+        }
         RequestError::Truncated { got, want } => DispatchError::Protocol {
             peer,
             protocol,

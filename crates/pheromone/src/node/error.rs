@@ -306,7 +306,7 @@ impl DispatchError {
 }
 
 /// A name that resolves to no peer or to several (shared by both error types).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Unresolved {
     /// Nobody has the name.
     Unknown(String),
@@ -318,7 +318,9 @@ impl From<Unresolved> for NodeError {
     fn from(e: Unresolved) -> Self {
         match e {
             Unresolved::Unknown(name) => NodeError::UnknownName { name },
-            Unresolved::Ambiguous(name, candidates) => NodeError::AmbiguousName { name, candidates },
+            Unresolved::Ambiguous(name, candidates) => {
+                NodeError::AmbiguousName { name, candidates }
+            }
         }
     }
 }

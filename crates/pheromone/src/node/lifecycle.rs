@@ -174,9 +174,12 @@ impl Inner {
             .map_err(|e| e.to_string())?;
         let peer = conn.remote_peer();
         let name = info.pheromone_name.clone();
-        let changed =
-            self.lock_directory()
-                .learn(peer, info.pheromone_name, info.listen_addrs, Instant::now());
+        let changed = self.lock_directory().learn(
+            peer,
+            info.pheromone_name,
+            info.listen_addrs,
+            Instant::now(),
+        );
         if changed {
             tracing::debug!(%peer, name = ?name, "peer identified");
             self.emit(NodeEvent::PeerIdentified {
@@ -236,16 +239,22 @@ impl Inner {
             }
         };
         result.map_err(|reason| NodeError::Identify { peer, reason })?;
-        let addr = addr.without_p2p().with_p2p(peer).map_err(|e| NodeError::BadAddress {
-            addr: peer.to_string(),
-            reason: e.to_string(),
-        })?;
+        let addr = addr
+            .without_p2p()
+            .with_p2p(peer)
+            .map_err(|e| NodeError::BadAddress {
+                addr: peer.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(self.record_route(peer, name, addr))
     }
 
     /// Identifies a freshly dialled long-mode peer over whichever of its connections won,
     /// retrying when the one asked is closed under us (a simultaneous open).
-    async fn identify_route(self: &Arc<Self>, dialled: &Connection) -> Result<Option<String>, String> {
+    async fn identify_route(
+        self: &Arc<Self>,
+        dialled: &Connection,
+    ) -> Result<Option<String>, String> {
         let peer = dialled.remote_peer();
         let mut last = String::from("no connection");
         for _ in 0..IDENTIFY_ATTEMPTS {

@@ -382,8 +382,11 @@ impl Node {
         access: Access,
     ) -> Result<(), NodeError> {
         server::check_protocol(protocol)?;
-        let endpoint_handler =
-            server::request_handler(Arc::downgrade(&self.inner), protocol, handler::erase_request(handler));
+        let endpoint_handler = server::request_handler(
+            Arc::downgrade(&self.inner),
+            protocol,
+            handler::erase_request(handler),
+        );
         self.inner
             .endpoint
             .set_handler(protocol, endpoint_handler, access);
@@ -460,7 +463,10 @@ impl Node {
 
     /// The name `peer` announced, if known.
     pub fn peer_name(&self, peer: &PeerId) -> Option<String> {
-        self.inner.lock_directory().name(peer).map(|n| n.to_string())
+        self.inner
+            .lock_directory()
+            .name(peer)
+            .map(|n| n.to_string())
     }
 
     /// Whether `peer` has a usable long-mode connection.

@@ -212,7 +212,12 @@ impl Pool {
     }
 
     /// Joins the dial to `peer` in progress, or starts one with `start(id)`.
-    pub(super) fn dial(&self, peer: PeerId, id: u64, start: impl FnOnce() -> DialFuture) -> DialFuture {
+    pub(super) fn dial(
+        &self,
+        peer: PeerId,
+        id: u64,
+        start: impl FnOnce() -> DialFuture,
+    ) -> DialFuture {
         let mut state = self.lock();
         let slot = state.peers.entry(peer).or_default();
         if let Some((_, dial)) = &slot.dialing {
@@ -312,7 +317,15 @@ mod tests {
     fn a_redial_by_the_same_peer_replaces_the_old_connection() {
         let a = Keypair::from_seed([1; 32]).peer_id();
         let b = Keypair::from_seed([2; 32]).peer_id();
-        assert!(prefers_new(a, &info(b, Direction::Inbound), &info(b, Direction::Inbound)));
-        assert!(prefers_new(a, &info(b, Direction::Outbound), &info(b, Direction::Outbound)));
+        assert!(prefers_new(
+            a,
+            &info(b, Direction::Inbound),
+            &info(b, Direction::Inbound)
+        ));
+        assert!(prefers_new(
+            a,
+            &info(b, Direction::Outbound),
+            &info(b, Direction::Outbound)
+        ));
     }
 }

@@ -202,9 +202,11 @@ pub(super) async fn read_request(
     stream: &mut Stream,
     max: usize,
 ) -> Result<Option<Bytes>, ReadError> {
-    Ok(read_frame(stream, |buf| wire::decode_request_header(buf, max))
-        .await?
-        .map(|(_, body)| body))
+    Ok(
+        read_frame(stream, |buf| wire::decode_request_header(buf, max))
+            .await?
+            .map(|(_, body)| body),
+    )
 }
 
 /// Writes a response (`head`, then `body`) and closes our side of the stream.

@@ -241,9 +241,18 @@ mod tests {
     fn names_resolve_by_alias_or_announcement() {
         let mut d = Directory::default();
         let now = Instant::now();
-        assert_eq!(d.add_route(peer(1), "a".into(), addr(1)).0, RouteChange::Added);
-        assert_eq!(d.add_route(peer(1), "a".into(), addr(1)).0, RouteChange::Unchanged);
-        assert_eq!(d.add_route(peer(1), "alpha".into(), addr(1)).0, RouteChange::Updated);
+        assert_eq!(
+            d.add_route(peer(1), "a".into(), addr(1)).0,
+            RouteChange::Added
+        );
+        assert_eq!(
+            d.add_route(peer(1), "a".into(), addr(1)).0,
+            RouteChange::Unchanged
+        );
+        assert_eq!(
+            d.add_route(peer(1), "alpha".into(), addr(1)).0,
+            RouteChange::Updated
+        );
         assert!(d.learn(peer(2), Some("beta".into()), vec![addr(2)], now));
         assert!(!d.learn(peer(2), Some("beta".into()), vec![addr(2)], now));
         assert_eq!(d.resolve("alpha"), Ok(peer(1)));
@@ -292,7 +301,12 @@ mod tests {
             let mut seed = [0u8; 32];
             seed[..4].copy_from_slice(&(i + 1).to_le_bytes());
             let p = Keypair::from_seed(seed).peer_id();
-            d.learn(p, None, vec![], start + std::time::Duration::from_millis(u64::from(i) + 1));
+            d.learn(
+                p,
+                None,
+                vec![],
+                start + std::time::Duration::from_millis(u64::from(i) + 1),
+            );
         }
         assert_eq!(d.num_known(), MAX);
         assert!(d.known(&routed).is_some(), "a routed peer is never evicted");

@@ -112,7 +112,9 @@ impl Inner {
             return;
         };
         let timeout = self.config.request_timeout;
-        let request = match tokio::time::timeout(timeout, reqresp::read_request(&mut stream, max)).await {
+        let request = match tokio::time::timeout(timeout, reqresp::read_request(&mut stream, max))
+            .await
+        {
             Ok(Ok(Some(request))) => request,
             Ok(Ok(None)) => return,
             Ok(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
@@ -123,7 +125,11 @@ impl Inner {
             }
             Ok(Err(ReadError::Wire(e))) => {
                 tracing::debug!(%peer, protocol, error = %e, "malformed request");
-                wire::encode_text_response(Status::Error, &format!("malformed request: {e}"), &mut out);
+                wire::encode_text_response(
+                    Status::Error,
+                    &format!("malformed request: {e}"),
+                    &mut out,
+                );
                 self.answer(&conn, &mut stream, out, Bytes::new()).await;
                 return;
             }
@@ -137,12 +143,17 @@ impl Inner {
             }
         };
         let remote = self.peer_for(&conn).await;
-        let outcome = AssertUnwindSafe(handler(remote, request)).catch_unwind().await;
+        let outcome = AssertUnwindSafe(handler(remote, request))
+            .catch_unwind()
+            .await;
         let mut body = Bytes::new();
         match outcome {
             Ok(Ok(Some(reply))) if reply.len() > max => {
                 tracing::warn!(%peer, protocol, size = reply.len(), limit = max, "reply over the size limit not sent");
-                let text = format!("reply of {} bytes exceeds the responder's limit of {max} bytes", reply.len());
+                let text = format!(
+                    "reply of {} bytes exceeds the responder's limit of {max} bytes",
+                    reply.len()
+                );
                 wire::encode_text_response(Status::Error, &text, &mut out);
             }
             Ok(Ok(Some(reply))) => {
@@ -181,7 +192,12 @@ impl Inner {
         }
     }
 
-    async fn serve_stream(self: Arc<Self>, handler: &ErasedStreamHandler, conn: Connection, stream: Stream) {
+    async fn serve_stream(
+        self: Arc<Self>,
+        handler: &ErasedStreamHandler,
+        conn: Connection,
+        stream: Stream,
+    ) {
         self.pool.touch(conn.id(), Instant::now());
         let remote = self.peer_for(&conn).await;
         if AssertUnwindSafe(handler(remote, stream))

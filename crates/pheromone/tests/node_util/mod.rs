@@ -14,7 +14,9 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `f` under [`LIMIT`]; a hang fails the test instead of blocking it.
 pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("test timed out")
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test timed out")
 }
 
 pub async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
