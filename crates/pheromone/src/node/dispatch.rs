@@ -283,7 +283,7 @@ fn open_never_delivered(e: &OpenStreamError, conn: &Connection) -> bool {
     match e {
         OpenStreamError::Connection(ce) => closed_for_new_streams(ce),
         OpenStreamError::Negotiate(NegotiateError::Io(io)) => {
-            conn.is_going_away() && io.kind() == std::io::ErrorKind::ConnectionReset
+            conn.is_going_away() && reqresp::is_stream_reset(io)
         }
         _ => false,
     }
@@ -298,6 +298,15 @@ fn open_failure(peer: PeerId, protocol: &str, e: OpenStreamError) -> DispatchErr
         OpenStreamError::Negotiate(NegotiateError::Negotiation(
             NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. },
         )) => DispatchError::Refused { peer, protocol },
+        OpenStreamError::Negotiate(NegotiateError::Io(io)) if reqresp::is_stream_reset(&io) => {
+            DispatchError::StreamLimit {
+                peer,
+                reason: format!(
+                    "the peer reset the stream before negotiating it (its stream limit, or it \
+                     is going away): {io}"
+                ),
+            }
+        }
         OpenStreamError::Timeout { timeout, .. } => DispatchError::Timeout {
             peer,
             protocol,

@@ -187,14 +187,17 @@ fn classify(stream: &Stream, e: io::Error) -> RequestError {
     if e.kind() == io::ErrorKind::Unsupported {
         return RequestError::Refused;
     }
-    let reset = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<StreamError>())
-        .is_some_and(|s| matches!(s, StreamError::Reset(_)));
-    if reset && !stream.is_acknowledged() {
+    if is_stream_reset(&e) && !stream.is_acknowledged() {
         return RequestError::NotAccepted;
     }
     RequestError::Lost(e)
+}
+
+/// Whether `e` is the peer resetting this one stream (not the connection failing).
+pub(super) fn is_stream_reset(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<StreamError>())
+        .is_some_and(|s| matches!(s, StreamError::Reset(_)))
 }
 
 /// Reads a request of at most `max` bytes. `Ok(None)` when the stream ends before a byte.
