@@ -421,10 +421,29 @@ impl Endpoint {
                 Err(_) => break,
             };
             let this = self.clone();
-            let conn = conn.clone();
-            self.inner
-                .tasks
-                .spawn(async move { this.handle_inbound_stream(conn, stream).await });
+            let stream_conn = conn.clone();
+            let mut serve: futures::future::BoxFuture<'static, ()> =
+                Box::pin(async move { this.handle_inbound_stream(stream_conn, stream).await });
+            // Most streams (a request whose bytes came with the SYN, answered at once) finish
+            // in their first poll: run it here, and give a stream a task of its own only when
+            // it has to wait. A spawn per stream would hand every request to the scheduler
+            // (and often to the other worker thread). The future re-registers its wakers with
+            // the new task on the task's first poll.
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    || serve.as_mut().poll(cx),
+                )))
+            })
+            .await;
+            match first {
+                Ok(std::task::Poll::Ready(())) => {}
+                Ok(std::task::Poll::Pending) => {
+                    self.inner.tasks.spawn(serve);
+                }
+                Err(_) => {
+                    tracing::error!(peer = %conn.remote_peer(), "inbound stream handler panicked")
+                }
+            }
         }
         let error = conn.closed().await;
         let info = conn.info().clone();

@@ -192,7 +192,9 @@ impl Inner {
         let addrs = self.lock_directory().addresses(&peer);
         let mut last = DispatchError::NoAddress { peer };
         for addr in addrs {
-            match self.endpoint.dial(&addr).await {
+            // Boxed: the upgrade's state is kilobytes, and every request future that may
+            // dial would otherwise carry (and move) it.
+            match Box::pin(self.endpoint.dial(&addr)).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => {
                     tracing::debug!(%peer, %addr, error = %e, "dial failed");

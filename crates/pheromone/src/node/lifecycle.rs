@@ -216,7 +216,9 @@ impl Inner {
         let fresh = existing.is_none();
         let conn = match existing {
             Some(conn) => conn,
-            None => self.endpoint.dial(&addr).await.map_err(dial_error)?,
+            None => Box::pin(self.endpoint.dial(&addr))
+                .await
+                .map_err(dial_error)?,
         };
         let peer = conn.remote_peer();
         if peer == self.endpoint.peer_id() {
