@@ -78,7 +78,31 @@ struct Plan {
     connections: usize,
     concurrency: Vec<usize>,
     timeout: Duration,
+    quick: bool,
 }
+
+/// One measurement of a bench: its size or variant.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// The bench's single run (throughput, connect).
+    Once,
+    /// An rr run with this many round trips in flight.
+    Rr(usize),
+    /// Node dispatch on one long connection with this many requests in flight.
+    DispatchLong(usize),
+    /// Node dispatch with a connection per request.
+    DispatchShort,
+    /// `dispatch_all` to many in-process peers.
+    DispatchAll,
+    /// Memory after many dispatches.
+    DispatchMemory,
+}
+
+/// `dispatch_all` peers and rounds, and the two memory readings, full and `--quick`.
+const DISPATCH_ALL_PEERS: (usize, usize) = (100, 10);
+const DISPATCH_ALL_ROUNDS: (usize, usize) = (200, 5);
+const MEMORY_SMALL: (usize, usize) = (1_000, 100);
+const MEMORY_LARGE: (usize, usize) = (100_000, 1_000);
 
 impl Plan {
     fn from_args(args: Args) -> Result<Self> {
@@ -102,6 +126,7 @@ impl Plan {
             )),
             concurrency: args.concurrency,
             timeout: Duration::from_secs(args.timeout_secs),
+            quick: args.quick,
         };
         ensure!(plan.bytes > 0, "--bytes must be positive");
         ensure!(plan.requests > 0, "--requests must be positive");
@@ -178,16 +203,27 @@ async fn run(plan: &Plan) -> usize {
             if !stack.supports(bench) {
                 continue;
             }
-            let runs: Vec<usize> = match bench {
-                Bench::Rr => plan.concurrency.clone(),
-                Bench::Throughput | Bench::Connect => vec![0],
+            let runs: Vec<Run> = match bench {
+                Bench::Rr => plan.concurrency.iter().map(|&c| Run::Rr(c)).collect(),
+                Bench::Throughput | Bench::Connect => vec![Run::Once],
+                Bench::Dispatch => {
+                    let mut runs: Vec<Run> = plan
+                        .concurrency
+                        .iter()
+                        .map(|&c| Run::DispatchLong(c))
+                        .collect();
+                    runs.push(Run::DispatchShort);
+                    if stack == Stack::Pheromone {
+                        runs.extend([Run::DispatchAll, Run::DispatchMemory]);
+                    }
+                    runs
+                }
             };
-            for concurrency in runs {
-                let outcome =
-                    tokio::time::timeout(plan.timeout, one(plan, bench, stack, concurrency))
-                        .await
-                        .with_context(|| format!("timed out after {:?}", plan.timeout))
-                        .and_then(|r| r);
+            for run in runs {
+                let outcome = tokio::time::timeout(plan.timeout, one(plan, bench, stack, run))
+                    .await
+                    .with_context(|| format!("timed out after {:?}", plan.timeout))
+                    .and_then(|r| r);
                 match outcome.and_then(|record| Ok(serde_json::to_string(&record)?)) {
                     Ok(line) => println!("{line}"),
                     Err(e) => {
@@ -204,10 +240,28 @@ async fn run(plan: &Plan) -> usize {
     failures
 }
 
-async fn one(plan: &Plan, bench: Bench, stack: Stack, concurrency: usize) -> Result<Record> {
-    Ok(match bench {
-        Bench::Throughput => Record::Throughput(stack.throughput(plan.bytes).await?),
-        Bench::Rr => Record::Rr(stack.request_response(concurrency, plan.requests).await?),
-        Bench::Connect => Record::Connect(stack.connect(plan.connections).await?),
+async fn one(plan: &Plan, bench: Bench, stack: Stack, run: Run) -> Result<Record> {
+    let size = |(full, quick): (usize, usize)| pick(plan.quick, quick, full);
+    Ok(match (bench, run) {
+        (Bench::Throughput, _) => Record::Throughput(stack.throughput(plan.bytes).await?),
+        (Bench::Rr, Run::Rr(c)) => Record::Rr(stack.request_response(c, plan.requests).await?),
+        (Bench::Connect, _) => Record::Connect(stack.connect(plan.connections).await?),
+        (Bench::Dispatch, Run::DispatchLong(c)) => {
+            Record::Dispatch(stack.dispatch_long(c, plan.requests).await?)
+        }
+        (Bench::Dispatch, Run::DispatchShort) => {
+            Record::Dispatch(stack.dispatch_short(plan.connections).await?)
+        }
+        (Bench::Dispatch, Run::DispatchAll) => Record::DispatchAll(
+            stack
+                .dispatch_all(size(DISPATCH_ALL_PEERS), size(DISPATCH_ALL_ROUNDS))
+                .await?,
+        ),
+        (Bench::Dispatch, Run::DispatchMemory) => Record::DispatchMemory(
+            stack
+                .dispatch_memory(size(MEMORY_SMALL), size(MEMORY_LARGE))
+                .await?,
+        ),
+        (bench, run) => anyhow::bail!("{bench:?} has no {run:?} run"),
     })
 }

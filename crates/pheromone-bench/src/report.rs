@@ -51,10 +51,69 @@ pub struct ConnectResult {
     pub p50_us: f64,
 }
 
+/// Node-level request/response: `Node::dispatch` (or rust-libp2p's request-response
+/// behaviour), a new stream per request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchResult {
+    /// Always `"dispatch"`.
+    pub bench: &'static str,
+    /// Which stack carried the requests.
+    pub stack: &'static str,
+    /// `"long"`: one connection for every request; `"short"`: a connection per request.
+    pub mode: &'static str,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Completed requests per second.
+    pub per_s: f64,
+    /// Median request latency in microseconds.
+    pub p50_us: f64,
+}
+
+/// `Node::dispatch_all` to many in-process peers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchAllResult {
+    /// Always `"dispatch_all"`.
+    pub bench: &'static str,
+    /// Which stack.
+    pub stack: &'static str,
+    /// Routes each round asks.
+    pub peers: usize,
+    /// Completed rounds (every peer answered) per second.
+    pub per_s: f64,
+    /// Median round latency in microseconds.
+    pub p50_us: f64,
+}
+
+/// Resident memory after a small and a large number of sequential dispatches on one
+/// connection: equal figures mean nothing accumulates per request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchMemoryResult {
+    /// Always `"dispatch_memory"`.
+    pub bench: &'static str,
+    /// Which stack.
+    pub stack: &'static str,
+    /// Dispatches before the first reading.
+    pub small: usize,
+    /// Dispatches before the second reading.
+    pub large: usize,
+    /// Resident set size after `small` dispatches, KiB.
+    pub rss_small_kib: u64,
+    /// Resident set size after `large` dispatches, KiB.
+    pub rss_large_kib: u64,
+    /// Streams still open on the node's connections after `large` (0 when nothing leaks).
+    pub streams_after: usize,
+}
+
 /// One printed line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Record {
+    /// A node-level request/response line.
+    Dispatch(DispatchResult),
+    /// A dispatch-to-all line.
+    DispatchAll(DispatchAllResult),
+    /// A memory-after-dispatches line.
+    DispatchMemory(DispatchMemoryResult),
     /// A throughput line.
     Throughput(ThroughputResult),
     /// A request/response line.
@@ -110,6 +169,61 @@ impl ConnectResult {
             p50_us: round(micros(percentile(latencies, 50.0)), 1),
         }
     }
+}
+
+impl DispatchResult {
+    /// Builds the record from per-request latencies and the wall time of the whole run.
+    /// `latencies` is sorted in place.
+    pub fn new(
+        stack: &'static str,
+        mode: &'static str,
+        concurrency: usize,
+        latencies: &mut [Duration],
+        wall: Duration,
+    ) -> Self {
+        latencies.sort_unstable();
+        Self {
+            bench: "dispatch",
+            stack,
+            mode,
+            concurrency,
+            per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
+            p50_us: round(micros(percentile(latencies, 50.0)), 1),
+        }
+    }
+}
+
+impl DispatchAllResult {
+    /// Builds the record from per-round latencies and the wall time of all rounds.
+    pub fn new(
+        stack: &'static str,
+        peers: usize,
+        latencies: &mut [Duration],
+        wall: Duration,
+    ) -> Self {
+        latencies.sort_unstable();
+        Self {
+            bench: "dispatch_all",
+            stack,
+            peers,
+            per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
+            p50_us: round(micros(percentile(latencies, 50.0)), 1),
+        }
+    }
+}
+
+/// This process's resident set size in KiB (`VmRSS` in `/proc/self/status`); 0 where
+/// that file does not exist.
+pub fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The nearest-rank percentile `p` (0..=100) of `sorted`, which must be sorted ascending;
@@ -216,6 +330,24 @@ mod tests {
             line,
             r#"{"bench":"connect","stack":"libp2p","per_s":1.5,"p50_us":2.0}"#
         );
+    }
+
+    #[test]
+    fn dispatch_lines_have_the_documented_keys() {
+        let mut lat = us(&[10, 30, 20]);
+        let line = serde_json::to_string(&Record::Dispatch(DispatchResult::new(
+            "pheromone",
+            "long",
+            64,
+            &mut lat,
+            Duration::from_secs(1),
+        )))
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"bench":"dispatch","stack":"pheromone","mode":"long","concurrency":64,"per_s":3.0,"p50_us":20.0}"#
+        );
+        assert!(resident_kib() > 0);
     }
 
     #[test]

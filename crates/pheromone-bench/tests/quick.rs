@@ -86,6 +86,22 @@ fn quick_run_prints_one_valid_line_per_measurement() {
                 positive(&line, "per_s");
                 positive(&line, "p50_us");
             }
+            "dispatch" => {
+                assert_keys(
+                    text,
+                    &line,
+                    &["bench", "stack", "mode", "concurrency", "per_s", "p50_us"],
+                );
+                concurrency = line["concurrency"].as_u64().expect("concurrency");
+                let mode = line["mode"].as_str().expect("mode");
+                assert!(mode == "long" || mode == "short", "{text}");
+                if mode == "short" {
+                    // Tell the short run from the long one at the same concurrency.
+                    concurrency += 1000;
+                }
+                positive(&line, "per_s");
+                positive(&line, "p50_us");
+            }
             other => panic!("unknown bench {other} in {line}"),
         }
         seen.push((bench, stack, concurrency));
@@ -101,6 +117,9 @@ fn quick_run_prints_one_valid_line_per_measurement() {
         ("rr", "libp2p", 64),
         ("connect", "tcp", 0),
         ("connect", "libp2p", 0),
+        ("dispatch", "libp2p", 1),
+        ("dispatch", "libp2p", 64),
+        ("dispatch", "libp2p", 1001),
     ]
     .iter()
     .map(|&(b, s, c)| (b.to_owned(), s.to_owned(), c))
@@ -121,6 +140,36 @@ fn only_and_stacks_select_a_subset() {
     assert_eq!(lines.len(), 1, "{stdout}");
     assert_eq!(lines[0]["bench"], "connect");
     assert_eq!(lines[0]["stack"], "tcp");
+}
+
+#[test]
+fn pheromone_dispatch_lines() {
+    let (ok, stdout, stderr) = run(&["--quick", "--only", "dispatch", "--stacks", "pheromone"]);
+    assert!(ok, "stderr:\n{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let benches: Vec<&str> = lines
+        .iter()
+        .map(|l| l["bench"].as_str().expect("bench"))
+        .collect();
+    assert_eq!(
+        benches,
+        [
+            "dispatch",
+            "dispatch",
+            "dispatch",
+            "dispatch_all",
+            "dispatch_memory"
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines[2]["mode"], "short");
+    assert_eq!(lines[3]["peers"], 10);
+    positive(&lines[3], "per_s");
+    assert_eq!(lines[4]["streams_after"], 0);
+    positive(&lines[4], "rss_large_kib");
 }
 
 #[test]

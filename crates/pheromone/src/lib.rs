@@ -13,6 +13,8 @@
 //! - [`negotiate`]: multistream-select on a stream, picking its protocol.
 //! - [`protocols`]: ping, identify and perf on negotiated streams.
 //! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
+//! - [`node`]: the API a program uses: request and stream handlers by protocol name,
+//!   routes by name or peer ID, dispatch over long or short connections.
 //! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
 //! - [`identity_file`]: keys on disk.
 
@@ -23,6 +25,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod identity_file;
 pub mod negotiate;
+pub mod node;
 pub mod protocols;
 pub mod pubsub;
 pub mod transport;
@@ -30,5 +33,9 @@ pub mod upgrade;
 
 pub use connection::{Connection, ConnectionError, ConnectionInfo, Direction, Stream};
 pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
+pub use node::{
+    ConnectionMode, DispatchError, DispatchOptions, Node, NodeBuilder, NodeError, NodeEvent, Peer,
+    Target,
+};
 pub use pheromone_core::addr::{parse_dial_address, Multiaddr};
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};

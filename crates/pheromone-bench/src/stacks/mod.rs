@@ -5,13 +5,18 @@
 //! a module, a [`Stack`] variant and its arms below.
 
 pub mod libp2p;
+pub mod libp2p_rr;
 pub mod pheromone;
+pub mod pheromone_node;
 pub mod tcp;
 pub mod tcp_chacha;
 
 use anyhow::{bail, Result};
 
-use crate::report::{ConnectResult, RrResult, ThroughputResult};
+use crate::report::{
+    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, RrResult,
+    ThroughputResult,
+};
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,11 +27,20 @@ pub enum Bench {
     Rr,
     /// Sequential dial + upgrade + ping + close.
     Connect,
+    /// Node-level request/response: a stream per 64-byte request over a long connection,
+    /// a connection per request in short mode; for pheromone also `dispatch_all` to many
+    /// peers and memory after many dispatches.
+    Dispatch,
 }
 
 impl Bench {
     /// Every bench, in the order a full run prints them.
-    pub const ALL: [Bench; 3] = [Bench::Throughput, Bench::Rr, Bench::Connect];
+    pub const ALL: [Bench; 4] = [
+        Bench::Throughput,
+        Bench::Rr,
+        Bench::Connect,
+        Bench::Dispatch,
+    ];
 }
 
 /// A networking stack under test.
@@ -68,8 +82,47 @@ impl Stack {
     /// Whether this stack has a meaningful figure for `bench`.
     pub fn supports(self, bench: Bench) -> bool {
         match self {
-            Stack::Tcp | Stack::Libp2p | Stack::Pheromone => true,
+            Stack::Libp2p | Stack::Pheromone => true,
+            Stack::Tcp => bench != Bench::Dispatch,
             Stack::TcpChacha => bench == Bench::Throughput,
+        }
+    }
+
+    /// `requests` node-level requests with `concurrency` in flight on one connection.
+    pub async fn dispatch_long(
+        self,
+        concurrency: usize,
+        requests: usize,
+    ) -> Result<DispatchResult> {
+        match self {
+            Stack::Pheromone => pheromone_node::dispatch_long(concurrency, requests).await,
+            Stack::Libp2p => libp2p_rr::dispatch_long(concurrency, requests).await,
+            Stack::Tcp | Stack::TcpChacha => bail!("{} has no dispatch bench", self.name()),
+        }
+    }
+
+    /// `n` sequential node-level requests, each on a connection of its own.
+    pub async fn dispatch_short(self, n: usize) -> Result<DispatchResult> {
+        match self {
+            Stack::Pheromone => pheromone_node::dispatch_short(n).await,
+            Stack::Libp2p => libp2p_rr::dispatch_short(n).await,
+            Stack::Tcp | Stack::TcpChacha => bail!("{} has no dispatch bench", self.name()),
+        }
+    }
+
+    /// `rounds` requests to each of `peers` in-process peers at once.
+    pub async fn dispatch_all(self, peers: usize, rounds: usize) -> Result<DispatchAllResult> {
+        match self {
+            Stack::Pheromone => pheromone_node::dispatch_all(peers, rounds).await,
+            _ => bail!("{} has no dispatch_all bench", self.name()),
+        }
+    }
+
+    /// Resident memory after `small` and after `large` sequential requests.
+    pub async fn dispatch_memory(self, small: usize, large: usize) -> Result<DispatchMemoryResult> {
+        match self {
+            Stack::Pheromone => pheromone_node::dispatch_memory(small, large).await,
+            _ => bail!("{} has no dispatch_memory bench", self.name()),
         }
     }
 

@@ -51,6 +51,9 @@ pub const MAX_PROTOCOLS: usize = 256;
 pub const MAX_PROTOCOL_NAME_LEN: usize = 1024;
 /// Longest protocol or agent version we keep, in bytes; longer ones are cut.
 pub const MAX_VERSION_LEN: usize = 256;
+/// Longest node name we keep, in bytes (the `pheromone_name` extension); longer ones are
+/// cut on a character boundary.
+pub const MAX_NAME_LEN: usize = 256;
 
 /// What a peer tells about itself in answer to an identify request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,9 @@ pub struct IdentifyInfo {
     pub protocol_version: String,
     /// The implementation, e.g. `pheromone/0.1.0`; empty if not sent.
     pub agent_version: String,
+    /// The peer's human name (`luda`), our extension in field 1000; `None` if not sent
+    /// (every non-pheromone peer). Names are aliases: several peers may share one.
+    pub pheromone_name: Option<String>,
 }
 
 /// An identify push update: like [`IdentifyInfo`], but any field may be missing, in which
@@ -85,6 +91,8 @@ pub struct IdentifyPush {
     pub protocol_version: Option<String>,
     /// The implementation, if sent.
     pub agent_version: Option<String>,
+    /// The peer's human name, if sent.
+    pub pheromone_name: Option<String>,
 }
 
 impl IdentifyInfo {
@@ -108,6 +116,7 @@ impl IdentifyInfo {
                 .iter()
                 .map(|p| p.as_bytes().to_vec())
                 .collect(),
+            pheromone_name: self.pheromone_name.as_deref().and_then(non_empty),
         };
         let len = proto.encoded_len();
         if len > MAX_SEND_LEN {
@@ -178,10 +187,14 @@ impl IdentifyPush {
             );
         }
         if let Some(version) = proto.protocol_version {
-            self.protocol_version = Some(lossy_capped(&version));
+            self.protocol_version = Some(lossy_capped(&version, MAX_VERSION_LEN));
         }
         if let Some(version) = proto.agent_version {
-            self.agent_version = Some(lossy_capped(&version));
+            self.agent_version = Some(lossy_capped(&version, MAX_VERSION_LEN));
+        }
+        if let Some(name) = proto.pheromone_name {
+            let name = lossy_capped(&name, MAX_NAME_LEN);
+            self.pheromone_name = (!name.is_empty()).then_some(name);
         }
         for bytes in proto.listen_addrs {
             if self.listen_addrs.len() == MAX_LISTEN_ADDRS {
@@ -230,6 +243,7 @@ impl TryFrom<IdentifyPush> for IdentifyInfo {
             observed_addr: push.observed_addr,
             protocol_version: push.protocol_version.unwrap_or_default(),
             agent_version: push.agent_version.unwrap_or_default(),
+            pheromone_name: push.pheromone_name,
         })
     }
 }
@@ -238,12 +252,11 @@ fn non_empty(text: &str) -> Option<Vec<u8>> {
     (!text.is_empty()).then(|| text.as_bytes().to_vec())
 }
 
-/// The bytes as text (invalid UTF-8 replaced), cut to [`MAX_VERSION_LEN`] bytes on a
-/// character boundary.
-fn lossy_capped(bytes: &[u8]) -> String {
+/// The bytes as text (invalid UTF-8 replaced), cut to `max` bytes on a character boundary.
+fn lossy_capped(bytes: &[u8], max: usize) -> String {
     let mut text = String::from_utf8_lossy(bytes).into_owned();
-    if text.len() > MAX_VERSION_LEN {
-        let mut cut = MAX_VERSION_LEN;
+    if text.len() > max {
+        let mut cut = max;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }

@@ -15,6 +15,7 @@ fn sample() -> IdentifyInfo {
         observed_addr: Some("/ip4/127.0.0.1/tcp/51234".parse().expect("addr")),
         protocol_version: "/pheromone/0.1.0".into(),
         agent_version: "pheromone/0.1.0".into(),
+        pheromone_name: Some("luda".into()),
     }
 }
 
@@ -65,6 +66,40 @@ fn field_numbers_follow_the_spec() {
 }
 
 #[test]
+fn pheromone_name_is_field_1000_and_capped() {
+    let info = sample();
+    let mut out = Vec::new();
+    info.encode(&mut out).expect("encode");
+    let (body, _) = wire::split_frame(&out).expect("frame").expect("complete");
+    // Field 1000, length-delimited: tag (1000 << 3) | 2 = 8002 as a varint.
+    let expected = [0xc2, 0x3e, 4, b'l', b'u', b'd', b'a'];
+    assert!(body.windows(expected.len()).any(|w| w == expected));
+    let long = IdentifyProto {
+        public_key: Some(key_bytes()),
+        listen_addrs: vec![],
+        observed_addr: None,
+        protocols: vec![],
+        protocol_version: None,
+        agent_version: None,
+        pheromone_name: Some("é".repeat(MAX_NAME_LEN).into_bytes()),
+    };
+    let decoded = IdentifyInfo::decode_stream(&frame(&long)).expect("decode");
+    let name = decoded.pheromone_name.expect("name kept");
+    assert!(name.len() <= MAX_NAME_LEN && name.len() > MAX_NAME_LEN - 2);
+    // An empty name counts as none, and a peer without the field has none.
+    let empty = IdentifyProto {
+        pheromone_name: Some(Vec::new()),
+        ..long.clone()
+    };
+    assert_eq!(
+        IdentifyInfo::decode_stream(&frame(&empty))
+            .expect("decode")
+            .pheromone_name,
+        None
+    );
+}
+
+#[test]
 fn bad_addresses_and_names_are_skipped() {
     let good: Multiaddr = "/ip4/1.2.3.4/tcp/1".parse().expect("addr");
     let proto = IdentifyProto {
@@ -84,6 +119,7 @@ fn bad_addresses_and_names_are_skipped() {
         ],
         protocol_version: Some(vec![b'v', 0xff]),
         agent_version: Some(vec![b'x'; MAX_VERSION_LEN + 10]),
+        pheromone_name: None,
     };
     let info = IdentifyInfo::decode_stream(&frame(&proto)).expect("decode");
     assert_eq!(info.listen_addrs, vec![good]);
@@ -102,6 +138,7 @@ fn public_key_is_required_and_checked() {
         protocols: vec![],
         protocol_version: None,
         agent_version: None,
+        pheromone_name: None,
     };
     assert_eq!(
         IdentifyInfo::decode_stream(&frame(&missing)),
@@ -135,6 +172,7 @@ fn split_messages_merge() {
         protocols: vec![b"/a".to_vec()],
         protocol_version: Some(b"old".to_vec()),
         agent_version: Some(b"agent".to_vec()),
+        pheromone_name: None,
     };
     let second = IdentifyProto {
         public_key: None,
@@ -151,6 +189,7 @@ fn split_messages_merge() {
         protocols: vec![b"/b".to_vec()],
         protocol_version: Some(b"new".to_vec()),
         agent_version: None,
+        pheromone_name: None,
     };
     let mut stream = frame(&first);
     stream.extend_from_slice(&frame(&second));
@@ -201,6 +240,7 @@ fn list_caps() {
         protocols: vec![b"/p".to_vec(); MAX_PROTOCOLS + 5],
         protocol_version: None,
         agent_version: None,
+        pheromone_name: None,
     };
     let info = IdentifyInfo::decode_stream(&frame(&proto)).expect("decode");
     assert_eq!(info.listen_addrs.len(), MAX_LISTEN_ADDRS);
@@ -238,9 +278,18 @@ fn arb_info() -> impl Strategy<Value = IdentifyInfo> {
         proptest::option::of(addr),
         "[ -~]{0,40}",
         "\\PC{0,40}",
+        proptest::option::of("\\PC{1,40}"),
     )
         .prop_map(
-            |(seed, listen_addrs, protocols, observed_addr, protocol_version, agent_version)| {
+            |(
+                seed,
+                listen_addrs,
+                protocols,
+                observed_addr,
+                protocol_version,
+                agent_version,
+                pheromone_name,
+            )| {
                 IdentifyInfo {
                     public_key: Keypair::from_seed(seed).public(),
                     listen_addrs,
@@ -248,6 +297,7 @@ fn arb_info() -> impl Strategy<Value = IdentifyInfo> {
                     observed_addr,
                     protocol_version,
                     agent_version,
+                    pheromone_name,
                 }
             },
         )

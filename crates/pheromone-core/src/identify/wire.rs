@@ -2,7 +2,8 @@
 //!
 //! Every field is declared as `bytes`, even the spec's `string`s (the wire type is the same),
 //! so that one peer's bad UTF-8 in a protocol name costs that name, not the whole message.
-//! `signedPeerRecord` (field 8) is left undeclared: prost skips it without allocating. This
+//! `signedPeerRecord` (field 8) is left undeclared: prost skips it without allocating. Field
+//! 1000, `pheromone_name`, is our extension (a node's human name). This
 //! file only frames and unframes bytes; what the fields mean is decided in `mod.rs`.
 
 use super::{IdentifyError, MAX_FRAME_LEN};
@@ -23,6 +24,10 @@ pub(crate) struct IdentifyProto {
     pub(crate) observed_addr: Option<Vec<u8>>,
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub(crate) protocols: Vec<Vec<u8>>,
+    /// pheromone's extension: the node's human name. A field number far above the spec's
+    /// so that it never collides with a future one; other implementations skip it.
+    #[prost(bytes = "vec", optional, tag = "1000")]
+    pub(crate) pheromone_name: Option<Vec<u8>>,
 }
 
 /// Splits one length-prefixed frame off the front of `buf`: its body and the total number of

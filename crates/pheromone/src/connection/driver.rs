@@ -7,6 +7,12 @@
 //! into one buffer and write as much as the socket takes; arm the session's timer. The lock
 //! on the shared state is held only for the session calls, never while encrypting or
 //! touching the socket.
+//!
+//! A local close is a handshake, so that nothing in flight is lost to a TCP reset: send
+//! GoAway; wait until no stream is left and the peer has answered with its own GoAway, or
+//! until the close grace ends; flush; half-close the socket (FIN); then read and discard
+//! until the peer closes too, at most another close grace. When the peer sends GoAway
+//! first we answer with ours.
 
 use super::read_buffers::ReadBuffers;
 use super::shared::{Flush, Shared, ToWake};
@@ -55,6 +61,8 @@ pub(crate) struct Driver {
     close_deadline: Option<Instant>,
     /// Ciphertext is waiting for the socket to become writable.
     flush_pending: bool,
+    /// Set once our write side is shut down: the deadline for the peer's EOF.
+    linger_deadline: Option<Instant>,
     /// Bytes the session queued in answer to input since the socket last drained (see
     /// [`MAX_PROVOKED_BACKLOG`]).
     provoked: usize,
@@ -85,6 +93,7 @@ impl Driver {
             timer_deadline: None,
             close_deadline: None,
             flush_pending: false,
+            linger_deadline: None,
             provoked: 0,
             close_grace,
         }
@@ -268,17 +277,64 @@ impl Driver {
         Ok(true)
     }
 
-    /// Whether a local close has finished: streams done (or grace over) and all flushed.
-    fn close_finished(&mut self) -> bool {
+    /// Whether a local close may half-close the socket: no stream left and the peer's
+    /// GoAway received (after it no new stream of the peer can be on its way), or the grace
+    /// is over; and everything flushed.
+    fn ready_to_half_close(&mut self) -> bool {
         let mut state = self.shared.lock();
-        if !state.closing {
+        if !state.closing || self.linger_deadline.is_some() {
             return false;
         }
         let Some(deadline) = self.close_deadline else {
             return false;
         };
-        let streams_done = state.session.num_streams() == 0 || Instant::now() >= deadline;
-        streams_done && state.session.outgoing().is_empty() && !self.flush_pending
+        let quiet = state.session.num_streams() == 0 && state.session.remote_go_away().is_some();
+        (quiet || Instant::now() >= deadline)
+            && state.session.outgoing().is_empty()
+            && !self.flush_pending
+    }
+
+    /// Sends our FIN and starts lingering for the peer's: dropping a socket with unread
+    /// bytes in it makes the kernel reset the connection, and the peer would lose replies it
+    /// has not read yet. The connection counts as closed from here on.
+    fn half_close(&mut self) {
+        self.shared.shutdown(std::net::Shutdown::Write);
+        self.linger_deadline = Some(Instant::now() + self.close_grace);
+        tracing::debug!(peer = %self.peer(), "connection closed locally");
+        self.shared
+            .mark_closed(ConnectionError::ClosedLocally { peer: self.peer() });
+    }
+
+    /// After our FIN: discards what still arrives until the peer's EOF. True once the close
+    /// is complete (EOF, an error, or the linger deadline passed).
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.linger_deadline else {
+            return false;
+        };
+        let mut scratch = [0u8; 16 * 1024];
+        for _ in 0..ROUNDS_PER_POLL {
+            match self.shared.socket.poll_read_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(_)) => return true,
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.shared.socket.try_read(&mut scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return true,
+            }
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        if self.timer_deadline != Some(deadline) {
+            self.timer_deadline = Some(deadline);
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+        self.timer.as_mut().poll(cx).is_ready()
     }
 
     fn register_waker(&self, cx: &mut Context<'_>) {
@@ -351,7 +407,14 @@ fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
                     to_wake.push(w.writer.take());
                 }
             }
-            Event::GoAwayReceived(_) => to_wake.push(state.accept_waker.take()),
+            Event::GoAwayReceived(_) => {
+                // Answer with ours: it tells a closing peer that no new stream of ours can
+                // still be on its way, so it may shut the socket without losing one.
+                state
+                    .session
+                    .go_away(pheromone_core::yamux::GoAwayCode::Normal);
+                to_wake.push(state.accept_waker.take());
+            }
             Event::PingRtt(rtt) => state.rtt = Some(rtt),
             _ => {}
         }
@@ -364,6 +427,13 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.register_waker(cx);
+        if this.linger_deadline.is_some() {
+            if this.poll_linger(cx) {
+                this.shared.shutdown(std::net::Shutdown::Both);
+                return Poll::Ready(());
+            }
+            return Poll::Pending;
+        }
         for _ in 0..ROUNDS_PER_POLL {
             match this.poll_round(cx) {
                 Err(error) => {
@@ -380,12 +450,11 @@ impl Future for Driver {
                     return Poll::Ready(());
                 }
                 Ok(progress) => {
-                    if this.close_finished() {
-                        tracing::debug!(peer = %this.peer(), "connection closed locally");
-                        this.flush_now();
-                        this.shared
-                            .fail(ConnectionError::ClosedLocally { peer: this.peer() });
-                        return Poll::Ready(());
+                    if this.ready_to_half_close() {
+                        this.half_close();
+                        // Poll again at once to start reading for the peer's EOF.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
                     if !progress {
                         return Poll::Pending;

@@ -224,6 +224,12 @@ impl Connection {
         self.shared.is_closed()
     }
 
+    /// Whether no new stream can be opened here any more: closed, closing, or the remote
+    /// sent GoAway. Existing streams may still be finishing.
+    pub fn is_going_away(&self) -> bool {
+        self.shared.is_going_away()
+    }
+
     /// Number of streams currently open on this connection.
     pub fn num_streams(&self) -> usize {
         self.shared.num_streams()

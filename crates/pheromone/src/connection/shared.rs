@@ -267,6 +267,19 @@ impl Shared {
         state.closed.is_some() || state.closing
     }
 
+    pub(super) fn is_going_away(&self) -> bool {
+        let state = self.lock();
+        state.closed.is_some()
+            || state.closing
+            || state.session.remote_go_away().is_some()
+            || state.session.local_go_away().is_some()
+    }
+
+    /// Whether the peer acknowledged (accepted) a stream we opened; true for inbound ones.
+    pub(super) fn is_acknowledged(&self, id: StreamId) -> bool {
+        self.lock().session.is_acknowledged(id).unwrap_or(false)
+    }
+
     pub(super) fn num_streams(&self) -> usize {
         self.lock().session.num_streams()
     }
@@ -307,9 +320,20 @@ impl Shared {
     /// Records why the connection ended, shuts the socket down (the handle and streams may
     /// keep `Shared` alive, but the peer must see the end now) and wakes everyone waiting.
     pub(super) fn fail(&self, error: ConnectionError) {
-        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both) {
+        self.shutdown(std::net::Shutdown::Both);
+        self.mark_closed(error);
+    }
+
+    /// Shuts the socket down in one or both directions (errors mean it is gone already).
+    pub(super) fn shutdown(&self, how: std::net::Shutdown) {
+        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(how) {
             tracing::trace!(peer = %self.peer, error = %e, "socket shutdown failed");
         }
+    }
+
+    /// Records why the connection ended and wakes everyone waiting on it, leaving the
+    /// socket to the caller (a local close still lingers for the peer's end).
+    pub(super) fn mark_closed(&self, error: ConnectionError) {
         let mut state = self.lock();
         if state.closed.is_none() {
             state.closed = Some(error);

@@ -64,6 +64,14 @@ impl Stream {
         self.id
     }
 
+    /// Whether the peer accepted this stream (sent its ACK). A stream we opened that is
+    /// reset while still unacknowledged was refused by the peer before any application on
+    /// its side saw it (its stream limit, or it is going away), so a request on it was not
+    /// processed and may be retried elsewhere. Always true for inbound streams.
+    pub fn is_acknowledged(&self) -> bool {
+        self.shared.is_acknowledged(self.id)
+    }
+
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
         self.shared.lock().session.reset(self.id);

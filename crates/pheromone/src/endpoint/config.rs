@@ -32,6 +32,9 @@ pub struct EndpointConfig {
     pub protocol_version: String,
     /// Identify's `agentVersion`.
     pub agent_version: String,
+    /// The human name sent in identify's `pheromone_name` extension (field 1000); `None`
+    /// sends none. Set by the node from its builder.
+    pub node_name: Option<String>,
 }
 
 impl Default for EndpointConfig {
@@ -49,6 +52,7 @@ impl Default for EndpointConfig {
             perf_max_download: 16 << 30,
             protocol_version: "/pheromone/1.0.0".to_owned(),
             agent_version: concat!("pheromone/", env!("CARGO_PKG_VERSION")).to_owned(),
+            node_name: None,
         }
     }
 }

@@ -74,7 +74,14 @@ struct Inner {
     cancel: CancellationToken,
     tasks: TaskTracker,
     handshake_slots: Arc<Semaphore>,
+    /// Called for every connection as it is adopted, before any stream on it is served and
+    /// before `dial` returns it: the node's pool must see a connection before its peer can
+    /// use it, which the lossy event channel cannot promise.
+    on_connection: std::sync::RwLock<Option<ConnectionHook>>,
 }
+
+/// A callback run synchronously for each newly adopted connection (see `Inner`).
+pub(crate) type ConnectionHook = Arc<dyn Fn(&Connection) + Send + Sync>;
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +110,7 @@ impl Endpoint {
                 events,
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                on_connection: std::sync::RwLock::new(None),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -195,6 +203,20 @@ impl Endpoint {
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.router.protocols()
+    }
+
+    /// Installs the hook run for every new connection (see `Inner::on_connection`).
+    pub(crate) fn set_connection_hook(&self, hook: ConnectionHook) {
+        *self
+            .inner
+            .on_connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Whether [`Endpoint::close`] has begun.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// Subscribes to connection events.
@@ -366,6 +388,15 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(info.id, connection.clone());
+        let hook = self
+            .inner
+            .on_connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(&connection);
+        }
         self.inner.tasks.spawn(driver);
         let this = self.clone();
         let conn = connection.clone();
@@ -390,10 +421,29 @@ impl Endpoint {
                 Err(_) => break,
             };
             let this = self.clone();
-            let conn = conn.clone();
-            self.inner
-                .tasks
-                .spawn(async move { this.handle_inbound_stream(conn, stream).await });
+            let stream_conn = conn.clone();
+            let mut serve: futures::future::BoxFuture<'static, ()> =
+                Box::pin(async move { this.handle_inbound_stream(stream_conn, stream).await });
+            // Most streams (a request whose bytes came with the SYN, answered at once) finish
+            // in their first poll: run it here, and give a stream a task of its own only when
+            // it has to wait. A spawn per stream would hand every request to the scheduler
+            // (and often to the other worker thread). The future re-registers its wakers with
+            // the new task on the task's first poll.
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    || serve.as_mut().poll(cx),
+                )))
+            })
+            .await;
+            match first {
+                Ok(std::task::Poll::Ready(())) => {}
+                Ok(std::task::Poll::Pending) => {
+                    self.inner.tasks.spawn(serve);
+                }
+                Err(_) => {
+                    tracing::error!(peer = %conn.remote_peer(), "inbound stream handler panicked")
+                }
+            }
         }
         let error = conn.closed().await;
         let info = conn.info().clone();
@@ -515,6 +565,7 @@ impl Endpoint {
             observed_addr: Some(Multiaddr::from_socket_addr(conn.info().remote_addr)),
             protocol_version: self.inner.config.protocol_version.clone(),
             agent_version: self.inner.config.agent_version.clone(),
+            pheromone_name: self.inner.config.node_name.clone(),
         }
     }
 

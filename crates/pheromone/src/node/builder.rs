@@ -1,0 +1,205 @@
+//! [`NodeBuilder`]: identity, name, listen addresses, mode, limits and handlers, then
+//! [`NodeBuilder::build`] starts the node.
+//!
+//! The builder only collects settings; `build` creates the endpoint, binds the listeners,
+//! registers the handlers and starts the node's background tasks.
+
+use super::config::{ConnectionMode, Limits, NodeConfig};
+use super::handler::{RequestHandler, StreamHandler};
+use super::pending::PendingTable;
+use super::pool::Pool;
+use super::routes::Directory;
+use super::{Access, Inner, IntoAddr, Node, NodeError};
+use crate::endpoint::{Endpoint, EndpointConfig};
+use pheromone_core::addr::Multiaddr;
+use pheromone_core::identity::Keypair;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A handler registration waiting for the node to exist.
+type Registration = Box<dyn FnOnce(&Node) -> Result<(), NodeError> + Send>;
+
+/// Collects a node's settings and handlers; [`NodeBuilder::build`] starts it.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct NodeBuilder {
+    keypair: Option<Keypair>,
+    config: NodeConfig,
+    listen: Vec<Result<Multiaddr, NodeError>>,
+    registrations: Vec<Registration>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("handlers", &self.registrations.len())
+            .finish()
+    }
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeBuilder {
+    /// Default settings, a fresh identity, no listener, no handler.
+    pub fn new() -> Self {
+        Self {
+            keypair: None,
+            config: NodeConfig::default(),
+            listen: Vec::new(),
+            registrations: Vec::new(),
+        }
+    }
+
+    /// The node's identity (default: a new random key).
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// The human name announced to peers.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// Listens on `addr` (`/ip4/127.0.0.1/tcp/0`, `127.0.0.1:4001`, …); may be repeated.
+    pub fn listen(mut self, addr: impl IntoAddr) -> Self {
+        self.listen.push(addr.into_addr());
+        self
+    }
+
+    /// Long (default) or short connections.
+    pub fn mode(mut self, mode: ConnectionMode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Default deadline of a dispatch.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Largest request or reply in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// How long an unused connection stays open; `None` keeps it until it fails.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Connection, stream and pending-request caps.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Endpoint settings (transport, handshake, keep-alive); see [`NodeConfig::endpoint`].
+    pub fn endpoint_config(mut self, config: EndpointConfig) -> Self {
+        self.config.endpoint = config;
+        self
+    }
+
+    /// Replaces every setting at once (the name and mode included).
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Answers requests of `protocol` with `handler`, for every authenticated peer.
+    pub fn handle_requests<H: RequestHandler>(self, protocol: &str, handler: H) -> Self {
+        self.handle_requests_with(protocol, handler, Access::Open)
+    }
+
+    /// Answers requests of `protocol` with `handler`, for the peers `access` allows.
+    pub fn handle_requests_with<H: RequestHandler>(
+        mut self,
+        protocol: &str,
+        handler: H,
+        access: Access,
+    ) -> Self {
+        let protocol = protocol.to_owned();
+        self.registrations.push(Box::new(move |node: &Node| {
+            node.handle_requests(&protocol, handler, access)
+        }));
+        self
+    }
+
+    /// Serves raw streams of `protocol` with `handler`, for every authenticated peer.
+    pub fn handle_streams<H: StreamHandler>(self, protocol: &str, handler: H) -> Self {
+        self.handle_streams_with(protocol, handler, Access::Open)
+    }
+
+    /// Serves raw streams of `protocol` with `handler`, for the peers `access` allows.
+    pub fn handle_streams_with<H: StreamHandler>(
+        mut self,
+        protocol: &str,
+        handler: H,
+        access: Access,
+    ) -> Self {
+        let protocol = protocol.to_owned();
+        self.registrations.push(Box::new(move |node: &Node| {
+            node.handle_streams(&protocol, handler, access)
+        }));
+        self
+    }
+
+    /// Starts the node: binds every listen address, registers the handlers, starts the
+    /// background tasks. Must run inside a tokio runtime.
+    pub async fn build(self) -> Result<Node, NodeError> {
+        let NodeBuilder {
+            keypair,
+            config,
+            listen,
+            registrations,
+        } = self;
+        let keypair = keypair.unwrap_or_else(|| Keypair::generate(&mut rand::rngs::OsRng));
+        let endpoint = Endpoint::new(keypair, config.endpoint_config());
+        let local = endpoint.peer_id();
+        let (events, _) = broadcast::channel(super::EVENT_CAPACITY);
+        let node = Node {
+            inner: Arc::new(Inner {
+                pool: Pool::new(local),
+                directory: Mutex::new(Directory::default()),
+                pending_out: PendingTable::new(config.limits.max_pending_requests_per_peer),
+                pending_in: PendingTable::new(config.limits.max_pending_requests_per_peer),
+                identifying: Mutex::new(HashMap::new()),
+                events,
+                closed: AtomicBool::new(false),
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                next_dial: AtomicU64::new(1),
+                endpoint,
+                config,
+            }),
+        };
+        super::lifecycle::start(&node.inner);
+        let started = registrations
+            .into_iter()
+            .try_for_each(|register| register(&node))
+            .and_then(|()| {
+                listen
+                    .into_iter()
+                    .try_for_each(|addr| node.listen(addr?).map(drop))
+            });
+        if let Err(e) = started {
+            node.close().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+}

@@ -1,0 +1,128 @@
+//! Settings of a node: connection mode, timeouts, message size and limits.
+//!
+//! Plain data with safe defaults. The limits are written into the endpoint's settings
+//! when the node is built ([`NodeConfig::endpoint_config`]); nothing here opens sockets.
+
+use crate::endpoint::EndpointConfig;
+use std::time::Duration;
+
+/// How a node reaches its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConnectionMode {
+    /// At most one connection per peer, kept open and used by both sides, kept alive by
+    /// yamux pings, closed after the idle timeout and redialled on the next use.
+    #[default]
+    Long,
+    /// A new connection per request: dial, upgrade, send, read the reply, close. A node in
+    /// this mode also closes inbound connections once it has replied.
+    Short,
+}
+
+/// Caps that turn overload into a clear error instead of a hang or unbounded memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Live inbound connections at most; further ones are dropped at accept.
+    pub max_inbound_connections: usize,
+    /// Live outbound connections at most; a dial beyond fails with
+    /// [`DispatchError::ConnectionLimit`](super::DispatchError::ConnectionLimit).
+    pub max_outbound_connections: usize,
+    /// Streams alive at once on one connection, both directions (yamux). Opening one more
+    /// fails with [`DispatchError::StreamLimit`](super::DispatchError::StreamLimit); a
+    /// peer's stream beyond it is refused.
+    pub max_streams_per_connection: usize,
+    /// Requests in flight to one peer from this node, and from one peer being handled by
+    /// this node. Beyond it a dispatch fails with
+    /// [`DispatchError::TooManyPending`](super::DispatchError::TooManyPending), and a
+    /// peer's request is answered with "busy" without running the handler.
+    pub max_pending_requests_per_peer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_inbound_connections: 1024,
+            max_outbound_connections: 1024,
+            max_streams_per_connection: 512,
+            max_pending_requests_per_peer: 256,
+        }
+    }
+}
+
+/// Settings of a [`Node`](super::Node). `Default` gives a long-mode node with safe limits.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The human name sent to peers in identify; several nodes may share one.
+    pub name: Option<String>,
+    /// Long or short connections for requests and streams this node starts.
+    pub mode: ConnectionMode,
+    /// Default deadline of one dispatch, dial included (override per call with
+    /// [`DispatchOptions`](super::DispatchOptions)). Also bounds how long a peer may take
+    /// to send us a request.
+    pub request_timeout: Duration,
+    /// Largest request or reply, in bytes (default 1 MiB). A larger request is refused
+    /// before it is sent; a peer's larger request is answered "too large" without being
+    /// read; either way the connection survives.
+    pub max_message_size: usize,
+    /// Long mode: a connection with no stream and no use for this long is closed (it is
+    /// redialled on the next use). `None` keeps connections until they fail. Short mode:
+    /// inbound connections that stay unused this long are closed.
+    pub idle_timeout: Option<Duration>,
+    /// Connection, stream and pending-request caps.
+    pub limits: Limits,
+    /// Transport, handshake, keep-alive and identify settings of the underlying endpoint.
+    /// Its connection limits, stream limit and node name are overwritten from the fields
+    /// above when the node is built.
+    pub endpoint: EndpointConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            mode: ConnectionMode::Long,
+            request_timeout: Duration::from_secs(30),
+            max_message_size: 1024 * 1024,
+            idle_timeout: Some(Duration::from_secs(120)),
+            limits: Limits::default(),
+            endpoint: EndpointConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The endpoint settings with this node's limits and name applied.
+    pub fn endpoint_config(&self) -> EndpointConfig {
+        let mut config = self.endpoint.clone();
+        config.max_inbound_connections = self.limits.max_inbound_connections;
+        config.max_outbound_connections = self.limits.max_outbound_connections;
+        config.connection.yamux.max_streams = self.limits.max_streams_per_connection;
+        config.node_name = self.name.clone();
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_name_reach_the_endpoint() {
+        let config = NodeConfig {
+            name: Some("luda".into()),
+            limits: Limits {
+                max_inbound_connections: 3,
+                max_outbound_connections: 4,
+                max_streams_per_connection: 5,
+                max_pending_requests_per_peer: 6,
+            },
+            ..NodeConfig::default()
+        };
+        let ep = config.endpoint_config();
+        assert_eq!(ep.max_inbound_connections, 3);
+        assert_eq!(ep.max_outbound_connections, 4);
+        assert_eq!(ep.connection.yamux.max_streams, 5);
+        assert_eq!(ep.node_name.as_deref(), Some("luda"));
+        assert_eq!(NodeConfig::default().max_message_size, 1 << 20);
+        assert_eq!(NodeConfig::default().mode, ConnectionMode::Long);
+    }
+}

@@ -1,0 +1,416 @@
+//! The requester side: finding or making a connection to a peer, sending a request on it,
+//! opening raw streams, and turning every failure into a [`DispatchError`] with context.
+//!
+//! Long mode takes the peer's pooled connection, or joins (or starts) the one dial to it.
+//! A request that never reached the peer's application — the stream could not be opened,
+//! or the peer reset it before accepting it because the connection is going away — is
+//! retried on the peer's current connection: this is how requests issued while two
+//! connections race, or while one is being replaced, all complete. A request that may have
+//! been seen is never retried. Short mode dials per call and closes after the reply.
+
+use super::config::ConnectionMode;
+use super::error::DispatchError;
+use super::pool::DialFuture;
+use super::reqresp::{self, RequestError, Response};
+use super::wire::{self, Status, WireError};
+use super::{DispatchOptions, Inner, NodeStream, Target};
+use crate::connection::{Connection, ConnectionError, Direction};
+use crate::endpoint::OpenStreamError;
+use crate::negotiate::NegotiateError;
+use bytes::Bytes;
+use futures::FutureExt;
+use pheromone_core::identity::PeerId;
+use pheromone_core::multistream::NegotiationError;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Tries per call: a connection replaced mid-call costs one, a lost race one more.
+const ATTEMPTS: usize = 4;
+
+impl Inner {
+    /// [`Node::dispatch_with`](super::Node::dispatch_with).
+    pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        target: &Target,
+        protocol: &str,
+        request: Bytes,
+        options: &DispatchOptions,
+    ) -> Result<Option<Bytes>, DispatchError> {
+        if self.is_closed() {
+            return Err(DispatchError::Closed);
+        }
+        let peer = self.resolve_target(target)?;
+        let max = self.config.max_message_size;
+        if request.len() > max {
+            return Err(DispatchError::RequestTooLarge {
+                peer,
+                protocol: protocol.to_owned(),
+                size: request.len(),
+                max,
+            });
+        }
+        let _slot = self
+            .pending_out
+            .acquire(peer)
+            .ok_or(DispatchError::TooManyPending {
+                peer,
+                limit: self.pending_out.limit(),
+            })?;
+        let timeout = options.timeout.unwrap_or(self.config.request_timeout);
+        let mode = options.mode.unwrap_or(self.config.mode);
+        let call = async {
+            match mode {
+                ConnectionMode::Long => self.request_long(peer, protocol, &request).await,
+                ConnectionMode::Short => self.request_short(peer, protocol, &request).await,
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(DispatchError::Timeout {
+                peer,
+                protocol: protocol.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    fn resolve_target(&self, target: &Target) -> Result<PeerId, DispatchError> {
+        match target {
+            Target::Peer(p) => Ok(*p),
+            Target::Name(name) => Ok(self.lock_directory().resolve(name)?),
+        }
+    }
+
+    async fn request_long(
+        self: &Arc<Self>,
+        peer: PeerId,
+        protocol: &str,
+        payload: &[u8],
+    ) -> Result<Option<Bytes>, DispatchError> {
+        let max = self.config.max_message_size;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.connection_to(peer).await?;
+            match reqresp::request(&self.endpoint, &conn, protocol, payload, max).await {
+                Ok(response) => return answer(peer, protocol, payload.len(), response),
+                Err(e) if attempt < ATTEMPTS && never_delivered(&e, &conn) => {
+                    tracing::debug!(%peer, protocol, id = %conn.id(), error = ?e, "request not delivered; retrying on the peer's current connection");
+                    self.after_undelivered(peer, &conn).await;
+                }
+                Err(e) => return Err(failure(peer, protocol, e, &conn)),
+            }
+        }
+    }
+
+    async fn request_short(
+        self: &Arc<Self>,
+        peer: PeerId,
+        protocol: &str,
+        payload: &[u8],
+    ) -> Result<Option<Bytes>, DispatchError> {
+        let conn = self.dial_short(peer).await?;
+        let max = self.config.max_message_size;
+        let result = reqresp::request(&self.endpoint, &conn, protocol, payload, max).await;
+        conn.close().await;
+        match result {
+            Ok(response) => answer(peer, protocol, payload.len(), response),
+            Err(e) => Err(failure(peer, protocol, e, &conn)),
+        }
+    }
+
+    /// A request on `conn` never reached the peer's application. If we dialled `conn` and
+    /// the peer's dials win ties, the peer is replacing it with its own connection: wait
+    /// for that one instead of dialling again (which would lose again).
+    async fn after_undelivered(&self, peer: PeerId, conn: &Connection) {
+        let peers_dial_wins = peer < self.endpoint.peer_id();
+        if conn.info().direction == Direction::Outbound && peers_dial_wins {
+            let wait = self.config.endpoint.handshake_timeout;
+            self.pool.wait_installed(&peer, wait).await;
+        }
+    }
+
+    /// The peer's long-mode connection: the pooled one, or the result of the (shared) dial.
+    pub(super) async fn connection_to(
+        self: &Arc<Self>,
+        peer: PeerId,
+    ) -> Result<Connection, DispatchError> {
+        for _ in 0..ATTEMPTS {
+            if let Some(conn) = self.pool.current(&peer, Instant::now()) {
+                return Ok(conn);
+            }
+            if self.is_closed() {
+                return Err(DispatchError::Closed);
+            }
+            let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
+            let dial = self.pool.dial(peer, id, || self.spawn_dial(peer, id));
+            let conn = dial.await?;
+            // The dialled connection may have lost to one the peer dialled meanwhile;
+            // whichever won is the pool's current one.
+            if let Some(current) = self.pool.current(&peer, Instant::now()) {
+                return Ok(current);
+            }
+            if !conn.is_going_away() {
+                return Ok(conn);
+            }
+        }
+        Err(DispatchError::ConnectionLost {
+            peer,
+            protocol: String::new(),
+            reason: format!("every connection to {peer} closed as soon as it was made"),
+        })
+    }
+
+    /// Starts the one dial to `peer` on a task of its own, so a caller that gives up does
+    /// not cancel it for the others.
+    fn spawn_dial(self: &Arc<Self>, peer: PeerId, id: u64) -> DialFuture {
+        let inner = self.clone();
+        let task = self.tasks.spawn(async move {
+            let result = inner.dial(peer).await;
+            if let Ok(conn) = &result {
+                inner.adopt(conn.clone(), true);
+            }
+            inner.pool.end_dial(&peer, id);
+            result
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(DispatchError::ConnectionLost {
+                    peer,
+                    protocol: String::new(),
+                    reason: format!("dial task failed: {e}"),
+                })
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Dials `peer` at each address we know for it until one works.
+    async fn dial(&self, peer: PeerId) -> Result<Connection, DispatchError> {
+        let addrs = self.lock_directory().addresses(&peer);
+        let mut last = DispatchError::NoAddress { peer };
+        for addr in addrs {
+            // Boxed: the upgrade's state is kilobytes, and every request future that may
+            // dial would otherwise carry (and move) it.
+            match Box::pin(self.endpoint.dial(&addr)).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    tracing::debug!(%peer, %addr, error = %e, "dial failed");
+                    last = DispatchError::from_dial(peer, e);
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// A connection of its own for one short-mode call.
+    async fn dial_short(&self, peer: PeerId) -> Result<Connection, DispatchError> {
+        if self.is_closed() {
+            return Err(DispatchError::Closed);
+        }
+        self.dial(peer).await
+    }
+
+    /// [`Node::open_stream_with`](super::Node::open_stream_with).
+    pub(super) async fn open_stream(
+        self: &Arc<Self>,
+        target: &Target,
+        protocol: &str,
+        options: &DispatchOptions,
+    ) -> Result<NodeStream, DispatchError> {
+        if self.is_closed() {
+            return Err(DispatchError::Closed);
+        }
+        let peer = self.resolve_target(target)?;
+        let timeout = options.timeout.unwrap_or(self.config.request_timeout);
+        let mode = options.mode.unwrap_or(self.config.mode);
+        let open = async {
+            match mode {
+                ConnectionMode::Short => {
+                    let conn = self.dial_short(peer).await?;
+                    match self.endpoint.open_stream_confirmed(&conn, protocol).await {
+                        Ok(stream) => Ok(NodeStream::new(stream, peer, Some(conn))),
+                        Err(e) => {
+                            conn.close().await;
+                            Err(open_failure(peer, protocol, e))
+                        }
+                    }
+                }
+                ConnectionMode::Long => {
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let conn = self.connection_to(peer).await?;
+                        match self.endpoint.open_stream_confirmed(&conn, protocol).await {
+                            Ok(stream) => return Ok(NodeStream::new(stream, peer, None)),
+                            Err(e) if attempt < ATTEMPTS && open_never_delivered(&e, &conn) => {
+                                self.after_undelivered(peer, &conn).await;
+                            }
+                            Err(e) => return Err(open_failure(peer, protocol, e)),
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, open)
+            .await
+            .unwrap_or_else(|_| {
+                Err(DispatchError::Timeout {
+                    peer,
+                    protocol: protocol.to_owned(),
+                    timeout,
+                })
+            })
+    }
+}
+
+/// Whether a connection error on opening a stream means "try another connection".
+fn closed_for_new_streams(e: &ConnectionError) -> bool {
+    !matches!(e, ConnectionError::StreamLimit { .. })
+}
+
+/// Whether a failed request certainly never reached the peer's application and the
+/// connection is the reason (so another connection may do better).
+fn never_delivered(e: &RequestError, conn: &Connection) -> bool {
+    match e {
+        RequestError::Open(ce) => closed_for_new_streams(ce),
+        RequestError::NotAccepted => conn.is_going_away(),
+        _ => false,
+    }
+}
+
+fn open_never_delivered(e: &OpenStreamError, conn: &Connection) -> bool {
+    match e {
+        OpenStreamError::Connection(ce) => closed_for_new_streams(ce),
+        OpenStreamError::Negotiate(NegotiateError::Io(io)) => {
+            conn.is_going_away() && reqresp::is_stream_reset(io)
+        }
+        _ => false,
+    }
+}
+
+fn open_failure(peer: PeerId, protocol: &str, e: OpenStreamError) -> DispatchError {
+    let protocol = protocol.to_owned();
+    match e {
+        OpenStreamError::Connection(ConnectionError::StreamLimit { reason, .. }) => {
+            DispatchError::StreamLimit { peer, reason }
+        }
+        OpenStreamError::Negotiate(NegotiateError::Negotiation(
+            NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. },
+        )) => DispatchError::Refused { peer, protocol },
+        OpenStreamError::Negotiate(NegotiateError::Io(io)) if reqresp::is_stream_reset(&io) => {
+            DispatchError::StreamLimit {
+                peer,
+                reason: format!(
+                    "the peer reset the stream before negotiating it (its stream limit, or it \
+                     is going away): {io}"
+                ),
+            }
+        }
+        OpenStreamError::Timeout { timeout, .. } => DispatchError::Timeout {
+            peer,
+            protocol,
+            timeout,
+        },
+        other => DispatchError::ConnectionLost {
+            peer,
+            protocol,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Turns a response into the call's result.
+fn answer(
+    peer: PeerId,
+    protocol: &str,
+    size: usize,
+    response: Response,
+) -> Result<Option<Bytes>, DispatchError> {
+    let protocol = protocol.to_owned();
+    let text = || String::from_utf8_lossy(&response.body).into_owned();
+    let limit = || wire::decode_limit(&response.body).unwrap_or(0);
+    match response.status {
+        Status::Reply => Ok(Some(response.body.clone())),
+        Status::NoReply => Ok(None),
+        Status::TooLarge => Err(DispatchError::RemoteRequestTooLarge {
+            peer,
+            protocol,
+            size,
+            max: limit(),
+        }),
+        Status::HandlerFailed => Err(DispatchError::HandlerFailed {
+            peer,
+            protocol,
+            message: text(),
+        }),
+        Status::Busy => Err(DispatchError::Busy {
+            peer,
+            protocol,
+            limit: limit(),
+        }),
+        Status::Error => Err(DispatchError::Remote {
+            peer,
+            protocol,
+            message: text(),
+        }),
+    }
+}
+
+/// Turns a failed request into the call's error.
+fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> DispatchError {
+    let protocol = protocol.to_owned();
+    match e {
+        RequestError::Open(ConnectionError::StreamLimit { reason, .. }) => {
+            DispatchError::StreamLimit { peer, reason }
+        }
+        RequestError::Open(other) => DispatchError::ConnectionLost {
+            peer,
+            protocol,
+            reason: format!("no stream could be opened (request not sent): {other}"),
+        },
+        RequestError::NotAccepted if conn.is_going_away() => DispatchError::ConnectionLost {
+            peer,
+            protocol,
+            reason: "the connection closed before the peer accepted the request (not handled)"
+                .into(),
+        },
+        RequestError::NotAccepted => DispatchError::StreamLimit {
+            peer,
+            reason: "the peer refused the stream (its stream limit or accept queue is full)".into(),
+        },
+        RequestError::Refused => DispatchError::Refused { peer, protocol },
+        RequestError::Lost(io) => DispatchError::ConnectionLost {
+            peer,
+            protocol,
+            reason: io.to_string(),
+        },
+        RequestError::Wire(WireError::TooLarge { len, max }) => DispatchError::ResponseTooLarge {
+            peer,
+            protocol,
+            size: len,
+            max,
+        },
+        RequestError::Wire(other) => DispatchError::Protocol {
+            peer,
+            protocol,
+            reason: other.to_string(),
+        },
+        RequestError::Truncated { got, want } if conn.is_closed() => {
+            DispatchError::ConnectionLost {
+                peer,
+                protocol,
+                reason: format!(
+                    "the connection closed after {got} bytes of the reply (expected {want})"
+                ),
+            }
+        }
+        RequestError::Truncated { got, want } => DispatchError::Protocol {
+            peer,
+            protocol,
+            reason: format!("the reply stream ended after {got} bytes (expected {want})"),
+        },
+    }
+}

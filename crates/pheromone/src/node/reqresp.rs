@@ -1,0 +1,229 @@
+//! Request/response over one stream per request: the IO half of [`super::wire`].
+//!
+//! The requester opens a stream with lazy multistream-select (the proposal and the request
+//! leave together, no extra round trip), writes `uvarint length ‖ bytes`, half-closes, and
+//! reads `status ‖ uvarint length ‖ bytes`. The responder reads the request (refusing it
+//! unread when its length is over the limit), answers, and closes. Reads take `Bytes`
+//! chunks from the stream and slice the body out of them when it arrived in one piece.
+//!
+//! This file knows nothing of peers, pools or handlers; it also classifies failures so the
+//! caller can tell "never reached the peer" (safe to retry) from "lost mid-way".
+
+use super::wire::{self, Header, Status, WireError};
+use crate::connection::{Connection, ConnectionError, Stream};
+use crate::endpoint::{Endpoint, OpenStreamError};
+use bytes::{Bytes, BytesMut};
+use pheromone_core::yamux::StreamError;
+use std::io;
+use tokio::io::AsyncWriteExt;
+
+/// Requests up to this size are copied behind their length prefix and written once;
+/// larger ones are written in place, after the prefix.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// A decoded response.
+#[derive(Debug)]
+pub(super) struct Response {
+    pub(super) status: Status,
+    pub(super) body: Bytes,
+}
+
+/// Why reading one frame failed.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// The stream failed.
+    Io(io::Error),
+    /// The bytes are not a valid frame (or announce one over the limit).
+    Wire(WireError),
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes of the frame that arrived.
+        got: usize,
+        /// Bytes the frame needs (0 while the header itself is incomplete).
+        want: usize,
+    },
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<WireError> for ReadError {
+    fn from(e: WireError) -> Self {
+        ReadError::Wire(e)
+    }
+}
+
+/// Why a request did not produce a response.
+#[derive(Debug)]
+pub(super) enum RequestError {
+    /// No stream could be opened; nothing was sent.
+    Open(ConnectionError),
+    /// The peer reset the stream before accepting it: it never saw the request.
+    NotAccepted,
+    /// The peer refused the protocol during negotiation.
+    Refused,
+    /// The stream or connection failed after the peer accepted the stream.
+    Lost(io::Error),
+    /// The response broke the wire format (or is over our limit).
+    Wire(WireError),
+    /// The stream ended before a whole response arrived.
+    Truncated {
+        /// Bytes that arrived.
+        got: usize,
+        /// Bytes expected.
+        want: usize,
+    },
+}
+
+/// Reads one frame whose header `decode` recognises. `Ok(None)` when the stream ends
+/// before its first byte.
+pub(super) async fn read_frame(
+    stream: &mut Stream,
+    decode: impl Fn(&[u8]) -> Result<Option<Header>, WireError>,
+) -> Result<Option<(Header, Bytes)>, ReadError> {
+    // The first chunk is kept as `Bytes` so a frame that arrived whole is sliced, not copied.
+    let mut first: Option<Bytes> = None;
+    let mut acc = BytesMut::new();
+    let header = loop {
+        let decoded = decode(first.as_deref().unwrap_or(&acc))?;
+        if let Some(header) = decoded {
+            break header;
+        }
+        let have = first.as_ref().map_or(acc.len(), Bytes::len);
+        match stream.read_chunk().await? {
+            None if have == 0 => return Ok(None),
+            None => return Err(ReadError::Truncated { got: have, want: 0 }),
+            Some(chunk) if first.is_none() && acc.is_empty() => first = Some(chunk),
+            Some(chunk) => {
+                if let Some(f) = first.take() {
+                    acc.extend_from_slice(&f);
+                }
+                acc.extend_from_slice(&chunk);
+            }
+        }
+    };
+    let need = header.frame_len();
+    if let Some(f) = &first {
+        if f.len() >= need {
+            return Ok(Some((header, f.slice(header.header_len..need))));
+        }
+    }
+    if let Some(f) = first.take() {
+        acc.extend_from_slice(&f);
+    }
+    // `need` was checked against the caller's limit by `decode`.
+    acc.reserve(need.saturating_sub(acc.len()));
+    while acc.len() < need {
+        match stream.read_chunk().await? {
+            Some(chunk) => acc.extend_from_slice(&chunk),
+            None => {
+                return Err(ReadError::Truncated {
+                    got: acc.len(),
+                    want: need,
+                })
+            }
+        }
+    }
+    Ok(Some((header, acc.freeze().slice(header.header_len..need))))
+}
+
+/// Writes a request frame and half-closes the stream.
+async fn write_request(stream: &mut Stream, payload: &[u8]) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(wire::request_header_len(payload.len()) + 16);
+    wire::encode_request_header(payload.len(), &mut out);
+    if payload.len() <= COALESCE_LIMIT {
+        out.extend_from_slice(payload);
+        stream.write_all(&out).await?;
+    } else {
+        stream.write_all(&out).await?;
+        stream.write_all(payload).await?;
+    }
+    stream.shutdown().await
+}
+
+/// Sends one request on a new stream of `conn` and reads the response.
+pub(super) async fn request(
+    endpoint: &Endpoint,
+    conn: &Connection,
+    protocol: &str,
+    payload: &[u8],
+    max_reply: usize,
+) -> Result<Response, RequestError> {
+    let mut stream = match endpoint.open_stream(conn, protocol).await {
+        Ok(s) => s,
+        Err(OpenStreamError::Connection(e)) => return Err(RequestError::Open(e)),
+        Err(other) => {
+            return Err(RequestError::Lost(io::Error::other(other.to_string())));
+        }
+    };
+    // A write that fails (the peer refused the request unread and reset the stream) still
+    // leaves its answer readable: read it before reporting the write error.
+    let written = write_request(&mut stream, payload).await;
+    let read = read_frame(&mut stream, |buf| {
+        wire::decode_response_header(buf, max_reply)
+    })
+    .await;
+    match read {
+        Ok(Some((header, body))) => Ok(Response {
+            status: header.status,
+            body,
+        }),
+        Ok(None) => Err(match written {
+            Err(e) => classify(&stream, e),
+            Ok(()) => RequestError::Truncated { got: 0, want: 1 },
+        }),
+        Err(ReadError::Io(e)) => Err(classify(&stream, e)),
+        Err(ReadError::Wire(e)) => Err(RequestError::Wire(e)),
+        Err(ReadError::Truncated { got, want }) => Err(RequestError::Truncated { got, want }),
+    }
+}
+
+/// Sorts a stream failure: a negotiation refusal, a reset before the peer accepted the
+/// stream, or a loss after it did.
+fn classify(stream: &Stream, e: io::Error) -> RequestError {
+    if e.kind() == io::ErrorKind::Unsupported {
+        return RequestError::Refused;
+    }
+    if is_stream_reset(&e) && !stream.is_acknowledged() {
+        return RequestError::NotAccepted;
+    }
+    RequestError::Lost(e)
+}
+
+/// Whether `e` is the peer resetting this one stream (not the connection failing).
+pub(super) fn is_stream_reset(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<StreamError>())
+        .is_some_and(|s| matches!(s, StreamError::Reset(_)))
+}
+
+/// Reads a request of at most `max` bytes. `Ok(None)` when the stream ends before a byte.
+pub(super) async fn read_request(
+    stream: &mut Stream,
+    max: usize,
+) -> Result<Option<Bytes>, ReadError> {
+    Ok(
+        read_frame(stream, |buf| wire::decode_request_header(buf, max))
+            .await?
+            .map(|(_, body)| body),
+    )
+}
+
+/// Writes a response (`head`, then `body`) and closes our side of the stream.
+pub(super) async fn write_response(
+    stream: &mut Stream,
+    mut head: BytesMut,
+    body: &[u8],
+) -> io::Result<()> {
+    if body.len() <= COALESCE_LIMIT {
+        head.extend_from_slice(body);
+        stream.write_all(&head).await?;
+    } else {
+        stream.write_all(&head).await?;
+        stream.write_all(body).await?;
+    }
+    stream.shutdown().await
+}

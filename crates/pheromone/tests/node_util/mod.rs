@@ -1,0 +1,61 @@
+//! Helpers shared by the node tests: nodes on 127.0.0.1, an echo handler, a deadline.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use pheromone::node::{HandlerResult, Node, NodeBuilder, NodeEvent, Peer};
+use std::future::Future;
+use std::time::Duration;
+
+pub const ECHO: &str = "/test/echo/1.0.0";
+
+/// Every node test runs under this deadline.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `f` under [`LIMIT`]; a hang fails the test instead of blocking it.
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test timed out")
+}
+
+pub async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
+    Ok(Some(request))
+}
+
+/// A builder listening on an ephemeral loopback port with the echo handler.
+pub fn listening(name: &str) -> NodeBuilder {
+    Node::builder()
+        .name(name)
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .handle_requests(ECHO, echo)
+}
+
+pub async fn node(name: &str) -> Node {
+    listening(name).build().await.expect("build node")
+}
+
+/// The node's first listen address.
+pub fn addr(node: &Node) -> pheromone::Multiaddr {
+    node.listen_addrs()[0].clone()
+}
+
+/// Waits until `pred` holds, polling every few milliseconds.
+pub async fn eventually(mut pred: impl FnMut() -> bool) {
+    while !pred() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits for an event matching `pred`.
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    mut pred: impl FnMut(&NodeEvent) -> bool,
+) -> NodeEvent {
+    loop {
+        let event = events.recv().await.expect("event channel");
+        if pred(&event) {
+            return event;
+        }
+    }
+}
