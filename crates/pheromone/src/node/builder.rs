@@ -183,6 +183,7 @@ impl NodeBuilder {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 next_dial: AtomicU64::new(1),
+                pubsub: crate::pubsub::PubSub::start(&endpoint, config.broadcast.clone()),
                 endpoint,
                 config,
             }),

@@ -73,6 +73,8 @@ pub struct NodeConfig {
     /// Its connection limits, stream limit and node name are overwritten from the fields
     /// above when the node is built.
     pub endpoint: EndpointConfig,
+    /// Topic broadcast: strategy (tree by default), message and cache limits.
+    pub broadcast: pheromone_core::broadcast::Config,
 }
 
 impl Default for NodeConfig {
@@ -85,6 +87,7 @@ impl Default for NodeConfig {
             idle_timeout: Some(Duration::from_secs(120)),
             limits: Limits::default(),
             endpoint: EndpointConfig::default(),
+            broadcast: pheromone_core::broadcast::Config::default(),
         }
     }
 }

@@ -67,6 +67,7 @@ mod reqresp;
 mod routes;
 mod server;
 mod stream;
+mod topics;
 pub mod wire;
 
 pub use crate::endpoint::Access;
@@ -306,6 +307,8 @@ pub struct Node {
 /// The node's state, shared by handles, handlers and tasks.
 pub(crate) struct Inner {
     endpoint: Endpoint,
+    /// Topic broadcast over the node's connections.
+    pubsub: crate::pubsub::PubSub,
     config: NodeConfig,
     pool: Pool,
     /// Routes and learned names; a std mutex, never held across an await.
