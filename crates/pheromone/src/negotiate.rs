@@ -106,15 +106,47 @@ pub async fn dialer_lazy(mut stream: Stream, protocol: &str) -> Result<Stream, N
     Ok(stream)
 }
 
+/// The lazy proposal of [`dialer_lazy`] without writing it: the proposal's bytes are
+/// appended to `out`, for the caller to send together with its first message in one write.
+/// The confirmation is checked on the stream's first read, as with [`dialer_lazy`].
+pub fn propose_lazy(
+    stream: &mut Stream,
+    protocol: &str,
+    out: &mut BytesMut,
+) -> Result<(), NegotiateError> {
+    let mut dialer = Dialer::lazy(protocol.to_owned())?;
+    while let Some(bytes) = dialer.poll_transmit() {
+        out.extend_from_slice(&bytes);
+    }
+    stream.expect_confirmation(dialer);
+    Ok(())
+}
+
 /// Answers the negotiation on an inbound stream; `accept` decides each proposal (protocol
 /// registered and allowed for this peer). The agreed protocol and the stream.
 pub async fn listener(
     mut stream: Stream,
     supported: Vec<String>,
-    accept: impl FnMut(&str) -> bool,
+    mut accept: impl FnMut(&str) -> bool,
 ) -> Result<(String, Stream), NegotiateError> {
+    // Like `run_listener`, but reading whole chunks: a stream's first chunk usually holds
+    // the proposal and the request behind it, so one copy into `buf` serves both, where
+    // `read_buf` into an empty buffer would grow it in small steps.
+    let mut listener = Listener::new(supported)?;
     let mut buf = BytesMut::new();
-    let protocol = run_listener(&mut stream, &mut buf, supported, accept).await?;
+    let protocol = loop {
+        if !buf.is_empty() {
+            listener.handle_input_with(&mut buf, &mut accept);
+        }
+        flush_transmits(&mut stream, || listener.poll_transmit()).await?;
+        if let Some(outcome) = listener.poll_outcome() {
+            break outcome?;
+        }
+        match stream.read_chunk().await? {
+            Some(chunk) => buf.extend_from_slice(&chunk),
+            None => listener.handle_eof(),
+        }
+    };
     stream.push_unread(buf.freeze());
     Ok((protocol, stream))
 }

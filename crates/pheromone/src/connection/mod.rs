@@ -230,6 +230,12 @@ impl Connection {
         self.shared.is_going_away()
     }
 
+    /// Streams opened or accepted on this connection so far, both directions: a counter
+    /// that moves whenever the connection is used (for idle detection).
+    pub fn streams_total(&self) -> u64 {
+        self.shared.streams_total()
+    }
+
     /// Number of streams currently open on this connection.
     pub fn num_streams(&self) -> usize {
         self.shared.num_streams()

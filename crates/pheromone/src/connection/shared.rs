@@ -43,6 +43,8 @@ pub(super) struct State {
     /// `close()` was called: GoAway is queued and the driver winds down.
     pub(super) closing: bool,
     pub(super) rtt: Option<Duration>,
+    /// Streams opened or accepted so far, both directions (never decreases).
+    pub(super) streams_total: u64,
 }
 
 /// The sending half: the Noise sender and the ciphertext not yet taken by the socket.
@@ -115,6 +117,7 @@ impl Shared {
                 closed: None,
                 closing: false,
                 rtt: None,
+                streams_total: 0,
             }),
             peer,
             high_water,
@@ -219,6 +222,7 @@ impl Shared {
             .open_stream()
             .map_err(|e| self.yamux_open_error(e))?;
         state.wakers.insert(id, StreamWakers::default());
+        state.streams_total += 1;
         // The SYN leaves with the stream's first write, read, flush or drop, whichever
         // comes first, so it shares a frame with the request.
         Ok(id)
@@ -247,6 +251,7 @@ impl Shared {
         let mut state = self.lock();
         if let Some(id) = state.session.accept_stream() {
             state.wakers.insert(id, StreamWakers::default());
+            state.streams_total += 1;
             let driver = state.driver_waker.clone();
             drop(state);
             // Accepting may queue an ACK for the driver to send.
@@ -278,6 +283,10 @@ impl Shared {
     /// Whether the peer acknowledged (accepted) a stream we opened; true for inbound ones.
     pub(super) fn is_acknowledged(&self, id: StreamId) -> bool {
         self.lock().session.is_acknowledged(id).unwrap_or(false)
+    }
+
+    pub(super) fn streams_total(&self) -> u64 {
+        self.lock().streams_total
     }
 
     pub(super) fn num_streams(&self) -> usize {

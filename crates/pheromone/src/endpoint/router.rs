@@ -40,24 +40,51 @@ struct Entry {
     access: Access,
 }
 
+/// The table and its names, sorted: every inbound stream's negotiation needs the list, so
+/// it is kept ready instead of being collected and sorted per stream.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    names: Vec<String>,
+}
+
+impl Table {
+    fn refresh_names(&mut self) {
+        self.names = self.entries.keys().cloned().collect();
+        self.names.sort();
+    }
+}
+
 /// Protocol name → handler and access rule.
 #[derive(Default, Clone)]
 pub(crate) struct Router {
-    entries: Arc<RwLock<HashMap<String, Entry>>>,
+    entries: Arc<RwLock<Table>>,
 }
 
 impl Router {
     pub(crate) fn insert(&self, protocol: String, handler: StreamHandler, access: Access) {
-        self.write().insert(protocol, Entry { handler, access });
+        let mut table = self.write();
+        if table
+            .entries
+            .insert(protocol, Entry { handler, access })
+            .is_none()
+        {
+            table.refresh_names();
+        }
     }
 
     pub(crate) fn remove(&self, protocol: &str) -> bool {
-        self.write().remove(protocol).is_some()
+        let mut table = self.write();
+        let removed = table.entries.remove(protocol).is_some();
+        if removed {
+            table.refresh_names();
+        }
+        removed
     }
 
     /// Replaces the access rule of a registered protocol; false if it is not registered.
     pub(crate) fn set_access(&self, protocol: &str, access: Access) -> bool {
-        match self.write().get_mut(protocol) {
+        match self.write().entries.get_mut(protocol) {
             Some(entry) => {
                 entry.access = access;
                 true
@@ -68,7 +95,7 @@ impl Router {
 
     /// Whether `peer` may open `protocol`, logging refusals of registered protocols.
     pub(crate) fn allows(&self, protocol: &str, peer: &PeerId) -> bool {
-        match self.read().get(protocol) {
+        match self.read().entries.get(protocol) {
             Some(entry) if entry.access.allows(peer) => true,
             Some(_) => {
                 tracing::info!(%peer, protocol, "refused: peer is not on the protocol's allow-list");
@@ -79,21 +106,19 @@ impl Router {
     }
 
     pub(crate) fn handler(&self, protocol: &str) -> Option<StreamHandler> {
-        self.read().get(protocol).map(|e| e.handler.clone())
+        self.read().entries.get(protocol).map(|e| e.handler.clone())
     }
 
     /// Names of the protocols open to everyone (what identify advertises).
     pub(crate) fn protocols(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.read().keys().cloned().collect();
-        names.sort();
-        names
+        self.read().names.clone()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 }

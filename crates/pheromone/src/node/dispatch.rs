@@ -23,7 +23,6 @@ use pheromone_core::identity::PeerId;
 use pheromone_core::multistream::NegotiationError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Tries per call: a connection replaced mid-call costs one, a lost race one more.
 const ATTEMPTS: usize = 4;
@@ -93,7 +92,7 @@ impl Inner {
         loop {
             attempt += 1;
             let conn = self.connection_to(peer).await?;
-            match reqresp::request(&self.endpoint, &conn, protocol, payload, max).await {
+            match reqresp::request(&conn, protocol, payload, max).await {
                 Ok(response) => return answer(peer, protocol, payload.len(), response),
                 Err(e) if attempt < ATTEMPTS && never_delivered(&e, &conn) => {
                     tracing::debug!(%peer, protocol, id = %conn.id(), error = ?e, "request not delivered; retrying on the peer's current connection");
@@ -112,7 +111,7 @@ impl Inner {
     ) -> Result<Option<Bytes>, DispatchError> {
         let conn = self.dial_short(peer).await?;
         let max = self.config.max_message_size;
-        let result = reqresp::request(&self.endpoint, &conn, protocol, payload, max).await;
+        let result = reqresp::request(&conn, protocol, payload, max).await;
         conn.close().await;
         match result {
             Ok(response) => answer(peer, protocol, payload.len(), response),
@@ -137,7 +136,7 @@ impl Inner {
         peer: PeerId,
     ) -> Result<Connection, DispatchError> {
         for _ in 0..ATTEMPTS {
-            if let Some(conn) = self.pool.current(&peer, Instant::now()) {
+            if let Some(conn) = self.pool.current(&peer) {
                 return Ok(conn);
             }
             if self.is_closed() {
@@ -148,7 +147,7 @@ impl Inner {
             let conn = dial.await?;
             // The dialled connection may have lost to one the peer dialled meanwhile;
             // whichever won is the pool's current one.
-            if let Some(current) = self.pool.current(&peer, Instant::now()) {
+            if let Some(current) = self.pool.current(&peer) {
                 return Ok(current);
             }
             if !conn.is_going_away() {
@@ -309,6 +308,12 @@ fn open_failure(peer: PeerId, protocol: &str, e: OpenStreamError) -> DispatchErr
                 ),
             }
         }
+        OpenStreamError::Negotiate(NegotiateError::Negotiation(
+            e @ NegotiationError::InvalidProtocolName { .. },
+        )) => DispatchError::InvalidProtocol {
+            protocol,
+            reason: e.to_string(),
+        },
         OpenStreamError::Timeout { timeout, .. } => DispatchError::Timeout {
             peer,
             protocol,
@@ -382,6 +387,9 @@ fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> 
             reason: "the peer refused the stream (its stream limit or accept queue is full)".into(),
         },
         RequestError::Refused => DispatchError::Refused { peer, protocol },
+        RequestError::InvalidProtocol(reason) => {
+            DispatchError::InvalidProtocol { protocol, reason }
+        }
         RequestError::Lost(io) => DispatchError::ConnectionLost {
             peer,
             protocol,

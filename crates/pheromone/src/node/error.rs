@@ -135,6 +135,15 @@ pub enum DispatchError {
         /// What went wrong.
         source: Arc<DialError>,
     },
+    /// The protocol name cannot go on the wire (no leading `/`, too long, a newline). Not
+    /// sent.
+    #[error("invalid protocol name {protocol:?}: {reason}")]
+    InvalidProtocol {
+        /// The name given.
+        protocol: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The request is larger than this node sends. Not sent.
     #[error("request of {size} bytes for {protocol} to {peer} exceeds the limit of {max} bytes")]
     RequestTooLarge {
@@ -274,7 +283,7 @@ impl DispatchError {
     pub fn peer(&self) -> Option<PeerId> {
         use DispatchError::*;
         match self {
-            Closed | UnknownName { .. } | AmbiguousName { .. } => None,
+            Closed | UnknownName { .. } | AmbiguousName { .. } | InvalidProtocol { .. } => None,
             NoAddress { peer }
             | Dial { peer, .. }
             | RequestTooLarge { peer, .. }

@@ -211,7 +211,7 @@ impl Inner {
         // A route to a peer we are connected to reuses the connection.
         let existing = addr
             .peer_id()
-            .and_then(|p| self.pool.current(&p, Instant::now()))
+            .and_then(|p| self.pool.current(&p))
             .filter(|_| self.config.mode == ConnectionMode::Long);
         let fresh = existing.is_none();
         let conn = match existing {
@@ -260,7 +260,7 @@ impl Inner {
         let peer = dialled.remote_peer();
         let mut last = String::from("no connection");
         for _ in 0..IDENTIFY_ATTEMPTS {
-            let conn = match self.pool.current(&peer, Instant::now()) {
+            let conn = match self.pool.current(&peer) {
                 Some(c) => c,
                 None if !dialled.is_going_away() => dialled.clone(),
                 None => {

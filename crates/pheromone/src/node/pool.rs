@@ -74,7 +74,10 @@ pub(super) struct PoolSizes {
 #[derive(Debug)]
 struct Tracked {
     conn: Connection,
-    last_used: Instant,
+    /// The connection's stream counter when last looked at, and when it last moved (or
+    /// had streams open): activity is read from the connection, so requests pay nothing.
+    last_count: u64,
+    last_active: Instant,
 }
 
 #[derive(Default)]
@@ -128,7 +131,8 @@ impl Pool {
             conn.id(),
             Tracked {
                 conn: conn.clone(),
-                last_used: now,
+                last_count: conn.streams_total(),
+                last_active: now,
             },
         );
     }
@@ -152,13 +156,6 @@ impl Pool {
             }
         }
         result
-    }
-
-    /// Marks a connection as used now.
-    pub(super) fn touch(&self, id: ConnectionId, now: Instant) {
-        if let Some(t) = self.lock().conns.get_mut(&id) {
-            t.last_used = now;
-        }
     }
 
     /// Offers a connection as `peer`'s long-mode connection.
@@ -186,14 +183,9 @@ impl Pool {
         offer
     }
 
-    /// The peer's usable connection, marked as used.
-    pub(super) fn current(&self, peer: &PeerId, now: Instant) -> Option<Connection> {
-        let mut state = self.lock();
-        let conn = state.peers.get(peer)?.live()?.clone();
-        if let Some(t) = state.conns.get_mut(&conn.id()) {
-            t.last_used = now;
-        }
-        Some(conn)
+    /// The peer's usable connection.
+    pub(super) fn current(&self, peer: &PeerId) -> Option<Connection> {
+        self.lock().peers.get(peer)?.live().cloned()
     }
 
     /// Every tracked connection to `peer`, current or not.
@@ -257,15 +249,22 @@ impl Pool {
         }
     }
 
-    /// Connections with no stream left that nobody used for `idle`.
+    /// Connections that had no stream open and opened none for `idle`, as far as calls
+    /// every fraction of `idle` can tell.
     pub(super) fn idle(&self, idle: Duration, now: Instant) -> Vec<Connection> {
-        self.lock()
-            .conns
-            .values()
-            .filter(|t| now.saturating_duration_since(t.last_used) >= idle)
-            .filter(|t| !t.conn.is_going_away() && t.conn.num_streams() == 0)
-            .map(|t| t.conn.clone())
-            .collect()
+        let mut idle_conns = Vec::new();
+        for t in self.lock().conns.values_mut() {
+            let count = t.conn.streams_total();
+            if count != t.last_count || t.conn.num_streams() > 0 {
+                t.last_count = count;
+                t.last_active = now;
+            } else if now.saturating_duration_since(t.last_active) >= idle
+                && !t.conn.is_going_away()
+            {
+                idle_conns.push(t.conn.clone());
+            }
+        }
+        idle_conns
     }
 
     pub(super) fn sizes(&self) -> PoolSizes {

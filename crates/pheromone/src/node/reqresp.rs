@@ -11,7 +11,7 @@
 
 use super::wire::{self, Header, Status, WireError};
 use crate::connection::{Connection, ConnectionError, Stream};
-use crate::endpoint::{Endpoint, OpenStreamError};
+use crate::negotiate;
 use bytes::{Bytes, BytesMut};
 use pheromone_core::yamux::StreamError;
 use std::io;
@@ -61,6 +61,8 @@ impl From<WireError> for ReadError {
 pub(super) enum RequestError {
     /// No stream could be opened; nothing was sent.
     Open(ConnectionError),
+    /// The protocol name cannot be proposed; nothing was sent.
+    InvalidProtocol(String),
     /// The peer reset the stream before accepting it: it never saw the request.
     NotAccepted,
     /// The peer refused the protocol during negotiation.
@@ -130,9 +132,8 @@ pub(super) async fn read_frame(
     Ok(Some((header, acc.freeze().slice(header.header_len..need))))
 }
 
-/// Writes a request frame and half-closes the stream.
-async fn write_request(stream: &mut Stream, payload: &[u8]) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(wire::request_header_len(payload.len()) + 16);
+/// Writes `head` (the protocol proposal) and a request frame, and half-closes the stream.
+async fn write_request(stream: &mut Stream, mut out: BytesMut, payload: &[u8]) -> io::Result<()> {
     wire::encode_request_header(payload.len(), &mut out);
     if payload.len() <= COALESCE_LIMIT {
         out.extend_from_slice(payload);
@@ -144,24 +145,26 @@ async fn write_request(stream: &mut Stream, payload: &[u8]) -> io::Result<()> {
     stream.shutdown().await
 }
 
-/// Sends one request on a new stream of `conn` and reads the response.
+/// Sends one request on a new stream of `conn` and reads the response. The lazy protocol
+/// proposal and the request leave in one write.
 pub(super) async fn request(
-    endpoint: &Endpoint,
     conn: &Connection,
     protocol: &str,
     payload: &[u8],
     max_reply: usize,
 ) -> Result<Response, RequestError> {
-    let mut stream = match endpoint.open_stream(conn, protocol).await {
-        Ok(s) => s,
-        Err(OpenStreamError::Connection(e)) => return Err(RequestError::Open(e)),
-        Err(other) => {
-            return Err(RequestError::Lost(io::Error::other(other.to_string())));
-        }
-    };
+    let mut stream = conn.open_stream().map_err(RequestError::Open)?;
+    let mut head = BytesMut::with_capacity(
+        protocol.len()
+            + 32
+            + wire::request_header_len(payload.len())
+            + payload.len().min(COALESCE_LIMIT),
+    );
+    negotiate::propose_lazy(&mut stream, protocol, &mut head)
+        .map_err(|e| RequestError::InvalidProtocol(e.to_string()))?;
     // A write that fails (the peer refused the request unread and reset the stream) still
     // leaves its answer readable: read it before reporting the write error.
-    let written = write_request(&mut stream, payload).await;
+    let written = write_request(&mut stream, head, payload).await;
     let read = read_frame(&mut stream, |buf| {
         wire::decode_response_header(buf, max_reply)
     })

@@ -18,7 +18,7 @@ use futures::FutureExt;
 use pheromone_core::multistream::Dialer;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest a handler waits for the identify answer that carries its peer's name.
 const NAME_WAIT: Duration = Duration::from_secs(2);
@@ -102,7 +102,6 @@ impl Inner {
     ) {
         let peer = conn.remote_peer();
         let max = self.config.max_message_size;
-        self.pool.touch(conn.id(), Instant::now());
         let mut out = BytesMut::new();
         let Some(_slot) = self.pending_in.acquire(peer) else {
             let limit = self.pending_in.limit();
@@ -180,7 +179,6 @@ impl Inner {
         if let Err(e) = written {
             tracing::debug!(peer = %conn.remote_peer(), error = %e, "could not write the answer");
         }
-        self.pool.touch(conn.id(), Instant::now());
         self.finished_with(conn);
     }
 
@@ -198,7 +196,6 @@ impl Inner {
         conn: Connection,
         stream: Stream,
     ) {
-        self.pool.touch(conn.id(), Instant::now());
         let remote = self.peer_for(&conn).await;
         if AssertUnwindSafe(handler(remote, stream))
             .catch_unwind()
@@ -207,7 +204,6 @@ impl Inner {
         {
             tracing::error!(peer = %conn.remote_peer(), "stream handler panicked");
         }
-        self.pool.touch(conn.id(), Instant::now());
         self.finished_with(&conn);
     }
 }
