@@ -160,8 +160,8 @@ fn pheromone_dispatch_lines() {
             "dispatch",
             "dispatch",
             "dispatch",
-            "dispatch_all",
-            "dispatch_memory"
+            "dispatch_memory",
+            "dispatch_all"
         ],
         "{stdout}"
     );
