@@ -214,7 +214,7 @@ async fn run(plan: &Plan) -> usize {
                         .collect();
                     runs.push(Run::DispatchShort);
                     if stack == Stack::Pheromone {
-                        runs.extend([Run::DispatchAll, Run::DispatchMemory]);
+                        runs.extend([Run::DispatchMemory, Run::DispatchAll]);
                     }
                     runs
                 }

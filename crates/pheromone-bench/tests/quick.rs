@@ -160,16 +160,16 @@ fn pheromone_dispatch_lines() {
             "dispatch",
             "dispatch",
             "dispatch",
-            "dispatch_all",
-            "dispatch_memory"
+            "dispatch_memory",
+            "dispatch_all"
         ],
         "{stdout}"
     );
     assert_eq!(lines[2]["mode"], "short");
-    assert_eq!(lines[3]["peers"], 10);
-    positive(&lines[3], "per_s");
-    assert_eq!(lines[4]["streams_after"], 0);
-    positive(&lines[4], "rss_large_kib");
+    assert_eq!(lines[3]["streams_after"], 0);
+    positive(&lines[3], "rss_large_kib");
+    assert_eq!(lines[4]["peers"], 10);
+    positive(&lines[4], "per_s");
 }
 
 #[test]

@@ -24,36 +24,7 @@
 //! This module does no framing of its own beyond [`wire`] and never blocks a thread: every
 //! lock is a std mutex released before any await.
 //!
-//! # Example
-//!
-//! Two nodes, one handler, one dispatch:
-//!
-//! ```
-//! use pheromone::node::{Access, Node};
-//! use bytes::Bytes;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let yoghurt = Node::builder()
-//!     .name("yoghurt")
-//!     .listen("/ip4/127.0.0.1/tcp/0")
-//!     .handle_requests("/echo/1.0.0", |peer: pheromone::node::Peer, request: Bytes| async move {
-//!         println!("{} says {:?}", peer, request);
-//!         Ok(Some(request))
-//!     })
-//!     .build()
-//!     .await?;
-//! let luda = Node::builder().name("luda").build().await?;
-//!
-//! luda.add_route("yoghurt", &yoghurt.listen_addrs()[0]).await?;
-//! let reply = luda.dispatch("yoghurt", "/echo/1.0.0", "hello").await?;
-//! assert_eq!(reply, "hello");
-//!
-//! luda.close().await;
-//! yoghurt.close().await;
-//! # Ok(())
-//! # }
-//! ```
+//! See [`Node`] for an example: two nodes, one handler, one dispatch.
 
 mod builder;
 mod config;
@@ -297,8 +268,38 @@ pub struct NodeStats {
     pub routes: usize,
 }
 
-/// A running node: a cloneable handle. Build one with [`Node::builder`]; see the
-/// [module documentation](self) for an example.
+/// A running node: a cloneable handle. Build one with [`Node::builder`].
+///
+/// # Example
+///
+/// Two nodes, one handler, one dispatch:
+///
+/// ```
+/// use pheromone::node::{Node, Peer};
+/// use bytes::Bytes;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let yoghurt = Node::builder()
+///     .name("yoghurt")
+///     .listen("/ip4/127.0.0.1/tcp/0")
+///     .handle_requests("/echo/1.0.0", |peer: Peer, request: Bytes| async move {
+///         println!("{} says {:?}", peer, request);
+///         Ok(Some(request))
+///     })
+///     .build()
+///     .await?;
+/// let luda = Node::builder().name("luda").build().await?;
+///
+/// luda.add_route("yoghurt", &yoghurt.listen_addrs()[0]).await?;
+/// let reply = luda.dispatch("yoghurt", "/echo/1.0.0", "hello").await?;
+/// assert_eq!(reply, "hello");
+///
+/// luda.close().await;
+/// yoghurt.close().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
