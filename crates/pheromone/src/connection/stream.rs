@@ -88,18 +88,9 @@ impl Stream {
         let Some(prefix) = self.prefix.take() else {
             return Ok(());
         };
-        let written = self.shared.lock().session.write(self.id, &prefix);
-        match written {
-            // A fresh stream has at least the spec's 256 KiB window; a proposal is < 1 KiB.
-            Ok(n) if n == prefix.len() => {
-                self.shared.flush_or_wake();
-                Ok(())
-            }
-            Ok(_) => Err(io::Error::other(
-                "stream window too small for the protocol proposal",
-            )),
-            Err(e) => Err(io::Error::new(io::ErrorKind::BrokenPipe, e)),
-        }
+        queue_prefix(&mut self.shared.lock().session, self.id, &prefix)?;
+        self.shared.flush_or_wake();
+        Ok(())
     }
 
     /// Puts bytes read past a negotiation back in front of the stream.
@@ -221,6 +212,22 @@ impl Stream {
     }
 }
 
+/// Queues a negotiation prefix whole in the session, ahead of anything written after it.
+fn queue_prefix(
+    session: &mut pheromone_core::yamux::Session,
+    id: StreamId,
+    prefix: &[u8],
+) -> io::Result<()> {
+    match session.write(id, prefix) {
+        // A fresh stream has at least the spec's 256 KiB window; a proposal is < 1 KiB.
+        Ok(n) if n == prefix.len() => Ok(()),
+        Ok(_) => Err(io::Error::other(
+            "stream window too small for the protocol proposal",
+        )),
+        Err(e) => Err(io::Error::new(io::ErrorKind::BrokenPipe, e)),
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -269,10 +276,8 @@ impl AsyncWrite for Stream {
             return Poll::Pending;
         }
         if let Some(prefix) = this.prefix.take() {
-            match state.session.write(this.id, &prefix) {
-                Ok(n) if n == prefix.len() => {}
-                Ok(_) => return Poll::Ready(Err(io::Error::other("stream window too small"))),
-                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+            if let Err(e) = queue_prefix(&mut state.session, this.id, &prefix) {
+                return Poll::Ready(Err(e));
             }
         }
         match state.session.write(this.id, data) {
