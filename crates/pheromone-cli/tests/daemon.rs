@@ -295,8 +295,8 @@ fn errors_are_one_line() {
         "{line}"
     );
 
-    let line = a.cli(&["broadcast", "news", "hi"]).one_line_error();
-    assert!(line.contains("not available yet"), "{line}");
+    let line = a.cli(&["broadcast", "", "hi"]).one_line_error();
+    assert!(line.contains("topic"), "{line}");
 
     let nowhere = tempfile::tempdir().expect("tempdir");
     let line = run(nowhere.path(), &["status"]).one_line_error();

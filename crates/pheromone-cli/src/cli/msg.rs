@@ -1,13 +1,13 @@
 //! `send`, `recv`, `broadcast` and `subscribe`: messages to one peer through the daemon's
-//! inbox, and (once the broadcast work lands) to a topic.
+//! inbox, and to every node subscribed to a topic.
 //!
-//! `recv` prints each message as it arrives — sender, size, and the text when it is UTF-8 —
-//! or with `--json` one object per line with the bytes in base64 (`data`) and, for UTF-8,
-//! the `text`.
+//! `recv` and `subscribe` print each message as it arrives — sender, size, and the text
+//! when it is UTF-8 — or with `--json` one object per line with the bytes in base64
+//! (`data`) and, for UTF-8, the `text`.
 
 use super::style::{paint, peer_label, spinner, transfer, Paint};
 use super::{unexpected, Ctx, Step};
-use crate::control_proto::{DirectMessage, Event, Op, Reply, MAX_MESSAGE};
+use crate::control_proto::{DirectMessage, Event, Op, Reply, TopicMessage, MAX_MESSAGE};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
@@ -109,19 +109,69 @@ pub async fn broadcast(ctx: &Ctx, topic: String, text: String) -> Result<()> {
             data: text.into_bytes(),
         })
         .await?;
-    Err(unexpected(&reply))
+    let Reply::Published {
+        topic,
+        message_id,
+        bytes,
+    } = &reply
+    else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&reply_json(topic, message_id, *bytes));
+    }
+    println!("published {bytes} bytes on {topic} (message {message_id})");
+    Ok(())
+}
+
+fn reply_json(topic: &str, message_id: &str, bytes: u64) -> serde_json::Value {
+    serde_json::json!({ "topic": topic, "message_id": message_id, "bytes": bytes })
 }
 
 /// `pheromone subscribe TOPIC [--count N]`.
 pub async fn subscribe(ctx: &Ctx, topic: String, count: Option<u64>) -> Result<()> {
     let mut client = ctx.client().await?;
     client.start(Op::Subscribe { topic, count }).await?;
+    let mut interrupt = super::interrupt()?;
     loop {
-        match client.next().await? {
-            Step::Event(Event::Message(message)) => print_message(ctx, message)?,
+        let step = tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            step = client.next() => step?,
+        };
+        match step {
+            Step::Event(Event::Subscribed { topic }) if !ctx.json => {
+                // On stderr, so stdout holds only messages.
+                eprintln!("subscribed to {topic}; waiting for messages");
+            }
+            Step::Event(Event::TopicMessage(message)) => print_topic_message(ctx, message)?,
             Step::Event(_) => {}
             Step::Done(Reply::Received { .. }) => return Ok(()),
             Step::Done(other) => return Err(unexpected(&other)),
         }
     }
+}
+
+fn print_topic_message(ctx: &Ctx, message: TopicMessage) -> Result<()> {
+    let text = std::str::from_utf8(&message.data).ok().map(str::to_owned);
+    if ctx.json {
+        let mut value = serde_json::to_value(&message)?;
+        if let (Some(text), Some(object)) = (text, value.as_object_mut()) {
+            object.insert("text".to_owned(), serde_json::Value::String(text));
+        }
+        return ctx.print_json(&value);
+    }
+    let from = peer_label(&message.from, message.from_name.as_deref());
+    let plural = if message.hops == 1 { "" } else { "s" };
+    let head = paint(
+        &format!(
+            "[{}] from {from}, {} bytes, {} hop{plural}",
+            message.topic, message.bytes, message.hops
+        ),
+        Paint::Bold,
+    );
+    match text {
+        Some(text) => println!("{head}: {text}"),
+        None => println!("{head} {}", paint("(binary)", Paint::Dim)),
+    }
+    Ok(())
 }

@@ -84,7 +84,7 @@ pub async fn routes(ctx: &Ctx) -> Result<()> {
         return ctx.print_json(&routes);
     }
     if routes.is_empty() {
-        println!("no routes: not connected to any peer");
+        println!("no routes: no peer connected or added with `pheromone connect`");
         return Ok(());
     }
     let header = format!(
@@ -126,6 +126,16 @@ pub async fn connect(ctx: &Ctx, addr: String) -> Result<()> {
 }
 
 fn print_connected(peer: &PeerInfo) {
+    if peer.connections == 0 {
+        // Short mode: reached and identified; each request dials its own link.
+        println!(
+            "{} {} at {} (short mode: each request dials its own link)",
+            paint("reached", Paint::Green),
+            peer_label(&peer.peer_id, peer.name.as_deref()),
+            peer.addrs.join(", "),
+        );
+        return;
+    }
     println!(
         "{} {} at {} ({})",
         paint("connected to", Paint::Green),

@@ -102,6 +102,30 @@ pub struct DirectMessage {
     pub data: Vec<u8>,
 }
 
+/// A message published on a topic, as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMessage {
+    /// The topic.
+    pub topic: String,
+    /// The publisher's peer ID (its signature was verified).
+    pub from: String,
+    /// The publisher's name, if known.
+    pub from_name: Option<String>,
+    /// The message's id (hex): the same on every node.
+    pub message_id: String,
+    /// The publisher's sequence number.
+    pub seq: u64,
+    /// Links the copy that reached us crossed.
+    pub hops: u8,
+    /// Unix time (milliseconds) it arrived here.
+    pub received_at_ms: u64,
+    /// Its length.
+    pub bytes: u64,
+    /// The message itself.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
 /// Statistics of a ping run, kept by both the daemon and the client (which prints them
 /// even when interrupted).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

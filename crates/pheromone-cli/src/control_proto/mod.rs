@@ -174,6 +174,13 @@ pub enum Event {
     PerfStart(PeerRef),
     /// One interval of a perf run.
     PerfInterval(PerfInterval),
+    /// A `subscribe` is in place: messages published from now on reach it.
+    Subscribed {
+        /// The topic.
+        topic: String,
+    },
+    /// A message arrived on a subscribed topic.
+    TopicMessage(TopicMessage),
 }
 
 /// The final result of a request.
@@ -202,6 +209,15 @@ pub enum Reply {
         /// The receiver.
         peer_id: String,
         /// Bytes delivered.
+        bytes: u64,
+    },
+    /// For [`Op::Broadcast`]: the message is signed and on its way.
+    Published {
+        /// The topic.
+        topic: String,
+        /// The message's id (hex), as subscribers see it.
+        message_id: String,
+        /// Payload bytes.
         bytes: u64,
     },
     /// For [`Op::Recv`] and [`Op::Subscribe`]: how many messages were streamed.

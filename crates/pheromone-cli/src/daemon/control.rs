@@ -8,14 +8,15 @@
 //! that stops reading slows only its own requests). Closing a client connection cancels
 //! its requests. Nothing here touches the network except through [`Net`].
 
-use super::net::Net;
+use super::net::{hex, Net};
 use super::perf::{self, Plan};
 use crate::control_proto::{
     read_line, write_line, Body, ControlError, DirectMessage, ErrorCode, Event, Line, Op,
-    PingStart, PingStats, Reply, Request, Response,
+    PingStart, PingStats, Reply, Request, Response, TopicMessage,
 };
+use pheromone::protocols::ping;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -180,20 +181,15 @@ fn error_response(id: u64, error: ControlError) -> Response {
     }
 }
 
-/// Runs one operation against the node.
+/// Runs one operation against the node: one handler per operation, so a new operation is
+/// one [`Op`] variant, one arm here and one function below.
 async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlError> {
     match op {
         Op::Status => Ok(Reply::Status(net.status())),
         Op::Peers => Ok(Reply::Peers(net.peers())),
         Op::Routes => Ok(Reply::Routes(net.routes())),
         Op::Connect { addr } => net.connect(&addr).await.map(Reply::Connected),
-        Op::Disconnect { peer } => {
-            let (peer, connections) = net.disconnect(&peer).await?;
-            Ok(Reply::Disconnected {
-                peer_id: peer.to_string(),
-                connections,
-            })
-        }
+        Op::Disconnect { peer } => disconnect(net, &peer).await,
         Op::Ping {
             peer,
             count,
@@ -207,33 +203,52 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
         )
         .await
         .map(Reply::Ping),
-        Op::Send { peer, data } => {
-            let to = net.send(&peer, &data).await?;
-            Ok(Reply::Sent {
-                peer_id: to.to_string(),
-                bytes: data.len() as u64,
-            })
-        }
+        Op::Send { peer, data } => send(net, &peer, data).await,
         Op::Recv { count } => recv(net, count, events).await,
         Op::Perf {
             peer,
             bytes,
             duration_ms,
-        } => {
-            let plan = match bytes {
-                Some(n) => Plan::Bytes(n),
-                None => Plan::Duration(Duration::from_millis(duration_ms)),
-            };
-            let target = net.resolve(&peer)?;
-            let conn = net.connection(&target).await?;
-            perf::run(net, &conn, plan, events).await.map(Reply::Perf)
-        }
-        Op::Broadcast { .. } | Op::Subscribe { .. } => Err(ControlError::new(
-            ErrorCode::NotAvailable,
-            "broadcast is not available yet: this daemon has no broadcast protocol",
-        )),
+        } => perf(net, &peer, bytes, duration_ms, events).await,
+        Op::Broadcast { topic, data } => broadcast(net, &topic, data).await,
+        Op::Subscribe { topic, count } => subscribe(net, &topic, count, events).await,
     }
 }
+
+async fn disconnect(net: &Net, peer: &str) -> Result<Reply, ControlError> {
+    let (peer, connections) = net.disconnect(peer).await?;
+    Ok(Reply::Disconnected {
+        peer_id: peer.to_string(),
+        connections,
+    })
+}
+
+async fn send(net: &Net, peer: &str, data: Vec<u8>) -> Result<Reply, ControlError> {
+    let bytes = data.len() as u64;
+    let to = net.send(peer, data).await?;
+    Ok(Reply::Sent {
+        peer_id: to.to_string(),
+        bytes,
+    })
+}
+
+async fn perf(
+    net: &Net,
+    peer: &str,
+    bytes: Option<u64>,
+    duration_ms: u64,
+    events: &Events,
+) -> Result<Reply, ControlError> {
+    let plan = match bytes {
+        Some(n) => Plan::Bytes(n),
+        None => Plan::Duration(Duration::from_millis(duration_ms)),
+    };
+    let peer = net.reach(&net.resolve(peer)?).await?;
+    perf::run(net, peer, plan, events).await.map(Reply::Perf)
+}
+
+/// A ping that gets no echo within this counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn ping(
     net: &Net,
@@ -242,37 +257,41 @@ async fn ping(
     interval: Duration,
     events: &Events,
 ) -> Result<PingStats, ControlError> {
-    let target = net.resolve(peer)?;
-    let conn = net.connection(&target).await?;
+    let peer = net.reach(&net.resolve(peer)?).await?;
+    // One stream carries the whole run (in short mode, on a link of its own).
+    let mut stream = net.open_stream(&peer, ping::PROTOCOL).await?;
     events
         .emit(Event::PingStart(PingStart {
-            peer: net.peer_ref(&conn),
-            payload_bytes: 32,
+            peer: net.peer_ref(&peer),
+            payload_bytes: ping::PAYLOAD_LEN as u32,
         }))
         .await?;
     let mut stats = PingStats {
-        peer_id: conn.remote_peer().to_string(),
+        peer_id: peer.to_string(),
         ..PingStats::default()
     };
     let started = Instant::now();
     let mut seq = 0u32;
     while count.is_none_or(|c| seq < c) {
         seq += 1;
-        match net.ping(&conn).await {
+        match ping::ping(&mut stream, PING_TIMEOUT).await {
             Ok(rtt) => {
+                net.record_rtt(peer, rtt);
                 stats.pong(rtt);
                 let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
                 events.emit(Event::Pong { seq, rtt_us }).await?;
             }
-            Err(error) if conn.is_closed() => return Err(error),
             Err(error) => {
                 stats.lost();
                 events
                     .emit(Event::PingLost {
                         seq,
-                        error: error.message,
+                        error: error.to_string(),
                     })
                     .await?;
+                // A late echo would be read as the next one's: start a fresh stream (and
+                // fail the run if the peer cannot be reached any more).
+                stream = net.open_stream(&peer, ping::PROTOCOL).await?;
             }
         }
         stats.time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -283,22 +302,73 @@ async fn ping(
     Ok(stats)
 }
 
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
 async fn recv(net: &Net, count: Option<u64>, events: &Events) -> Result<Reply, ControlError> {
     let mut delivered = 0u64;
     while count.is_none_or(|c| delivered < c) {
         let message = net.inbox().next().await;
-        let received_at_ms = message
-            .received_at
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or_default();
         events
             .emit(Event::Message(DirectMessage {
                 from: message.from.to_string(),
                 from_name: net.peer_name(&message.from),
-                received_at_ms,
+                received_at_ms: unix_millis(message.received_at),
                 bytes: message.data.len() as u64,
                 data: message.data,
+            }))
+            .await?;
+        delivered += 1;
+    }
+    Ok(Reply::Received { count: delivered })
+}
+
+async fn broadcast(net: &Net, topic: &str, data: Vec<u8>) -> Result<Reply, ControlError> {
+    let bytes = data.len() as u64;
+    let message_id = net.broadcast(topic, data).await?;
+    Ok(Reply::Published {
+        topic: topic.to_owned(),
+        message_id,
+        bytes,
+    })
+}
+
+async fn subscribe(
+    net: &Net,
+    topic: &str,
+    count: Option<u64>,
+    events: &Events,
+) -> Result<Reply, ControlError> {
+    // Dropped when this request ends (count reached, client gone): the node stops
+    // delivering to it, and unsubscribes once no subscription to the topic is left.
+    let mut subscription = net.subscribe(topic).await?;
+    events
+        .emit(Event::Subscribed {
+            topic: topic.to_owned(),
+        })
+        .await?;
+    let mut delivered = 0u64;
+    while count.is_none_or(|c| delivered < c) {
+        let Some(message) = subscription.recv().await else {
+            return Err(ControlError::new(
+                ErrorCode::ShuttingDown,
+                "the subscription ended: the node is shutting down",
+            ));
+        };
+        events
+            .emit(Event::TopicMessage(TopicMessage {
+                topic: message.topic.as_str().to_owned(),
+                from: message.origin.to_string(),
+                from_name: net.peer_name(&message.origin),
+                message_id: hex(message.id.as_bytes()),
+                seq: message.seq,
+                hops: message.hops,
+                received_at_ms: unix_millis(SystemTime::now()),
+                bytes: message.data.len() as u64,
+                data: message.data.to_vec(),
             }))
             .await?;
         delivered += 1;

@@ -4,9 +4,10 @@
 
 use crate::control_proto::{ControlError, ErrorCode};
 use pheromone::negotiate::NegotiateError;
+use pheromone::pubsub::PubSubError;
 use pheromone::transport::TransportError;
 use pheromone::upgrade::UpgradeError;
-use pheromone::{DialError, Multiaddr, OpenStreamError, PeerId};
+use pheromone::{DialError, DispatchError, Multiaddr, NodeError, PeerId};
 use pheromone_core::multistream::NegotiationError;
 use pheromone_core::noise::NoiseError;
 
@@ -53,20 +54,6 @@ fn refused(peer: &PeerId, protocol: &str) -> ControlError {
     )
 }
 
-/// An error opening a stream, with protocol refusals told apart.
-pub fn open_error(peer: &PeerId, protocol: &str, e: OpenStreamError) -> ControlError {
-    match e {
-        OpenStreamError::Negotiate(NegotiateError::Negotiation(
-            NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. },
-        )) => refused(peer, protocol),
-        OpenStreamError::Timeout { .. } => ControlError::new(ErrorCode::Timeout, e.to_string()),
-        other => ControlError::new(
-            ErrorCode::StreamFailed,
-            format!("{protocol} stream to {peer} failed: {other}"),
-        ),
-    }
-}
-
 /// An IO error on a stream, with a lazy negotiation's refusal told apart.
 pub fn stream_error(peer: &PeerId, protocol: &str, e: &std::io::Error) -> ControlError {
     let negotiation = e
@@ -82,4 +69,93 @@ pub fn stream_error(peer: &PeerId, protocol: &str, e: &std::io::Error) -> Contro
         ErrorCode::StreamFailed,
         format!("{protocol} stream to {peer} failed: {e}"),
     )
+}
+
+/// An unknown name, worded for a person who typed it.
+pub fn unknown_name(name: &str, known: &[String]) -> ControlError {
+    let hint = if known.is_empty() {
+        "no known peer has a name".to_owned()
+    } else {
+        format!("known names: {}", known.join(", "))
+    };
+    ControlError::new(
+        ErrorCode::UnknownPeer,
+        format!("unknown peer {name:?}: not a peer ID and no known peer has that name ({hint})"),
+    )
+}
+
+/// A name several peers share; the error lists them.
+pub fn ambiguous_name(name: &str, candidates: &[PeerId]) -> ControlError {
+    let candidates: Vec<String> = candidates.iter().map(ToString::to_string).collect();
+    let mut error = ControlError::new(
+        ErrorCode::AmbiguousPeer,
+        format!(
+            "name {name:?} is ambiguous: {} peers have it ({}); use a peer ID",
+            candidates.len(),
+            candidates.join(", ")
+        ),
+    );
+    error.candidates = candidates;
+    error
+}
+
+/// A failed route or connect, from the node.
+pub fn node_error(e: &NodeError) -> ControlError {
+    match e {
+        NodeError::Dial { addr, source } => match addr.parse::<Multiaddr>() {
+            Ok(addr) => dial_error(&addr, source),
+            Err(_) => ControlError::new(ErrorCode::DialFailed, e.to_string()),
+        },
+        NodeError::BadAddress { .. } | NodeError::SelfRoute { .. } => {
+            ControlError::new(ErrorCode::BadRequest, e.to_string())
+        }
+        NodeError::UnknownName { name } => unknown_name(name, &[]),
+        NodeError::AmbiguousName { name, candidates } => ambiguous_name(name, candidates),
+        NodeError::Closed => ControlError::new(ErrorCode::ShuttingDown, e.to_string()),
+        _ => ControlError::new(ErrorCode::DialFailed, e.to_string()),
+    }
+}
+
+/// A failed request or stream to a peer, from the node.
+pub fn dispatch_error(e: &DispatchError) -> ControlError {
+    use DispatchError as D;
+    let code = match e {
+        D::Closed => ErrorCode::ShuttingDown,
+        D::UnknownName { name } => return unknown_name(name, &[]),
+        D::AmbiguousName { name, candidates } => return ambiguous_name(name, candidates),
+        D::NoAddress { peer } => {
+            return ControlError::new(
+                ErrorCode::NotConnected,
+                format!(
+                    "not connected to {peer} and no address is known for it; run \
+                     `pheromone connect <its address>` first"
+                ),
+            )
+        }
+        D::Dial { peer, source } => {
+            let mut error = dial_error(&Multiaddr::empty(), source);
+            if error.code == ErrorCode::DialFailed {
+                error.message = format!("cannot reach {peer}: {source}");
+            }
+            return error;
+        }
+        D::RequestTooLarge { .. }
+        | D::RemoteRequestTooLarge { .. }
+        | D::ResponseTooLarge { .. } => ErrorCode::MessageTooLarge,
+        D::Refused { .. } => ErrorCode::ProtocolRefused,
+        D::Timeout { .. } => ErrorCode::Timeout,
+        D::ConnectionLimit { .. } => ErrorCode::DialFailed,
+        _ => ErrorCode::StreamFailed,
+    };
+    ControlError::new(code, e.to_string())
+}
+
+/// A failed publish or subscribe.
+pub fn pubsub_error(e: &PubSubError) -> ControlError {
+    let code = match e {
+        PubSubError::Topic(_) => ErrorCode::BadRequest,
+        PubSubError::Publish(_) => ErrorCode::MessageTooLarge,
+        _ => ErrorCode::ShuttingDown,
+    };
+    ControlError::new(code, e.to_string())
 }

@@ -1,17 +1,19 @@
 //! `pheromone up`: the daemon. Takes the data dir's lock, loads or creates the identity,
-//! starts the node ([`net`]), listens, serves the control socket ([`control`]) and runs
-//! until Ctrl-C or SIGTERM, then closes links gracefully and removes the socket.
+//! starts the node ([`net`]), listens, serves the control socket ([`control`]), keeps the
+//! bootstrap peers linked ([`bootstrap`]) and runs until Ctrl-C or SIGTERM, then closes
+//! links gracefully and removes the socket.
 //!
 //! Layout:
 //! - [`config`]: flags, config file, validated settings.
-//! - [`net`]: the node over the endpoint (the one file to swap for the `Node` API).
-//! - [`control`]: the control socket server and the operation dispatch.
-//! - [`protocols`], [`wire`], [`inbox`]: the name and message protocols, their framing, the
-//!   message inbox.
-//! - [`perf`]: throughput runs; [`errors`]: network failures as control errors.
+//! - [`net`]: the library's `Node` plus the CLI's bookkeeping (peers, routes, inbox).
+//! - [`control`]: the control socket server and one handler per operation.
+//! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
+//! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
+//!   [`errors`]: network failures as control errors.
 //!
 //! Nothing here prints except the start-up lines on stdout; the rest goes through tracing.
 
+pub mod bootstrap;
 pub mod config;
 pub mod control;
 pub mod errors;
@@ -19,13 +21,11 @@ pub mod inbox;
 pub mod net;
 pub mod perf;
 pub mod protocols;
-pub mod wire;
 
 use crate::control_proto::{LOCK_NAME, SOCKET_NAME};
 use anyhow::{bail, Context, Result};
 use config::Settings;
-use net::{Net, NetOptions};
-use pheromone::{Endpoint, EndpointConfig};
+use net::Net;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -36,8 +36,6 @@ use tokio_util::task::TaskTracker;
 
 /// How long a graceful shutdown may take before the daemon exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
-/// Bootstrap dial attempts per address, with doubling pauses from one second.
-const BOOTSTRAP_ATTEMPTS: u32 = 6;
 
 /// Runs the daemon in the foreground until a signal.
 pub async fn run(settings: Settings) -> Result<()> {
@@ -47,23 +45,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     let keypair =
         pheromone::identity_file::load_or_generate(&crate::cli::identity_path(&data_dir))?;
 
-    let mut config = EndpointConfig::default();
-    config.connection.yamux.keepalive_interval = settings.keepalive_interval;
-    config.connection.yamux.keepalive_timeout = settings.keepalive_timeout;
-    if settings.perf {
-        config.perf = Some(pheromone::Access::Open);
-    }
-    let endpoint = Endpoint::new(keypair, config);
-    let net = Net::start(
-        endpoint.clone(),
-        NetOptions {
-            name: settings.name.clone(),
-            mode: settings.mode,
-            inbox_max_messages: settings.inbox_max_messages,
-            inbox_max_bytes: settings.inbox_max_bytes,
-        },
-    );
-    if let Err(e) = listen(&endpoint, &settings) {
+    let net = Net::start(keypair, &settings)
+        .await
+        .context("cannot start the node")?;
+    if let Err(e) = listen(&net, &settings) {
         net.close().await;
         return Err(e);
     }
@@ -87,7 +72,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     };
 
-    println!("peer id: {}", endpoint.peer_id());
+    println!("peer id: {}", net.node().peer_id());
     if let Some(name) = &settings.name {
         println!("name: {name}");
     }
@@ -106,14 +91,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         tasks.clone(),
     ));
     for addr in settings.bootstrap.clone() {
-        let net = net.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = bootstrap(net, addr) => {}
-            }
-        });
+        tasks.spawn(bootstrap::supervise(net.clone(), addr, cancel.clone()));
     }
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -143,11 +121,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-fn listen(endpoint: &Endpoint, settings: &Settings) -> Result<()> {
+fn listen(net: &Net, settings: &Settings) -> Result<()> {
     let mut bound = 0;
     let mut failures = Vec::new();
     for addr in &settings.listen {
-        match endpoint.listen(addr) {
+        match net.node().listen(addr) {
             Ok(_) => bound += 1,
             Err(e) => failures.push((addr, e)),
         }
@@ -158,33 +136,13 @@ fn listen(endpoint: &Endpoint, settings: &Settings) -> Result<()> {
         if settings.listen_is_default && bound > 0 {
             tracing::info!(%addr, error = %e, "not listening on this default address");
         } else {
-            bail!("cannot listen on {addr}: {e}");
+            bail!("{e}");
         }
     }
     if bound == 0 {
         bail!("not listening on any address");
     }
     Ok(())
-}
-
-async fn bootstrap(net: Net, addr: pheromone::Multiaddr) {
-    let mut pause = Duration::from_secs(1);
-    for attempt in 1..=BOOTSTRAP_ATTEMPTS {
-        match net.connect(&addr.to_string()).await {
-            Ok(peer) => {
-                tracing::info!(%addr, peer = %peer.peer_id, "bootstrap peer connected");
-                return;
-            }
-            Err(e) if attempt == BOOTSTRAP_ATTEMPTS => {
-                tracing::warn!(%addr, error = %e, "giving up on bootstrap peer");
-            }
-            Err(e) => {
-                tracing::info!(%addr, error = %e, retry_in = ?pause, "bootstrap dial failed");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-    }
 }
 
 /// Creates the data dir (owner-only) if it does not exist.

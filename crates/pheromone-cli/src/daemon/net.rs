@@ -1,27 +1,29 @@
-//! The node as the daemon sees it: one [`Endpoint`] plus what the CLI needs on top of it —
-//! peers' names, when each connection began, the direct-message inbox, and resolving a
-//! `PEER` argument to a connection.
+//! The node as the daemon sees it: one library [`Node`] plus what the CLI needs on top of
+//! it — when each connection began, the last ping RTT, the direct-message inbox, and
+//! turning a `PEER` argument into a peer the node can reach.
 //!
-//! Everything the control server does to the network goes through [`Net`]; when the
-//! library's `Node` API lands, this file is the one to rewrite over it. Until then names
-//! travel over our tiny `/pheromone/name/1.0.0` and direct messages over
-//! `/pheromone/msg/1.0.0` (see [`super::protocols`]). This module knows nothing about the
-//! control socket or JSON beyond returning the control protocol's types.
+//! Everything the control server does to the network goes through [`Net`]. The node does
+//! the real work: it learns peers' names in identify, dials and keeps connections in the
+//! configured [`Mode`] (long: one pooled link per peer; short: a link per request, closed
+//! after the reply), answers `/pheromone/msg/1.0.0` with the inbox's request handler, and
+//! runs topic broadcast. `connect` adds a route to the node (with no alias: names come
+//! from identify). This module knows nothing about the control socket or JSON beyond
+//! returning the control protocol's types.
 
-use super::config::{validate_name, Mode, MAX_NAME_LEN};
-use super::errors::{dial_error, open_error, stream_error};
+use super::config::{validate_name, Mode, Settings};
+use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
-use super::protocols::{
-    exchange_message, serve_message, serve_name, MSG_PROTOCOL, MSG_TIMEOUT, NAME_PROTOCOL,
-    NAME_TIMEOUT,
-};
-use super::wire::{self, Ack};
+use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
 use crate::control_proto::{
     ControlError, ErrorCode, PeerInfo, PeerRef, RouteInfo, Status, MAX_MESSAGE,
 };
-use futures::FutureExt;
 use pheromone::connection::ConnectionId;
-use pheromone::{Access, Connection, Direction, Endpoint, EndpointEvent, Multiaddr, PeerId};
+use pheromone::node::{Limits, NodeStream};
+use pheromone::pubsub::Subscription;
+use pheromone::{
+    Access, Connection, ConnectionMode, Direction, DispatchOptions, EndpointConfig, EndpointEvent,
+    Keypair, Multiaddr, Node, NodeError, PeerId,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -29,25 +31,25 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What the node is started with, beyond its endpoint.
-#[derive(Debug, Clone)]
-pub struct NetOptions {
-    /// Our human name.
-    pub name: Option<String>,
-    /// Link mode (shown in `status`; behaviour comes with the Node API).
-    pub mode: Mode,
-    /// Inbox cap, in messages.
-    pub inbox_max_messages: usize,
-    /// Inbox cap, in bytes.
-    pub inbox_max_bytes: usize,
-}
+/// A message (request and ack) must finish within this.
+pub const MSG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests a peer may have in flight with us at once (and we with it). Each may carry a
+/// message of up to [`MAX_MESSAGE`] bytes, so this bounds what one peer can make us hold.
+const MAX_PENDING_PER_PEER: usize = 32;
+/// Short mode: an inbound connection unused this long is closed. Long mode keeps links
+/// until they fail (the keep-alive notices a dead one).
+const SHORT_MODE_IDLE: Duration = Duration::from_secs(30);
+
+/// The route alias the daemon gives every peer it connects to: none. People name peers by
+/// the names they announce in identify, or by peer ID.
+const NO_ALIAS: &str = "";
 
 /// A `PEER` argument, resolved.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The peer.
     pub peer: PeerId,
-    /// Where to dial it if there is no connection yet (from a `/p2p/` multiaddr).
+    /// Where to dial it if the node knows no way to it yet (from a `/p2p/` multiaddr).
     pub addr: Option<Multiaddr>,
 }
 
@@ -58,8 +60,8 @@ pub struct Net {
 }
 
 struct Inner {
-    endpoint: Endpoint,
-    options: NetOptions,
+    node: Node,
+    mode: Mode,
     started: Instant,
     inbox: Inbox,
     // A std mutex: nothing awaits while it is held.
@@ -68,26 +70,65 @@ struct Inner {
     cancel: CancellationToken,
 }
 
-/// What we know about peers beyond the endpoint's connection list.
+/// What we know about peers beyond the node's own tables.
 #[derive(Default)]
 struct PeerBook {
-    /// Names peers told us; kept while we have a connection to them.
-    names: HashMap<PeerId, String>,
     /// When each live connection was established.
     since: HashMap<ConnectionId, SystemTime>,
-    /// The last RTT a `ping` measured, per peer.
+    /// The last RTT a `ping` measured, per connected peer.
     ping_rtt: HashMap<PeerId, Duration>,
+    /// Peers the operator disconnected: bootstrap does not redial them until `connect`.
+    parked: HashSet<PeerId>,
+}
+
+impl From<Mode> for ConnectionMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Long => ConnectionMode::Long,
+            Mode::Short => ConnectionMode::Short,
+        }
+    }
 }
 
 impl Net {
-    /// Wraps `endpoint`: registers the name and message protocols and starts following
-    /// connection events. Call before listening or dialling so no connection is missed.
-    pub fn start(endpoint: Endpoint, options: NetOptions) -> Self {
-        let inbox = Inbox::new(options.inbox_max_messages, options.inbox_max_bytes);
+    /// Builds the node for `settings` (not yet listening) and starts following its
+    /// connections.
+    pub async fn start(keypair: Keypair, settings: &Settings) -> Result<Self, NodeError> {
+        let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
+        let mut endpoint = EndpointConfig::default();
+        endpoint.connection.yamux.keepalive_interval = settings.keepalive_interval;
+        endpoint.connection.yamux.keepalive_timeout = settings.keepalive_timeout;
+        if settings.perf {
+            endpoint.perf = Some(Access::Open);
+        }
+        let mut builder = Node::builder()
+            .keypair(keypair)
+            .mode(settings.mode.into())
+            .endpoint_config(endpoint)
+            .max_message_size(MAX_MESSAGE)
+            .request_timeout(MSG_TIMEOUT)
+            .idle_timeout(match settings.mode {
+                Mode::Long => None,
+                Mode::Short => Some(SHORT_MODE_IDLE),
+            })
+            .limits(Limits {
+                max_pending_requests_per_peer: MAX_PENDING_PER_PEER,
+                ..Limits::default()
+            })
+            .handle_requests(
+                MSG_PROTOCOL,
+                MessageHandler {
+                    inbox: inbox.clone(),
+                },
+            );
+        if let Some(name) = &settings.name {
+            builder = builder.name(name.clone());
+        }
+        let node = builder.build().await?;
         let net = Net {
             inner: Arc::new(Inner {
-                endpoint,
-                options,
+                node,
+                mode: settings.mode,
                 started: Instant::now(),
                 inbox,
                 book: Mutex::new(PeerBook::default()),
@@ -95,40 +136,29 @@ impl Net {
                 cancel: CancellationToken::new(),
             }),
         };
-        net.register_protocols();
-        let events = net.inner.endpoint.events();
+        let events = net.inner.node.endpoint().events();
         let this = net.clone();
         net.inner.tasks.spawn(this.follow_events(events));
-        net
+        Ok(net)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {
         self.inner.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The endpoint underneath.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.inner.endpoint
+    /// The node underneath.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// The link mode the node runs in.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
     }
 
     /// The direct-message inbox.
     pub fn inbox(&self) -> &Inbox {
         &self.inner.inbox
-    }
-
-    fn register_protocols(&self) {
-        let name = self.inner.options.name.clone().unwrap_or_default();
-        self.inner.endpoint.set_handler(
-            NAME_PROTOCOL,
-            Arc::new(move |conn, stream| serve_name(conn, stream, name.clone()).boxed()),
-            Access::Open,
-        );
-        let inbox = self.inner.inbox.clone();
-        self.inner.endpoint.set_handler(
-            MSG_PROTOCOL,
-            Arc::new(move |conn, stream| serve_message(conn, stream, inbox.clone()).boxed()),
-            Access::Open,
-        );
     }
 
     async fn follow_events(self, mut events: tokio::sync::broadcast::Receiver<EndpointEvent>) {
@@ -142,18 +172,13 @@ impl Net {
                     let info = conn.info();
                     tracing::info!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, "connected");
                     self.book().since.insert(info.id, SystemTime::now());
-                    let this = self.clone();
-                    self.inner.tasks.spawn(async move {
-                        this.learn_name(&conn).await;
-                    });
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
-                    let still_connected = self.live_connections(&info.remote_peer).len();
+                    let still_connected = !self.live_connections(&info.remote_peer).is_empty();
                     let mut book = self.book();
                     book.since.remove(&info.id);
-                    if still_connected == 0 {
-                        book.names.remove(&info.remote_peer);
+                    if !still_connected {
                         book.ping_rtt.remove(&info.remote_peer);
                     }
                 }
@@ -167,51 +192,19 @@ impl Net {
         }
     }
 
-    /// Asks the peer on `conn` for its name and remembers it.
-    async fn learn_name(&self, conn: &Connection) -> Option<String> {
-        let peer = conn.remote_peer();
-        let asked = async {
-            let mut stream = self
-                .inner
-                .endpoint
-                .open_stream_confirmed(conn, NAME_PROTOCOL)
-                .await
-                .map_err(|e| e.to_string())?;
-            let body = wire::read_frame(&mut stream, MAX_NAME_LEN)
-                .await
-                .map_err(|e| e.to_string())?;
-            String::from_utf8(body).map_err(|_| "name is not UTF-8".to_owned())
-        };
-        let name = match tokio::time::timeout(NAME_TIMEOUT, asked).await {
-            Ok(Ok(name)) if name.is_empty() => return None,
-            Ok(Ok(name)) => name,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "no name from peer");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "name exchange timed out");
-                return None;
-            }
-        };
-        if let Err(e) = validate_name(&name) {
-            tracing::info!(%peer, error = %e, "peer sent an unusable name; ignoring it");
-            return None;
-        }
-        if conn.is_closed() {
-            return None;
-        }
-        self.book().names.insert(peer, name.clone());
-        Some(name)
-    }
-
-    fn name_of(&self, peer: &PeerId) -> Option<String> {
-        self.book().names.get(peer).cloned()
+    /// The name `peer` announced in identify, if it is one we can show.
+    pub fn peer_name(&self, peer: &PeerId) -> Option<String> {
+        // A hostile name (control characters, a fake peer ID) is not shown to a person.
+        self.inner
+            .node
+            .peer_name(peer)
+            .filter(|n| validate_name(n).is_ok())
     }
 
     fn live_connections(&self, peer: &PeerId) -> Vec<Connection> {
         self.inner
-            .endpoint
+            .node
+            .endpoint()
             .connections()
             .into_iter()
             .filter(|c| c.remote_peer() == *peer && !c.is_closed())
@@ -220,17 +213,18 @@ impl Net {
 
     /// This node's status.
     pub fn status(&self) -> Status {
-        let endpoint = &self.inner.endpoint;
+        let node = &self.inner.node;
         Status {
-            peer_id: endpoint.peer_id().to_string(),
-            name: self.inner.options.name.clone(),
+            peer_id: node.peer_id().to_string(),
+            name: node.name().map(str::to_owned),
             listen_addrs: self
                 .listen_addrs()
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            mode: self.inner.options.mode.as_str().to_owned(),
-            connections: endpoint
+            mode: self.inner.mode.as_str().to_owned(),
+            connections: node
+                .endpoint()
                 .connections()
                 .iter()
                 .filter(|c| !c.is_closed())
@@ -244,12 +238,12 @@ impl Net {
     /// Dialable listen addresses with `/p2p/`: a wildcard bind is expanded to the
     /// addresses of this host's interfaces (link-local IPv6 left out: it needs a scope).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        let endpoint = &self.inner.endpoint;
+        let node = &self.inner.node;
         let interfaces: Vec<IpAddr> = if_addrs::get_if_addrs()
             .map(|list| list.into_iter().map(|i| i.ip()).collect())
             .unwrap_or_default();
         let mut out = Vec::new();
-        for bound in endpoint.listen_addrs() {
+        for bound in node.listen_addrs() {
             let Some(socket) = bound.tcp_socket_addr() else {
                 continue;
             };
@@ -263,7 +257,7 @@ impl Net {
                     matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if same_family && !link_local {
                     let addr = Multiaddr::from_socket_addr(SocketAddr::new(*ip, socket.port()));
-                    out.push(addr.clone().with_p2p(endpoint.peer_id()).unwrap_or(addr));
+                    out.push(addr.clone().with_p2p(node.peer_id()).unwrap_or(addr));
                 }
             }
         }
@@ -273,12 +267,14 @@ impl Net {
     /// Connected peers, oldest connection first.
     pub fn peers(&self) -> Vec<PeerInfo> {
         let mut by_peer: BTreeMap<PeerId, Vec<Connection>> = BTreeMap::new();
-        for conn in self.inner.endpoint.connections() {
+        for conn in self.inner.node.endpoint().connections() {
             if !conn.is_closed() {
                 by_peer.entry(conn.remote_peer()).or_default().push(conn);
             }
         }
         let now = SystemTime::now();
+        let names: HashMap<PeerId, Option<String>> =
+            by_peer.keys().map(|p| (*p, self.peer_name(p))).collect();
         let mut book = self.book();
         let live: HashSet<ConnectionId> = by_peer.values().flatten().map(|c| c.id()).collect();
         book.since.retain(|id, _| live.contains(id));
@@ -297,7 +293,7 @@ impl Net {
                     .or_else(|| book.ping_rtt.get(&peer).copied());
                 PeerInfo {
                     peer_id: peer.to_string(),
-                    name: book.names.get(&peer).cloned(),
+                    name: names.get(&peer).cloned().flatten(),
                     addrs: conns
                         .iter()
                         .map(|c| Multiaddr::from_socket_addr(c.info().remote_addr).to_string())
@@ -314,9 +310,12 @@ impl Net {
         peers
     }
 
-    /// What this node can reach: for now, its direct connections.
+    /// What this node can reach: every connected peer directly, then every route the node
+    /// holds without a live link (dialled on use: short mode, or a link that dropped).
     pub fn routes(&self) -> Vec<RouteInfo> {
-        self.peers()
+        let peers = self.peers();
+        let connected: HashSet<String> = peers.iter().map(|p| p.peer_id.clone()).collect();
+        let mut routes: Vec<RouteInfo> = peers
             .into_iter()
             .map(|p| RouteInfo {
                 peer_id: p.peer_id,
@@ -326,13 +325,46 @@ impl Net {
                 addr: p.addrs.into_iter().next().unwrap_or_default(),
                 rtt_ms: p.rtt_ms,
             })
-            .collect()
+            .collect();
+        for route in self.inner.node.routes() {
+            if connected.contains(&route.peer.to_string()) {
+                continue;
+            }
+            routes.push(RouteInfo {
+                peer_id: route.peer.to_string(),
+                name: self.peer_name(&route.peer),
+                via: "dial".to_owned(),
+                hops: 1,
+                addr: route.addr.without_p2p().to_string(),
+                rtt_ms: None,
+            });
+        }
+        routes
+    }
+
+    /// The names peers announced, sorted, for an error's hint.
+    fn known_names(&self) -> Vec<String> {
+        let mut peers: Vec<PeerId> = self
+            .inner
+            .node
+            .endpoint()
+            .connections()
+            .iter()
+            .map(Connection::remote_peer)
+            .collect();
+        peers.extend(self.inner.node.routes().iter().map(|r| r.peer));
+        let mut names: Vec<String> = peers.iter().filter_map(|p| self.peer_name(p)).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Turns a `PEER` argument (peer ID, unique name, or multiaddr with `/p2p/`) into a
     /// peer.
     pub fn resolve(&self, spec: &str) -> Result<Target, ControlError> {
-        let target = if spec.starts_with('/') {
+        let target = if spec.is_empty() {
+            return Err(ControlError::new(ErrorCode::BadRequest, "empty peer"));
+        } else if spec.starts_with('/') {
             let addr: Multiaddr = spec.parse().map_err(|e| {
                 ControlError::new(ErrorCode::BadRequest, format!("bad address {spec:?}: {e}"))
             })?;
@@ -349,9 +381,13 @@ impl Net {
         } else if let Ok(peer) = spec.parse::<PeerId>() {
             Target { peer, addr: None }
         } else {
-            self.resolve_name(spec)?
+            let peer = self.inner.node.resolve(spec).map_err(|e| match e {
+                NodeError::UnknownName { name } => unknown_name(&name, &self.known_names()),
+                other => node_error(&other),
+            })?;
+            Target { peer, addr: None }
         };
-        if target.peer == self.inner.endpoint.peer_id() {
+        if target.peer == self.inner.node.peer_id() {
             return Err(ControlError::new(
                 ErrorCode::BadRequest,
                 format!("{spec} is this node itself"),
@@ -360,119 +396,69 @@ impl Net {
         Ok(target)
     }
 
-    fn resolve_name(&self, name: &str) -> Result<Target, ControlError> {
-        let book = self.book();
-        let mut matches: Vec<PeerId> = book
-            .names
-            .iter()
-            .filter(|(_, n)| n.as_str() == name)
-            .map(|(p, _)| *p)
-            .collect();
-        matches.sort();
-        match matches.as_slice() {
-            [peer] => Ok(Target {
-                peer: *peer,
-                addr: None,
-            }),
-            [] => {
-                let mut known: Vec<&str> = book.names.values().map(String::as_str).collect();
-                known.sort_unstable();
-                known.dedup();
-                let hint = if known.is_empty() {
-                    "no connected peer has a name".to_owned()
-                } else {
-                    format!("known names: {}", known.join(", "))
-                };
-                Err(ControlError::new(
-                    ErrorCode::UnknownPeer,
-                    format!("unknown peer {name:?}: not a peer ID and no connected peer has that name ({hint})"),
-                ))
-            }
-            many => {
-                let candidates: Vec<String> = many.iter().map(ToString::to_string).collect();
-                let mut error = ControlError::new(
-                    ErrorCode::AmbiguousPeer,
-                    format!(
-                        "name {name:?} is ambiguous: {} peers have it ({}); use a peer ID",
-                        candidates.len(),
-                        candidates.join(", ")
-                    ),
-                );
-                error.candidates = candidates;
-                Err(error)
+    /// Makes sure the node can reach the target: when it came with an address and the
+    /// node has neither a link nor a route to the peer, adds a route through it.
+    pub async fn reach(&self, target: &Target) -> Result<PeerId, ControlError> {
+        if let Some(addr) = &target.addr {
+            let node = &self.inner.node;
+            let routed = node.routes().iter().any(|r| r.peer == target.peer);
+            if !routed && !node.is_connected(&target.peer) {
+                node.add_route(NO_ALIAS, addr)
+                    .await
+                    .map_err(|e| node_error(&e))?;
             }
         }
+        Ok(target.peer)
     }
 
-    /// A live connection to the target: an existing one, else one dialled from its
-    /// address.
-    pub async fn connection(&self, target: &Target) -> Result<Connection, ControlError> {
-        if let Some(conn) = self.live_connections(&target.peer).into_iter().next() {
-            return Ok(conn);
-        }
-        match &target.addr {
-            Some(addr) => {
-                let conn = self.dial(addr).await?;
-                self.learn_name(&conn).await;
-                Ok(conn)
-            }
-            None => Err(ControlError::new(
-                ErrorCode::NotConnected,
-                format!(
-                    "not connected to {}; run `pheromone connect <its address>` first \
-                     (reaching peers through other nodes comes with routing)",
-                    target.peer
-                ),
-            )),
-        }
-    }
-
-    async fn dial(&self, addr: &Multiaddr) -> Result<Connection, ControlError> {
-        self.inner
-            .endpoint
-            .dial(addr)
-            .await
-            .map_err(|e| dial_error(addr, &e))
-    }
-
-    /// Dials `addr_text` (`host:port` or a multiaddr), or reuses the connection to the
-    /// `/p2p/` peer it names; returns the peer as `peers` would show it.
+    /// Dials `addr_text` (`host:port` or a multiaddr) and adds a route to the peer there,
+    /// or reuses the link to the `/p2p/` peer it names; returns the peer as `peers` shows
+    /// it. In short mode the link closes again once the peer is identified.
     pub async fn connect(&self, addr_text: &str) -> Result<PeerInfo, ControlError> {
+        let node = &self.inner.node;
         let addr = pheromone::parse_dial_address(addr_text).map_err(|e| {
             ControlError::new(
                 ErrorCode::BadRequest,
                 format!("bad address {addr_text:?}: {e}"),
             )
         })?;
-        if addr.peer_id() == Some(self.inner.endpoint.peer_id()) {
+        if addr.peer_id() == Some(node.peer_id()) {
             return Err(ControlError::new(
                 ErrorCode::BadRequest,
                 format!("{addr} is this node itself"),
             ));
         }
-        let conn = match addr
-            .peer_id()
-            .and_then(|p| self.live_connections(&p).into_iter().next())
-        {
-            Some(existing) => existing,
-            None => self.dial(&addr).await?,
-        };
-        if self.name_of(&conn.remote_peer()).is_none() {
-            self.learn_name(&conn).await;
+        let route = node
+            .add_route(NO_ALIAS, &addr)
+            .await
+            .map_err(|e| node_error(&e))?;
+        self.book().parked.remove(&route.peer);
+        let peer = route.peer.to_string();
+        if let Some(info) = self.peers().into_iter().find(|p| p.peer_id == peer) {
+            return Ok(info);
         }
-        let peer = conn.remote_peer().to_string();
-        self.peers()
-            .into_iter()
-            .find(|p| p.peer_id == peer)
-            .ok_or_else(|| {
-                ControlError::new(
-                    ErrorCode::DialFailed,
-                    format!("connection to {peer} closed right after it was made"),
-                )
-            })
+        if self.inner.mode == Mode::Long {
+            return Err(ControlError::new(
+                ErrorCode::DialFailed,
+                format!("connection to {peer} closed right after it was made"),
+            ));
+        }
+        // Short mode: the peer was reached and identified, and its link closed again.
+        let now = SystemTime::now();
+        Ok(PeerInfo {
+            name: self.peer_name(&route.peer),
+            peer_id: peer,
+            addrs: vec![route.addr.without_p2p().to_string()],
+            direction: direction_name(Direction::Outbound).to_owned(),
+            since: unix_secs(now),
+            connected_secs: 0,
+            rtt_ms: None,
+            connections: 0,
+        })
     }
 
-    /// Closes every connection to the peer; how many there were.
+    /// Closes every connection to the peer; how many there were. Bootstrap leaves the
+    /// peer alone until the next `connect` to it.
     pub async fn disconnect(&self, spec: &str) -> Result<(PeerId, usize), ControlError> {
         let target = self.resolve(spec)?;
         let conns = self.live_connections(&target.peer);
@@ -482,40 +468,62 @@ impl Net {
                 format!("not connected to {}", target.peer),
             ));
         }
+        self.book().parked.insert(target.peer);
+        self.inner.node.disconnect(&target.peer).await;
+        // Connections the node does not track (none today) close too.
         futures::future::join_all(conns.iter().map(Connection::close)).await;
         Ok((target.peer, conns.len()))
     }
 
-    /// The peer on `conn` as events name it.
-    pub fn peer_ref(&self, conn: &Connection) -> PeerRef {
+    /// Whether the operator disconnected `peer` (and bootstrap must not redial it).
+    pub fn is_parked(&self, peer: &PeerId) -> bool {
+        self.book().parked.contains(peer)
+    }
+
+    /// The peer as events name it: its name and the address of a live link, else of its
+    /// route.
+    pub fn peer_ref(&self, peer: &PeerId) -> PeerRef {
+        let addr = self
+            .live_connections(peer)
+            .first()
+            .map(|c| Multiaddr::from_socket_addr(c.info().remote_addr).to_string())
+            .or_else(|| {
+                self.inner
+                    .node
+                    .routes()
+                    .into_iter()
+                    .find(|r| r.peer == *peer)
+                    .map(|r| r.addr.without_p2p().to_string())
+            })
+            .unwrap_or_default();
         PeerRef {
-            peer_id: conn.remote_peer().to_string(),
-            name: self.name_of(&conn.remote_peer()),
-            addr: Multiaddr::from_socket_addr(conn.info().remote_addr).to_string(),
+            peer_id: peer.to_string(),
+            name: self.peer_name(peer),
+            addr,
         }
     }
 
-    /// The name of a peer, if it told us one.
-    pub fn peer_name(&self, peer: &PeerId) -> Option<String> {
-        self.name_of(peer)
+    /// Opens a stream of `protocol` to the peer, over its link in long mode or a link of
+    /// its own in short mode (closed when the stream is dropped).
+    pub async fn open_stream(
+        &self,
+        peer: &PeerId,
+        protocol: &str,
+    ) -> Result<NodeStream, ControlError> {
+        self.inner
+            .node
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| dispatch_error(&e))
     }
 
-    /// One `/ipfs/ping/1.0.0` round trip.
-    pub async fn ping(&self, conn: &Connection) -> Result<Duration, ControlError> {
-        let rtt = self.inner.endpoint.ping(conn).await.map_err(|e| {
-            let code = if conn.is_closed() {
-                ErrorCode::StreamFailed
-            } else {
-                ErrorCode::Timeout
-            };
-            ControlError::new(code, e.to_string())
-        })?;
-        self.book().ping_rtt.insert(conn.remote_peer(), rtt);
-        Ok(rtt)
+    /// Remembers a ping's RTT for `peers`.
+    pub fn record_rtt(&self, peer: PeerId, rtt: Duration) {
+        self.book().ping_rtt.insert(peer, rtt);
     }
 
     /// Sends one direct message and waits for the receiver's ack.
-    pub async fn send(&self, spec: &str, data: &[u8]) -> Result<PeerId, ControlError> {
+    pub async fn send(&self, spec: &str, data: Vec<u8>) -> Result<PeerId, ControlError> {
         if data.len() > MAX_MESSAGE {
             return Err(ControlError::new(
                 ErrorCode::MessageTooLarge,
@@ -525,49 +533,66 @@ impl Net {
                 ),
             ));
         }
-        let target = self.resolve(spec)?;
-        let conn = self.connection(&target).await?;
-        let peer = conn.remote_peer();
-        let stream = self
+        let len = data.len();
+        let peer = self.reach(&self.resolve(spec)?).await?;
+        let options = DispatchOptions::new().timeout(MSG_TIMEOUT);
+        let reply = self
             .inner
-            .endpoint
-            .open_stream(&conn, MSG_PROTOCOL)
+            .node
+            .dispatch_with(peer, MSG_PROTOCOL, data, &options)
             .await
-            .map_err(|e| open_error(&peer, MSG_PROTOCOL, e))?;
-        let ack = tokio::time::timeout(MSG_TIMEOUT, exchange_message(stream, data))
-            .await
-            .map_err(|_| {
-                ControlError::new(
-                    ErrorCode::Timeout,
-                    format!("{peer} did not acknowledge the message within {MSG_TIMEOUT:?}"),
-                )
-            })?
-            .map_err(|e| stream_error(&peer, MSG_PROTOCOL, &e))?;
+            .map_err(|e| dispatch_error(&e))?
+            .unwrap_or_default();
+        let ack = Ack::from_reply(&reply).map_err(|e| {
+            ControlError::new(
+                ErrorCode::StreamFailed,
+                format!("{peer} answered {MSG_PROTOCOL} with a bad ack: {e}"),
+            )
+        })?;
         match ack {
             Ack::Stored => Ok(peer),
             Ack::InboxFull => Err(ControlError::new(
                 ErrorCode::InboxFull,
                 format!(
-                    "{peer}'s inbox is full; it must read its messages (`pheromone recv`) first"
-                ),
-            )),
-            Ack::TooLarge => Err(ControlError::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "{peer} refused a message of {} bytes as too large",
-                    data.len()
+                    "{peer}'s inbox is full; it must read its messages (`pheromone recv`) first \
+                     (message of {len} bytes not stored)"
                 ),
             )),
         }
     }
 
-    /// Stops following events and closes the endpoint gracefully.
+    /// Publishes on a topic; the message's id in hex.
+    pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, ControlError> {
+        let id = self
+            .inner
+            .node
+            .broadcast(topic, data)
+            .await
+            .map_err(|e| pubsub_error(&e))?;
+        Ok(hex(id.as_bytes()))
+    }
+
+    /// Subscribes to a topic.
+    pub async fn subscribe(&self, topic: &str) -> Result<Subscription, ControlError> {
+        self.inner
+            .node
+            .subscribe(topic)
+            .await
+            .map_err(|e| pubsub_error(&e))
+    }
+
+    /// Stops following events and closes the node gracefully.
     pub async fn close(&self) {
         self.inner.cancel.cancel();
-        self.inner.endpoint.close().await;
+        self.inner.node.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn direction_name(direction: Direction) -> &'static str {

@@ -10,13 +10,14 @@
 //! emitting events.
 
 use super::control::Events;
-use super::errors::{open_error, stream_error};
+use super::errors::stream_error;
 use super::net::Net;
 use crate::control_proto::{
     ControlError, ErrorCode, Event, PerfDirection, PerfInterval, PerfPhase, PerfSummary,
 };
+use pheromone::node::NodeStream;
 use pheromone::protocols::perf::PROTOCOL;
-use pheromone::{Connection, Stream};
+use pheromone::PeerId;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,64 +39,58 @@ pub enum Plan {
     Duration(Duration),
 }
 
-/// Runs upload then download to the peer on `conn`.
+/// Runs upload then download to `peer` (each stream on the peer's link in long mode, on a
+/// link of its own in short mode).
 pub async fn run(
     net: &Net,
-    conn: &Connection,
+    peer: PeerId,
     plan: Plan,
     events: &Events,
 ) -> Result<PerfSummary, ControlError> {
-    events.emit(Event::PerfStart(net.peer_ref(conn))).await?;
-    let upload = upload(net, conn, plan, events).await?;
-    let download = download(net, conn, plan, events).await?;
+    // The first stream also checks the peer answers perf before anything is reported.
+    let first = open(net, &peer).await?;
+    events.emit(Event::PerfStart(net.peer_ref(&peer))).await?;
+    let upload = upload(first, &peer, plan, events).await?;
+    let download = download(net, &peer, plan, events).await?;
     Ok(PerfSummary {
-        peer_id: conn.remote_peer().to_string(),
+        peer_id: peer.to_string(),
         upload,
         download,
     })
 }
 
-async fn open(net: &Net, conn: &Connection) -> Result<Stream, ControlError> {
-    let peer = conn.remote_peer();
-    net.endpoint()
-        .open_stream_confirmed(conn, PROTOCOL)
-        .await
-        .map_err(|e| {
-            let mut error = open_error(&peer, PROTOCOL, e);
-            if error.code == ErrorCode::ProtocolRefused {
-                error
-                    .message
-                    .push_str(" (perf is off unless that node runs `pheromone up --perf`)");
-            }
+async fn open(net: &Net, peer: &PeerId) -> Result<NodeStream, ControlError> {
+    net.open_stream(peer, PROTOCOL).await.map_err(|mut error| {
+        if error.code == ErrorCode::ProtocolRefused {
             error
-        })
+                .message
+                .push_str(" (perf is off unless that node runs `pheromone up --perf`)");
+        }
+        error
+    })
 }
 
-fn io_error(conn: &Connection, e: &std::io::Error) -> ControlError {
-    stream_error(&conn.remote_peer(), PROTOCOL, e)
+fn io_error(peer: &PeerId, e: &std::io::Error) -> ControlError {
+    stream_error(peer, PROTOCOL, e)
 }
 
-fn stalled(conn: &Connection) -> ControlError {
+fn stalled(peer: &PeerId) -> ControlError {
     ControlError::new(
         ErrorCode::Timeout,
-        format!(
-            "perf to {} stalled: no progress for {STALL:?}",
-            conn.remote_peer()
-        ),
+        format!("perf to {peer} stalled: no progress for {STALL:?}"),
     )
 }
 
 async fn upload(
-    net: &Net,
-    conn: &Connection,
+    mut stream: NodeStream,
+    peer: &PeerId,
     plan: Plan,
     events: &Events,
 ) -> Result<PerfPhase, ControlError> {
-    let mut stream = open(net, conn).await?;
     let block = vec![0u8; BLOCK];
     let start = Instant::now();
     let mut ticker = Ticker::new(PerfDirection::Upload, start);
-    let io = |e: std::io::Error| io_error(conn, &e);
+    let io = |e: std::io::Error| io_error(peer, &e);
     // We want nothing back.
     stream.write_all(&0u64.to_be_bytes()).await.map_err(io)?;
     let mut sent = 0u64;
@@ -110,7 +105,7 @@ async fn upload(
         }
         tokio::time::timeout(STALL, stream.write_all(&block[..n]))
             .await
-            .map_err(|_| stalled(conn))?
+            .map_err(|_| stalled(peer))?
             .map_err(io)?;
         sent += n as u64;
         ticker.tick(sent, events).await?;
@@ -122,7 +117,7 @@ async fn upload(
     loop {
         let n = tokio::time::timeout(STALL, stream.read(&mut rest))
             .await
-            .map_err(|_| stalled(conn))?
+            .map_err(|_| stalled(peer))?
             .map_err(io)?;
         if n == 0 {
             break;
@@ -134,7 +129,7 @@ async fn upload(
 
 async fn download(
     net: &Net,
-    conn: &Connection,
+    peer: &PeerId,
     plan: Plan,
     events: &Events,
 ) -> Result<PerfPhase, ControlError> {
@@ -151,8 +146,8 @@ async fn download(
             break;
         }
         let ask = left.min(DOWNLOAD_CHUNK);
-        let mut stream = open(net, conn).await?;
-        let io = |e: std::io::Error| io_error(conn, &e);
+        let mut stream = open(net, peer).await?;
+        let io = |e: std::io::Error| io_error(peer, &e);
         stream.write_all(&ask.to_be_bytes()).await.map_err(io)?;
         stream.shutdown().await.map_err(io)?;
         let mut got = 0u64;
@@ -166,19 +161,18 @@ async fn download(
                 Ok(result) => result.map_err(io)?,
                 Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
                     // Time is up mid-chunk: abandon the rest of it.
-                    stream.reset();
+                    stream.get_mut().reset();
                     left = 0;
                     break;
                 }
-                Err(_) => return Err(stalled(conn)),
+                Err(_) => return Err(stalled(peer)),
             };
             if n == 0 {
                 if got != ask {
                     return Err(ControlError::new(
                         ErrorCode::StreamFailed,
                         format!(
-                            "{} sent {got} of the {ask} bytes asked for (its perf limit may be lower)",
-                            conn.remote_peer()
+                            "{peer} sent {got} of the {ask} bytes asked for (its perf limit may be lower)"
                         ),
                     ));
                 }
