@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -109,35 +109,98 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// Reads `r` to the end into `sink`, as it arrives.
+fn shared_reader<R: Read + Send + 'static>(
+    mut r: R,
+    sink: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+}
+
 /// A CLI command left running (e.g. `recv`); killed on drop unless [`Background::finish`]
-/// collected it.
+/// collected it. What it prints can be read while it runs.
 pub struct Background {
     child: Option<Child>,
-    out: Option<std::thread::JoinHandle<String>>,
-    err: Option<std::thread::JoinHandle<String>>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Background {
     /// Starts `pheromone --data-dir DIR ARGS…`.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
         let mut child = command(data_dir, args).spawn().expect("spawn pheromone");
-        let out = reader_thread(child.stdout.take().expect("stdout"));
-        let err = reader_thread(child.stderr.take().expect("stderr"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            shared_reader(child.stdout.take().expect("stdout"), stdout.clone()),
+            shared_reader(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
         Self {
             child: Some(child),
-            out: Some(out),
-            err: Some(err),
+            stdout,
+            stderr,
+            readers,
         }
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
 
     /// Waits for it to exit by itself, within [`COMMAND_LIMIT`].
     pub fn finish(mut self) -> Output {
         let mut child = self.child.take().expect("child");
         let status = wait_bounded(&mut child, COMMAND_LIMIT);
+        self.collect(status)
+    }
+
+    /// Kills it and returns what it printed.
+    pub fn kill(mut self) -> Output {
+        let mut child = self.child.take().expect("child");
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        self.collect(status)
+    }
+
+    fn collect(&mut self, status: ExitStatus) -> Output {
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
         Output {
             status,
-            stdout: self.out.take().expect("out").join().expect("stdout thread"),
-            stderr: self.err.take().expect("err").join().expect("stderr thread"),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
         }
     }
 }
