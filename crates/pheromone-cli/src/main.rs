@@ -7,6 +7,7 @@
 //! - [`control_proto`]: requests and responses between CLI and daemon (JSON lines).
 //! - [`daemon`]: `up` — settings, the node over the endpoint, the control socket server.
 //! - [`cli`]: the other subcommands — ask the daemon, print for a person or as JSON.
+//! - [`demo`]: `pheromone demo` — five nodes in this process, narrated.
 //!
 //! Exit status: 0 on success, 1 on any failure (one line on stderr), 2 for a usage error.
 
@@ -15,6 +16,7 @@
 mod cli;
 mod control_proto;
 mod daemon;
+mod demo;
 
 use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand};
@@ -106,6 +108,8 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Starts five nodes in this process and narrates what they do (no set-up needed).
+    Demo,
     /// Measures throughput to a peer over /perf/1.0.0, like iperf3.
     Perf {
         /// Peer ID, unique name, or multiaddr with /p2p/ (the peer must run `up --perf`).
@@ -152,6 +156,9 @@ async fn run(args: Cli) -> Result<()> {
         let settings = Settings::resolve(up, args.data_dir)?;
         return daemon::run(settings).await;
     }
+    if let Command::Demo = &args.command {
+        return demo::run().await;
+    }
     let (data_dir, data_dir_given) = cli::data_dir(args.data_dir)?;
     let ctx = Ctx {
         data_dir,
@@ -159,7 +166,7 @@ async fn run(args: Cli) -> Result<()> {
         json: args.json,
     };
     match args.command {
-        Command::Up(_) => unreachable!("handled above"),
+        Command::Up(_) | Command::Demo => unreachable!("handled above"),
         Command::Id => cli::id(&ctx),
         Command::Status => cli::node::status(&ctx).await,
         Command::Peers => cli::node::peers(&ctx).await,
