@@ -1,12 +1,12 @@
-//! The bounded inbox of direct messages, between the `/pheromone/msg/1.0.0` handler that
-//! fills it and the `recv` requests that drain it.
+//! The bounded inbox of direct messages, between the `/pheromone/msg/1.0.0` request
+//! handler that fills it and the `recv` requests that drain it.
 //!
 //! When full, the inbox refuses new messages rather than dropping old ones: the sender is
 //! told (its `send` fails with "inbox full") while nothing already acknowledged is lost.
-//! Space is reserved before a message body is read, so the memory held by messages in
-//! flight counts against the cap too and a peer announcing many large messages cannot
-//! make the daemon allocate more than the cap. Each message goes to one `recv` (the first
-//! to ask); with no `recv` running they wait in the inbox. Nothing here does network IO.
+//! A message takes a [`Reservation`] before it is stored, so a handler can check for room
+//! and store in two steps while the caps still hold. Each message goes to one `recv` (the
+//! first to ask); with no `recv` running they wait in the inbox. Nothing here does network
+//! IO.
 
 use pheromone::PeerId;
 use std::collections::VecDeque;
