@@ -16,7 +16,7 @@ pub use error::{DialError, OpenStreamError};
 pub use router::{Access, StreamHandler};
 
 use crate::connection::{
-    Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Stream,
+    Connection, Socket, ConnectionError, ConnectionId, ConnectionInfo, Direction, Stream,
 };
 use crate::negotiate;
 use crate::protocols::{identify, perf, ping};
@@ -300,7 +300,7 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                let result = upgrade::inbound(socket, this.identity(), &this.inner.config).await;
+                let result = upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config).await;
                 drop(permit);
                 match result {
                     Ok(upgraded) => {
@@ -352,7 +352,7 @@ impl Endpoint {
         }
         let socket = self.inner.transport.dial(addr).await?;
         let upgraded =
-            upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?;
+            upgrade::outbound(Socket::Tcp(socket), self.identity(), expected, &self.inner.config).await?;
         Ok(self.adopt(upgraded))
     }
 

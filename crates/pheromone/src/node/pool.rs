@@ -293,6 +293,7 @@ mod tests {
             remote_addr: addr,
             local_addr: addr,
             direction,
+            relay: None,
         }
     }
 
