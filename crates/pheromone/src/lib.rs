@@ -24,6 +24,7 @@
 pub mod connection;
 pub mod endpoint;
 pub mod identity_file;
+mod links;
 pub mod negotiate;
 pub mod node;
 pub mod protocols;
