@@ -29,6 +29,7 @@ pub mod negotiate;
 pub mod node;
 pub mod protocols;
 pub mod pubsub;
+pub mod relay;
 pub mod transport;
 pub mod upgrade;
 

@@ -67,6 +67,12 @@ pub enum UpgradeError {
         /// What went wrong.
         source: NoiseError,
     },
+    /// Too many handshakes are in progress; this one was not started.
+    #[error("too many handshakes in progress (limit {limit})")]
+    Busy {
+        /// The limit.
+        limit: usize,
+    },
     /// The whole upgrade did not finish in time (a peer that stalls mid-handshake).
     #[error("handshake with {addr} did not finish within {timeout:?}")]
     Timeout {

@@ -79,7 +79,7 @@ impl CircuitInner {
         if !self.pending.is_empty() || self.eof {
             return Poll::Ready(Ok(()));
         }
-        match self.stream.poll_chunk(cx) {
+        match self.stream.poll_read_chunk(cx) {
             Poll::Ready(Ok(Some(chunk))) => {
                 self.pending = chunk;
                 Poll::Ready(Ok(()))

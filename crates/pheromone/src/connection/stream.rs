@@ -125,6 +125,15 @@ impl Stream {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 
+    /// Polls for the next chunk as `Bytes` without copying; `None` at the end of the
+    /// stream. The poll form of [`Stream::read_chunk`], for splicing streams by hand.
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if !self.unread.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.unread))));
+        }
+        self.poll_chunk(cx)
+    }
+
     pub(super) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         if self.prefix.is_some() {
             if let Err(e) = self.send_prefix() {
