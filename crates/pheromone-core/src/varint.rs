@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(decode_frame(&mut partial, 1024), Ok(Some("hello".into())));
         assert_eq!(decode_frame(&mut partial, 1024), Ok(None));
         let _ = decode_frame(&mut out, 1024);
-        assert_eq!(decode_frame(&mut out, 1024), Ok(Some(vec![7u8; 300].into())));
+        assert_eq!(
+            decode_frame(&mut out, 1024),
+            Ok(Some(vec![7u8; 300].into()))
+        );
         assert!(out.is_empty());
     }
 

@@ -30,6 +30,7 @@ pub mod node;
 pub mod protocols;
 pub mod pubsub;
 pub mod relay;
+pub mod routing;
 pub mod transport;
 pub mod upgrade;
 

@@ -156,11 +156,6 @@ impl Links {
         }
     }
 
-    /// Whether `peer` is a neighbour.
-    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
-        self.links.contains_key(peer)
-    }
-
     fn live_connections(&self, peer: &PeerId) -> Vec<Connection> {
         self.endpoint
             .connections()
@@ -192,7 +187,14 @@ pub(crate) fn serve_frames(
     endpoint.set_handler(
         protocol,
         Arc::new(move |conn: Connection, stream: Stream| {
-            read_frames(conn.remote_peer(), protocol, stream, max_frame, to_task.clone()).boxed()
+            read_frames(
+                conn.remote_peer(),
+                protocol,
+                stream,
+                max_frame,
+                to_task.clone(),
+            )
+            .boxed()
         }),
         Access::Open,
     );

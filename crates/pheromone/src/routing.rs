@@ -12,8 +12,7 @@ use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::links::{self, LinkKind, Links};
 use pheromone_core::identity::PeerId;
 use pheromone_core::route::{
-    Config, Event, Metrics, NextHop, Output, RouteEntry, Router, TraceError, TraceId,
-    TraceOutcome,
+    Config, Event, Metrics, NextHop, Output, RouteEntry, Router, TraceError, TraceId, TraceOutcome,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -45,16 +45,16 @@ async fn line(n: usize, config: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
     }
     for pair in nodes.windows(2) {
         let name = format!("{}", pair[1].peer_id());
-        pair[0].add_route(name, &addr(&pair[1])).await.expect("link");
+        pair[0]
+            .add_route(name, &addr(&pair[1]))
+            .await
+            .expect("link");
     }
     nodes
 }
 
 fn routed(nodes: &[Node], from: usize, to: &PeerId) -> bool {
-    nodes[from]
-        .routing()
-        .and_then(|r| r.next_hop(to))
-        .is_some()
+    nodes[from].routing().and_then(|r| r.next_hop(to)).is_some()
 }
 
 #[tokio::test]
@@ -63,11 +63,18 @@ async fn the_ends_of_a_line_talk_through_relays() {
         let nodes = line(4, |_| NodeConfig::default()).await;
         let last = nodes[3].peer_id();
         eventually(|| routed(&nodes, 0, &last)).await;
-        let hop = nodes[0].routing().expect("routing").next_hop(&last).expect("route");
+        let hop = nodes[0]
+            .routing()
+            .expect("routing")
+            .next_hop(&last)
+            .expect("route");
         assert_eq!(hop.peer, nodes[1].peer_id());
         assert_eq!(hop.hops, 3);
 
-        let reply = nodes[0].dispatch(last, ECHO, "over three links").await.expect("dispatch");
+        let reply = nodes[0]
+            .dispatch(last, ECHO, "over three links")
+            .await
+            .expect("dispatch");
         assert_eq!(reply, Bytes::from("over three links"));
         let conn = nodes[0]
             .endpoint()
@@ -75,7 +82,11 @@ async fn the_ends_of_a_line_talk_through_relays() {
             .into_iter()
             .find(|c| c.remote_peer() == last)
             .expect("a connection to the last node");
-        assert_eq!(conn.info().relay, Some(nodes[1].peer_id()), "relayed through the neighbour");
+        assert_eq!(
+            conn.info().relay,
+            Some(nodes[1].peer_id()),
+            "relayed through the neighbour"
+        );
 
         // Both middle nodes carried the circuit, and saw only ciphertext: the payload
         // never appears in what they relayed (Noise encrypts end to end).
@@ -83,7 +94,10 @@ async fn the_ends_of_a_line_talk_through_relays() {
         assert_eq!(nodes[2].relay().expect("relay").stats().circuits_relayed, 1);
 
         // The far end answers back over the same circuit: requests both ways.
-        let back = nodes[3].dispatch(nodes[0].peer_id(), ECHO, "and back").await.expect("reverse");
+        let back = nodes[3]
+            .dispatch(nodes[0].peer_id(), ECHO, "and back")
+            .await
+            .expect("reverse");
         assert_eq!(back, Bytes::from("and back"));
         for node in &nodes {
             node.close().await;
@@ -117,10 +131,16 @@ async fn a_large_stream_crosses_the_circuit_intact() {
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.expect("answer");
         assert_eq!(answer.len(), 40);
-        assert_eq!(u64::from_be_bytes(answer[..8].try_into().expect("8")), total);
+        assert_eq!(
+            u64::from_be_bytes(answer[..8].try_into().expect("8")),
+            total
+        );
         assert_eq!(&answer[8..], &hasher.finalize()[..]);
         let relayed = nodes[1].relay().expect("relay").stats().bytes_relayed;
-        assert!(relayed > total, "the middle node carried the bytes (and the overhead): {relayed}");
+        assert!(
+            relayed > total,
+            "the middle node carried the bytes (and the overhead): {relayed}"
+        );
         for node in &nodes {
             node.close().await;
         }
@@ -141,11 +161,17 @@ async fn a_node_that_does_not_relay_refuses_circuits() {
         .await;
         let last = nodes[2].peer_id();
         eventually(|| routed(&nodes, 0, &last)).await;
-        let err = nodes[0].dispatch(last, ECHO, "x").await.expect_err("refused");
+        let err = nodes[0]
+            .dispatch(last, ECHO, "x")
+            .await
+            .expect_err("refused");
         assert!(matches!(err, DispatchError::Relay { .. }), "{err}");
         assert!(err.to_string().contains("RelayDisabled"), "{err}");
         // The node keeps serving its direct neighbours.
-        let ok = nodes[0].dispatch(nodes[1].peer_id(), ECHO, "hi").await.expect("direct");
+        let ok = nodes[0]
+            .dispatch(nodes[1].peer_id(), ECHO, "hi")
+            .await
+            .expect("direct");
         assert_eq!(ok, Bytes::from("hi"));
         for node in &nodes {
             node.close().await;
@@ -167,10 +193,16 @@ async fn the_hop_limit_stops_long_circuits() {
         .await;
         let last = nodes[3].peer_id();
         eventually(|| routed(&nodes, 0, &last)).await;
-        let err = nodes[0].dispatch(last, ECHO, "x").await.expect_err("too far");
+        let err = nodes[0]
+            .dispatch(last, ECHO, "x")
+            .await
+            .expect_err("too far");
         assert!(err.to_string().contains("HopLimit"), "{err}");
         // Two links is within the limit.
-        let two = nodes[0].dispatch(nodes[2].peer_id(), ECHO, "ok").await.expect("two hops");
+        let two = nodes[0]
+            .dispatch(nodes[2].peer_id(), ECHO, "ok")
+            .await
+            .expect("two hops");
         assert_eq!(two, Bytes::from("ok"));
         for node in &nodes {
             node.close().await;

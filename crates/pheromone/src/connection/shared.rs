@@ -11,6 +11,7 @@
 //! driver task. Only when the socket is full, or another task holds the writer, is the
 //! driver woken to finish the job. Lock order: `writer` before `state`.
 
+use super::socket::Socket;
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
 use pheromone_core::identity::PeerId;
@@ -20,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use super::socket::Socket;
 
 /// Wakers of one stream's reader and writer.
 #[derive(Default)]

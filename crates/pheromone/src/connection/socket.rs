@@ -22,8 +22,9 @@ use tokio::net::TcpStream;
 pub(crate) enum Socket {
     /// A direct TCP connection.
     Tcp(TcpStream),
-    /// A relayed circuit: a stream of a connection to the first relay.
-    Circuit(Circuit),
+    /// A relayed circuit: a stream of a connection to the first relay (boxed: it is much
+    /// larger than a socket and rarer).
+    Circuit(Box<Circuit>),
 }
 
 /// A circuit's end: the relay stream, plus a chunk read ahead by a readiness check.

@@ -16,7 +16,7 @@ pub use error::{DialError, OpenStreamError};
 pub use router::{Access, StreamHandler};
 
 use crate::connection::{
-    Connection, Socket, ConnectionError, ConnectionId, ConnectionInfo, Direction, Stream,
+    Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket, Stream,
 };
 use crate::negotiate;
 use crate::protocols::{identify, perf, ping};
@@ -300,7 +300,9 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                let result = upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config).await;
+                let result =
+                    upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
+                        .await;
                 drop(permit);
                 match result {
                     Ok(upgraded) => {
@@ -351,8 +353,13 @@ impl Endpoint {
             });
         }
         let socket = self.inner.transport.dial(addr).await?;
-        let upgraded =
-            upgrade::outbound(Socket::Tcp(socket), self.identity(), expected, &self.inner.config).await?;
+        let upgraded = upgrade::outbound(
+            Socket::Tcp(socket),
+            self.identity(),
+            expected,
+            &self.inner.config,
+        )
+        .await?;
         Ok(self.adopt(upgraded))
     }
 
@@ -381,11 +388,14 @@ impl Endpoint {
                 upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
             }
             Direction::Inbound => {
-                let _permit = self.inner.handshake_slots.clone().try_acquire_owned().map_err(
-                    |_| upgrade::UpgradeError::Busy {
+                let _permit = self
+                    .inner
+                    .handshake_slots
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| upgrade::UpgradeError::Busy {
                         limit: self.inner.config.max_pending_handshakes,
-                    },
-                )?;
+                    })?;
                 upgrade::inbound(socket, self.identity(), &self.inner.config).await?
             }
         };

@@ -111,7 +111,8 @@ impl Driver {
 
     fn connection_down(&mut self, info: &ConnectionInfo) {
         if self.links.connection_down(info) {
-            self.state.remove_neighbour(Instant::now(), info.remote_peer);
+            self.state
+                .remove_neighbour(Instant::now(), info.remote_peer);
         }
     }
 

@@ -197,12 +197,12 @@ impl Relay {
             });
         }
         tracing::debug!(%destination, via = %first, hops = response.hops, "circuit open");
-        let socket = Socket::Circuit(Circuit::new(
+        let socket = Socket::Circuit(Box::new(Circuit::new(
             stream,
             first,
             via.info().remote_addr,
             via.info().local_addr,
-        ));
+        )));
         endpoint
             .adopt_circuit(socket, Direction::Outbound, Some(destination))
             .await
@@ -244,7 +244,13 @@ impl Relay {
     /// A circuit ends here: answer OK and run the inbound upgrade over it.
     async fn accept(&self, conn: Connection, mut stream: Stream, request: Connect) {
         if !self.inner.config.accept_circuits {
-            self.refuse(&mut stream, &request, Status::DestinationRefused, "this node accepts no relayed connections").await;
+            self.refuse(
+                &mut stream,
+                &request,
+                Status::DestinationRefused,
+                "this node accepts no relayed connections",
+            )
+            .await;
             return;
         }
         let ok = response(&request, Status::Ok, "");
@@ -252,12 +258,12 @@ impl Relay {
             return;
         }
         let info = conn.info();
-        let socket = Socket::Circuit(Circuit::new(
+        let socket = Socket::Circuit(Box::new(Circuit::new(
             stream,
             conn.remote_peer(),
             info.remote_addr,
             info.local_addr,
-        ));
+        )));
         match self
             .inner
             .endpoint
@@ -271,7 +277,9 @@ impl Relay {
             Ok(circuit) => {
                 tracing::debug!(peer = %circuit.remote_peer(), via = %conn.remote_peer(), hops = request.hops, "relayed connection accepted");
             }
-            Err(e) => tracing::debug!(source = %request.source, error = %e, "relayed handshake failed"),
+            Err(e) => {
+                tracing::debug!(source = %request.source, error = %e, "relayed handshake failed")
+            }
         }
     }
 
@@ -286,11 +294,8 @@ impl Relay {
             return;
         }
         let _slot = CircuitSlot::take(&self.inner, request.circuit_id);
-        let outcome = tokio::time::timeout(
-            self.inner.config.setup_timeout,
-            self.open_next(&request),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(self.inner.config.setup_timeout, self.open_next(&request)).await;
         let (mut outbound, answer) = match outcome {
             Ok(Ok(pair)) => pair,
             Ok(Err((status, reason))) => {
@@ -298,7 +303,13 @@ impl Relay {
                 return;
             }
             Err(_) => {
-                self.refuse(&mut inbound, &request, Status::Timeout, "the next hop did not answer in time").await;
+                self.refuse(
+                    &mut inbound,
+                    &request,
+                    Status::Timeout,
+                    "the next hop did not answer in time",
+                )
+                .await;
                 return;
             }
         };
@@ -324,13 +335,22 @@ impl Relay {
             return Err((Status::RelayDisabled, "this node does not relay".into()));
         }
         if request.budget == 0 {
-            return Err((Status::HopLimit, format!("hop limit reached after {} hops", request.hops)));
+            return Err((
+                Status::HopLimit,
+                format!("hop limit reached after {} hops", request.hops),
+            ));
         }
         if self.inner.active.load(Ordering::Relaxed) >= config.max_circuits {
-            return Err((Status::ResourceLimit, format!("relaying {} circuits already", config.max_circuits)));
+            return Err((
+                Status::ResourceLimit,
+                format!("relaying {} circuits already", config.max_circuits),
+            ));
         }
         if self.lock_circuits().contains(&request.circuit_id) {
-            return Err((Status::Loop, "the circuit came back to a relay it crossed".into()));
+            return Err((
+                Status::Loop,
+                "the circuit came back to a relay it crossed".into(),
+            ));
         }
         if from == request.destination {
             return Err((Status::Loop, "the request came from its destination".into()));
@@ -349,7 +369,10 @@ impl Relay {
                 .ok_or((Status::NoRoute, format!("no route to {destination}")))?
         };
         if next == request.source {
-            return Err((Status::NoRoute, format!("the only route to {destination} leads back to the source")));
+            return Err((
+                Status::NoRoute,
+                format!("the only route to {destination} leads back to the source"),
+            ));
         }
         let conn = endpoint
             .direct_connection(&next)
@@ -376,7 +399,10 @@ impl Relay {
     }
 
     fn lock_circuits(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.inner.circuits.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .circuits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 

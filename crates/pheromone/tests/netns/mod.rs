@@ -74,7 +74,9 @@ impl Topology {
         for i in 0..hosts {
             let name = format!("{tag}h{i}");
             if let Err(e) = ip(&["netns", "add", &name]) {
-                eprintln!("SKIP: cannot create network namespaces ({e}); run as root with iproute2");
+                eprintln!(
+                    "SKIP: cannot create network namespaces ({e}); run as root with iproute2"
+                );
                 return None;
             }
             topo.namespaces.push(name.clone());
@@ -96,7 +98,9 @@ impl Topology {
         // Interface names are at most 15 bytes.
         let dev_a = format!("{}a{n}", &tag[..tag.len().min(9)]);
         let dev_b = format!("{}b{n}", &tag[..tag.len().min(9)]);
-        ip(&["link", "add", &dev_a, "type", "veth", "peer", "name", &dev_b])?;
+        ip(&[
+            "link", "add", &dev_a, "type", "veth", "peer", "name", &dev_b,
+        ])?;
         let (ns_a, ns_b) = (&self.namespaces[a], &self.namespaces[b]);
         ip(&["link", "set", &dev_a, "netns", ns_a])?;
         ip(&["link", "set", &dev_b, "netns", ns_b])?;
@@ -104,8 +108,24 @@ impl Topology {
         let base = ((n % 64) * 4) as u8;
         let addr_a = Ipv4Addr::new(10, 231, third, base + 1);
         let addr_b = Ipv4Addr::new(10, 231, third, base + 2);
-        ip(&["-n", ns_a, "addr", "add", &format!("{addr_a}/30"), "dev", &dev_a])?;
-        ip(&["-n", ns_b, "addr", "add", &format!("{addr_b}/30"), "dev", &dev_b])?;
+        ip(&[
+            "-n",
+            ns_a,
+            "addr",
+            "add",
+            &format!("{addr_a}/30"),
+            "dev",
+            &dev_a,
+        ])?;
+        ip(&[
+            "-n",
+            ns_b,
+            "addr",
+            "add",
+            &format!("{addr_b}/30"),
+            "dev",
+            &dev_b,
+        ])?;
         ip(&["-n", ns_a, "link", "set", &dev_a, "up"])?;
         ip(&["-n", ns_b, "link", "set", &dev_b, "up"])?;
         self.links.push(Link {
