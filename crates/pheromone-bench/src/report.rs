@@ -120,6 +120,56 @@ pub enum Record {
     Rr(RrResult),
     /// A connect line.
     Connect(ConnectResult),
+    /// A relayed-throughput line.
+    Relay(RelayResult),
+}
+
+/// Bulk transfer over a direct link and over a circuit through one relay, same run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelayResult {
+    /// Always `"relay"`.
+    pub bench: &'static str,
+    /// Which stack.
+    pub stack: &'static str,
+    /// Payload bytes per transfer.
+    pub bytes: u64,
+    /// Intermediate hops of the relayed transfer.
+    pub relays: u32,
+    /// Direct link, payload MB/s.
+    pub direct_mb_per_s: f64,
+    /// Through the relay, payload MB/s.
+    pub relayed_mb_per_s: f64,
+    /// `relayed_mb_per_s / direct_mb_per_s`.
+    pub ratio: f64,
+    /// Process CPU seconds per 10^9 payload bytes, direct.
+    pub direct_cpu_s_per_gb: f64,
+    /// Process CPU seconds per 10^9 payload bytes, relayed (the relay's work included).
+    pub relayed_cpu_s_per_gb: f64,
+}
+
+impl RelayResult {
+    /// Builds the record from the (wall, cpu) times of the two transfers.
+    pub fn new(
+        stack: &'static str,
+        bytes: u64,
+        direct: (Duration, Duration),
+        relayed: (Duration, Duration),
+    ) -> Self {
+        let rate = |wall: Duration| bytes as f64 / 1e6 / wall.as_secs_f64().max(f64::MIN_POSITIVE);
+        let per_gb = |cpu: Duration| cpu.as_secs_f64() / (bytes as f64 / 1e9);
+        let (d, r) = (rate(direct.0), rate(relayed.0));
+        Self {
+            bench: "relay",
+            stack,
+            bytes,
+            relays: 1,
+            direct_mb_per_s: round(d, 1),
+            relayed_mb_per_s: round(r, 1),
+            ratio: round(r / d.max(f64::MIN_POSITIVE), 3),
+            direct_cpu_s_per_gb: round(per_gb(direct.1), 3),
+            relayed_cpu_s_per_gb: round(per_gb(relayed.1), 3),
+        }
+    }
 }
 
 impl ThroughputResult {

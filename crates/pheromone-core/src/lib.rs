@@ -17,6 +17,10 @@
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
 //!   ChaCha20-Poly1305 transport ciphers that follow it.
+//! - [`relay`]: the `/pheromone/relay/1.0.0` circuit handshake codec (CONNECT and its
+//!   status response) that relays exchange before splicing streams.
+//! - [`route`]: loop-free distance-vector routing (Babel-style feasibility, sequence
+//!   numbers, triggered updates) as a sans-IO state machine, and its wire format.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 //! - [`yamux`]: the yamux stream multiplexer as a sans-IO session state machine.
 
@@ -29,5 +33,7 @@ pub mod identify;
 pub mod identity;
 pub mod multistream;
 pub mod noise;
+pub mod relay;
+pub mod route;
 pub mod varint;
 pub mod yamux;

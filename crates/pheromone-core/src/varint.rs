@@ -65,10 +65,102 @@ pub fn decode(buf: &[u8]) -> Result<Option<(u64, usize)>, VarintError> {
     Ok(None)
 }
 
+/// Why a length-prefixed frame could not be split off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix is not a valid varint.
+    #[error("bad frame length prefix: {0}")]
+    Prefix(#[from] VarintError),
+    /// The announced length is above the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Appends `frame` to `out` behind its varint length: the framing of every
+/// length-prefixed protocol message on a byte stream.
+pub fn encode_frame(frame: &[u8], out: &mut bytes::BytesMut) {
+    let mut prefix = [0u8; MAX_LEN];
+    let mut value = frame.len() as u64;
+    let mut n = 0;
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            prefix[n] = byte;
+            n += 1;
+            break;
+        }
+        prefix[n] = byte | 0x80;
+        n += 1;
+    }
+    out.reserve(n + frame.len());
+    out.extend_from_slice(&prefix[..n]);
+    out.extend_from_slice(frame);
+}
+
+/// Splits one varint-length-prefixed frame off the front of `buf`.
+///
+/// `Ok(None)` until the whole frame has arrived (read more and call again). A length above
+/// `max` is an error before anything is buffered for it.
+pub fn decode_frame(
+    buf: &mut bytes::BytesMut,
+    max: usize,
+) -> Result<Option<bytes::Bytes>, FrameError> {
+    let Some((len, used)) = decode(buf)? else {
+        return Ok(None);
+    };
+    if len > max as u64 {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    // Fits: at most `max`.
+    let len = len as usize;
+    if buf.len() < used + len {
+        return Ok(None);
+    }
+    let _ = buf.split_to(used);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip_and_wait_for_their_end() {
+        let mut out = bytes::BytesMut::new();
+        encode_frame(b"hello", &mut out);
+        encode_frame(&[7u8; 300], &mut out);
+        let mut partial = bytes::BytesMut::from(&out[..out.len() - 1]);
+        assert_eq!(decode_frame(&mut partial, 1024), Ok(Some("hello".into())));
+        assert_eq!(decode_frame(&mut partial, 1024), Ok(None));
+        let _ = decode_frame(&mut out, 1024);
+        assert_eq!(
+            decode_frame(&mut out, 1024),
+            Ok(Some(vec![7u8; 300].into()))
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_buffering() {
+        let mut prefix = Vec::new();
+        encode(10_000, &mut prefix);
+        let mut buf = bytes::BytesMut::from(&prefix[..]);
+        assert_eq!(
+            decode_frame(&mut buf, 1024),
+            Err(FrameError::TooLarge {
+                len: 10_000,
+                max: 1024
+            })
+        );
+    }
 
     #[test]
     fn known_encodings() {

@@ -24,10 +24,13 @@
 pub mod connection;
 pub mod endpoint;
 pub mod identity_file;
+mod links;
 pub mod negotiate;
 pub mod node;
 pub mod protocols;
 pub mod pubsub;
+pub mod relay;
+pub mod routing;
 pub mod transport;
 pub mod upgrade;
 

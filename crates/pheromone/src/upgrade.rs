@@ -12,7 +12,7 @@
 //! in [`pheromone_core`], this file only moves bytes.
 
 use crate::connection::driver::Driver;
-use crate::connection::{Connection, ConnectionId, ConnectionInfo, Direction, Shared};
+use crate::connection::{Connection, ConnectionId, ConnectionInfo, Direction, Shared, Socket};
 use crate::endpoint::EndpointConfig;
 use crate::negotiate::{self, NegotiateError};
 use bytes::BytesMut;
@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The multiplexer protocol we negotiate.
 pub const YAMUX_PROTOCOL: &str = "/yamux/1.0.0";
@@ -68,6 +67,12 @@ pub enum UpgradeError {
         /// What went wrong.
         source: NoiseError,
     },
+    /// Too many handshakes are in progress; this one was not started.
+    #[error("too many handshakes in progress (limit {limit})")]
+    Busy {
+        /// The limit.
+        limit: usize,
+    },
     /// The whole upgrade did not finish in time (a peer that stalls mid-handshake).
     #[error("handshake with {addr} did not finish within {timeout:?}")]
     Timeout {
@@ -99,7 +104,7 @@ pub(crate) fn static_key(keypair: &Keypair) -> StaticKey {
 }
 
 struct Io {
-    socket: TcpStream,
+    socket: Socket,
     buf: BytesMut,
     addr: SocketAddr,
 }
@@ -147,31 +152,25 @@ impl Io {
 
 /// Upgrades a socket we dialled. With `expected`, the remote must authenticate as that peer.
 pub(crate) async fn outbound(
-    socket: TcpStream,
+    socket: Socket,
     identity: (&Keypair, &StaticKey),
     expected: Option<PeerId>,
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
-    let addr = peer_addr(&socket);
+    let addr = socket.peer_addr();
     let upgrade = outbound_inner(socket, addr, identity, expected, config);
     with_timeout(addr, config.handshake_timeout, upgrade).await
 }
 
 /// Upgrades a socket we accepted.
 pub(crate) async fn inbound(
-    socket: TcpStream,
+    socket: Socket,
     identity: (&Keypair, &StaticKey),
     config: &EndpointConfig,
 ) -> Result<Upgraded, UpgradeError> {
-    let addr = peer_addr(&socket);
+    let addr = socket.peer_addr();
     let upgrade = inbound_inner(socket, addr, identity, config);
     with_timeout(addr, config.handshake_timeout, upgrade).await
-}
-
-fn peer_addr(socket: &TcpStream) -> SocketAddr {
-    socket
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 async fn with_timeout<T>(
@@ -185,7 +184,7 @@ async fn with_timeout<T>(
 }
 
 async fn outbound_inner(
-    socket: TcpStream,
+    socket: Socket,
     addr: SocketAddr,
     (keypair, static_key): (&Keypair, &StaticKey),
     expected: Option<PeerId>,
@@ -266,7 +265,7 @@ async fn outbound_inner(
 }
 
 async fn inbound_inner(
-    socket: TcpStream,
+    socket: Socket,
     addr: SocketAddr,
     (keypair, static_key): (&Keypair, &StaticKey),
     config: &EndpointConfig,
@@ -364,11 +363,9 @@ fn connection_info(
         remote_peer,
         remote_public_key,
         remote_addr: io.addr,
-        local_addr: io
-            .socket
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        local_addr: io.socket.local_addr(),
         direction,
+        relay: io.socket.relay(),
     }
 }
 

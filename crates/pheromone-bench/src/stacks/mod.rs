@@ -8,13 +8,14 @@ pub mod libp2p;
 pub mod libp2p_rr;
 pub mod pheromone;
 pub mod pheromone_node;
+pub mod pheromone_relay;
 pub mod tcp;
 pub mod tcp_chacha;
 
 use anyhow::{bail, Result};
 
 use crate::report::{
-    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, RrResult,
+    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, RelayResult, RrResult,
     ThroughputResult,
 };
 
@@ -31,15 +32,18 @@ pub enum Bench {
     /// a connection per request in short mode; for pheromone also `dispatch_all` to many
     /// peers and memory after many dispatches.
     Dispatch,
+    /// Bulk transfer over a direct link and over a circuit through one relay.
+    Relay,
 }
 
 impl Bench {
     /// Every bench, in the order a full run prints them.
-    pub const ALL: [Bench; 4] = [
+    pub const ALL: [Bench; 5] = [
         Bench::Throughput,
         Bench::Rr,
         Bench::Connect,
         Bench::Dispatch,
+        Bench::Relay,
     ];
 }
 
@@ -82,8 +86,9 @@ impl Stack {
     /// Whether this stack has a meaningful figure for `bench`.
     pub fn supports(self, bench: Bench) -> bool {
         match self {
-            Stack::Libp2p | Stack::Pheromone => true,
-            Stack::Tcp => bench != Bench::Dispatch,
+            Stack::Pheromone => true,
+            Stack::Libp2p => bench != Bench::Relay,
+            Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Relay),
             Stack::TcpChacha => bench == Bench::Throughput,
         }
     }
@@ -123,6 +128,14 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_memory(small, large).await,
             _ => bail!("{} has no dispatch_memory bench", self.name()),
+        }
+    }
+
+    /// Moves `total` bytes directly and through one relay.
+    pub async fn relay(self, total: u64) -> Result<RelayResult> {
+        match self {
+            Stack::Pheromone => pheromone_relay::relay(total).await,
+            _ => bail!("{} has no relay bench", self.name()),
         }
     }
 

@@ -11,7 +11,7 @@ use super::error::DecodeError;
 use super::MessageId;
 use crate::identity::PeerId;
 use crate::varint;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Wire version byte that starts every frame.
 pub const VERSION: u8 = 1;
@@ -521,11 +521,7 @@ fn push_id(out: &mut Vec<u8>, tag: u8, id: MessageId) {
 /// Appends `frame` to `out` behind an unsigned-varint length prefix, the framing used when
 /// broadcast frames travel over a byte stream.
 pub fn encode_length_prefixed(frame: &[u8], out: &mut BytesMut) {
-    let mut prefix = Vec::with_capacity(varint::MAX_LEN);
-    varint::encode(frame.len() as u64, &mut prefix);
-    out.reserve(prefix.len() + frame.len());
-    out.put_slice(&prefix);
-    out.put_slice(frame);
+    varint::encode_frame(frame, out);
 }
 
 /// Splits one length-prefixed frame off the front of `buf`.
@@ -536,24 +532,13 @@ pub fn decode_length_prefixed(
     buf: &mut BytesMut,
     max_frame_len: usize,
 ) -> Result<Option<Bytes>, DecodeError> {
-    let (len, used) = match varint::decode(buf) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(DecodeError::Varint("frame length")),
-    };
-    if len > max_frame_len as u64 {
-        return Err(DecodeError::Oversized {
+    varint::decode_frame(buf, max_frame_len).map_err(|e| match e {
+        varint::FrameError::TooLarge { len, max } => DecodeError::Oversized {
             len: usize::try_from(len).unwrap_or(usize::MAX),
-            max: max_frame_len,
-        });
-    }
-    // Fits: at most max_frame_len.
-    let len = len as usize;
-    if buf.len() < used + len {
-        return Ok(None);
-    }
-    buf.advance(used);
-    Ok(Some(buf.split_to(len).freeze()))
+            max,
+        },
+        _ => DecodeError::Varint("frame length"),
+    })
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 pub(crate) mod driver;
 mod read_buffers;
 mod shared;
+mod socket;
 mod stream;
 
 pub use stream::Stream;
 
 use pheromone_core::identity::{PeerId, PublicKey};
 pub(crate) use shared::Shared;
+pub(crate) use socket::{Circuit, Socket};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub struct ConnectionInfo {
     pub local_addr: SocketAddr,
     /// Whether we dialled or accepted it.
     pub direction: Direction,
+    /// For a relayed connection, the first relay on the way to the peer (the remote
+    /// address is then that relay's); `None` for a direct link.
+    pub relay: Option<PeerId>,
 }
 
 /// Why a connection or one of its streams failed.

@@ -11,6 +11,7 @@
 //! driver task. Only when the socket is full, or another task holds the writer, is the
 //! driver woken to finish the job. Lock order: `writer` before `state`.
 
+use super::socket::Socket;
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
 use pheromone_core::identity::PeerId;
@@ -20,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// Wakers of one stream's reader and writer.
 #[derive(Default)]
@@ -69,7 +69,7 @@ pub(super) enum Flush {
 pub(crate) struct Shared {
     state: Mutex<State>,
     writer: Mutex<Writer>,
-    pub(super) socket: TcpStream,
+    pub(super) socket: Socket,
     pub(super) peer: PeerId,
     pub(super) high_water: usize,
 }
@@ -95,7 +95,7 @@ impl ToWake {
 impl Shared {
     pub(crate) fn new(
         session: Session,
-        socket: TcpStream,
+        socket: Socket,
         sender: NoiseSender,
         peer: PeerId,
         high_water: usize,
@@ -335,7 +335,7 @@ impl Shared {
 
     /// Shuts the socket down in one or both directions (errors mean it is gone already).
     pub(super) fn shutdown(&self, how: std::net::Shutdown) {
-        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(how) {
+        if let Err(e) = self.socket.shutdown(how) {
             tracing::trace!(peer = %self.peer, error = %e, "socket shutdown failed");
         }
     }

@@ -125,7 +125,16 @@ impl Stream {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    /// Polls for the next chunk as `Bytes` without copying; `None` at the end of the
+    /// stream. The poll form of [`Stream::read_chunk`], for splicing streams by hand.
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if !self.unread.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.unread))));
+        }
+        self.poll_chunk(cx)
+    }
+
+    pub(super) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         if self.prefix.is_some() {
             if let Err(e) = self.send_prefix() {
                 return Poll::Ready(Err(e));
@@ -199,6 +208,33 @@ impl Stream {
             self.shared.flush_or_wake();
         }
         result
+    }
+
+    /// Waits until a write may make progress: the connection's outgoing buffer is below its
+    /// high-water mark and the stream has send window. Used where the stream stands in for
+    /// a socket (a relayed circuit).
+    pub(super) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.shared.lock();
+        if state.closed.is_some() {
+            drop(state);
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        if state.session.outgoing().len() >= self.shared.high_water {
+            state.parked_writers.push(cx.waker().clone());
+            drop(state);
+            self.shared.wake_driver();
+            return Poll::Pending;
+        }
+        match state.session.send_window(self.id) {
+            Some(0) => {
+                if let Some(w) = state.wakers.get_mut(&self.id) {
+                    w.writer = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            // A window, or a stream the session no longer knows: the write reports which.
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     fn closed_error(&self) -> io::Error {

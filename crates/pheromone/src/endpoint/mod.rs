@@ -16,7 +16,7 @@ pub use error::{DialError, OpenStreamError};
 pub use router::{Access, StreamHandler};
 
 use crate::connection::{
-    Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Stream,
+    Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket, Stream,
 };
 use crate::negotiate;
 use crate::protocols::{identify, perf, ping};
@@ -300,7 +300,9 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                let result = upgrade::inbound(socket, this.identity(), &this.inner.config).await;
+                let result =
+                    upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
+                        .await;
                 drop(permit);
                 match result {
                     Ok(upgraded) => {
@@ -351,8 +353,52 @@ impl Endpoint {
             });
         }
         let socket = self.inner.transport.dial(addr).await?;
-        let upgraded =
-            upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?;
+        let upgraded = upgrade::outbound(
+            Socket::Tcp(socket),
+            self.identity(),
+            expected,
+            &self.inner.config,
+        )
+        .await?;
+        Ok(self.adopt(upgraded))
+    }
+
+    /// A live direct (not relayed) connection to `peer`, if there is one.
+    pub fn direct_connection(&self, peer: &PeerId) -> Option<Connection> {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.remote_peer() == *peer && c.info().relay.is_none())
+            .find(|c| !c.is_closed() && !c.is_going_away())
+            .cloned()
+    }
+
+    /// Upgrades a relayed circuit (its far end spliced to the peer) like a socket and
+    /// registers the connection; outbound with the peer we expect, inbound as accepted.
+    pub(crate) async fn adopt_circuit(
+        &self,
+        socket: Socket,
+        direction: Direction,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, upgrade::UpgradeError> {
+        let upgraded = match direction {
+            Direction::Outbound => {
+                upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
+            }
+            Direction::Inbound => {
+                let _permit = self
+                    .inner
+                    .handshake_slots
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| upgrade::UpgradeError::Busy {
+                        limit: self.inner.config.max_pending_handshakes,
+                    })?;
+                upgrade::inbound(socket, self.identity(), &self.inner.config).await?
+            }
+        };
         Ok(self.adopt(upgraded))
     }
 

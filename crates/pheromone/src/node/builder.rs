@@ -184,6 +184,7 @@ impl NodeBuilder {
                 tasks: TaskTracker::new(),
                 next_dial: AtomicU64::new(1),
                 pubsub: crate::pubsub::PubSub::start(&endpoint, config.broadcast.clone()),
+                mesh: super::mesh::Mesh::start(&endpoint, &config),
                 endpoint,
                 config,
             }),

@@ -3,6 +3,7 @@
 //! Plain data with safe defaults. The limits are written into the endpoint's settings
 //! when the node is built ([`NodeConfig::endpoint_config`]); nothing here opens sockets.
 
+use crate::connection::ConnectionConfig;
 use crate::endpoint::EndpointConfig;
 use std::time::Duration;
 
@@ -75,6 +76,12 @@ pub struct NodeConfig {
     pub endpoint: EndpointConfig,
     /// Topic broadcast: strategy (tree by default), message and cache limits.
     pub broadcast: pheromone_core::broadcast::Config,
+    /// Multi-hop routing over the node's direct links (`/pheromone/route/1.0.0`); `None`
+    /// turns it off, and with it relayed dials.
+    pub routing: Option<pheromone_core::route::Config>,
+    /// Relayed connections: whether this node carries circuits for others, accepts them,
+    /// and their limits. Used only with routing on.
+    pub relay: crate::relay::RelayConfig,
 }
 
 impl Default for NodeConfig {
@@ -86,8 +93,23 @@ impl Default for NodeConfig {
             max_message_size: 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(120)),
             limits: Limits::default(),
-            endpoint: EndpointConfig::default(),
+            endpoint: EndpointConfig {
+                connection: ConnectionConfig {
+                    yamux: pheromone_core::yamux::Config {
+                        // A dead link must be noticed within about two seconds so routes
+                        // around it (and circuits over it) re-form quickly; a ping every
+                        // half second costs a few bytes per connection.
+                        keepalive_interval: Some(Duration::from_millis(500)),
+                        keepalive_timeout: Duration::from_secs(2),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                ..EndpointConfig::default()
+            },
             broadcast: pheromone_core::broadcast::Config::default(),
+            routing: Some(pheromone_core::route::Config::default()),
+            relay: crate::relay::RelayConfig::default(),
         }
     }
 }

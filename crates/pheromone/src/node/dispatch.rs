@@ -186,8 +186,36 @@ impl Inner {
         .shared()
     }
 
-    /// Dials `peer` at each address we know for it until one works.
+    /// Dials `peer` at each address we know for it until one works; failing that, opens a
+    /// relayed connection along the route table.
     async fn dial(&self, peer: PeerId) -> Result<Connection, DispatchError> {
+        let direct = self.dial_direct(peer).await;
+        let Err(direct_error) = direct else {
+            return direct;
+        };
+        let Some(mesh) = &self.mesh else {
+            return Err(direct_error);
+        };
+        if !mesh.can_relay_to(&peer) {
+            return Err(direct_error);
+        }
+        match mesh.relay.connect(peer).await {
+            Ok(conn) => Ok(conn),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "relayed dial failed");
+                Err(match direct_error {
+                    DispatchError::NoAddress { .. } => DispatchError::Relay {
+                        peer,
+                        source: std::sync::Arc::new(e),
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Dials `peer` at each address we know for it until one works.
+    async fn dial_direct(&self, peer: PeerId) -> Result<Connection, DispatchError> {
         let addrs = self.lock_directory().addresses(&peer);
         let mut last = DispatchError::NoAddress { peer };
         for addr in addrs {

@@ -127,6 +127,15 @@ pub enum DispatchError {
         /// The peer.
         peer: PeerId,
     },
+    /// The peer has no address we could dial and the relayed dial along the route
+    /// table failed too. Not handled.
+    #[error("cannot reach {peer} directly or through relays: {source}")]
+    Relay {
+        /// The peer.
+        peer: PeerId,
+        /// Why the relayed dial failed.
+        source: Arc<crate::relay::RelayError>,
+    },
     /// Dialling the peer failed. Not handled.
     #[error("cannot reach {peer}: {source}")]
     Dial {
@@ -285,6 +294,7 @@ impl DispatchError {
         match self {
             Closed | UnknownName { .. } | AmbiguousName { .. } | InvalidProtocol { .. } => None,
             NoAddress { peer }
+            | Relay { peer, .. }
             | Dial { peer, .. }
             | RequestTooLarge { peer, .. }
             | RemoteRequestTooLarge { peer, .. }

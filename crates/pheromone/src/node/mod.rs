@@ -32,6 +32,7 @@ mod dispatch;
 mod error;
 mod handler;
 mod lifecycle;
+mod mesh;
 mod pending;
 mod pool;
 mod reqresp;
@@ -310,6 +311,8 @@ pub(crate) struct Inner {
     endpoint: Endpoint,
     /// Topic broadcast over the node's connections.
     pubsub: crate::pubsub::PubSub,
+    /// Multi-hop routing and relayed connections (absent with routing off).
+    mesh: Option<mesh::Mesh>,
     config: NodeConfig,
     pool: Pool,
     /// Routes and learned names; a std mutex, never held across an await.
@@ -359,6 +362,17 @@ impl Node {
     /// The endpoint underneath (connections, ping, identify).
     pub fn endpoint(&self) -> &Endpoint {
         &self.inner.endpoint
+    }
+
+    /// The routing service (route table, next hops, traces); `None` with routing off.
+    pub fn routing(&self) -> Option<&crate::routing::Routing> {
+        self.inner.mesh.as_ref().map(|m| &m.routing)
+    }
+
+    /// The relay service (circuits through this node, relayed dials); `None` with
+    /// routing off.
+    pub fn relay(&self) -> Option<&crate::relay::Relay> {
+        self.inner.mesh.as_ref().map(|m| &m.relay)
     }
 
     /// Starts listening on one more address; the bound address with our `/p2p/` suffix.

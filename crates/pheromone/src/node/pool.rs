@@ -4,7 +4,8 @@
 //! Simultaneous open is settled by [`prefers_new`], a rule both ends evaluate alone from
 //! what each knows about a connection (who dialled it): of two live connections between
 //! the same peers, keep the one dialled by the smaller peer ID; of two dialled by the same
-//! peer, keep the newer (that peer only dials when it believes the older one is gone). The
+//! peer, keep the newer (that peer only dials when it believes the older one is gone); a
+//! direct connection always beats a relayed one. The
 //! pool only decides; the node closes the loser gracefully, so requests already on it
 //! finish there.
 //!
@@ -31,6 +32,10 @@ pub(super) fn prefers_new(local: PeerId, old: &ConnectionInfo, new: &ConnectionI
         Direction::Outbound => local,
         Direction::Inbound => c.remote_peer,
     };
+    // A direct link beats a relayed circuit whoever dialled: it is cheaper for everyone.
+    if old.relay.is_some() != new.relay.is_some() {
+        return new.relay.is_none();
+    }
     let (old_dialer, new_dialer) = (dialer(old), dialer(new));
     if old_dialer == new_dialer {
         true
@@ -293,6 +298,7 @@ mod tests {
             remote_addr: addr,
             local_addr: addr,
             direction,
+            relay: None,
         }
     }
 

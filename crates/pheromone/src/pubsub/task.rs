@@ -1,22 +1,20 @@
 //! The task that drives one node's broadcast state machine, and the stream IO around it.
 //!
 //! Inputs come from three places — the endpoint's connection events, inbound broadcast
-//! streams (one reader task per stream, frames through a bounded channel), and commands
-//! from [`PubSub`](super::PubSub) handles — plus the state machine's timer. Outputs go to
-//! one writer task per neighbour, through a bounded queue: a frame that does not fit is
-//! dropped, and the state machine's own retransmissions repair the loss.
+//! streams (frames through a bounded channel), and commands from [`PubSub`](super::PubSub)
+//! handles — plus the state machine's timer. Outputs go to the neighbours' writer queues of
+//! [`Links`]: a frame that does not fit is dropped, and the state machine's own
+//! retransmissions repair the loss.
 
 use super::{Command, PROTOCOL, SUBSCRIPTION_CAPACITY};
-use crate::connection::{Connection, Stream};
-use crate::endpoint::{Access, Endpoint, EndpointEvent};
-use bytes::{Bytes, BytesMut};
-use futures::FutureExt;
-use pheromone_core::broadcast::{wire, Broadcast, Config, Message, OrderedDelivery, Output, Topic};
+use crate::connection::{Connection, ConnectionInfo};
+use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::links::{self, LinkKind, Links};
+use bytes::Bytes;
+use pheromone_core::broadcast::{Broadcast, Config, Message, OrderedDelivery, Output, Topic};
 use pheromone_core::identity::PeerId;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast as events, mpsc};
 
 /// Frames queued for one neighbour before new ones are dropped.
@@ -36,18 +34,12 @@ pub(super) fn spawn(endpoint: &Endpoint, mut config: Config) -> mpsc::Sender<Com
         .max(1);
     let max_frame = config.max_frame_len();
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    endpoint.set_handler(
-        PROTOCOL,
-        Arc::new(move |conn: Connection, stream: Stream| {
-            read_frames(conn.remote_peer(), stream, max_frame, inbound_tx.clone()).boxed()
-        }),
-        Access::Open,
-    );
+    links::serve_frames(endpoint, PROTOCOL, max_frame, inbound_tx);
     let (commands_tx, commands) = mpsc::channel(256);
     let driver = Driver {
         state: Broadcast::new(endpoint.keypair().clone(), config, Instant::now()),
         endpoint: endpoint.clone(),
-        links: HashMap::new(),
+        links: Links::new(endpoint.clone(), PROTOCOL, LinkKind::Any, PEER_QUEUE),
         subscribers: HashMap::new(),
         order: OrderedDelivery::new(ORDER_WINDOW, 4096, 4096),
     };
@@ -56,83 +48,10 @@ pub(super) fn spawn(endpoint: &Endpoint, mut config: Config) -> mpsc::Sender<Com
     commands_tx
 }
 
-/// Reads length-prefixed frames from one inbound stream until it ends or breaks.
-async fn read_frames(
-    peer: PeerId,
-    mut stream: Stream,
-    max_frame: usize,
-    to_task: mpsc::Sender<(PeerId, Bytes)>,
-) {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    loop {
-        loop {
-            match wire::decode_length_prefixed(&mut buf, max_frame) {
-                Ok(Some(frame)) => {
-                    if to_task.send((peer, frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "bad broadcast framing; dropping the stream");
-                    stream.reset();
-                    return;
-                }
-            }
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Writes frames for one neighbour on a stream of its own, reopened if it breaks.
-async fn write_frames(endpoint: Endpoint, conn: Connection, mut frames: mpsc::Receiver<Bytes>) {
-    let peer = conn.remote_peer();
-    let mut stream: Option<Stream> = None;
-    let mut out = BytesMut::new();
-    while let Some(frame) = frames.recv().await {
-        out.clear();
-        wire::encode_length_prefixed(&frame, &mut out);
-        // Whatever else is queued goes in the same write.
-        while let Ok(more) = frames.try_recv() {
-            wire::encode_length_prefixed(&more, &mut out);
-        }
-        if stream.is_none() {
-            match endpoint.open_stream(&conn, PROTOCOL).await {
-                Ok(s) => stream = Some(s),
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "cannot open a broadcast stream");
-                    if conn.is_closed() {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        if let Some(s) = stream.as_mut() {
-            if let Err(e) = s.write_all(&out).await {
-                tracing::debug!(%peer, error = %e, "broadcast stream broke; reopening on the next frame");
-                stream = None;
-                if conn.is_closed() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// One neighbour: how many live connections we have to it and its writer's queue.
-struct Link {
-    connections: usize,
-    frames: mpsc::Sender<Bytes>,
-}
-
 struct Driver {
     state: Broadcast,
     endpoint: Endpoint,
-    links: HashMap<PeerId, Link>,
+    links: Links,
     subscribers: HashMap<Topic, Vec<mpsc::Sender<Message>>>,
     /// Puts each origin's messages back in publishing order before subscribers see them.
     order: OrderedDelivery,
@@ -169,7 +88,7 @@ impl Driver {
                 }
                 event = events.recv() => match event {
                     Ok(EndpointEvent::ConnectionEstablished(conn)) => self.connection_up(conn),
-                    Ok(EndpointEvent::ConnectionClosed { info, .. }) => self.connection_down(info.remote_peer),
+                    Ok(EndpointEvent::ConnectionClosed { info, .. }) => self.connection_down(&info),
                     Err(events::error::RecvError::Lagged(_)) => self.resync(),
                     Err(events::error::RecvError::Closed) => return,
                 },
@@ -185,74 +104,27 @@ impl Driver {
 
     fn connection_up(&mut self, conn: Connection) {
         let peer = conn.remote_peer();
-        if let Some(link) = self.links.get_mut(&peer) {
-            link.connections += 1;
-            return;
+        if self.links.connection_up(conn) {
+            self.state.add_neighbour(Instant::now(), peer);
         }
-        let (frames, queue) = mpsc::channel(PEER_QUEUE);
-        tokio::spawn(write_frames(self.endpoint.clone(), conn, queue));
-        self.links.insert(
-            peer,
-            Link {
-                connections: 1,
-                frames,
-            },
-        );
-        self.state.add_neighbour(Instant::now(), peer);
     }
 
-    fn connection_down(&mut self, peer: PeerId) {
-        let Some(link) = self.links.get_mut(&peer) else {
-            return;
-        };
-        link.connections = link.connections.saturating_sub(1);
-        if link.connections > 0 {
-            // Another connection to the peer survives: write through it from now on.
-            if let Some(conn) = self
-                .endpoint
-                .connections()
-                .into_iter()
-                .find(|c| c.remote_peer() == peer)
-            {
-                let (frames, queue) = mpsc::channel(PEER_QUEUE);
-                tokio::spawn(write_frames(self.endpoint.clone(), conn, queue));
-                link.frames = frames;
-            }
-            return;
+    fn connection_down(&mut self, info: &ConnectionInfo) {
+        if self.links.connection_down(info) {
+            self.state
+                .remove_neighbour(Instant::now(), info.remote_peer);
         }
-        self.links.remove(&peer);
-        self.state.remove_neighbour(Instant::now(), peer);
     }
 
     /// Rebuilds the neighbour set from the endpoint after missing connection events.
     fn resync(&mut self) {
-        let mut live: HashMap<PeerId, Vec<Connection>> = HashMap::new();
-        for conn in self.endpoint.connections() {
-            live.entry(conn.remote_peer()).or_default().push(conn);
+        let changes = self.links.resync();
+        let now = Instant::now();
+        for peer in changes.down {
+            self.state.remove_neighbour(now, peer);
         }
-        let gone: Vec<PeerId> = self
-            .links
-            .keys()
-            .filter(|p| !live.contains_key(p))
-            .copied()
-            .collect();
-        for peer in gone {
-            self.links.remove(&peer);
-            self.state.remove_neighbour(Instant::now(), peer);
-        }
-        for (peer, conns) in live {
-            match self.links.get_mut(&peer) {
-                Some(link) => link.connections = conns.len(),
-                None => {
-                    let count = conns.len();
-                    if let Some(conn) = conns.into_iter().next() {
-                        self.connection_up(conn);
-                    }
-                    if let Some(link) = self.links.get_mut(&peer) {
-                        link.connections = count;
-                    }
-                }
-            }
+        for peer in changes.up {
+            self.state.add_neighbour(now, peer);
         }
     }
 
@@ -287,14 +159,11 @@ impl Driver {
     fn drain_outputs(&mut self) {
         while let Some(output) = self.state.poll_output() {
             match output {
-                Output::Send { to, bytes } => match self.links.get(&to) {
-                    Some(link) => {
-                        if link.frames.try_send(bytes).is_err() {
-                            tracing::debug!(peer = %to, "broadcast queue full; frame dropped (it will be retransmitted)");
-                        }
+                Output::Send { to, bytes } => {
+                    if !self.links.send(&to, bytes) {
+                        tracing::debug!(peer = %to, "broadcast frame dropped: queue full or neighbour gone (it will be retransmitted)");
                     }
-                    None => tracing::trace!(peer = %to, "frame for a neighbour that is gone"),
-                },
+                }
                 Output::Deliver(message) => self.order.push(Instant::now(), message),
             }
         }

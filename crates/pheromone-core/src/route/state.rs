@@ -1,0 +1,699 @@
+//! The [`Router`] state machine: neighbours, the destination table, route selection under
+//! the feasibility condition, triggered and periodic updates, sequence-number requests,
+//! expiry and garbage collection.
+//!
+//! Trace probes are handled in `trace.rs`; frames are built by `wire.rs`. Nothing here
+//! reads a clock or does IO: every method takes `now` and queues [`Output`]s.
+
+use super::table::{feasible, seq_ge, seq_gt, Dest, Learned, Pending, Selected};
+use super::wire::{self, Limits, Message, RequestEntry, UpdateEntry, INFINITY};
+use super::{Config, Event, MessageError, Metrics, NextHop, Output, RouteEntry, TraceId};
+use crate::identity::PeerId;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+/// A live link to a neighbour.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Neighbour {
+    pub(super) cost: u16,
+    pub(super) next_dump: Instant,
+}
+
+/// A trace this node started.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingTrace {
+    pub(super) destination: PeerId,
+    pub(super) deadline: Instant,
+}
+
+/// Distance-vector routing for one node; see the [module docs](super) for the rules and
+/// the calling contract.
+///
+/// Tables are ordered maps, so the same inputs always give the same outputs in the same
+/// order (the simulator replays runs bit for bit).
+#[derive(Debug)]
+pub struct Router {
+    pub(super) local: PeerId,
+    pub(super) config: Config,
+    limits: Limits,
+    /// Our own sequence number.
+    seqno: u32,
+    pub(super) neighbours: BTreeMap<PeerId, Neighbour>,
+    dests: BTreeMap<PeerId, Dest>,
+    /// Our pending sequence-number requests, by destination.
+    requests: BTreeMap<PeerId, Pending>,
+    /// Earliest `next_at` among `requests` (may be stale-early: a wake-up with nothing to
+    /// do is harmless and keeps this O(1) to maintain).
+    next_request_at: Option<Instant>,
+    /// Requests we forwarded recently, to forward each (destination, seqno) once.
+    forwarded: BTreeMap<(PeerId, u32), Instant>,
+    /// Destinations whose advertisement changed since the last flush (ours included).
+    dirty: BTreeSet<PeerId>,
+    /// Request entries to send at the next flush, per neighbour.
+    out_requests: BTreeMap<PeerId, Vec<RequestEntry>>,
+    pub(super) traces: BTreeMap<TraceId, PendingTrace>,
+    pub(super) next_trace_id: u64,
+    next_housekeeping: Option<Instant>,
+    pub(super) outputs: VecDeque<Output>,
+    pub(super) metrics: Metrics,
+}
+
+impl Router {
+    /// A router for the node `local`, with no neighbours yet.
+    pub fn new(local: PeerId, config: Config) -> Self {
+        Self {
+            local,
+            limits: Limits::from_config(&config),
+            seqno: config.initial_seqno,
+            config,
+            neighbours: BTreeMap::new(),
+            dests: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            next_request_at: None,
+            forwarded: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            out_requests: BTreeMap::new(),
+            traces: BTreeMap::new(),
+            next_trace_id: 1,
+            next_housekeeping: None,
+            outputs: VecDeque::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// This node's peer ID.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node's current sequence number.
+    pub fn seqno(&self) -> u32 {
+        self.seqno
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    /// Peers with a live link, in peer ID order.
+    pub fn neighbours(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.neighbours.keys().copied()
+    }
+
+    /// Where to send traffic for `destination`, if it is reachable. `None` for this node
+    /// itself.
+    pub fn next_hop(&self, destination: &PeerId) -> Option<NextHop> {
+        let sel = self.dests.get(destination)?.selected?;
+        Some(NextHop {
+            peer: sel.via,
+            hops: sel.hops,
+            metric: sel.metric,
+        })
+    }
+
+    /// Every reachable destination with its route, in destination order.
+    pub fn table(&self, now: Instant) -> Vec<RouteEntry> {
+        self.dests
+            .iter()
+            .filter_map(|(dest, d)| {
+                let sel = d.selected?;
+                let refreshed = d
+                    .routes
+                    .iter()
+                    .find(|r| r.via == sel.via)
+                    .map_or(now, |r| r.refreshed);
+                Some(RouteEntry {
+                    destination: *dest,
+                    next_hop: sel.via,
+                    hops: sel.hops,
+                    metric: sel.metric,
+                    seqno: sel.seqno,
+                    age: now.saturating_duration_since(refreshed),
+                })
+            })
+            .collect()
+    }
+
+    /// Number of reachable destinations.
+    pub fn reachable(&self) -> usize {
+        self.dests.values().filter(|d| d.selected.is_some()).count()
+    }
+
+    /// Number of destinations kept (reachable or remembered), bounded by
+    /// `Config::max_destinations`.
+    pub fn destinations(&self) -> usize {
+        self.dests.len()
+    }
+
+    /// A link to `peer` came up with the default cost: the peer is sent our whole table
+    /// at once and every `update_interval` after. Ignored for ourselves, for a peer
+    /// already linked, and beyond `max_neighbours`.
+    pub fn link_up(&mut self, now: Instant, peer: PeerId) {
+        self.link_up_with_cost(now, peer, self.config.default_link_cost);
+    }
+
+    /// Like [`Router::link_up`] with an explicit link cost (at least 1; e.g. derived from
+    /// the round-trip time). Routes then minimise the sum of costs.
+    pub fn link_up_with_cost(&mut self, now: Instant, peer: PeerId, cost: u16) {
+        self.wake(now);
+        if peer == self.local || self.neighbours.contains_key(&peer) {
+            return;
+        }
+        if self.neighbours.len() >= self.config.max_neighbours {
+            self.metrics.neighbour_limit_drops += 1;
+            return;
+        }
+        self.neighbours.insert(
+            peer,
+            Neighbour {
+                cost: cost.clamp(1, INFINITY - 1),
+                next_dump: now + self.config.update_interval,
+            },
+        );
+        self.send_dump(now, peer);
+        self.flush();
+    }
+
+    /// Changes the cost of the link to `peer`; routes through it are re-evaluated.
+    pub fn set_link_cost(&mut self, now: Instant, peer: PeerId, cost: u16) {
+        let Some(n) = self.neighbours.get_mut(&peer) else {
+            return;
+        };
+        n.cost = cost.clamp(1, INFINITY - 1);
+        let affected: Vec<PeerId> = self
+            .dests
+            .iter()
+            .filter(|(_, d)| d.routes.iter().any(|r| r.via == peer))
+            .map(|(k, _)| *k)
+            .collect();
+        for dest in affected {
+            self.select(now, dest);
+        }
+        self.flush();
+    }
+
+    /// The link to `peer` went down: every route through it is dropped at once, and the
+    /// destinations that lose their route are retracted (or rerouted) right away.
+    pub fn link_down(&mut self, now: Instant, peer: PeerId) {
+        self.wake(now);
+        if self.neighbours.remove(&peer).is_none() {
+            return;
+        }
+        self.out_requests.remove(&peer);
+        let mut affected = Vec::new();
+        for (dest, d) in &mut self.dests {
+            let before = d.routes.len();
+            d.routes.retain(|r| r.via != peer);
+            if d.routes.len() != before || d.selected.is_some_and(|s| s.via == peer) {
+                affected.push(*dest);
+            }
+        }
+        for dest in affected {
+            self.select(now, dest);
+        }
+        self.flush();
+    }
+
+    /// A frame from `from`. Malformed frames and frames from non-neighbours are dropped
+    /// (and counted); the error says why.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        bytes: &[u8],
+    ) -> Result<(), MessageError> {
+        self.wake(now);
+        self.metrics.frames_received += 1;
+        let result = self.handle_frame(now, from, bytes);
+        if result.is_err() {
+            self.metrics.frames_rejected += 1;
+        }
+        self.flush();
+        result
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        bytes: &[u8],
+    ) -> Result<(), MessageError> {
+        if !self.neighbours.contains_key(&from) {
+            return Err(MessageError::NotANeighbour);
+        }
+        match wire::decode(bytes, &self.limits)? {
+            Message::Update(entries) => {
+                for entry in entries {
+                    self.handle_update(now, from, entry);
+                }
+                Ok(())
+            }
+            Message::Request(entries) => {
+                for entry in entries {
+                    self.handle_request(now, from, entry);
+                }
+                Ok(())
+            }
+            Message::Trace(probe) => self.handle_trace(now, from, probe),
+            Message::TraceReply(reply) => self.handle_trace_reply(from, reply),
+        }
+    }
+
+    /// Timers: periodic dumps, request resends, expiry, garbage collection, trace
+    /// timeouts. Harmless to call early.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.wake(now);
+        let due: Vec<PeerId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.next_dump <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if let Some(n) = self.neighbours.get_mut(&peer) {
+                // From the old deadline, not from `now`, so dumps keep their rhythm
+                // however late the driver wakes us; never behind `now`, though.
+                n.next_dump = (n.next_dump + self.config.update_interval).max(now);
+            }
+            self.send_dump(now, peer);
+        }
+        if self.next_request_at.is_some_and(|at| at <= now) {
+            self.resend_requests(now);
+        }
+        if self.next_housekeeping.is_some_and(|at| at <= now) {
+            self.next_housekeeping = Some(now + self.config.housekeeping_interval);
+            self.housekeeping(now);
+        }
+        self.flush();
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Router::handle_timeout`] should next run; `None` before the first input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dumps = self.neighbours.values().map(|n| n.next_dump).min();
+        [dumps, self.next_request_at, self.next_housekeeping]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Starts the housekeeping clock on the first input.
+    fn wake(&mut self, now: Instant) {
+        if self.next_housekeeping.is_none() {
+            self.next_housekeeping = Some(now + self.config.housekeeping_interval);
+        }
+    }
+
+    fn handle_update(&mut self, now: Instant, from: PeerId, e: UpdateEntry) {
+        if e.destination == self.local {
+            // Someone still carries a number of ours at least as new as our own: we were
+            // restarted. Jump past it so our fresh routes are feasible everywhere.
+            if e.metric != INFINITY && seq_ge(e.seqno, self.seqno) {
+                self.bump_seqno(e.seqno.wrapping_add(1));
+            }
+            return;
+        }
+        if !self.dests.contains_key(&e.destination) {
+            if e.metric == INFINITY || !self.make_room(now) {
+                return;
+            }
+            self.dests.insert(e.destination, Dest::new(now));
+        }
+        let Some(d) = self.dests.get_mut(&e.destination) else {
+            return;
+        };
+        let slot = d.routes.iter().position(|r| r.via == from);
+        if e.metric == INFINITY {
+            match slot {
+                Some(i) => {
+                    d.routes.swap_remove(i);
+                }
+                None => return,
+            }
+        } else {
+            let learned = Learned {
+                via: from,
+                seqno: e.seqno,
+                metric: e.metric,
+                hops: e.hops,
+                refreshed: now,
+            };
+            match slot {
+                Some(i) => {
+                    let old = d.routes[i];
+                    d.routes[i] = learned;
+                    if (old.seqno, old.metric, old.hops) == (e.seqno, e.metric, e.hops) {
+                        // A refresh from a periodic dump: nothing to reselect.
+                        return;
+                    }
+                }
+                None => d.routes.push(learned),
+            }
+        }
+        self.select(now, e.destination);
+        // An unusable advertisement while we have no route at all: ask for a newer seqno,
+        // which will make it (or another) feasible.
+        // If a request is already pending, the sender may not have heard it (it may be a
+        // new neighbour): ask it directly, once per advertisement it sends.
+        if e.metric != INFINITY
+            && self
+                .dests
+                .get(&e.destination)
+                .is_some_and(|d| d.selected.is_none())
+        {
+            match self.requests.get(&e.destination) {
+                None => self.start_request(now, e.destination),
+                Some(p) => {
+                    let entry = RequestEntry {
+                        destination: e.destination,
+                        seqno: p.seqno,
+                        hop_count: self.config.request_hop_count,
+                    };
+                    self.out_requests.entry(from).or_default().push(entry);
+                }
+            }
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, from: PeerId, e: RequestEntry) {
+        if e.destination == self.local {
+            if seq_gt(e.seqno, self.seqno) {
+                self.bump_seqno(e.seqno);
+            } else {
+                let entry = self.advert(&self.local, &from);
+                if let Some(entry) = entry {
+                    self.send_updates(from, vec![entry]);
+                }
+            }
+            return;
+        }
+        let Some(sel) = self.dests.get(&e.destination).and_then(|d| d.selected) else {
+            return;
+        };
+        if seq_ge(sel.seqno, e.seqno) {
+            if let Some(entry) = self.advert(&e.destination, &from) {
+                self.send_updates(from, vec![entry]);
+            }
+            return;
+        }
+        if e.hop_count <= 1 || sel.via == from {
+            return;
+        }
+        let key = (e.destination, e.seqno);
+        if self
+            .forwarded
+            .get(&key)
+            .is_some_and(|&at| now.saturating_duration_since(at) < self.config.request_dedup)
+        {
+            return;
+        }
+        if self.forwarded.len() >= self.config.max_destinations {
+            // Full of recent forwards: a flood of requests; drop this one rather than grow.
+            return;
+        }
+        self.forwarded.insert(key, now);
+        self.out_requests
+            .entry(sel.via)
+            .or_default()
+            .push(RequestEntry {
+                destination: e.destination,
+                seqno: e.seqno,
+                hop_count: e.hop_count - 1,
+            });
+    }
+
+    fn bump_seqno(&mut self, to: u32) {
+        self.seqno = to;
+        self.metrics.seqno_bumps += 1;
+        self.dirty.insert(self.local);
+    }
+
+    /// Makes room for one more destination: true if there is room, possibly after
+    /// forgetting the unreachable destination lost longest ago.
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.dests.len() < self.config.max_destinations {
+            return true;
+        }
+        let oldest = self
+            .dests
+            .iter()
+            .filter(|(_, d)| d.selected.is_none())
+            .min_by_key(|(_, d)| d.lost_at.unwrap_or(now))
+            .map(|(k, _)| *k);
+        match oldest {
+            Some(k) => {
+                self.dests.remove(&k);
+                self.requests.remove(&k);
+                true
+            }
+            None => {
+                self.metrics.table_full_drops += 1;
+                false
+            }
+        }
+    }
+
+    /// Picks the best feasible route to `dest` and records what changed.
+    fn select(&mut self, now: Instant, dest: PeerId) {
+        let Some(d) = self.dests.get_mut(&dest) else {
+            return;
+        };
+        let old = d.selected;
+        let mut best: Option<(Selected, (u16, u8, bool, PeerId))> = None;
+        for r in &d.routes {
+            let Some(n) = self.neighbours.get(&r.via) else {
+                continue;
+            };
+            let metric = r.metric.saturating_add(n.cost);
+            let hops = r.hops.saturating_add(1);
+            if metric == INFINITY || hops > self.config.max_hops {
+                continue;
+            }
+            if !feasible(d.fd, r.seqno, r.metric) {
+                continue;
+            }
+            // Smallest metric, then fewest hops, then the route already in use (no
+            // flapping between equals), then the smallest peer ID (determinism).
+            let key = (metric, hops, old.is_none_or(|o| o.via != r.via), r.via);
+            if best.as_ref().is_none_or(|(_, k)| key < *k) {
+                let sel = Selected {
+                    via: r.via,
+                    seqno: r.seqno,
+                    metric,
+                    hops,
+                };
+                best = Some((sel, key));
+            }
+        }
+        let new = best.map(|(s, _)| s);
+        if new == old {
+            return;
+        }
+        d.selected = new;
+        self.dirty.insert(dest);
+        match &new {
+            Some(sel) => {
+                d.advertise(sel);
+                d.lost_at = None;
+                self.requests.remove(&dest);
+            }
+            None => d.lost_at = Some(now),
+        }
+        let visible = |s: &Option<Selected>| s.map(|s| (s.via, s.metric, s.hops));
+        if visible(&new) != visible(&old) {
+            self.metrics.route_changes += 1;
+            if self.config.route_events {
+                self.outputs.push_back(Output::Event(Event::RouteChanged {
+                    destination: dest,
+                    route: new.map(|s| NextHop {
+                        peer: s.via,
+                        hops: s.hops,
+                        metric: s.metric,
+                    }),
+                }));
+            }
+        }
+        if new.is_none() && old.is_some() {
+            self.start_request(now, dest);
+        }
+    }
+
+    /// Asks every neighbour for a newer seqno of `dest`, to be resent until answered.
+    fn start_request(&mut self, now: Instant, dest: PeerId) {
+        let Some(d) = self.dests.get(&dest) else {
+            return;
+        };
+        let pending = Pending {
+            seqno: d.wanted_seqno(),
+            resends_left: self.config.request_resends,
+            next_at: now + self.config.request_timeout,
+        };
+        self.requests.insert(dest, pending);
+        self.next_request_at = Some(
+            self.next_request_at
+                .map_or(pending.next_at, |at| at.min(pending.next_at)),
+        );
+        self.queue_request_to_all(dest, pending.seqno);
+    }
+
+    fn queue_request_to_all(&mut self, dest: PeerId, seqno: u32) {
+        let entry = RequestEntry {
+            destination: dest,
+            seqno,
+            hop_count: self.config.request_hop_count,
+        };
+        for peer in self.neighbours.keys() {
+            self.out_requests.entry(*peer).or_default().push(entry);
+        }
+    }
+
+    fn resend_requests(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut resend = Vec::new();
+        self.requests.retain(|dest, p| {
+            if p.next_at > now {
+                next = Some(next.map_or(p.next_at, |at| at.min(p.next_at)));
+                return true;
+            }
+            if p.resends_left == 0 {
+                return false;
+            }
+            p.resends_left -= 1;
+            p.next_at = now + self.config.request_timeout;
+            next = Some(next.map_or(p.next_at, |at| at.min(p.next_at)));
+            resend.push((*dest, p.seqno));
+            true
+        });
+        self.next_request_at = next;
+        for (dest, seqno) in resend {
+            self.queue_request_to_all(dest, seqno);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let expiry = self.config.route_expiry;
+        let mut reselect = Vec::new();
+        for (dest, d) in &mut self.dests {
+            let before = d.routes.len();
+            d.routes
+                .retain(|r| now.saturating_duration_since(r.refreshed) < expiry);
+            if d.routes.len() != before {
+                reselect.push(*dest);
+            }
+        }
+        for dest in reselect {
+            self.select(now, dest);
+        }
+        let gc = self.config.source_gc_time;
+        let requests = &mut self.requests;
+        self.dests.retain(|dest, d| {
+            let forget = d.selected.is_none()
+                && d.lost_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= gc);
+            if forget {
+                requests.remove(dest);
+            }
+            !forget
+        });
+        let dedup = self.config.request_dedup;
+        self.forwarded
+            .retain(|_, at| now.saturating_duration_since(*at) < dedup);
+        self.expire_traces(now);
+    }
+
+    /// Our advertisement of `dest` as `to` should hear it: poisoned (metric infinity)
+    /// when `to` is our next hop, a retraction when we have no route.
+    fn advert(&self, dest: &PeerId, to: &PeerId) -> Option<UpdateEntry> {
+        if *dest == self.local {
+            return Some(UpdateEntry {
+                destination: self.local,
+                seqno: self.seqno,
+                metric: 0,
+                hops: 0,
+            });
+        }
+        let d = self.dests.get(dest)?;
+        Some(match d.selected {
+            Some(sel) => UpdateEntry {
+                destination: *dest,
+                seqno: sel.seqno,
+                metric: if sel.via == *to { INFINITY } else { sel.metric },
+                hops: sel.hops,
+            },
+            None => UpdateEntry {
+                destination: *dest,
+                seqno: d.last_seqno,
+                metric: INFINITY,
+                hops: 0,
+            },
+        })
+    }
+
+    /// The whole table for `to`: our own route, every route not through `to` (split
+    /// horizon), and recent retractions.
+    fn send_dump(&mut self, now: Instant, to: PeerId) {
+        let hold = self.config.retraction_hold;
+        let mut entries = Vec::with_capacity(self.dests.len() + 1);
+        if let Some(own) = self.advert(&self.local, &to) {
+            entries.push(own);
+        }
+        for (dest, d) in &self.dests {
+            let include = match (d.selected, d.lost_at) {
+                (Some(sel), _) => sel.via != to,
+                (None, Some(at)) => now.saturating_duration_since(at) < hold,
+                (None, None) => false,
+            };
+            if include {
+                if let Some(entry) = self.advert(dest, &to) {
+                    entries.push(entry);
+                }
+            }
+        }
+        self.send_updates(to, entries);
+    }
+
+    /// Sends triggered updates for every changed destination and the queued requests.
+    fn flush(&mut self) {
+        if !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
+            for to in peers {
+                let entries: Vec<UpdateEntry> =
+                    dirty.iter().filter_map(|d| self.advert(d, &to)).collect();
+                self.send_updates(to, entries);
+            }
+        }
+        let requests = std::mem::take(&mut self.out_requests);
+        for (to, entries) in requests {
+            self.metrics.request_entries_sent += entries.len() as u64;
+            for chunk in entries.chunks(self.config.max_entries_per_frame.max(1)) {
+                self.send(to, &Message::Request(chunk.to_vec()));
+            }
+        }
+    }
+
+    fn send_updates(&mut self, to: PeerId, entries: Vec<UpdateEntry>) {
+        self.metrics.update_entries_sent += entries.len() as u64;
+        for chunk in entries.chunks(self.config.max_entries_per_frame.max(1)) {
+            self.send(to, &Message::Update(chunk.to_vec()));
+        }
+    }
+
+    pub(super) fn send(&mut self, to: PeerId, message: &Message) {
+        let bytes = Bytes::from(message.to_vec());
+        self.metrics.frames_sent += 1;
+        self.metrics.bytes_sent += bytes.len() as u64;
+        self.outputs.push_back(Output::Send { to, bytes });
+    }
+}

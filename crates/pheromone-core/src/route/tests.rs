@@ -1,0 +1,443 @@
+//! Router unit tests on a tiny instant-delivery network (the simulator covers latency,
+//! scale and failures in depth).
+
+use super::wire::{self, Message, UpdateEntry, INFINITY};
+use super::*;
+use crate::identity::Keypair;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Instant;
+
+/// The tests' time origin; only differences from it matter.
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+fn peer(n: u8) -> PeerId {
+    Keypair::from_seed([n; 32]).peer_id()
+}
+
+/// Routers on a virtual clock; frames are delivered in order, instantly, over up links.
+struct Net {
+    routers: Vec<Router>,
+    ids: Vec<PeerId>,
+    links: BTreeSet<(usize, usize)>,
+    now: Instant,
+    events: Vec<(usize, Event)>,
+    sent: Vec<(usize, usize, Message)>,
+}
+
+impl Net {
+    fn new(n: usize, config: Config) -> Self {
+        let ids: Vec<PeerId> = (0..n).map(|i| peer(i as u8 + 1)).collect();
+        Self {
+            routers: ids
+                .iter()
+                .map(|p| Router::new(*p, config.clone()))
+                .collect(),
+            ids,
+            links: BTreeSet::new(),
+            now: start(),
+            events: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn index(&self, p: &PeerId) -> usize {
+        self.ids.iter().position(|x| x == p).expect("known peer")
+    }
+
+    fn link(&mut self, a: usize, b: usize) {
+        self.links.insert((a.min(b), a.max(b)));
+        let (pa, pb) = (self.ids[a], self.ids[b]);
+        let now = self.now;
+        self.routers[a].link_up(now, pb);
+        self.routers[b].link_up(now, pa);
+        self.pump();
+    }
+
+    fn unlink(&mut self, a: usize, b: usize) {
+        self.links.remove(&(a.min(b), a.max(b)));
+        let (pa, pb) = (self.ids[a], self.ids[b]);
+        let now = self.now;
+        self.routers[a].link_down(now, pb);
+        self.routers[b].link_down(now, pa);
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        let mut queue = VecDeque::new();
+        loop {
+            for (i, r) in self.routers.iter_mut().enumerate() {
+                while let Some(out) = r.poll_output() {
+                    match out {
+                        Output::Send { to, bytes } => queue.push_back((i, to, bytes)),
+                        Output::Event(e) => self.events.push((i, e)),
+                    }
+                }
+            }
+            let Some((from, to, bytes)) = queue.pop_front() else {
+                return;
+            };
+            let to = self.index(&to);
+            if !self.links.contains(&(from.min(to), from.max(to))) {
+                continue;
+            }
+            let message = wire::decode(&bytes, &wire::Limits::from_config(&Config::default()))
+                .expect("routers send valid frames");
+            self.sent.push((from, to, message));
+            let sender = self.ids[from];
+            let now = self.now;
+            self.routers[to]
+                .handle_message(now, sender, &bytes)
+                .expect("accepted");
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        loop {
+            let next = self
+                .routers
+                .iter()
+                .filter_map(|r| r.poll_timeout())
+                .min()
+                .filter(|&at| at <= until);
+            let Some(at) = next else { break };
+            self.now = self.now.max(at);
+            let now = self.now;
+            for r in &mut self.routers {
+                if r.poll_timeout().is_some_and(|t| t <= now) {
+                    r.handle_timeout(now);
+                }
+            }
+            self.pump();
+        }
+        self.now = until;
+    }
+
+    fn hop(&self, from: usize, to: usize) -> Option<(usize, u8)> {
+        self.routers[from]
+            .next_hop(&self.ids[to])
+            .map(|h| (self.index(&h.peer), h.hops))
+    }
+
+    /// Follows next hops; the path (excluding `from`), or None on a dead end or loop.
+    fn path(&self, from: usize, to: usize) -> Option<Vec<usize>> {
+        let mut at = from;
+        let mut path = Vec::new();
+        while at != to {
+            let (next, _) = self.hop(at, to)?;
+            if path.contains(&next) || path.len() > self.ids.len() {
+                return None;
+            }
+            path.push(next);
+            at = next;
+        }
+        Some(path)
+    }
+}
+
+#[test]
+fn a_line_converges_to_shortest_paths() {
+    let mut net = Net::new(5, Config::default());
+    for i in 1..5 {
+        net.link(i - 1, i);
+    }
+    for a in 0..5 {
+        for b in 0..5 {
+            if a == b {
+                assert_eq!(net.hop(a, b), None);
+                continue;
+            }
+            let path = net.path(a, b).expect("routable");
+            assert_eq!(path.len(), a.abs_diff(b), "{a}->{b}");
+            assert_eq!(net.hop(a, b).map(|h| h.1), Some(a.abs_diff(b) as u8));
+        }
+    }
+    let table = net.routers[0].table(net.now);
+    assert_eq!(table.len(), 4);
+    assert!(table.iter().all(|e| e.next_hop == net.ids[1]));
+    assert_eq!(net.routers[0].reachable(), 4);
+}
+
+#[test]
+fn a_cut_line_withdraws_the_far_side() {
+    let mut net = Net::new(4, Config::default());
+    for i in 1..4 {
+        net.link(i - 1, i);
+    }
+    net.events.clear();
+    net.unlink(1, 2);
+    for (a, b) in [(0, 2), (0, 3), (1, 3), (3, 0), (2, 1)] {
+        assert_eq!(net.hop(a, b), None, "{a}->{b} still routed");
+    }
+    assert!(net.path(0, 1).is_some() && net.path(2, 3).is_some());
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && *e
+            == Event::RouteChanged {
+                destination: net.ids[3],
+                route: None
+            }));
+    // Forgotten entirely once the source GC time has passed.
+    net.advance(Config::default().source_gc_time + Duration::from_secs(2));
+    assert_eq!(net.routers[0].destinations(), 1);
+}
+
+#[test]
+fn a_ring_reroutes_around_a_failed_link_without_loops() {
+    let mut net = Net::new(6, Config::default());
+    for i in 0..6 {
+        net.link(i, (i + 1) % 6);
+    }
+    assert_eq!(net.path(0, 2).map(|p| p.len()), Some(2));
+    net.unlink(0, 1);
+    // Requests travel and are answered within the same pump: instant delivery.
+    for a in 0..6 {
+        for b in 0..6 {
+            if a != b {
+                let path = net
+                    .path(a, b)
+                    .unwrap_or_else(|| panic!("{a}->{b} unroutable"));
+                // The ring became a line 1-2-3-4-5-0.
+                let pos = |x: usize| (x + 5) % 6;
+                assert_eq!(path.len(), pos(a).abs_diff(pos(b)), "{a}->{b}");
+            }
+        }
+    }
+    assert!(net.routers[0].metrics().request_entries_sent > 0);
+}
+
+#[test]
+fn the_next_hop_hears_a_poisoned_route() {
+    let mut net = Net::new(3, Config::default());
+    net.link(0, 1);
+    net.link(1, 2);
+    // 1 routes to 2 directly, so what it tells 2 about 2 is irrelevant; what it tells 2
+    // about 0 is a real route, and what it tells 0 about 0 never happens (own id).
+    // 2 routes to 0 via 1: 2's advertisement of 0 to 1 must be poisoned.
+    let poisoned = net.sent.iter().any(|(from, to, m)| {
+        *from == 2
+            && *to == 1
+            && matches!(m, Message::Update(es) if es.iter().any(|e| e.destination == net.ids[0] && e.metric == INFINITY))
+    });
+    assert!(poisoned);
+    // Periodic dumps apply split horizon: no entry for 0 from 2 to 1 at all.
+    net.sent.clear();
+    net.advance(Config::default().update_interval + Duration::from_millis(1));
+    assert!(!net.sent.iter().any(|(from, to, m)| *from == 2
+        && *to == 1
+        && matches!(m, Message::Update(es) if es.iter().any(|e| e.destination == net.ids[0]))));
+    assert!(net.sent.iter().any(|(from, to, _)| *from == 2 && *to == 1));
+}
+
+#[test]
+fn unfeasible_advertisements_are_not_used() {
+    let now = start();
+    let (me, a, b, d) = (peer(1), peer(2), peer(3), peer(4));
+    let mut r = Router::new(me, Config::default());
+    r.link_up(now, a);
+    r.link_up(now, b);
+    let update = |dest, seqno, metric, hops| {
+        Message::Update(vec![UpdateEntry {
+            destination: dest,
+            seqno,
+            metric,
+            hops,
+        }])
+        .to_vec()
+    };
+    r.handle_message(now, a, &update(d, 5, 2, 2)).unwrap();
+    assert_eq!(r.next_hop(&d).map(|h| (h.peer, h.metric)), Some((a, 3)));
+    // Same seqno, metric 3 from b: not strictly better than our FD (5, 3).
+    r.handle_message(now, b, &update(d, 5, 3, 3)).unwrap();
+    r.handle_message(now, a, &update(d, 5, INFINITY, 0))
+        .unwrap();
+    assert_eq!(r.next_hop(&d), None);
+    // We asked for seqno 6.
+    let mut asked = false;
+    while let Some(out) = r.poll_output() {
+        if let Output::Send { bytes, .. } = out {
+            if let Ok(Message::Request(es)) =
+                wire::decode(&bytes, &wire::Limits::from_config(r.config()))
+            {
+                asked |= es.iter().any(|e| e.destination == d && e.seqno == 6);
+            }
+        }
+    }
+    assert!(asked);
+    // A newer seqno is feasible whatever its metric.
+    r.handle_message(now, b, &update(d, 6, 9, 9)).unwrap();
+    assert_eq!(r.next_hop(&d).map(|h| (h.peer, h.hops)), Some((b, 10)));
+}
+
+#[test]
+fn a_restarted_node_jumps_past_its_old_seqno() {
+    let mut net = Net::new(3, Config::default());
+    net.link(0, 1);
+    net.link(1, 2);
+    // Make 2's seqno climb: ask it directly.
+    let now = net.now;
+    let request = Message::Request(vec![wire::RequestEntry {
+        destination: net.ids[2],
+        seqno: 40,
+        hop_count: 1,
+    }])
+    .to_vec();
+    let from = net.ids[1];
+    net.routers[2].handle_message(now, from, &request).unwrap();
+    net.pump();
+    assert_eq!(net.routers[2].seqno(), 40);
+    // 2 restarts with seqno 0; 0's FD for 2 is (40, 2).
+    net.unlink(1, 2);
+    net.routers[2] = Router::new(net.ids[2], Config::default());
+    net.link(1, 2);
+    assert!(net.routers[2].seqno() > 40);
+    assert_eq!(net.hop(0, 2).map(|h| h.1), Some(2));
+}
+
+#[test]
+fn routes_expire_when_not_refreshed() {
+    let now = start();
+    let config = Config::default();
+    let (me, a, d) = (peer(1), peer(2), peer(4));
+    let mut r = Router::new(me, config.clone());
+    r.link_up(now, a);
+    let update = Message::Update(vec![UpdateEntry {
+        destination: d,
+        seqno: 1,
+        metric: 1,
+        hops: 1,
+    }])
+    .to_vec();
+    r.handle_message(now, a, &update).unwrap();
+    assert!(r.next_hop(&d).is_some());
+    let mut t = now;
+    while t < now + config.route_expiry + Duration::from_secs(2) {
+        t = r.poll_timeout().expect("timers run");
+        r.handle_timeout(t);
+        while r.poll_output().is_some() {}
+    }
+    assert_eq!(r.next_hop(&d), None);
+}
+
+#[test]
+fn the_table_is_bounded() {
+    let now = start();
+    let config = Config {
+        max_destinations: 10,
+        ..Config::default()
+    };
+    let mut r = Router::new(peer(1), config);
+    r.link_up(now, peer(2));
+    let entries: Vec<UpdateEntry> = (10..40)
+        .map(|n| UpdateEntry {
+            destination: peer(n),
+            seqno: 1,
+            metric: 1,
+            hops: 1,
+        })
+        .collect();
+    r.handle_message(now, peer(2), &Message::Update(entries).to_vec())
+        .unwrap();
+    assert_eq!(r.destinations(), 10);
+    assert_eq!(r.metrics().table_full_drops, 20);
+    // Known routes stay; unknown ones were refused.
+    assert!(r.next_hop(&peer(10)).is_some());
+    assert!(r.next_hop(&peer(39)).is_none());
+}
+
+#[test]
+fn hostile_frames_are_refused_not_panicked_on() {
+    let now = start();
+    let mut r = Router::new(peer(1), Config::default());
+    assert_eq!(
+        r.handle_message(now, peer(2), &[1, 1, 0]),
+        Err(MessageError::NotANeighbour)
+    );
+    r.link_up(now, peer(2));
+    assert!(matches!(
+        r.handle_message(now, peer(2), &[1, 7]),
+        Err(MessageError::Decode(DecodeError::UnknownKind(7)))
+    ));
+    assert_eq!(r.metrics().frames_rejected, 2);
+    // A trace whose path does not end with its sender.
+    let probe = Message::Trace(wire::TraceProbe {
+        id: 1,
+        target: peer(5),
+        ttl: 3,
+        path: vec![peer(9)],
+    });
+    assert_eq!(
+        r.handle_message(now, peer(2), &probe.to_vec()),
+        Err(MessageError::BadTracePath)
+    );
+}
+
+#[test]
+fn traces_report_the_path() {
+    let mut net = Net::new(4, Config::default());
+    for i in 1..4 {
+        net.link(i - 1, i);
+    }
+    net.events.clear();
+    let now = net.now;
+    let target = net.ids[3];
+    let id = net.routers[0].trace(now, target).unwrap();
+    net.pump();
+    let outcome = net
+        .events
+        .iter()
+        .find_map(|(i, e)| match e {
+            Event::TraceFinished(o) if *i == 0 => Some(o.clone()),
+            _ => None,
+        })
+        .expect("trace finished");
+    assert_eq!(outcome.id, id);
+    assert_eq!(outcome.status, TraceStatus::Reached);
+    assert_eq!(outcome.path, net.ids);
+    // No route: refused locally. Self: reached at once.
+    assert_eq!(
+        net.routers[0].trace(now, peer(99)),
+        Err(TraceError::NoRoute)
+    );
+    assert!(net.routers[0].trace(now, net.ids[0]).is_ok());
+}
+
+#[test]
+fn traces_time_out() {
+    let now = start();
+    let (me, a, d) = (peer(1), peer(2), peer(4));
+    let mut r = Router::new(me, Config::default());
+    r.link_up(now, a);
+    let update = Message::Update(vec![UpdateEntry {
+        destination: d,
+        seqno: 1,
+        metric: 1,
+        hops: 1,
+    }]);
+    r.handle_message(now, a, &update.to_vec()).unwrap();
+    let id = r.trace(now, d).unwrap();
+    let mut finished = None;
+    let mut t = now;
+    while finished.is_none() && t < now + Duration::from_secs(10) {
+        t = r.poll_timeout().unwrap();
+        r.handle_timeout(t);
+        while let Some(out) = r.poll_output() {
+            if let Output::Event(Event::TraceFinished(o)) = out {
+                finished = Some(o);
+            }
+        }
+    }
+    let o = finished.expect("timed out");
+    assert_eq!((o.id, o.status), (id, TraceStatus::Timeout));
+}
+
+#[test]
+fn fuzz_bodies_accept_anything() {
+    let now = start();
+    for data in [&[][..], &[1, 1, 0], &[1, 2, 1, 0], &[0xff; 40]] {
+        fuzzing::fuzz_decode(data);
+        fuzzing::fuzz_handle_message(now, data);
+    }
+}

@@ -1,0 +1,95 @@
+//! Joining two streams at a relay: what one side sends, the other receives, until both
+//! have ended.
+//!
+//! One future polls both directions (no task or lock per direction). Chunks move as
+//! `Bytes` from one session's receive buffer into the other's send queue, one copy. An end
+//! of stream on one side becomes a half-close on the other; an error on either side, or
+//! more bytes than the circuit's limit, resets both.
+
+use crate::connection::Stream;
+use bytes::{Buf, Bytes};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+
+/// One direction's progress.
+#[derive(Default)]
+struct Half {
+    /// Read from the source, not yet taken by the sink.
+    pending: Bytes,
+    /// The source ended and the sink was half-closed.
+    done: bool,
+}
+
+/// Splices `a` and `b` until both directions end; resets both on an error or when more
+/// than `limit` bytes crossed. Every byte carried is added to `counter`.
+pub(super) async fn splice(
+    mut a: Stream,
+    mut b: Stream,
+    limit: u64,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    let (mut ab, mut ba) = (Half::default(), Half::default());
+    let mut carried = 0u64;
+    let result = std::future::poll_fn(|cx| {
+        let forward = poll_half(&mut a, &mut b, &mut ab, cx, &mut carried, limit, counter);
+        let backward = poll_half(&mut b, &mut a, &mut ba, cx, &mut carried, limit, counter);
+        match (forward, backward) {
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    if result.is_err() {
+        a.reset();
+        b.reset();
+    }
+    result
+}
+
+fn poll_half(
+    from: &mut Stream,
+    to: &mut Stream,
+    half: &mut Half,
+    cx: &mut Context<'_>,
+    carried: &mut u64,
+    limit: u64,
+    counter: &AtomicU64,
+) -> Poll<io::Result<()>> {
+    loop {
+        if !half.pending.is_empty() {
+            match Pin::new(&mut *to).poll_write(cx, &half.pending) {
+                Poll::Ready(Ok(n)) => half.pending.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            continue;
+        }
+        if half.done {
+            return Poll::Ready(Ok(()));
+        }
+        match from.poll_read_chunk(cx) {
+            Poll::Ready(Ok(Some(chunk))) => {
+                *carried += chunk.len() as u64;
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if *carried > limit {
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "circuit exceeded its limit of {limit} bytes"
+                    ))));
+                }
+                half.pending = chunk;
+            }
+            Poll::Ready(Ok(None)) => {
+                half.done = true;
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *to).poll_shutdown(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
