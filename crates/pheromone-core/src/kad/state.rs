@@ -642,6 +642,11 @@ impl Kademlia {
             (None, None, QueryKind::FindPeer(_)) => (QueryOutcome::NotFound, q.lookup.max_hop),
             (None, None, _) => (QueryOutcome::Completed, q.lookup.max_hop),
         };
+        if q.kind == QueryKind::Bootstrap && !self.table.is_empty() {
+            // As libp2p does after its self-lookup: the buckets far from us are filled by
+            // lookups of random keys right away rather than at the first refresh.
+            self.refresh_random(now);
+        }
         let k = self.config.k;
         self.outputs
             .push_back(Output::Event(Event::QueryFinished(QueryResult {
@@ -690,6 +695,12 @@ impl Kademlia {
         }
         let own = self.local.to_bytes();
         self.start_query(now, QueryKind::Refresh, own, None);
+        self.refresh_random(now);
+    }
+
+    /// Lookups of random keys: they reach into every part of the key space, so the far
+    /// buckets fill with peers we would never meet near our own ID.
+    fn refresh_random(&mut self, now: Instant) {
         for _ in 0..self.config.refresh_random_targets {
             // A random SHA-256 multihash: a valid peer ID nobody has, whose key is uniform.
             let mut bytes = vec![0x12, 0x20];
