@@ -16,7 +16,9 @@ use super::event::{
 use super::key::{Distance, Key};
 use super::query::Lookup;
 use super::table::{InsertOutcome, RoutingTable};
-use super::wire::{ConnectionType, DecodeLimits, KadPeer, Request, Response};
+use super::wire::{
+    encode_find_node_response, ConnectionType, DecodeLimits, KadPeer, Request, Response,
+};
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
 use bytes::Bytes;
@@ -316,35 +318,35 @@ impl Kademlia {
             return Err(KadError::TooManyInbound(self.responses_queued));
         }
         self.metrics.inbound_requests += 1;
-        let response = match request {
-            Request::Ping => Response::Ping,
+        let out = match request {
+            Request::Ping => {
+                let mut out = Vec::new();
+                Response::Ping.encode(&mut out);
+                out
+            }
             Request::FindNode { key } => {
                 let target = Key::from_preimage(&key);
-                let closer_peers = self
-                    .table
-                    .closest(&target, self.config.k + 1)
-                    .into_iter()
-                    .filter(|e| e.peer != peer)
-                    .take(self.config.k)
-                    .map(|e| KadPeer {
-                        id: e.peer,
-                        addrs: e.addrs.clone(),
-                        connection: if self.connected.contains_key(&e.peer) {
-                            ConnectionType::Connected
-                        } else {
-                            ConnectionType::NotConnected
-                        },
-                    })
-                    .collect();
-                Response::FindNode {
-                    closer_peers,
-                    ignored: 0,
-                    invalid: 0,
-                }
+                let connected = &self.connected;
+                let closest = self.table.closest(&target, self.config.k + 1);
+                let mut out = Vec::new();
+                encode_find_node_response(
+                    closest
+                        .iter()
+                        .filter(|e| e.peer != peer)
+                        .take(self.config.k)
+                        .map(|e| {
+                            let connection = if connected.contains_key(&e.peer) {
+                                ConnectionType::Connected
+                            } else {
+                                ConnectionType::NotConnected
+                            };
+                            (&e.peer, e.addrs.as_slice(), connection)
+                        }),
+                    &mut out,
+                );
+                out
             }
         };
-        let mut out = Vec::new();
-        response.encode(&mut out);
         self.responses_queued += 1;
         self.outputs.push_back(Output::SendResponse {
             id,

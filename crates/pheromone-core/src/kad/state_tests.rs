@@ -162,7 +162,14 @@ fn nodes_joining_through_one_bootstrap_find_each_other() {
     assert!(net
         .results
         .iter()
-        .all(|(_, r)| r.kind == QueryKind::Bootstrap && r.outcome == QueryOutcome::Completed));
+        .all(|(_, r)| r.outcome == QueryOutcome::Completed));
+    // Each join is a self-lookup followed by a random-key refresh lookup.
+    let bootstraps = net
+        .results
+        .iter()
+        .filter(|(_, r)| r.kind == QueryKind::Bootstrap)
+        .count();
+    assert_eq!(bootstraps, 59);
     net.results.clear();
     for from in [1usize, 17, 59] {
         for target in [2u32, 30, 58] {

@@ -250,18 +250,15 @@ impl Response {
 
     /// Appends the framed response to `out` (`ignored` and `invalid` are not sent).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut message = empty(self.message_type());
-        if let Self::FindNode { closer_peers, .. } = self {
-            message.closer_peers = closer_peers
-                .iter()
-                .map(|peer| PeerProto {
-                    id: peer.id.to_bytes(),
-                    addrs: peer.addrs.iter().map(Multiaddr::to_bytes).collect(),
-                    connection: peer.connection.to_i32(),
-                })
-                .collect();
+        match self {
+            Self::FindNode { closer_peers, .. } => encode_find_node_response(
+                closer_peers
+                    .iter()
+                    .map(|p| (&p.id, p.addrs.as_slice(), p.connection)),
+                out,
+            ),
+            Self::Ping => write_frame(&empty(TYPE_PING), out),
         }
-        write_frame(&message, out);
     }
 
     /// Reads one whole framed response to a request of type `expected` (see
@@ -304,6 +301,45 @@ impl Response {
             other => Err(WireError::UnsupportedType(other)),
         }
     }
+}
+
+/// Appends a framed FIND_NODE response listing `peers` (ID, addresses, connection) to
+/// `out`, straight from borrowed data: the table answers every FIND_NODE, and building an
+/// owned message first would copy every listed address once more. The bytes are those
+/// prost writes for the same `MessageProto` (the tests compare them).
+pub fn encode_find_node_response<'a>(
+    peers: impl Iterator<Item = (&'a PeerId, &'a [Multiaddr], ConnectionType)>,
+    out: &mut Vec<u8>,
+) {
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(&[0x08, TYPE_FIND_NODE as u8]);
+    for (id, addrs, connection) in peers {
+        let id = id.as_bytes();
+        let mut len = 1 + varint::encoded_len(id.len() as u64) + id.len();
+        for addr in addrs {
+            let n = addr.encoded_len();
+            len += 1 + varint::encoded_len(n as u64) + n;
+        }
+        let connection = connection.to_i32();
+        if connection != 0 {
+            len += 2;
+        }
+        body.push(0x42);
+        varint::encode(len as u64, &mut body);
+        body.push(0x0a);
+        varint::encode(id.len() as u64, &mut body);
+        body.extend_from_slice(id);
+        for addr in addrs {
+            body.push(0x12);
+            varint::encode(addr.encoded_len() as u64, &mut body);
+            addr.write_bytes(&mut body);
+        }
+        if connection != 0 {
+            body.extend_from_slice(&[0x18, connection as u8]);
+        }
+    }
+    varint::encode(body.len() as u64, out);
+    out.extend_from_slice(&body);
 }
 
 /// One `Peer` entry: `None` when its ID does not parse (the entry is skipped, the message

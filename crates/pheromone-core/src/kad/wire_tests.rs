@@ -197,6 +197,23 @@ proptest! {
     }
 
     #[test]
+    fn the_hand_encoder_writes_what_prost_writes(peers in proptest::collection::vec(arb_peer(), 0..10)) {
+        let response = Response::FindNode { closer_peers: peers.clone(), ignored: 0, invalid: 0 };
+        let mut ours = Vec::new();
+        response.encode(&mut ours);
+        let mut message = empty(4);
+        message.closer_peers = peers
+            .iter()
+            .map(|p| PeerProto {
+                id: p.id.to_bytes(),
+                addrs: p.addrs.iter().map(Multiaddr::to_bytes).collect(),
+                connection: p.connection.to_i32(),
+            })
+            .collect();
+        prop_assert_eq!(ours, frame(&message));
+    }
+
+    #[test]
     fn requests_round_trip(key in proptest::collection::vec(any::<u8>(), 1..MAX_KEY_LEN)) {
         let request = Request::FindNode { key };
         let mut out = Vec::new();
