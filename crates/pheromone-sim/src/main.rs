@@ -44,7 +44,7 @@ struct KadArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Milliseconds between two joins.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 2)]
     join_interval_ms: u64,
     /// Milliseconds between two lookups.
     #[arg(long, default_value_t = 10)]

@@ -1,7 +1,7 @@
 //! The `kad` scenario: N nodes run the real `pheromone_core::kad::Kademlia` state machine
 //! in full-reachability mode (any node may send to any node, as internet hosts dial
 //! addresses). They join one after another from a single bootstrap node; then M lookups
-//! of random live nodes run from random live nodes, optionally while a fraction of the
+//! of random live nodes (joined, bootstrapped, not left) run from random live nodes, optionally while a fraction of the
 //! nodes leaves without notice and as many new ones join.
 //!
 //! Each request travels as one frame and its response as another, as on one libp2p stream
@@ -194,7 +194,7 @@ impl Default for KadParams {
             lookups: 100,
             churn: 0.0,
             seed: 1,
-            join_interval: Duration::from_millis(10),
+            join_interval: Duration::from_millis(2),
             settle: Duration::from_secs(5),
             lookup_interval: Duration::from_millis(10),
             latency: (Duration::from_millis(10), Duration::from_millis(60)),
@@ -339,6 +339,9 @@ pub fn run(params: &KadParams) -> KadReport {
         .unwrap_or_else(Multiaddr::empty);
 
     let mut bootstraps = (0usize, 0usize);
+    // A node counts as a lookup target once its own bootstrap lookup has ended: before
+    // that nobody can know it.
+    let joined: RefCell<HashSet<NodeId>> = RefCell::new(HashSet::from([first]));
     let finished: RefCell<Vec<(NodeId, QueryResult)>> = RefCell::new(Vec::new());
     let mut on_event = |_: Instant, node: NodeId, event: Event| {
         let Event::QueryFinished(result) = event else {
@@ -346,6 +349,7 @@ pub fn run(params: &KadParams) -> KadReport {
         };
         match result.kind {
             QueryKind::Bootstrap => {
+                joined.borrow_mut().insert(node);
                 bootstraps.0 += 1;
                 if result.outcome == QueryOutcome::Completed {
                     bootstraps.1 += 1;
@@ -394,7 +398,7 @@ pub fn run(params: &KadParams) -> KadReport {
             lookups_done += 1;
             let from = live[world.sim.rng().gen_range(0..live.len())];
             let mut to = from;
-            while to == from {
+            while to == from || !joined.borrow().contains(&to) {
                 to = live[world.sim.rng().gen_range(0..live.len())];
             }
             let Some(target) = world.sim.peer_id(to) else {
