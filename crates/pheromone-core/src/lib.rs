@@ -14,6 +14,8 @@
 //! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
 //!   framing.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
+//! - [`kad`]: Kademlia discovery on the libp2p kad wire — k-bucket routing table, iterative
+//!   FIND_NODE lookups, liveness checks, one sans-IO state machine.
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
 //!   ChaCha20-Poly1305 transport ciphers that follow it.
@@ -31,6 +33,7 @@ pub mod addr;
 pub mod broadcast;
 pub mod identify;
 pub mod identity;
+pub mod kad;
 pub mod multistream;
 pub mod noise;
 pub mod relay;

@@ -11,15 +11,17 @@
 //! - [`Sim`]: the simulator itself (this file); [`Protocol`], [`LinkConfig`] and
 //!   [`NetStats`]: what it drives and measures (`protocol.rs`).
 //! - [`graph`]: random connected topologies.
-//! - [`scenario`]: ready-made experiments (the `broadcast` scenario) used by the tests and
-//!   by the `pheromone-sim` command.
+//! - [`scenario`]: ready-made experiments (the `broadcast` and `kad` scenarios) used by the
+//!   tests and by the `pheromone-sim` command.
 //!
 //! # Driving a simulation
 //!
 //! Add nodes with [`Sim::add_node`], link them with [`Sim::connect`], give them commands
 //! with [`Sim::with_node`], and advance time with [`Sim::run_until`] /
 //! [`Sim::run_for`], which hand every application event (`Protocol::Event`) to a callback
-//! together with the virtual time and the node that produced it.
+//! together with the virtual time and the node that produced it. Protocols that dial
+//! arbitrary peers (Kademlia) run in full-reachability mode
+//! ([`Sim::set_full_reachability`]) instead of over explicit links.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -76,6 +78,14 @@ enum EventKind {
         peer: NodeId,
         incarnation: u32,
     },
+    /// A frame sent without a link, in full-reachability mode: delivered only to the
+    /// incarnation of `to` that was alive when it was sent.
+    DeliverDirect {
+        to: NodeId,
+        from: NodeId,
+        incarnation: u32,
+        bytes: Bytes,
+    },
 }
 
 /// A queue entry: time (nanoseconds since the start), insertion number, payload slot.
@@ -104,6 +114,8 @@ pub struct Sim<P: Protocol> {
     seq: u64,
     events: Vec<(Instant, NodeId, P::Event)>,
     stats: NetStats,
+    /// Full-reachability mode: any node may send to any node it has no link with.
+    reach: Option<LinkConfig>,
 }
 
 fn key(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -130,7 +142,21 @@ impl<P: Protocol> Sim<P> {
             seq: 0,
             events: Vec::new(),
             stats: NetStats::default(),
+            reach: None,
         }
+    }
+
+    /// Turns full-reachability mode on (`Some`) or off (`None`, the default).
+    ///
+    /// In this mode a node may send to any other node, linked or not, as an internet host
+    /// may dial any address: frames between unlinked nodes travel with `config`'s latency,
+    /// jitter and loss and are delivered if the receiver is still the same live
+    /// incarnation and in the same partition group; a frame to a dead node is silently
+    /// lost, so the sender's own timeouts must notice (as with a host that vanished without
+    /// a word). No `link_up`/`link_down` calls are made for such traffic. Explicit links
+    /// keep their own properties.
+    pub fn set_full_reachability(&mut self, config: Option<LinkConfig>) {
+        self.reach = config;
     }
 
     /// The current virtual time.
@@ -490,6 +516,21 @@ impl<P: Protocol> Sim<P> {
                     }
                 });
             }
+            EventKind::DeliverDirect {
+                to,
+                from,
+                incarnation,
+                bytes,
+            } => {
+                let same_side = self.nodes[to].group == self.nodes[from].group;
+                if !(same_side && self.is_alive(to) && self.nodes[to].incarnation == incarnation) {
+                    self.stats.frames_dropped += 1;
+                    return;
+                }
+                self.stats.frames_delivered += 1;
+                let peer = self.nodes[from].peer;
+                self.with_node(to, |p, now| p.handle_message(now, peer, &bytes));
+            }
             EventKind::LinkDown {
                 node,
                 peer,
@@ -540,7 +581,10 @@ impl<P: Protocol> Sim<P> {
             return;
         };
         let Some(link) = self.links.get(&key(from, to)) else {
-            self.stats.frames_dropped += 1;
+            match self.reach {
+                Some(config) if to != from => self.send_direct(from, to, config, bytes),
+                _ => self.stats.frames_dropped += 1,
+            }
             return;
         };
         if !link.up {
@@ -565,6 +609,29 @@ impl<P: Protocol> Sim<P> {
                 to,
                 from,
                 epoch,
+                bytes,
+            },
+        );
+    }
+
+    fn send_direct(&mut self, from: NodeId, to: NodeId, config: LinkConfig, bytes: Bytes) {
+        if config.loss > 0.0 && self.rng.gen_bool(config.loss.clamp(0.0, 1.0)) {
+            self.stats.frames_lost += 1;
+            return;
+        }
+        let mut delay = config.latency;
+        if !config.jitter.is_zero() {
+            let jitter = self.rng.gen_range(0..=config.jitter.as_nanos() as u64);
+            delay += Duration::from_nanos(jitter);
+        }
+        let at = self.now + delay;
+        let incarnation = self.nodes[to].incarnation;
+        self.push(
+            at,
+            EventKind::DeliverDirect {
+                to,
+                from,
+                incarnation,
                 bytes,
             },
         );

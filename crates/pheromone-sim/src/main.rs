@@ -1,12 +1,13 @@
 //! `pheromone-sim`: runs simulation scenarios and prints one JSON object per run.
 //!
-//! Subcommands map one-to-one to modules of `pheromone_sim::scenario`; discovery (`kad`)
-//! and routing (`route`) scenarios will join `broadcast` here.
+//! Subcommands map one-to-one to modules of `pheromone_sim::scenario`: `broadcast`,
+//! `kad` (discovery); routing (`route`) will join them here.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
+use pheromone_sim::scenario::kad::{self, KadParams};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -23,6 +24,34 @@ struct Cli {
 enum Command {
     /// Topic broadcast on a random connected graph; one JSON line per (nodes, strategy).
     Broadcast(BroadcastArgs),
+    /// Kademlia: N nodes join from one bootstrap node, then M lookups of random live
+    /// nodes, optionally under churn; one JSON object.
+    Kad(KadArgs),
+}
+
+#[derive(clap::Args)]
+struct KadArgs {
+    /// Nodes joining one after another from a single bootstrap node.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Lookups of random live nodes from random live nodes.
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Fraction of nodes leaving without notice (and as many joining) during the lookups.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Seed of the run; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Milliseconds between two joins.
+    #[arg(long, default_value_t = 2)]
+    join_interval_ms: u64,
+    /// Milliseconds between two lookups.
+    #[arg(long, default_value_t = 10)]
+    lookup_interval_ms: u64,
+    /// Per-request timeout in milliseconds (the protocol default is 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +118,19 @@ fn main() -> Result<()> {
                     println!("{}", serde_json::to_string(&report)?);
                 }
             }
+        }
+        Command::Kad(args) => {
+            let mut params = KadParams {
+                nodes: args.nodes,
+                lookups: args.lookups,
+                churn: args.churn,
+                seed: args.seed,
+                join_interval: Duration::from_millis(args.join_interval_ms),
+                lookup_interval: Duration::from_millis(args.lookup_interval_ms),
+                ..KadParams::default()
+            };
+            params.config.request_timeout = Duration::from_millis(args.request_timeout_ms);
+            println!("{}", serde_json::to_string(&kad::run(&params))?);
         }
     }
     Ok(())

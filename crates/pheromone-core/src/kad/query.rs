@@ -1,0 +1,205 @@
+//! One iterative lookup: the candidates it knows, sorted by distance to the target, and
+//! which of them were asked, answered or failed.
+//!
+//! Pure bookkeeping: it picks whom to ask next and says when it is done; `state.rs` sends
+//! the requests, owns the clock and turns answers into calls here.
+
+use super::key::{Distance, Key};
+use super::wire::KadPeer;
+use crate::addr::Multiaddr;
+use crate::identity::PeerId;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    NotContacted,
+    Waiting(u64),
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    status: Status,
+    /// Requests on the shortest chain that led to this peer, counting the one to it.
+    hop: u32,
+}
+
+/// State of one lookup.
+#[derive(Debug, Clone)]
+pub(crate) struct Lookup {
+    key: Key,
+    target: Option<PeerId>,
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+    pub(crate) found: Option<(Vec<Multiaddr>, u32)>,
+    pub(crate) failures: u32,
+    pub(crate) messages: u32,
+    pub(crate) max_hop: u32,
+}
+
+/// The next request a lookup wants sent.
+pub(crate) struct Next {
+    pub(crate) peer: PeerId,
+    pub(crate) addrs: Vec<Multiaddr>,
+    pub(crate) distance: Distance,
+}
+
+impl Lookup {
+    /// A lookup of `key`; `target` is the peer being resolved, if any (the lookup then ends
+    /// as soon as someone names it with an address).
+    pub(crate) fn new(key: Key, target: Option<PeerId>) -> Self {
+        Self {
+            key,
+            target,
+            candidates: BTreeMap::new(),
+            in_flight: 0,
+            found: None,
+            failures: 0,
+            messages: 0,
+            max_hop: 0,
+        }
+    }
+
+    /// Seeds a peer from our own table (reached in one hop).
+    pub(crate) fn seed(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let distance = self.key.distance(&Key::from_peer(&peer));
+        self.candidates.entry(distance).or_insert(Candidate {
+            peer,
+            addrs,
+            status: Status::NotContacted,
+            hop: 1,
+        });
+    }
+
+    /// The closest candidate worth asking now, if fewer than `alpha` requests are in flight:
+    /// only candidates among the `k` closest that have not failed are asked, which is what
+    /// makes the lookup converge and end.
+    pub(crate) fn next(&self, alpha: usize, k: usize) -> Option<Next> {
+        if self.in_flight >= alpha || self.found.is_some() {
+            return None;
+        }
+        self.candidates
+            .iter()
+            .filter(|(_, c)| c.status != Status::Failed)
+            .take(k)
+            .find(|(_, c)| c.status == Status::NotContacted)
+            .map(|(distance, c)| Next {
+                peer: c.peer,
+                addrs: c.addrs.clone(),
+                distance: *distance,
+            })
+    }
+
+    /// Records that the request `request` to the candidate at `distance` is on its way.
+    pub(crate) fn sent(&mut self, distance: &Distance, request: u64) {
+        if let Some(c) = self.candidates.get_mut(distance) {
+            c.status = Status::Waiting(request);
+            self.in_flight += 1;
+            self.messages += 1;
+        }
+    }
+
+    /// Request ids still in flight.
+    pub(crate) fn waiting(&self) -> impl Iterator<Item = u64> + '_ {
+        self.candidates.values().filter_map(|c| match c.status {
+            Status::Waiting(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// The candidate at `distance` answered with `closer` (already filtered by the caller:
+    /// no self, usable addresses only). Keeps at most `max_candidates`, dropping the
+    /// farthest that were never contacted.
+    pub(crate) fn succeeded(&mut self, distance: &Distance, closer: Vec<KadPeer>, max: usize) {
+        let Some(c) = self.candidates.get_mut(distance) else {
+            return;
+        };
+        if matches!(c.status, Status::Waiting(_)) {
+            self.in_flight -= 1;
+        }
+        c.status = Status::Succeeded;
+        let hop = c.hop;
+        self.max_hop = self.max_hop.max(hop);
+        for peer in closer {
+            if self.target == Some(peer.id) && !peer.addrs.is_empty() && self.found.is_none() {
+                self.found = Some((peer.addrs.clone(), hop));
+            }
+            let d = self.key.distance(&Key::from_peer(&peer.id));
+            match self.candidates.get_mut(&d) {
+                Some(existing) => {
+                    existing.hop = existing.hop.min(hop + 1);
+                    if existing.addrs.is_empty() {
+                        existing.addrs = peer.addrs;
+                    }
+                }
+                None => {
+                    self.candidates.insert(
+                        d,
+                        Candidate {
+                            peer: peer.id,
+                            addrs: peer.addrs,
+                            status: Status::NotContacted,
+                            hop: hop + 1,
+                        },
+                    );
+                }
+            }
+        }
+        while self.candidates.len() > max {
+            let farthest = self
+                .candidates
+                .iter()
+                .rev()
+                .find(|(_, c)| c.status == Status::NotContacted)
+                .map(|(d, _)| *d);
+            match farthest {
+                Some(d) => {
+                    self.candidates.remove(&d);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The candidate at `distance` failed (error, timeout, bad answer).
+    pub(crate) fn failed(&mut self, distance: &Distance) {
+        if let Some(c) = self.candidates.get_mut(distance) {
+            if matches!(c.status, Status::Waiting(_)) {
+                self.in_flight -= 1;
+            }
+            c.status = Status::Failed;
+            self.failures += 1;
+        }
+    }
+
+    /// Whether the lookup is over: the target was found, or the `k` closest candidates
+    /// that have not failed all answered, or nothing is left to ask or wait for.
+    pub(crate) fn is_finished(&self, k: usize) -> bool {
+        if self.found.is_some() {
+            return true;
+        }
+        let mut closest = self
+            .candidates
+            .values()
+            .filter(|c| c.status != Status::Failed)
+            .take(k)
+            .peekable();
+        if closest.peek().is_none() {
+            return self.in_flight == 0;
+        }
+        closest.all(|c| c.status == Status::Succeeded)
+    }
+
+    /// The peers that answered, closest first, at most `k`.
+    pub(crate) fn closest_succeeded(&self, k: usize) -> Vec<PeerId> {
+        self.candidates
+            .values()
+            .filter(|c| c.status == Status::Succeeded)
+            .take(k)
+            .map(|c| c.peer)
+            .collect()
+    }
+}

@@ -1,0 +1,764 @@
+//! [`Kademlia`]: the one state machine of the discovery protocol — routing table, lookups,
+//! liveness checks and refreshes — driven by `(now, input)`.
+//!
+//! It never opens a stream or reads a clock: the driver (tokio glue or the simulator)
+//! feeds it connection news, inbound requests and responses, and carries out the
+//! [`Output`]s. Trust rules live here: a peer enters the table only after a kad exchange
+//! with it (it answered our request, or sent one to us over a connection whose addresses
+//! the driver vouches for); peers that others list only become lookup candidates.
+
+use super::config::Config;
+use super::error::KadError;
+use super::event::{
+    Direction, Event, FailureReason, InboundId, Input, Metrics, Output, QueryId, QueryKind,
+    QueryOutcome, QueryResult, RequestId,
+};
+use super::key::{Distance, Key};
+use super::query::Lookup;
+use super::table::{InsertOutcome, RoutingTable};
+use super::wire::{
+    encode_find_node_response, ConnectionType, DecodeLimits, KadPeer, Request, Response,
+};
+use crate::addr::{Multiaddr, Protocol};
+use crate::identity::PeerId;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Lookup(QueryId, Distance),
+    Liveness,
+    /// Its lookup ended before the answer came; the answer still refreshes the table.
+    Orphan,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    purpose: Purpose,
+    message_type: i32,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Query {
+    kind: QueryKind,
+    /// The FIND_NODE `key` sent to every peer asked.
+    key_bytes: Bytes,
+    lookup: Lookup,
+    started: Instant,
+    deadline: Instant,
+}
+
+/// The Kademlia state machine. See the module docs.
+///
+/// Calling contract: after every call of [`handle_input`](Self::handle_input),
+/// [`handle_timeout`](Self::handle_timeout) or a command, drain
+/// [`poll_output`](Self::poll_output) until `None`, then arrange to call `handle_timeout`
+/// at [`poll_timeout`](Self::poll_timeout).
+#[derive(Debug)]
+pub struct Kademlia {
+    local: PeerId,
+    config: Config,
+    table: RoutingTable,
+    rng: u64,
+    queries: BTreeMap<QueryId, Query>,
+    next_query: u64,
+    requests: HashMap<RequestId, Pending>,
+    deadlines: BTreeSet<(Instant, RequestId)>,
+    next_request: u64,
+    connected: HashMap<PeerId, Vec<Multiaddr>>,
+    outputs: VecDeque<Output>,
+    responses_queued: usize,
+    next_liveness: Instant,
+    next_refresh: Option<Instant>,
+    liveness_in_flight: Option<RequestId>,
+    metrics: Metrics,
+}
+
+impl Kademlia {
+    /// A node named `local`, with an empty table, whose random choices (refresh targets,
+    /// buckets to check) derive from `seed`.
+    pub fn new(local: PeerId, config: Config, now: Instant, seed: u64) -> Self {
+        let local_key = Key::from_peer(&local);
+        Self {
+            local,
+            table: RoutingTable::new(local_key, &config),
+            rng: seed ^ 0x9e37_79b9_7f4a_7c15,
+            queries: BTreeMap::new(),
+            next_query: 0,
+            requests: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            next_request: 0,
+            connected: HashMap::new(),
+            outputs: VecDeque::new(),
+            responses_queued: 0,
+            next_liveness: now + config.liveness_interval,
+            next_refresh: config.refresh_interval.map(|i| now + i),
+            liveness_in_flight: None,
+            metrics: Metrics::default(),
+            config,
+        }
+    }
+
+    /// Our peer ID.
+    pub fn local_peer(&self) -> PeerId {
+        self.local
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The routing table, read-only.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    /// Lookups running.
+    pub fn running_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Requests waiting for a response.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Feeds one input. An `Err` means the input was refused (see [`KadError`]); the state
+    /// stays consistent and the driver should drop the stream concerned.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), KadError> {
+        match input {
+            Input::Connected {
+                peer,
+                addrs,
+                direction,
+            } => {
+                if peer != self.local {
+                    let mut addrs: Vec<Multiaddr> = addrs
+                        .into_iter()
+                        .filter(|a| self.usable(&peer, a))
+                        .take(self.config.max_addrs_per_peer)
+                        .collect();
+                    if direction == Direction::Inbound {
+                        // Keep what an earlier outbound dial proved over announced ones.
+                        if let Some(known) = self.connected.get(&peer) {
+                            addrs.extend(known.iter().cloned());
+                            addrs.dedup();
+                            addrs.truncate(self.config.max_addrs_per_peer);
+                        }
+                    }
+                    self.connected.insert(peer, addrs);
+                }
+                Ok(())
+            }
+            Input::Disconnected { peer } => {
+                self.connected.remove(&peer);
+                Ok(())
+            }
+            Input::InboundRequest { peer, id, bytes } => self.on_request(now, peer, id, bytes),
+            Input::Response { id, bytes } => self.on_response(now, id, bytes),
+            Input::RequestFailed { id, reason } => {
+                let Some(pending) = self.take_request(id) else {
+                    self.metrics.unsolicited += 1;
+                    return Err(KadError::UnknownRequest(id.0));
+                };
+                self.on_failure(now, id, pending, reason);
+                self.step_queries(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a lookup of our own ID, which fills the buckets near us and tells the peers
+    /// near us that we exist. Needs at least one peer in the table
+    /// ([`add_address`](Self::add_address) the bootstrap nodes first).
+    pub fn bootstrap(&mut self, now: Instant) -> QueryId {
+        self.next_refresh = self.config.refresh_interval.map(|i| now + i);
+        let key = self.local.to_bytes();
+        self.start_query(now, QueryKind::Bootstrap, key, None)
+    }
+
+    /// Starts resolving `target` to addresses. Ends at once (0 hops) when the table or a
+    /// live connection already has an address for it.
+    pub fn find_peer(&mut self, now: Instant, target: PeerId) -> QueryId {
+        let known = self
+            .table
+            .get(&target)
+            .map(|e| e.addrs.clone())
+            .filter(|a| !a.is_empty())
+            .or_else(|| {
+                self.connected
+                    .get(&target)
+                    .filter(|a| !a.is_empty())
+                    .cloned()
+            });
+        if let Some(addrs) = known {
+            let id = self.new_query_id();
+            self.finish_now(id, QueryKind::FindPeer(target), QueryOutcome::Found(addrs));
+            return id;
+        }
+        self.start_query(
+            now,
+            QueryKind::FindPeer(target),
+            target.to_bytes(),
+            Some(target),
+        )
+    }
+
+    /// Adds a peer the operator vouches for (a bootstrap or static peer) straight into the
+    /// table.
+    pub fn add_address(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addr: Multiaddr,
+    ) -> Result<InsertOutcome, KadError> {
+        if peer == self.local {
+            return Err(KadError::SelfPeer);
+        }
+        if let Some(reason) = unusable(&peer, &addr, true) {
+            return Err(KadError::BadAddress { peer, reason });
+        }
+        Ok(self.offer(now, peer, std::slice::from_ref(&addr)))
+    }
+
+    /// Removes `peer` from the table (a replacement takes its place).
+    pub fn remove_peer(&mut self, peer: &PeerId) -> bool {
+        let (removed, promoted) = self.table.remove(peer);
+        if removed.is_some() {
+            self.push_promoted(promoted);
+        }
+        removed.is_some()
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        let out = self.outputs.pop_front()?;
+        if matches!(out, Output::SendResponse { .. }) {
+            self.responses_queued -= 1;
+        }
+        Some(out)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.deadlines.first().map(|(at, _)| *at);
+        let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        consider(self.next_liveness);
+        if let Some(t) = self.next_refresh {
+            consider(t);
+        }
+        for q in self.queries.values() {
+            consider(q.deadline);
+        }
+        at
+    }
+
+    /// Expires requests and lookups, runs due liveness checks and refreshes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(pending) = self.requests.remove(&id) {
+                self.on_failure(now, id, pending, FailureReason::Timeout);
+            }
+        }
+        let expired: Vec<QueryId> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| q.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.finish(id, now, Some(QueryOutcome::TimedOut));
+        }
+        if now >= self.next_liveness {
+            self.next_liveness = now + self.config.liveness_interval;
+            self.check_liveness(now);
+        }
+        if let Some(at) = self.next_refresh {
+            if now >= at {
+                self.next_refresh = self.config.refresh_interval.map(|i| now + i);
+                self.refresh(now);
+            }
+        }
+        self.step_queries(now);
+    }
+
+    // ---- inbound -------------------------------------------------------------------
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        id: InboundId,
+        bytes: &[u8],
+    ) -> Result<(), KadError> {
+        let request = match Request::decode(bytes) {
+            Ok(r) => r,
+            Err(source) => {
+                self.metrics.malformed += 1;
+                return Err(KadError::Wire { peer, source });
+            }
+        };
+        if self.responses_queued >= self.config.max_pending_inbound {
+            self.metrics.inbound_dropped += 1;
+            return Err(KadError::TooManyInbound(self.responses_queued));
+        }
+        self.metrics.inbound_requests += 1;
+        let out = match request {
+            Request::Ping => {
+                let mut out = Vec::new();
+                Response::Ping.encode(&mut out);
+                out
+            }
+            Request::FindNode { key } => {
+                let target = Key::from_preimage(&key);
+                let connected = &self.connected;
+                let closest = self.table.closest(&target, self.config.k + 1);
+                let mut out = Vec::new();
+                encode_find_node_response(
+                    closest
+                        .iter()
+                        .filter(|e| e.peer != peer)
+                        .take(self.config.k)
+                        .map(|e| {
+                            let connection = if connected.contains_key(&e.peer) {
+                                ConnectionType::Connected
+                            } else {
+                                ConnectionType::NotConnected
+                            };
+                            (&e.peer, e.addrs.as_slice(), connection)
+                        }),
+                    &mut out,
+                );
+                out
+            }
+        };
+        self.responses_queued += 1;
+        self.outputs.push_back(Output::SendResponse {
+            id,
+            bytes: Bytes::from(out),
+        });
+        // The requester is alive and serves kad; it joins the table if the driver vouches
+        // for an address of it (or it is there already).
+        let addrs = self.connected.get(&peer).cloned().unwrap_or_default();
+        if !addrs.is_empty() || self.table.get(&peer).is_some() {
+            self.offer(now, peer, &addrs);
+        }
+        Ok(())
+    }
+
+    // ---- outbound ------------------------------------------------------------------
+
+    fn take_request(&mut self, id: RequestId) -> Option<Pending> {
+        let pending = self.requests.remove(&id)?;
+        self.deadlines.remove(&(pending.deadline, id));
+        Some(pending)
+    }
+
+    fn on_response(&mut self, now: Instant, id: RequestId, bytes: &[u8]) -> Result<(), KadError> {
+        let Some(pending) = self.take_request(id) else {
+            self.metrics.unsolicited += 1;
+            return Err(KadError::UnknownRequest(id.0));
+        };
+        let limits = DecodeLimits {
+            max_peers: self.config.max_peers_per_response,
+            max_addrs: self.config.max_addrs_per_peer,
+        };
+        let response = match Response::decode(bytes, pending.message_type, limits) {
+            Ok(r) => r,
+            Err(source) => {
+                self.metrics.malformed += 1;
+                let peer = pending.peer;
+                self.on_failure(now, id, pending, FailureReason::Io);
+                self.step_queries(now);
+                return Err(KadError::Wire { peer, source });
+            }
+        };
+        self.metrics.responses += 1;
+        if self.liveness_in_flight == Some(id) {
+            self.liveness_in_flight = None;
+        }
+        let peer = pending.peer;
+        let addrs = self
+            .connected
+            .get(&peer)
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .unwrap_or(pending.addrs);
+        self.offer(now, peer, &addrs);
+        if let (
+            Purpose::Lookup(query, distance),
+            Response::FindNode {
+                closer_peers,
+                ignored,
+                invalid,
+            },
+        ) = (pending.purpose, response)
+        {
+            self.metrics.peers_ignored += (ignored + invalid) as u64;
+            let closer = self.filter_peers(closer_peers);
+            let max = self.config.max_candidates;
+            if let Some(q) = self.queries.get_mut(&query) {
+                q.lookup.succeeded(&distance, closer, max);
+            }
+        }
+        self.step_queries(now);
+        Ok(())
+    }
+
+    /// Drops ourselves, unusable addresses, and peers left with no way to reach them.
+    fn filter_peers(&mut self, peers: Vec<KadPeer>) -> Vec<KadPeer> {
+        let mut out = Vec::with_capacity(peers.len());
+        for mut peer in peers {
+            if peer.id == self.local {
+                continue;
+            }
+            let before = peer.addrs.len();
+            let id = peer.id;
+            peer.addrs.retain(|a| self.usable(&id, a));
+            self.metrics.addrs_rejected += (before - peer.addrs.len()) as u64;
+            if peer.addrs.is_empty() {
+                // Reachable only if we know a way ourselves.
+                if let Some(e) = self.table.get(&peer.id) {
+                    peer.addrs = e.addrs.clone();
+                } else if !self.connected.contains_key(&peer.id) {
+                    self.metrics.peers_unreachable += 1;
+                    continue;
+                }
+            }
+            out.push(peer);
+        }
+        out
+    }
+
+    fn usable(&self, peer: &PeerId, addr: &Multiaddr) -> bool {
+        unusable(peer, addr, self.config.allow_private_addrs).is_none()
+    }
+
+    fn on_failure(&mut self, now: Instant, id: RequestId, pending: Pending, _: FailureReason) {
+        self.metrics.requests_failed += 1;
+        if self.liveness_in_flight == Some(id) {
+            self.liveness_in_flight = None;
+        }
+        if let Purpose::Lookup(query, distance) = pending.purpose {
+            if let Some(q) = self.queries.get_mut(&query) {
+                q.lookup.failed(&distance);
+            }
+        }
+        // A table entry that does not answer is presumed gone; the newest replacement,
+        // seen alive more recently, takes its place.
+        if self.table.get(&pending.peer).is_some() {
+            let (_, promoted) = self.table.remove(&pending.peer);
+            self.metrics.evictions += 1;
+            self.outputs.push_back(Output::Event(Event::PeerEvicted {
+                peer: pending.peer,
+                promoted,
+            }));
+            self.push_promoted(promoted);
+        }
+        let _ = now;
+    }
+
+    fn push_promoted(&mut self, promoted: Option<PeerId>) {
+        if let Some(peer) = promoted {
+            if let Some(e) = self.table.get(&peer) {
+                let (bucket, addrs) = (self.table.bucket_of(&e.key).unwrap_or(0), e.addrs.clone());
+                self.outputs.push_back(Output::Event(Event::PeerAdded {
+                    peer,
+                    bucket,
+                    addrs,
+                }));
+            }
+        }
+    }
+
+    fn offer(&mut self, now: Instant, peer: PeerId, addrs: &[Multiaddr]) -> InsertOutcome {
+        let outcome = self.table.insert(now, peer, addrs);
+        if let InsertOutcome::Inserted { bucket } = outcome {
+            let addrs = self
+                .table
+                .get(&peer)
+                .map(|e| e.addrs.clone())
+                .unwrap_or_default();
+            self.outputs.push_back(Output::Event(Event::PeerAdded {
+                peer,
+                bucket,
+                addrs,
+            }));
+        }
+        outcome
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: &Request,
+        purpose: Purpose,
+    ) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let mut bytes = Vec::new();
+        request.encode(&mut bytes);
+        let deadline = now + self.config.request_timeout;
+        self.requests.insert(
+            id,
+            Pending {
+                peer,
+                addrs: addrs.clone(),
+                purpose,
+                message_type: request.message_type(),
+                deadline,
+            },
+        );
+        self.deadlines.insert((deadline, id));
+        self.metrics.requests_sent += 1;
+        self.outputs.push_back(Output::SendRequest {
+            id,
+            peer,
+            addrs,
+            bytes: Bytes::from(bytes),
+        });
+        id
+    }
+
+    // ---- lookups -------------------------------------------------------------------
+
+    fn new_query_id(&mut self) -> QueryId {
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        id
+    }
+
+    fn start_query(
+        &mut self,
+        now: Instant,
+        kind: QueryKind,
+        key_bytes: Vec<u8>,
+        target: Option<PeerId>,
+    ) -> QueryId {
+        let id = self.new_query_id();
+        if self.queries.len() >= self.config.max_queries || self.table.is_empty() {
+            self.finish_now(id, kind, QueryOutcome::Refused);
+            return id;
+        }
+        let key = Key::from_preimage(&key_bytes);
+        let mut lookup = Lookup::new(key, target);
+        for entry in self.table.closest(&key, self.config.k) {
+            lookup.seed(entry.peer, entry.addrs.clone());
+        }
+        self.queries.insert(
+            id,
+            Query {
+                kind,
+                key_bytes: Bytes::from(key_bytes),
+                lookup,
+                started: now,
+                deadline: now + self.config.query_timeout,
+            },
+        );
+        self.step_query(id, now);
+        id
+    }
+
+    fn finish_now(&mut self, id: QueryId, kind: QueryKind, outcome: QueryOutcome) {
+        self.outputs
+            .push_back(Output::Event(Event::QueryFinished(QueryResult {
+                id,
+                kind,
+                outcome,
+                closest: Vec::new(),
+                hops: 0,
+                messages: 0,
+                failures: 0,
+                duration: std::time::Duration::ZERO,
+            })));
+    }
+
+    fn step_queries(&mut self, now: Instant) {
+        let ids: Vec<QueryId> = self.queries.keys().copied().collect();
+        for id in ids {
+            self.step_query(id, now);
+        }
+    }
+
+    fn step_query(&mut self, id: QueryId, now: Instant) {
+        let (alpha, k) = (self.config.alpha.max(1), self.config.k.max(1));
+        loop {
+            let Some(q) = self.queries.get(&id) else {
+                return;
+            };
+            let Some(next) = q.lookup.next(alpha, k) else {
+                break;
+            };
+            let request = Request::FindNode {
+                key: q.key_bytes.to_vec(),
+            };
+            let rid = self.send(
+                now,
+                next.peer,
+                next.addrs,
+                &request,
+                Purpose::Lookup(id, next.distance),
+            );
+            if let Some(q) = self.queries.get_mut(&id) {
+                q.lookup.sent(&next.distance, rid.0);
+            }
+        }
+        if self
+            .queries
+            .get(&id)
+            .is_some_and(|q| q.lookup.is_finished(k))
+        {
+            self.finish(id, now, None);
+        }
+    }
+
+    fn finish(&mut self, id: QueryId, now: Instant, forced: Option<QueryOutcome>) {
+        let Some(q) = self.queries.remove(&id) else {
+            return;
+        };
+        for rid in q.lookup.waiting() {
+            if let Some(p) = self.requests.get_mut(&RequestId(rid)) {
+                p.purpose = Purpose::Orphan;
+            }
+        }
+        let (outcome, hops) = match (&q.lookup.found, forced, q.kind) {
+            (Some((addrs, hops)), _, _) => (QueryOutcome::Found(addrs.clone()), *hops),
+            (None, Some(outcome), _) => (outcome, q.lookup.max_hop),
+            (None, None, QueryKind::FindPeer(_)) => (QueryOutcome::NotFound, q.lookup.max_hop),
+            (None, None, _) => (QueryOutcome::Completed, q.lookup.max_hop),
+        };
+        if q.kind == QueryKind::Bootstrap && !self.table.is_empty() {
+            // As libp2p does after its self-lookup: the buckets far from us are filled by
+            // lookups of random keys right away rather than at the first refresh.
+            self.refresh_random(now);
+        }
+        let k = self.config.k;
+        self.outputs
+            .push_back(Output::Event(Event::QueryFinished(QueryResult {
+                id,
+                kind: q.kind,
+                outcome,
+                closest: q.lookup.closest_succeeded(k),
+                hops,
+                messages: q.lookup.messages,
+                failures: q.lookup.failures,
+                duration: now.saturating_duration_since(q.started),
+            })));
+    }
+
+    // ---- maintenance ---------------------------------------------------------------
+
+    fn random(&mut self) -> u64 {
+        // SplitMix64: tiny, seeded, good enough to pick buckets and refresh targets.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn check_liveness(&mut self, now: Instant) {
+        if self.liveness_in_flight.is_some() {
+            return;
+        }
+        let buckets: Vec<usize> = self.table.non_empty_buckets().collect();
+        if buckets.is_empty() {
+            return;
+        }
+        let index = buckets[(self.random() % buckets.len() as u64) as usize];
+        let Some(entry) = self.table.oldest(index) else {
+            return;
+        };
+        let (peer, addrs) = (entry.peer, entry.addrs.clone());
+        let id = self.send(now, peer, addrs, &Request::Ping, Purpose::Liveness);
+        self.liveness_in_flight = Some(id);
+    }
+
+    fn refresh(&mut self, now: Instant) {
+        if self.table.is_empty() {
+            return;
+        }
+        let own = self.local.to_bytes();
+        self.start_query(now, QueryKind::Refresh, own, None);
+        self.refresh_random(now);
+    }
+
+    /// Lookups of random keys: they reach into every part of the key space, so the far
+    /// buckets fill with peers we would never meet near our own ID.
+    fn refresh_random(&mut self, now: Instant) {
+        for _ in 0..self.config.refresh_random_targets {
+            // A random SHA-256 multihash: a valid peer ID nobody has, whose key is uniform.
+            let mut bytes = vec![0x12, 0x20];
+            for _ in 0..4 {
+                bytes.extend_from_slice(&self.random().to_le_bytes());
+            }
+            self.start_query(now, QueryKind::Refresh, bytes, None);
+        }
+    }
+}
+
+/// Why `addr` cannot be used to reach `peer`, if it cannot.
+pub(crate) fn unusable(
+    peer: &PeerId,
+    addr: &Multiaddr,
+    allow_private: bool,
+) -> Option<&'static str> {
+    let parts = addr.protocols();
+    if let Some(Protocol::P2p(id)) = parts.iter().find(|p| matches!(p, Protocol::P2p(_))) {
+        if id != peer {
+            return Some("names another peer");
+        }
+    }
+    let ip = match parts.first() {
+        Some(Protocol::Ip4(ip)) => IpAddr::V4(*ip),
+        Some(Protocol::Ip6(ip)) => IpAddr::V6(*ip),
+        Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)) => {
+            return None
+        }
+        Some(Protocol::Memory(_)) => {
+            return (!allow_private).then_some("in-memory address");
+        }
+        _ => return Some("no IP or DNS host"),
+    };
+    if matches!(parts.get(1), Some(Protocol::Tcp(0) | Protocol::Udp(0))) {
+        return Some("port 0");
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() {
+                return Some("unspecified, multicast or broadcast IP");
+            }
+            if !allow_private && (v4.is_loopback() || v4.is_private() || v4.is_link_local()) {
+                return Some("private IP");
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_unspecified() || v6.is_multicast() {
+                return Some("unspecified or multicast IP");
+            }
+            let seg = v6.segments()[0];
+            let local = (seg & 0xfe00) == 0xfc00 || (seg & 0xffc0) == 0xfe80;
+            if !allow_private && (v6.is_loopback() || local) {
+                return Some("private IP");
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,511 @@
+//! Tests of the [`Kademlia`] state machine: a small synchronous network of instances for
+//! lookups, and hand-made hostile inputs.
+
+use super::wire::{MessageProto, PeerProto};
+use super::*;
+use crate::addr::Multiaddr;
+use crate::identity::{Keypair, PeerId};
+use bytes::Bytes;
+use proptest::prelude::*;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Tests need some origin for the clock; only differences from it matter.
+#[allow(clippy::disallowed_methods)]
+fn test_now() -> Instant {
+    Instant::now()
+}
+
+fn peer(i: u32) -> PeerId {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&i.to_le_bytes());
+    Keypair::from_seed(seed).peer_id()
+}
+
+fn addr_of(i: u32) -> Multiaddr {
+    Multiaddr::from_socket_addr(([20, (i >> 8) as u8, i as u8, 1], 4001).into())
+}
+
+fn drain(kad: &mut Kademlia) -> Vec<Output> {
+    std::iter::from_fn(|| kad.poll_output()).collect()
+}
+
+fn requests(outputs: &[Output]) -> Vec<(RequestId, PeerId, Vec<Multiaddr>, Bytes)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendRequest {
+                id,
+                peer,
+                addrs,
+                bytes,
+            } => Some((*id, *peer, addrs.clone(), bytes.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finished(outputs: &[Output]) -> Vec<QueryResult> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::QueryFinished(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A synchronous network: every request is answered at once by its target, if alive.
+struct Net {
+    now: Instant,
+    nodes: Vec<Kademlia>,
+    index: HashMap<PeerId, usize>,
+    dead: Vec<bool>,
+    results: Vec<(usize, QueryResult)>,
+}
+
+impl Net {
+    fn new(n: u32) -> Self {
+        let now = test_now();
+        let config = Config {
+            refresh_interval: None,
+            ..Config::default()
+        };
+        let nodes: Vec<Kademlia> = (0..n)
+            .map(|i| Kademlia::new(peer(i), config.clone(), now, u64::from(i)))
+            .collect();
+        let index = (0..n).map(|i| (peer(i), i as usize)).collect();
+        Self {
+            now,
+            nodes,
+            index,
+            dead: vec![false; n as usize],
+            results: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, from: usize) {
+        let mut queue: VecDeque<(usize, Output)> = drain(&mut self.nodes[from])
+            .into_iter()
+            .map(|o| (from, o))
+            .collect();
+        while let Some((node, out)) = queue.pop_front() {
+            match out {
+                Output::SendRequest {
+                    id, peer, bytes, ..
+                } => {
+                    let to = self.index[&peer];
+                    if self.dead[to] {
+                        let fail = Input::RequestFailed {
+                            id,
+                            reason: FailureReason::Dial,
+                        };
+                        self.nodes[node].handle_input(self.now, fail).unwrap();
+                        queue.extend(drain(&mut self.nodes[node]).into_iter().map(|o| (node, o)));
+                        continue;
+                    }
+                    let me = self.nodes[node].local_peer();
+                    let now = self.now;
+                    let target = &mut self.nodes[to];
+                    let connected = Input::Connected {
+                        peer: me,
+                        addrs: vec![addr_of(node as u32)],
+                        direction: Direction::Inbound,
+                    };
+                    target.handle_input(now, connected).unwrap();
+                    let request = Input::InboundRequest {
+                        peer: me,
+                        id: InboundId(id.0),
+                        bytes: &bytes,
+                    };
+                    target.handle_input(now, request).unwrap();
+                    let mut response = None;
+                    for o in drain(target) {
+                        match o {
+                            Output::SendResponse { bytes, .. } => response = Some(bytes),
+                            other => queue.push_back((to, other)),
+                        }
+                    }
+                    let response = response.expect("a response");
+                    let src = &mut self.nodes[node];
+                    src.handle_input(
+                        now,
+                        Input::Response {
+                            id,
+                            bytes: &response,
+                        },
+                    )
+                    .unwrap();
+                    queue.extend(drain(src).into_iter().map(|o| (node, o)));
+                }
+                Output::SendResponse { .. } => {}
+                Output::Event(Event::QueryFinished(r)) => self.results.push((node, r)),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn join_all(&mut self) {
+        for i in 1..self.nodes.len() {
+            let now = self.now;
+            self.nodes[i].add_address(now, peer(0), addr_of(0)).unwrap();
+            self.nodes[i].bootstrap(now);
+            self.run(i);
+        }
+    }
+}
+
+#[test]
+fn nodes_joining_through_one_bootstrap_find_each_other() {
+    let mut net = Net::new(60);
+    net.join_all();
+    assert!(net
+        .results
+        .iter()
+        .all(|(_, r)| r.outcome == QueryOutcome::Completed));
+    // Each join is a self-lookup followed by a random-key refresh lookup.
+    let bootstraps = net
+        .results
+        .iter()
+        .filter(|(_, r)| r.kind == QueryKind::Bootstrap)
+        .count();
+    assert_eq!(bootstraps, 59);
+    net.results.clear();
+    for from in [1usize, 17, 59] {
+        for target in [2u32, 30, 58] {
+            let now = net.now;
+            net.nodes[from].find_peer(now, peer(target));
+            net.run(from);
+        }
+    }
+    assert_eq!(net.results.len(), 9);
+    for (_, r) in &net.results {
+        let QueryKind::FindPeer(target) = r.kind else {
+            panic!("unexpected kind")
+        };
+        let i = net.index[&target] as u32;
+        assert_eq!(r.outcome, QueryOutcome::Found(vec![addr_of(i)]), "{r:?}");
+        assert!(r.hops <= 3, "{r:?}");
+    }
+}
+
+#[test]
+fn a_dead_peer_fails_the_request_and_is_replaced() {
+    let mut net = Net::new(40);
+    net.join_all();
+    // Kill a peer that node 1 knows; a lookup through it marks it failed and evicts it.
+    let own = Key::from_peer(&peer(1));
+    let victim = net.nodes[1].table().closest(&own, 1)[0].peer;
+    let v = net.index[&victim];
+    net.dead[v] = true;
+    let now = net.now;
+    net.nodes[1].bootstrap(now);
+    net.run(1);
+    assert!(net.nodes[1].table().get(&victim).is_none());
+    assert!(net.nodes[1].metrics().evictions >= 1);
+}
+
+fn one_peer_node() -> (Kademlia, Instant) {
+    let now = test_now();
+    let config = Config {
+        refresh_interval: None,
+        ..Config::default()
+    };
+    let mut kad = Kademlia::new(peer(0), config, now, 7);
+    kad.add_address(now, peer(1), addr_of(1)).unwrap();
+    drain(&mut kad);
+    (kad, now)
+}
+
+#[test]
+fn malformed_inbound_requests_are_typed_errors() {
+    let (mut kad, now) = one_peer_node();
+    let err = kad
+        .handle_input(
+            now,
+            Input::InboundRequest {
+                peer: peer(1),
+                id: InboundId(1),
+                bytes: &[3, 0xff, 0xff, 0xff],
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KadError::Wire {
+            source: WireError::Protobuf(_),
+            ..
+        }
+    ));
+    assert_eq!(kad.metrics().malformed, 1);
+    assert!(drain(&mut kad).is_empty());
+}
+
+#[test]
+fn unsolicited_responses_are_ignored_and_counted() {
+    let (mut kad, now) = one_peer_node();
+    let mut out = Vec::new();
+    Response::Ping.encode(&mut out);
+    for i in 0..1000 {
+        let err = kad
+            .handle_input(
+                now,
+                Input::Response {
+                    id: RequestId(500 + i),
+                    bytes: &out,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err, KadError::UnknownRequest(500 + i));
+    }
+    assert_eq!(kad.metrics().unsolicited, 1000);
+    assert_eq!(kad.table().len(), 1);
+    assert!(drain(&mut kad).is_empty());
+}
+
+#[test]
+fn a_huge_response_is_capped_and_listed_peers_are_not_trusted() {
+    let (mut kad, now) = one_peer_node();
+    let q = kad.bootstrap(now);
+    let out = drain(&mut kad);
+    let sent = requests(&out);
+    assert_eq!(sent.len(), 1);
+    // 10,000 entries: real peers with honest-looking addresses, one with unroutable ones.
+    let mut message = MessageProto {
+        r#type: 4,
+        cluster_level_raw: 0,
+        key: Vec::new(),
+        closer_peers: Vec::new(),
+        provider_peers: Vec::new(),
+    };
+    let bogus: Vec<Vec<u8>> = [
+        "/ip4/0.0.0.0/tcp/1",
+        "/ip4/224.0.0.1/tcp/1",
+        "/ip4/9.9.9.9/tcp/0",
+    ]
+    .iter()
+    .map(|a| a.parse::<Multiaddr>().unwrap().to_bytes())
+    .collect();
+    message.closer_peers.push(PeerProto {
+        id: peer(2).to_bytes(),
+        addrs: bogus,
+        connection: 1,
+    });
+    for i in 0..9999u32 {
+        message.closer_peers.push(PeerProto {
+            id: peer(3 + i % 50).to_bytes(),
+            addrs: vec![addr_of(3 + i % 50).to_bytes()],
+            connection: 0,
+        });
+    }
+    let mut bytes = Vec::new();
+    let len = prost::Message::encoded_len(&message);
+    crate::varint::encode(len as u64, &mut bytes);
+    prost::Message::encode(&message, &mut bytes).unwrap();
+    kad.handle_input(
+        now,
+        Input::Response {
+            id: sent[0].0,
+            bytes: &bytes,
+        },
+    )
+    .unwrap();
+    let m = kad.metrics();
+    assert_eq!(m.peers_ignored, 10_000 - 40);
+    assert_eq!(m.addrs_rejected, 3);
+    assert_eq!(m.peers_unreachable, 1);
+    // Only the peer that answered is in the table; the listed ones are only candidates,
+    // asked next (α = 3 at a time).
+    assert_eq!(kad.table().len(), 1);
+    let out = drain(&mut kad);
+    let next = requests(&out);
+    assert_eq!(next.len(), 3);
+    assert!(next.iter().all(|(_, p, _, _)| *p != peer(2)));
+    // Candidates that never answer never enter the table, and the lookup still ends.
+    let mut t = now;
+    for _ in 0..30 {
+        t += Duration::from_secs(11);
+        kad.handle_timeout(t);
+        let out = drain(&mut kad);
+        if let Some(r) = finished(&out).into_iter().find(|r| r.id == q) {
+            // Twenty silent candidates at ten seconds each, three at a time, may outlast
+            // the lookup's own deadline; either way it ends.
+            assert!(matches!(
+                r.outcome,
+                QueryOutcome::Completed | QueryOutcome::TimedOut
+            ));
+            // (Peer 1 itself is gone too by now: it stopped answering liveness pings.)
+            assert!((2..53).all(|i| !kad.table().knows(&peer(i))));
+            return;
+        }
+    }
+    panic!("the lookup never ended");
+}
+
+#[test]
+fn liveness_checks_ping_the_oldest_and_evict_on_failure() {
+    let now = test_now();
+    let config = Config {
+        refresh_interval: None,
+        ..Config::default()
+    };
+    let mut kad = Kademlia::new(peer(0), config, now, 1);
+    kad.add_address(now, peer(1), addr_of(1)).unwrap();
+    drain(&mut kad);
+    assert_eq!(kad.poll_timeout(), Some(now + Duration::from_secs(10)));
+    let t = now + Duration::from_secs(10);
+    kad.handle_timeout(t);
+    let sent = requests(&drain(&mut kad));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, peer(1));
+    assert_eq!(Request::decode(&sent[0].3), Ok(Request::Ping));
+    // A ping answered keeps it; a ping unanswered (timeout) evicts it.
+    let mut pong = Vec::new();
+    Response::Ping.encode(&mut pong);
+    kad.handle_input(
+        t,
+        Input::Response {
+            id: sent[0].0,
+            bytes: &pong,
+        },
+    )
+    .unwrap();
+    assert_eq!(kad.table().len(), 1);
+    let t = t + Duration::from_secs(10);
+    kad.handle_timeout(t);
+    let sent = requests(&drain(&mut kad));
+    assert_eq!(sent.len(), 1);
+    kad.handle_timeout(t + Duration::from_secs(10));
+    let out = drain(&mut kad);
+    assert!(out.contains(&Output::Event(Event::PeerEvicted {
+        peer: peer(1),
+        promoted: None
+    })));
+    assert!(kad.table().is_empty());
+}
+
+#[test]
+fn commands_without_peers_or_over_the_cap_are_refused() {
+    let now = test_now();
+    let mut kad = Kademlia::new(peer(0), Config::default(), now, 1);
+    let q = kad.find_peer(now, peer(5));
+    let r = finished(&drain(&mut kad));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].id, q);
+    assert_eq!(r[0].outcome, QueryOutcome::Refused);
+    assert_eq!(
+        kad.add_address(now, peer(0), addr_of(0)),
+        Err(KadError::SelfPeer)
+    );
+    assert!(matches!(
+        kad.add_address(now, peer(1), "/ip4/0.0.0.0/tcp/1".parse().unwrap()),
+        Err(KadError::BadAddress { .. })
+    ));
+    assert!(matches!(
+        kad.add_address(now, peer(1), addr_of(1).with_p2p(peer(2)).unwrap()),
+        Err(KadError::BadAddress { .. })
+    ));
+}
+
+#[test]
+fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
+    let (mut kad, now) = one_peer_node();
+    let mut req = Vec::new();
+    Request::FindNode {
+        key: peer(9).to_bytes(),
+    }
+    .encode(&mut req);
+    // Unknown peer, no connection info: answered, not inserted.
+    kad.handle_input(
+        now,
+        Input::InboundRequest {
+            peer: peer(9),
+            id: InboundId(1),
+            bytes: &req,
+        },
+    )
+    .unwrap();
+    let out = drain(&mut kad);
+    assert!(matches!(
+        out[0],
+        Output::SendResponse {
+            id: InboundId(1),
+            ..
+        }
+    ));
+    assert!(kad.table().get(&peer(9)).is_none());
+    // With a connection the driver vouches for: inserted.
+    kad.handle_input(
+        now,
+        Input::Connected {
+            peer: peer(9),
+            addrs: vec![addr_of(9)],
+            direction: Direction::Inbound,
+        },
+    )
+    .unwrap();
+    kad.handle_input(
+        now,
+        Input::InboundRequest {
+            peer: peer(9),
+            id: InboundId(2),
+            bytes: &req,
+        },
+    )
+    .unwrap();
+    assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
+    // The requester is not told about itself; the response lists peer 1.
+    let out = drain(&mut kad);
+    let Some(Output::SendResponse { bytes, .. }) = out.first() else {
+        panic!("no response: {out:?}")
+    };
+    match Response::decode(bytes, 4, DecodeLimits::default()).unwrap() {
+        Response::FindNode { closer_peers, .. } => {
+            let ids: Vec<PeerId> = closer_peers.iter().map(|p| p.id).collect();
+            assert_eq!(ids, vec![peer(1)]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn pending_inbound_responses_are_capped() {
+    let now = test_now();
+    let config = Config {
+        max_pending_inbound: 4,
+        ..Config::default()
+    };
+    let mut kad = Kademlia::new(peer(0), config, now, 1);
+    let mut req = Vec::new();
+    Request::Ping.encode(&mut req);
+    let input = |i| Input::InboundRequest {
+        peer: peer(1),
+        id: InboundId(i),
+        bytes: &req,
+    };
+    for i in 0..4 {
+        kad.handle_input(now, input(i)).unwrap();
+    }
+    assert_eq!(
+        kad.handle_input(now, input(4)),
+        Err(KadError::TooManyInbound(4))
+    );
+    drain(&mut kad);
+    kad.handle_input(now, input(5)).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn the_state_machine_never_panics_on_arbitrary_bytes(
+        data in proptest::collection::vec(any::<u8>(), 0..400)
+    ) {
+        fuzzing::fuzz_state(test_now(), &data);
+        // A well-framed body of random bytes reaches the protobuf walker too.
+        let mut framed = Vec::new();
+        crate::varint::encode(data.len() as u64, &mut framed);
+        framed.extend_from_slice(&data);
+        fuzzing::fuzz_state(test_now(), &framed);
+        fuzzing::fuzz_decode(&framed);
+    }
+}
