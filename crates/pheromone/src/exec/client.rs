@@ -31,11 +31,12 @@ pub enum ExecOutput {
 }
 
 /// A run in progress on one peer: call [`ExecSession::next`] until it returns `None`.
-/// Dropping it resets the stream, and the peer kills the program.
+/// Dropping it before the end resets the stream, and the peer kills the program.
 #[derive(Debug)]
 pub struct ExecSession {
     peer: PeerId,
-    stream: NodeStream,
+    /// The stream, until the run ends (then released at once, not when the session drops).
+    stream: Option<NodeStream>,
     buf: BytesMut,
     deadline: Option<Instant>,
     done: bool,
@@ -69,7 +70,7 @@ pub async fn exec(
     let peer = stream.peer();
     let mut session = ExecSession {
         peer,
-        stream,
+        stream: Some(stream),
         buf: BytesMut::new(),
         deadline: (!request.timeout.is_zero()).then(|| Instant::now() + request.timeout + GRACE),
         done: false,
@@ -78,9 +79,12 @@ pub async fn exec(
         peer,
         reason: e.to_string(),
     };
-    session.stream.write_all(&frame).await.map_err(lost)?;
-    // Half-close: the request is all we send; the peer reads our EOF as "still here".
-    session.stream.shutdown().await.map_err(lost)?;
+    // No half-close after the request: the peer watches our side of the stream to learn
+    // that we went away (a reset) and kill the command; after an EOF it could not.
+    match session.stream.as_mut() {
+        Some(stream) => stream.write_all(&frame).await.map_err(lost)?,
+        None => unreachable_stream(peer)?,
+    }
     Ok(session)
 }
 
@@ -104,6 +108,7 @@ impl ExecSession {
         };
         if !matches!(result, Ok(ExecOutput::Stdout(_) | ExecOutput::Stderr(_))) {
             self.done = true;
+            self.stream = None;
         }
         Some(result)
     }
@@ -141,7 +146,10 @@ impl ExecSession {
                 Ok(None) => {}
                 Err(source) => return Err(ExecError::Protocol { peer, source }),
             }
-            match self.stream.get_mut().read_chunk().await {
+            let Some(stream) = self.stream.as_mut() else {
+                return unreachable_stream(peer);
+            };
+            match stream.get_mut().read_chunk().await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
                 Ok(None) => {
                     return Err(ExecError::Lost {
@@ -156,6 +164,24 @@ impl ExecSession {
                     })
                 }
             }
+        }
+    }
+}
+
+/// The stream is released only once the run ended, after which nothing reads it.
+fn unreachable_stream<T>(peer: PeerId) -> Result<T, ExecError> {
+    Err(ExecError::Lost {
+        peer,
+        reason: "the run already ended".into(),
+    })
+}
+
+impl Drop for ExecSession {
+    fn drop(&mut self) {
+        // A plain drop would close our side with a FIN before its reset, and the peer
+        // reads a FIN as "still waiting"; a bare reset tells it we are gone.
+        if let Some(mut stream) = self.stream.take() {
+            stream.get_mut().reset();
         }
     }
 }

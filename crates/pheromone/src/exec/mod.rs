@@ -34,9 +34,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Settings of the exec service. The default allows nobody, so exec stays off.
+/// Settings of the exec service. The default allows nobody, so exec stays off. Build one
+/// with [`ExecConfig::allowing`] or `ExecConfig { allow, ..ExecConfig::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ExecConfig {
     /// Peers allowed to run commands; empty turns exec off.
     pub allow: Vec<PeerId>,

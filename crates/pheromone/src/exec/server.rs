@@ -395,7 +395,9 @@ impl Run<'_> {
                     group.0 = None;
                     return Err(Abort::Closed);
                 }
-                // The caller half-closed after its request (EOF, fine) or reset (gone).
+                // A caller sends nothing after its request but keeps its side open, so a
+                // reset (it went away) shows here. An early EOF is allowed; after it only a
+                // failed write can tell that the caller is gone. Stray bytes are ignored.
                 read = self.stream.read(&mut probe), if caller_open => match read {
                     Ok(0) => caller_open = false,
                     Ok(_) => {}
