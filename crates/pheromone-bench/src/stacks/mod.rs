@@ -7,6 +7,7 @@
 pub mod libp2p;
 pub mod libp2p_rr;
 pub mod pheromone;
+pub mod pheromone_forward;
 pub mod pheromone_node;
 pub mod tcp;
 pub mod tcp_chacha;
@@ -14,8 +15,8 @@ pub mod tcp_chacha;
 use anyhow::{bail, Result};
 
 use crate::report::{
-    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, RrResult,
-    ThroughputResult,
+    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, ForwardResult,
+    RrResult, ThroughputResult,
 };
 
 /// Which benchmark to run.
@@ -31,15 +32,19 @@ pub enum Bench {
     /// a connection per request in short mode; for pheromone also `dispatch_all` to many
     /// peers and memory after many dispatches.
     Dispatch,
+    /// A TCP connection forwarded through two nodes (`forward` → `expose`) against a raw
+    /// stream between the same nodes (pheromone only).
+    Forward,
 }
 
 impl Bench {
     /// Every bench, in the order a full run prints them.
-    pub const ALL: [Bench; 4] = [
+    pub const ALL: [Bench; 5] = [
         Bench::Throughput,
         Bench::Rr,
         Bench::Connect,
         Bench::Dispatch,
+        Bench::Forward,
     ];
 }
 
@@ -82,8 +87,9 @@ impl Stack {
     /// Whether this stack has a meaningful figure for `bench`.
     pub fn supports(self, bench: Bench) -> bool {
         match self {
-            Stack::Libp2p | Stack::Pheromone => true,
-            Stack::Tcp => bench != Bench::Dispatch,
+            Stack::Pheromone => true,
+            Stack::Libp2p => bench != Bench::Forward,
+            Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Forward),
             Stack::TcpChacha => bench == Bench::Throughput,
         }
     }
@@ -123,6 +129,14 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_memory(small, large).await,
             _ => bail!("{} has no dispatch_memory bench", self.name()),
+        }
+    }
+
+    /// `total` bytes over a forwarded TCP connection and over a raw stream.
+    pub async fn forward(self, total: u64) -> Result<ForwardResult> {
+        match self {
+            Stack::Pheromone => pheromone_forward::forward(total).await,
+            _ => bail!("{} has no forward bench", self.name()),
         }
     }
 
