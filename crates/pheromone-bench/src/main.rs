@@ -205,7 +205,9 @@ async fn run(plan: &Plan) -> usize {
             }
             let runs: Vec<Run> = match bench {
                 Bench::Rr => plan.concurrency.iter().map(|&c| Run::Rr(c)).collect(),
-                Bench::Throughput | Bench::Connect | Bench::Relay => vec![Run::Once],
+                Bench::Throughput | Bench::Connect | Bench::Relay | Bench::Forward => {
+                    vec![Run::Once]
+                }
                 Bench::Dispatch => {
                     let mut runs: Vec<Run> = plan
                         .concurrency
@@ -245,6 +247,7 @@ async fn one(plan: &Plan, bench: Bench, stack: Stack, run: Run) -> Result<Record
     Ok(match (bench, run) {
         (Bench::Throughput, _) => Record::Throughput(stack.throughput(plan.bytes).await?),
         (Bench::Relay, _) => Record::Relay(stack.relay(plan.bytes).await?),
+        (Bench::Forward, _) => Record::Forward(stack.forward(plan.bytes).await?),
         (Bench::Rr, Run::Rr(c)) => Record::Rr(stack.request_response(c, plan.requests).await?),
         (Bench::Connect, _) => Record::Connect(stack.connect(plan.connections).await?),
         (Bench::Dispatch, Run::DispatchLong(c)) => {

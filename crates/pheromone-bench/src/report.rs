@@ -104,6 +104,38 @@ pub struct DispatchMemoryResult {
     pub streams_after: usize,
 }
 
+/// A TCP connection forwarded through two nodes against a raw stream between them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardResult {
+    /// Always `"forward"`.
+    pub bench: &'static str,
+    /// Which stack.
+    pub stack: &'static str,
+    /// Payload bytes per transfer.
+    pub bytes: u64,
+    /// MB/s (10^6 bytes) of the forwarded TCP connection, best of the rounds.
+    pub forwarded_mb_per_s: f64,
+    /// MB/s of the same transfer on a raw stream between the same nodes, best of the
+    /// rounds.
+    pub raw_stream_mb_per_s: f64,
+    /// `forwarded_mb_per_s / raw_stream_mb_per_s`.
+    pub ratio: f64,
+}
+
+impl ForwardResult {
+    /// Builds the record from the two rates, in bytes per second.
+    pub fn new(stack: &'static str, bytes: u64, forwarded: f64, raw: f64) -> Self {
+        Self {
+            bench: "forward",
+            stack,
+            bytes,
+            forwarded_mb_per_s: round(forwarded / 1e6, 1),
+            raw_stream_mb_per_s: round(raw / 1e6, 1),
+            ratio: round(forwarded / raw.max(f64::MIN_POSITIVE), 3),
+        }
+    }
+}
+
 /// One printed line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -122,6 +154,8 @@ pub enum Record {
     Connect(ConnectResult),
     /// A relayed-throughput line.
     Relay(RelayResult),
+    /// A forward line.
+    Forward(ForwardResult),
 }
 
 /// Bulk transfer over a direct link and over a circuit through one relay, same run.

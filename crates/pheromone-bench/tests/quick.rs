@@ -180,3 +180,30 @@ fn bad_arguments_are_rejected() {
     let (ok, _, _) = run(&["--stacks", "carrier-pigeon"]);
     assert!(!ok);
 }
+
+#[test]
+fn pheromone_forward_line() {
+    let (ok, stdout, stderr) = run(&["--quick", "--only", "forward", "--stacks", "pheromone"]);
+    assert!(ok, "stderr:\n{stderr}");
+    let texts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(texts.len(), 1, "{stdout}");
+    let line: Value = serde_json::from_str(texts[0]).expect("json");
+    assert_keys(
+        texts[0],
+        &line,
+        &[
+            "bench",
+            "stack",
+            "bytes",
+            "forwarded_mb_per_s",
+            "raw_stream_mb_per_s",
+            "ratio",
+        ],
+    );
+    assert_eq!(line["bench"], "forward");
+    assert_eq!(line["stack"], "pheromone");
+    assert_eq!(line["bytes"], 4 << 20);
+    positive(&line, "forwarded_mb_per_s");
+    positive(&line, "raw_stream_mb_per_s");
+    positive(&line, "ratio");
+}

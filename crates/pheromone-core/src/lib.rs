@@ -11,6 +11,8 @@
 //!   and the `host:port` dial form.
 //! - [`broadcast`]: storm-free topic pub/sub — signed messages, seen-cache, flood and
 //!   Plumtree (epidemic broadcast tree) strategies, interest gradients.
+//! - [`exec`]: the fleet exec wire format (`/pheromone/exec/1.0.0`): a request naming a
+//!   program, then output chunks and an exit status.
 //! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
 //!   framing.
 //! - [`identity`]: Ed25519 keypairs, public keys and libp2p peer IDs.
@@ -31,6 +33,7 @@
 
 pub mod addr;
 pub mod broadcast;
+pub mod exec;
 pub mod identify;
 pub mod identity;
 pub mod kad;

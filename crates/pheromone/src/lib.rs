@@ -15,6 +15,10 @@
 //! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
 //! - [`node`]: the API a program uses: request and stream handlers by protocol name,
 //!   routes by name or peer ID, dispatch over long or short connections.
+//! - [`forward`]: TCP port forwarding over the mesh (`expose` a service as `/x/NAME`,
+//!   `forward` a local port to a peer's service), like `ipfs p2p`.
+//! - [`exec`]: fleet exec (`/pheromone/exec/1.0.0`): run commands on allowed peers and
+//!   stream their output back.
 //! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
 //! - [`identity_file`]: keys on disk.
 
@@ -23,6 +27,8 @@
 
 pub mod connection;
 pub mod endpoint;
+pub mod exec;
+pub mod forward;
 pub mod identity_file;
 mod links;
 pub mod negotiate;

@@ -7,6 +7,7 @@
 pub mod libp2p;
 pub mod libp2p_rr;
 pub mod pheromone;
+pub mod pheromone_forward;
 pub mod pheromone_node;
 pub mod pheromone_relay;
 pub mod tcp;
@@ -15,8 +16,8 @@ pub mod tcp_chacha;
 use anyhow::{bail, Result};
 
 use crate::report::{
-    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, RelayResult, RrResult,
-    ThroughputResult,
+    ConnectResult, DispatchAllResult, DispatchMemoryResult, DispatchResult, ForwardResult,
+    RelayResult, RrResult, ThroughputResult,
 };
 
 /// Which benchmark to run.
@@ -34,16 +35,20 @@ pub enum Bench {
     Dispatch,
     /// Bulk transfer over a direct link and over a circuit through one relay.
     Relay,
+    /// A TCP connection forwarded through two nodes (`forward` → `expose`) against a raw
+    /// stream between the same nodes (pheromone only).
+    Forward,
 }
 
 impl Bench {
     /// Every bench, in the order a full run prints them.
-    pub const ALL: [Bench; 5] = [
+    pub const ALL: [Bench; 6] = [
         Bench::Throughput,
         Bench::Rr,
         Bench::Connect,
         Bench::Dispatch,
         Bench::Relay,
+        Bench::Forward,
     ];
 }
 
@@ -87,8 +92,8 @@ impl Stack {
     pub fn supports(self, bench: Bench) -> bool {
         match self {
             Stack::Pheromone => true,
-            Stack::Libp2p => bench != Bench::Relay,
-            Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Relay),
+            Stack::Libp2p => !matches!(bench, Bench::Relay | Bench::Forward),
+            Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Relay | Bench::Forward),
             Stack::TcpChacha => bench == Bench::Throughput,
         }
     }
@@ -136,6 +141,14 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_relay::relay(total).await,
             _ => bail!("{} has no relay bench", self.name()),
+        }
+    }
+
+    /// `total` bytes over a forwarded TCP connection and over a raw stream.
+    pub async fn forward(self, total: u64) -> Result<ForwardResult> {
+        match self {
+            Stack::Pheromone => pheromone_forward::forward(total).await,
+            _ => bail!("{} has no forward bench", self.name()),
         }
     }
 
