@@ -1,13 +1,14 @@
 //! `pheromone-sim`: runs simulation scenarios and prints one JSON object per run.
 //!
 //! Subcommands map one-to-one to modules of `pheromone_sim::scenario`: `broadcast`,
-//! `kad` (discovery); routing (`route`) will join them here.
+//! `kad` (discovery) and `route` (multi-hop routing).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use pheromone_sim::scenario::kad::{self, KadParams};
+use pheromone_sim::scenario::route::{self as route_scenario, RouteParams, Topology};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -27,6 +28,8 @@ enum Command {
     /// Kademlia: N nodes join from one bootstrap node, then M lookups of random live
     /// nodes, optionally under churn; one JSON object.
     Kad(KadArgs),
+    /// Multi-hop routing convergence and repair; one JSON line per (nodes, topology).
+    Route(RouteArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +55,31 @@ struct KadArgs {
     /// Per-request timeout in milliseconds (the protocol default is 10,000).
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct RouteArgs {
+    /// `line`, `ring`, `tree` or `random`; a comma-separated list runs each.
+    #[arg(long, value_delimiter = ',', default_value = "random")]
+    topology: Vec<Topology>,
+    /// Number of nodes; a comma-separated list runs each size.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    nodes: Vec<usize>,
+    /// Links failed one at a time after convergence.
+    #[arg(long, default_value_t = 0)]
+    fail_links: usize,
+    /// Nodes killed one at a time after the link failures.
+    #[arg(long, default_value_t = 0)]
+    kill_nodes: usize,
+    /// Average degree of the random mesh.
+    #[arg(long, default_value_t = 6)]
+    degree: usize,
+    /// Seed of the run; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds of steady state over which control traffic is measured (0: skip).
+    #[arg(long, default_value_t = 60)]
+    steady_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +159,24 @@ fn main() -> Result<()> {
             };
             params.config.request_timeout = Duration::from_millis(args.request_timeout_ms);
             println!("{}", serde_json::to_string(&kad::run(&params))?);
+        }
+        Command::Route(args) => {
+            for &nodes in &args.nodes {
+                for &topology in &args.topology {
+                    let params = RouteParams {
+                        nodes,
+                        topology,
+                        degree: args.degree,
+                        fail_links: args.fail_links,
+                        kill_nodes: args.kill_nodes,
+                        seed: args.seed,
+                        steady_window: Duration::from_secs(args.steady_secs),
+                        ..RouteParams::default()
+                    };
+                    let report = route_scenario::run(&params);
+                    println!("{}", serde_json::to_string(&report)?);
+                }
+            }
         }
     }
     Ok(())

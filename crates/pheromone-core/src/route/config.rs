@@ -24,6 +24,10 @@ pub struct Config {
     /// Retractions of recently lost destinations are repeated in full dumps for this long,
     /// so a lost retraction cannot leave a stale route behind. Default: `route_expiry`.
     pub retraction_hold: Duration,
+    /// Triggered updates are held this long and sent together: during convergence one
+    /// frame per neighbour then carries many changes instead of one frame per change.
+    /// Adds at most this much per hop to convergence. Zero sends at once. Default 10 ms.
+    pub triggered_delay: Duration,
     /// How often expiry, garbage collection and trace timeouts are checked. Default 1 s.
     pub housekeeping_interval: Duration,
     /// A sequence-number request is sent again after this long without an answer.
@@ -74,6 +78,7 @@ impl Default for Config {
             route_expiry: Duration::from_secs(70),
             source_gc_time: Duration::from_secs(180),
             retraction_hold: Duration::from_secs(70),
+            triggered_delay: Duration::from_millis(10),
             housekeeping_interval: Duration::from_secs(1),
             request_timeout: Duration::from_millis(400),
             request_resends: 2,

@@ -55,6 +55,8 @@ pub struct Router {
     pub(super) traces: BTreeMap<TraceId, PendingTrace>,
     pub(super) next_trace_id: u64,
     next_housekeeping: Option<Instant>,
+    /// When the held triggered updates go out (None: nothing held).
+    flush_at: Option<Instant>,
     pub(super) outputs: VecDeque<Output>,
     pub(super) metrics: Metrics,
 }
@@ -77,6 +79,7 @@ impl Router {
             traces: BTreeMap::new(),
             next_trace_id: 1,
             next_housekeeping: None,
+            flush_at: None,
             outputs: VecDeque::new(),
             metrics: Metrics::default(),
         }
@@ -178,7 +181,7 @@ impl Router {
             },
         );
         self.send_dump(now, peer);
-        self.flush();
+        self.flush(now);
     }
 
     /// Changes the cost of the link to `peer`; routes through it are re-evaluated.
@@ -196,7 +199,7 @@ impl Router {
         for dest in affected {
             self.select(now, dest);
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// The link to `peer` went down: every route through it is dropped at once, and the
@@ -218,7 +221,7 @@ impl Router {
         for dest in affected {
             self.select(now, dest);
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// A frame from `from`. Malformed frames and frames from non-neighbours are dropped
@@ -235,7 +238,7 @@ impl Router {
         if result.is_err() {
             self.metrics.frames_rejected += 1;
         }
-        self.flush();
+        self.flush(now);
         result
     }
 
@@ -291,7 +294,7 @@ impl Router {
             self.next_housekeeping = Some(now + self.config.housekeeping_interval);
             self.housekeeping(now);
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// The next output, if any.
@@ -302,10 +305,15 @@ impl Router {
     /// When [`Router::handle_timeout`] should next run; `None` before the first input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dumps = self.neighbours.values().map(|n| n.next_dump).min();
-        [dumps, self.next_request_at, self.next_housekeeping]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            dumps,
+            self.next_request_at,
+            self.next_housekeeping,
+            self.flush_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Starts the housekeeping clock on the first input.
@@ -663,9 +671,18 @@ impl Router {
         self.send_updates(to, entries);
     }
 
-    /// Sends triggered updates for every changed destination and the queued requests.
-    fn flush(&mut self) {
+    /// Sends the queued requests, and triggered updates for every changed destination
+    /// once `triggered_delay` has passed since the first change was held.
+    fn flush(&mut self, now: Instant) {
         if !self.dirty.is_empty() {
+            let at = *self
+                .flush_at
+                .get_or_insert(now + self.config.triggered_delay);
+            if at > now {
+                self.send_requests();
+                return;
+            }
+            self.flush_at = None;
             let dirty = std::mem::take(&mut self.dirty);
             let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
             for to in peers {
@@ -674,6 +691,10 @@ impl Router {
                 self.send_updates(to, entries);
             }
         }
+        self.send_requests();
+    }
+
+    fn send_requests(&mut self) {
         let requests = std::mem::take(&mut self.out_requests);
         for (to, entries) in requests {
             self.metrics.request_entries_sent += entries.len() as u64;

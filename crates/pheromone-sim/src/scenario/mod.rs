@@ -7,6 +7,7 @@
 
 pub mod broadcast;
 pub mod kad;
+pub mod route;
 
 /// Percentile `p` (0–100) of sorted `values`, nearest-rank; 0 for an empty slice.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
