@@ -39,6 +39,7 @@ pub mod identity;
 pub mod kad;
 pub mod multistream;
 pub mod noise;
+mod reader;
 pub mod relay;
 pub mod route;
 pub mod varint;

@@ -10,6 +10,7 @@
 use super::error::DecodeError;
 use super::MessageId;
 use crate::identity::PeerId;
+use crate::reader::{ReadError, Reader};
 use crate::varint;
 use bytes::{Bytes, BytesMut};
 
@@ -202,7 +203,7 @@ pub fn decode<'a>(frame: &'a [u8], limits: &Limits) -> Result<Frame<'a>, DecodeE
             max: limits.max_frame_len,
         });
     }
-    let mut r = Reader { buf: frame, pos: 0 };
+    let mut r = Reader::new(frame);
     let version = r.u8("version")?;
     if version != VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
@@ -210,7 +211,7 @@ pub fn decode<'a>(frame: &'a [u8], limits: &Limits) -> Result<Frame<'a>, DecodeE
     match r.u8("kind")? {
         KIND_GOSSIP => decode_gossip(frame, r, limits).map(Frame::Gossip),
         KIND_CONTROL => {
-            let body = &frame[r.pos..];
+            let body = &frame[r.position()..];
             let entries = walk_control(body, limits, &mut |_, _| {})?;
             Ok(Frame::Control(Control { body, entries }))
         }
@@ -240,7 +241,7 @@ fn decode_gossip<'a>(
     let topic = r.topic(limits.max_topic_len)?;
     let data_len = r.len_prefix("data", limits.max_data_len)?;
     let data = r.take(data_len, "data")?;
-    let signed_end = r.pos;
+    let signed_end = r.position();
     let signature = r.take(SIGNATURE_LEN, "signature")?;
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
@@ -264,7 +265,7 @@ fn walk_control<'a>(
     limits: &Limits,
     f: &mut impl FnMut(&'a str, Entry),
 ) -> Result<usize, DecodeError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let groups = r.len_prefix("group count", limits.max_control_entries)?;
     let mut total = 0usize;
     for _ in 0..groups {
@@ -319,49 +320,23 @@ fn walk_control<'a>(
     Ok(total)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(DecodeError::Truncated(what))?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u64_be(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let raw = self.take(8, what)?;
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(raw);
-        Ok(u64::from_be_bytes(bytes))
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        match varint::decode(&self.buf[self.pos..]) {
-            Ok(Some((value, used))) => {
-                self.pos += used;
-                Ok(value)
-            }
-            Ok(None) => Err(DecodeError::Truncated(what)),
-            Err(_) => Err(DecodeError::Varint(what)),
+impl From<ReadError> for DecodeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated(what) => DecodeError::Truncated(what),
+            ReadError::Varint(what) => DecodeError::Varint(what),
         }
     }
+}
 
+/// The fields of this protocol, read off the shared [`Reader`].
+trait BroadcastFields<'a> {
+    fn len_prefix(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError>;
+    fn topic(&mut self, max: usize) -> Result<&'a str, DecodeError>;
+    fn id(&mut self) -> Result<MessageId, DecodeError>;
+}
+
+impl<'a> BroadcastFields<'a> for Reader<'a> {
     fn len_prefix(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
         let len = self.varint(what)?;
         if len > max as u64 {

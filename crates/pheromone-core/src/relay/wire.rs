@@ -8,6 +8,7 @@
 
 use super::RelayError;
 use crate::identity::PeerId;
+use crate::reader::{ReadError, Reader};
 use crate::varint;
 use bytes::{Buf, BytesMut};
 
@@ -228,7 +229,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<RelayMessage>, RelayError> {
 }
 
 fn decode_body(body: &[u8]) -> Result<RelayMessage, RelayError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let version = r.u8("version")?;
     if version != VERSION {
         return Err(RelayError::UnsupportedVersion(version));
@@ -254,14 +255,7 @@ fn decode_body(body: &[u8]) -> Result<RelayMessage, RelayError> {
             let circuit_id = r.u64_be("circuit id")?;
             let status = Status::from_code(r.u8("status")?);
             let hops = r.u8("hops")?;
-            let text_len = match varint::decode(&r.buf[r.pos..]) {
-                Ok(Some((len, used))) => {
-                    r.pos += used;
-                    len
-                }
-                Ok(None) => return Err(RelayError::Truncated("text length")),
-                Err(_) => return Err(RelayError::Varint("text length")),
-            };
+            let text_len = r.varint("text length")?;
             if text_len > MAX_TEXT_LEN as u64 {
                 return Err(RelayError::LengthCap {
                     field: "status text",
@@ -282,40 +276,28 @@ fn decode_body(body: &[u8]) -> Result<RelayMessage, RelayError> {
         }
         other => return Err(RelayError::UnknownKind(other)),
     };
-    let left = body.len() - r.pos;
+    let left = r.remaining();
     if left != 0 {
         return Err(RelayError::TrailingBytes(left));
     }
     Ok(message)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+impl From<ReadError> for RelayError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated(what) => RelayError::Truncated(what),
+            ReadError::Varint(what) => RelayError::Varint(what),
+        }
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], RelayError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(RelayError::Truncated(what))?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
+/// The fields of this protocol, read off the shared [`Reader`].
+trait RelayFields {
+    fn peer(&mut self, what: &'static str) -> Result<PeerId, RelayError>;
+}
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, RelayError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u64_be(&mut self, what: &'static str) -> Result<u64, RelayError> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_be_bytes(bytes))
-    }
-
+impl RelayFields for Reader<'_> {
     fn peer(&mut self, what: &'static str) -> Result<PeerId, RelayError> {
         let len = usize::from(self.u8(what)?);
         if len > MAX_PEER_ID_LEN {

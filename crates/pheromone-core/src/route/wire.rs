@@ -9,6 +9,7 @@
 
 use super::error::DecodeError;
 use crate::identity::PeerId;
+use crate::reader::{ReadError, Reader};
 use crate::varint;
 use bytes::{Buf, BytesMut};
 
@@ -264,7 +265,7 @@ pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
             max: limits.max_frame_len,
         });
     }
-    let mut r = Reader { buf: frame, pos: 0 };
+    let mut r = Reader::new(frame);
     let version = r.u8("version")?;
     if version != VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
@@ -355,48 +356,24 @@ pub fn decode_length_prefixed(
     Ok(Some(buf.split_to(len)))
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(DecodeError::Truncated(what))?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u64_be(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_be_bytes(bytes))
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        match varint::decode(&self.buf[self.pos..]) {
-            Ok(Some((value, used))) => {
-                self.pos += used;
-                Ok(value)
-            }
-            Ok(None) => Err(DecodeError::Truncated(what)),
-            Err(_) => Err(DecodeError::Varint(what)),
+impl From<ReadError> for DecodeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated(what) => DecodeError::Truncated(what),
+            ReadError::Varint(what) => DecodeError::Varint(what),
         }
     }
+}
 
+/// The fields of this protocol, read off the shared [`Reader`].
+trait RouteFields {
+    fn varint_u32(&mut self, what: &'static str) -> Result<u32, DecodeError>;
+    fn count(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError>;
+    fn peer(&mut self, what: &'static str) -> Result<PeerId, DecodeError>;
+    fn path(&mut self) -> Result<Vec<PeerId>, DecodeError>;
+}
+
+impl RouteFields for Reader<'_> {
     fn varint_u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         u32::try_from(self.varint(what)?).map_err(|_| DecodeError::Varint(what))
     }
