@@ -18,6 +18,8 @@ use crate::control_proto::{
     ControlError, ErrorCode, PeerInfo, PeerRef, RouteInfo, Status, MAX_MESSAGE,
 };
 use pheromone::connection::ConnectionId;
+use pheromone::exec::{ExecConfig, ExecService};
+use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
 use pheromone::pubsub::Subscription;
 use pheromone::{
@@ -68,6 +70,10 @@ struct Inner {
     book: Mutex<PeerBook>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Exposed services and forwarded ports.
+    forwards: Forwards,
+    /// The exec service (registered only when some peer is allowed); taken at close.
+    exec: Mutex<Option<ExecService>>,
 }
 
 /// What we know about peers beyond the node's own tables.
@@ -93,7 +99,7 @@ impl From<Mode> for ConnectionMode {
 impl Net {
     /// Builds the node for `settings` (not yet listening) and starts following its
     /// connections.
-    pub async fn start(keypair: Keypair, settings: &Settings) -> Result<Self, NodeError> {
+    pub async fn start(keypair: Keypair, settings: &Settings) -> anyhow::Result<Self> {
         let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
         let mut endpoint = EndpointConfig::default();
         endpoint.connection.yamux.keepalive_interval = settings.keepalive_interval;
@@ -125,6 +131,19 @@ impl Net {
             builder = builder.name(name.clone());
         }
         let node = builder.build().await?;
+        let exec = ExecConfig {
+            allow: settings.exec_allow.clone(),
+            allow_shell: settings.exec_shell,
+            ..ExecConfig::default()
+        };
+        let exec = match pheromone::exec::serve(&node, exec) {
+            Ok(exec) => exec,
+            Err(e) => {
+                node.close().await;
+                return Err(e.into());
+            }
+        };
+        let forwards = Forwards::new(&node);
         let net = Net {
             inner: Arc::new(Inner {
                 node,
@@ -134,6 +153,8 @@ impl Net {
                 book: Mutex::new(PeerBook::default()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                forwards,
+                exec: Mutex::new(Some(exec)),
             }),
         };
         let events = net.inner.node.endpoint().events();
@@ -159,6 +180,21 @@ impl Net {
     /// The direct-message inbox.
     pub fn inbox(&self) -> &Inbox {
         &self.inner.inbox
+    }
+
+    /// Exposed services and forwarded ports.
+    pub fn forwards(&self) -> &Forwards {
+        &self.inner.forwards
+    }
+
+    /// Whether peers may run commands here, and how many are allowed.
+    pub fn exec_allowed(&self) -> Option<(usize, bool)> {
+        let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
+        let service = exec.as_ref()?;
+        let config = service.config();
+        service
+            .is_enabled()
+            .then_some((config.allow.len(), config.allow_shell))
     }
 
     async fn follow_events(self, mut events: tokio::sync::broadcast::Receiver<EndpointEvent>) {
@@ -303,6 +339,11 @@ impl Net {
                     connected_secs: now.duration_since(since).unwrap_or_default().as_secs(),
                     rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
                     connections: conns.len(),
+                    relay: if conns.iter().any(|c| c.info().relay.is_none()) {
+                        None
+                    } else {
+                        oldest.info().relay.map(|r| r.to_string())
+                    },
                 }
             })
             .collect();
@@ -310,24 +351,92 @@ impl Net {
         peers
     }
 
-    /// What this node can reach: every connected peer directly, then every route the node
-    /// holds without a live link (dialled on use: short mode, or a link that dropped).
+    /// What this node can reach: every peer with a direct link, then every destination
+    /// the route table reaches through other nodes, then every route the node holds
+    /// without a live link (dialled on use: short mode, or a link that dropped).
     pub fn routes(&self) -> Vec<RouteInfo> {
         let peers = self.peers();
-        let connected: HashSet<String> = peers.iter().map(|p| p.peer_id.clone()).collect();
-        let mut routes: Vec<RouteInfo> = peers
+        let table: HashMap<String, pheromone_core::route::RouteEntry> = self
+            .inner
+            .node
+            .routing()
+            .map(|r| r.table())
+            .unwrap_or_default()
             .into_iter()
-            .map(|p| RouteInfo {
+            .map(|e| (e.destination.to_string(), e))
+            .collect();
+        let name_of = |id: &str| id.parse::<PeerId>().ok().and_then(|p| self.peer_name(&p));
+        let mut listed: HashSet<String> = HashSet::new();
+        let mut routes = Vec::new();
+        let mut relayed = Vec::new();
+        for p in peers {
+            let entry = table.get(&p.peer_id);
+            if p.relay.is_some() {
+                relayed.push(p);
+                continue;
+            }
+            let next_hop = entry.map_or_else(|| p.peer_id.clone(), |e| e.next_hop.to_string());
+            listed.insert(p.peer_id.clone());
+            routes.push(RouteInfo {
+                next_hop_name: name_of(&next_hop),
+                next_hop: Some(next_hop),
+                metric: entry.map(|e| u32::from(e.metric)),
+                direct: true,
                 peer_id: p.peer_id,
                 name: p.name,
                 via: "direct".to_owned(),
                 hops: 1,
                 addr: p.addrs.into_iter().next().unwrap_or_default(),
                 rtt_ms: p.rtt_ms,
-            })
+            });
+        }
+        let relayed: HashMap<String, PeerInfo> = relayed
+            .into_iter()
+            .map(|p| (p.peer_id.clone(), p))
             .collect();
+        let mut through: Vec<&pheromone_core::route::RouteEntry> = table
+            .values()
+            .filter(|e| !listed.contains(&e.destination.to_string()))
+            .collect();
+        through.sort_by_key(|e| (e.hops, e.destination));
+        for e in through {
+            let peer_id = e.destination.to_string();
+            let conn = relayed.get(&peer_id);
+            listed.insert(peer_id.clone());
+            routes.push(RouteInfo {
+                name: self.peer_name(&e.destination),
+                next_hop: Some(e.next_hop.to_string()),
+                next_hop_name: self.peer_name(&e.next_hop),
+                metric: Some(u32::from(e.metric)),
+                direct: false,
+                via: "relay".to_owned(),
+                hops: u32::from(e.hops),
+                addr: conn
+                    .and_then(|c| c.addrs.first().cloned())
+                    .unwrap_or_default(),
+                rtt_ms: conn.and_then(|c| c.rtt_ms),
+                peer_id,
+            });
+        }
+        // A relayed link whose route the table dropped meanwhile.
+        for (peer_id, p) in relayed {
+            if listed.insert(peer_id.clone()) {
+                routes.push(RouteInfo {
+                    next_hop_name: p.relay.as_deref().and_then(name_of),
+                    next_hop: p.relay,
+                    metric: None,
+                    direct: false,
+                    via: "relay".to_owned(),
+                    hops: 0,
+                    addr: p.addrs.into_iter().next().unwrap_or_default(),
+                    rtt_ms: p.rtt_ms,
+                    name: p.name,
+                    peer_id,
+                });
+            }
+        }
         for route in self.inner.node.routes() {
-            if connected.contains(&route.peer.to_string()) {
+            if !listed.insert(route.peer.to_string()) {
                 continue;
             }
             routes.push(RouteInfo {
@@ -335,11 +444,32 @@ impl Net {
                 name: self.peer_name(&route.peer),
                 via: "dial".to_owned(),
                 hops: 1,
+                next_hop: None,
+                next_hop_name: None,
+                metric: None,
+                direct: false,
                 addr: route.addr.without_p2p().to_string(),
                 rtt_ms: None,
             });
         }
         routes
+    }
+
+    /// How the node reaches `peer` right now: hops (1 for a direct link) and, for a
+    /// relayed link, the first relay.
+    pub fn path_to(&self, peer: &PeerId) -> (Option<u32>, Option<PeerId>) {
+        let conns = self.live_connections(peer);
+        if conns.iter().any(|c| c.info().relay.is_none()) {
+            return (Some(1), None);
+        }
+        let relay = conns.iter().find_map(|c| c.info().relay);
+        let hops = self
+            .inner
+            .node
+            .routing()
+            .and_then(|r| r.next_hop(peer))
+            .map(|h| u32::from(h.hops));
+        (hops, relay)
     }
 
     /// The names peers announced, sorted, for an error's hint.
@@ -454,6 +584,7 @@ impl Net {
             connected_secs: 0,
             rtt_ms: None,
             connections: 0,
+            relay: None,
         })
     }
 
@@ -584,6 +715,16 @@ impl Net {
     /// Stops following events and closes the node gracefully.
     pub async fn close(&self) {
         self.inner.cancel.cancel();
+        self.inner.forwards.close().await;
+        let exec = self
+            .inner
+            .exec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(exec) = exec {
+            exec.close().await;
+        }
         self.inner.node.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
