@@ -7,7 +7,8 @@
 //! - [`config`]: flags, config file, validated settings.
 //! - [`net`]: the library's `Node` plus the CLI's bookkeeping (peers, routes, inbox).
 //! - [`control`]: the control socket server and one handler per operation.
-//! - [`remote`]: expose, forward and fleet exec as control operations.
+//! - [`remote`]: expose, forward and fleet exec as control operations; [`routes`]: what
+//!   the node reaches and how (direct, through relays, by dialling).
 //! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
 //! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
 //!   [`errors`]: network failures as control errors.
@@ -23,6 +24,7 @@ pub mod net;
 pub mod perf;
 pub mod protocols;
 pub mod remote;
+pub mod routes;
 
 use crate::control_proto::{LOCK_NAME, SOCKET_NAME};
 use anyhow::{bail, Context, Result};
