@@ -53,7 +53,8 @@ enum Command {
     Status,
     /// Lists connected peers.
     Peers,
-    /// Lists what the node can reach, and how.
+    /// Lists what the node can reach, and how: direct links, destinations through relays
+    /// (next hop, hops, metric), known addresses.
     Routes,
     /// Connects to a peer: `host:port` or a multiaddr, ideally ending in /p2p/<peer id>.
     Connect {
@@ -75,6 +76,9 @@ enum Command {
         /// Pause between pings, e.g. 1s, 200ms.
         #[arg(short = 'i', long, default_value = "1s")]
         interval: String,
+        /// First print the route to the peer, hop by hop.
+        #[arg(long)]
+        trace: bool,
     },
     /// Sends a direct message to a peer; it arrives in the peer's `recv`.
     Send {
@@ -107,6 +111,69 @@ enum Command {
         /// Exit after this many messages.
         #[arg(long)]
         count: Option<u64>,
+    },
+    /// Exposes a local TCP service to allowed peers as /x/NAME.
+    Expose {
+        /// The service name (letters, digits, - _ . :).
+        name: String,
+        /// Where the service listens, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        target: String,
+        /// A peer allowed to use it (repeatable): peer ID or unique name.
+        #[arg(long, value_name = "PEER")]
+        allow: Vec<String>,
+        /// Let every authenticated peer use it.
+        #[arg(long, conflicts_with = "allow")]
+        allow_any: bool,
+    },
+    /// Forwards a local port to a service a peer exposes; prints the port.
+    Forward {
+        /// The service name on the peer.
+        name: String,
+        /// Peer ID, unique name, or multiaddr with /p2p/.
+        peer: String,
+        /// Local address to accept connections on (port 0 picks one).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Lists exposed services and forwarded ports with their counters.
+    Forwards,
+    /// Stops exposing a service (open connections are reset).
+    Unexpose {
+        /// The service name.
+        name: String,
+    },
+    /// Stops forwarding a local port (open connections are reset).
+    Unforward {
+        /// The listen address, HOST:PORT (a bare port means 127.0.0.1).
+        addr: String,
+    },
+    /// Runs a command on many peers at once; exits 0 only if every host exited 0.
+    Exec {
+        /// The hosts: peer IDs, unique names, or multiaddrs with /p2p/.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        peers: Vec<String>,
+        /// Every connected peer.
+        #[arg(long)]
+        all: bool,
+        /// Run the command line with `sh -c` (the hosts must allow it).
+        #[arg(long)]
+        shell: bool,
+        /// Kill the command after this long, e.g. 30s (default: each host's maximum).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Most output bytes per host, e.g. 1M; the rest is dropped and reported.
+        #[arg(long, value_name = "BYTES")]
+        max_output: Option<String>,
+        /// Most hosts running it at once.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// Print each host's output as one block when it finishes.
+        #[arg(long)]
+        group: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
     },
     /// Starts five nodes in this process and narrates what they do (no set-up needed).
     Demo,
@@ -177,7 +244,8 @@ async fn run(args: Cli) -> Result<()> {
             peer,
             count,
             interval,
-        } => cli::ping::run(&ctx, peer, count, parse_duration(&interval)?).await,
+            trace,
+        } => cli::ping::run(&ctx, peer, count, parse_duration(&interval)?, trace).await,
         Command::Send { peer, text, file } => {
             let data = cli::msg::payload(text, file.as_deref())?;
             cli::msg::send(&ctx, peer, data).await
@@ -193,6 +261,43 @@ async fn run(args: Cli) -> Result<()> {
             let bytes = bytes.as_deref().map(cli::style::parse_size).transpose()?;
             let duration = parse_duration(duration.as_deref().unwrap_or("10s"))?;
             cli::perf::run(&ctx, peer, bytes, duration).await
+        }
+        Command::Expose {
+            name,
+            target,
+            allow,
+            allow_any,
+        } => cli::forward::expose(&ctx, name, target, allow, allow_any).await,
+        Command::Forward { name, peer, listen } => {
+            cli::forward::forward(&ctx, name, peer, listen).await
+        }
+        Command::Forwards => cli::forward::list(&ctx).await,
+        Command::Unexpose { name } => cli::forward::unexpose(&ctx, name).await,
+        Command::Unforward { addr } => cli::forward::unforward(&ctx, addr).await,
+        Command::Exec {
+            peers,
+            all,
+            shell,
+            timeout,
+            max_output,
+            concurrency,
+            group,
+            command,
+        } => {
+            let args = cli::exec::ExecArgs {
+                peers,
+                all,
+                shell,
+                timeout: timeout.as_deref().map(parse_duration).transpose()?,
+                max_output: max_output
+                    .as_deref()
+                    .map(cli::style::parse_size)
+                    .transpose()?,
+                concurrency,
+                group,
+                command,
+            };
+            cli::exec::run(&ctx, args).await
         }
     }
 }

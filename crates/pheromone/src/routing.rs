@@ -143,16 +143,15 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            // Biased, connection events before frames: a neighbour's first frames can be
+            // ready in the same poll as the event of its connection, and a frame taken
+            // before its link is up is dropped (the next periodic dump is 20 s away).
             tokio::select! {
+                biased;
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
-                Some((peer, frame)) = inbound.recv() => {
-                    if let Err(e) = self.lock().handle_message(Instant::now(), peer, &frame) {
-                        tracing::debug!(%peer, error = %e, "bad routing frame");
-                    }
-                }
                 event = events.recv() => match event {
                     Ok(EndpointEvent::ConnectionEstablished(conn)) => {
                         let peer = conn.remote_peer();
@@ -168,6 +167,11 @@ impl Driver {
                     Err(events::error::RecvError::Lagged(_)) => self.resync(),
                     Err(events::error::RecvError::Closed) => return,
                 },
+                Some((peer, frame)) = inbound.recv() => {
+                    if let Err(e) = self.lock().handle_message(Instant::now(), peer, &frame) {
+                        tracing::debug!(%peer, error = %e, "bad routing frame");
+                    }
+                }
                 () = timer => self.lock().handle_timeout(Instant::now()),
             }
             self.drain();

@@ -3,9 +3,12 @@
 //! (one object per line for streams).
 //!
 //! Layout: [`node`] (id, status, peers, routes, connect, disconnect), [`ping`], [`msg`]
-//! (send, recv, broadcast, subscribe), [`perf`]; [`style`] holds colours, progress bars and
+//! (send, recv, broadcast, subscribe), [`perf`], [`forward`] (expose, forward, forwards,
+//! unexpose, unforward), [`exec`]; [`style`] holds colours, progress bars and
 //! number formatting. Nothing here touches the network; everything goes through the daemon.
 
+pub mod exec;
+pub mod forward;
 pub mod msg;
 pub mod node;
 pub mod perf;

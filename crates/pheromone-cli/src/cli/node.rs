@@ -84,26 +84,52 @@ pub async fn routes(ctx: &Ctx) -> Result<()> {
         return ctx.print_json(&routes);
     }
     if routes.is_empty() {
-        println!("no routes: no peer connected or added with `pheromone connect`");
+        println!("no routes: no peer connected, relayed or added with `pheromone connect`");
         return Ok(());
     }
     let header = format!(
-        "{:<52}  {:<12}  {:<7}  {:>4}  {:>10}  ADDRESS",
-        "PEER ID", "NAME", "VIA", "HOPS", "RTT"
+        "{:<52}  {:<12}  {:<6}  {:<12}  {:>4}  {:>6}  {:>10}  ADDRESS",
+        "PEER ID", "NAME", "VIA", "NEXT HOP", "HOPS", "METRIC", "RTT"
     );
     println!("{}", paint(&header, Paint::Bold));
     for r in &routes {
+        let next_hop = match (&r.next_hop, &r.next_hop_name) {
+            _ if r.direct => "-".to_owned(),
+            (_, Some(name)) => name.clone(),
+            (Some(id), None) => short_id(id),
+            (None, None) => "-".to_owned(),
+        };
+        let hops = if r.hops == 0 {
+            "?".to_owned()
+        } else {
+            r.hops.to_string()
+        };
         println!(
-            "{:<52}  {:<12}  {:<7}  {:>4}  {:>10}  {}",
+            "{:<52}  {:<12}  {:<6}  {:<12}  {:>4}  {:>6}  {:>10}  {}",
             r.peer_id,
             r.name.as_deref().unwrap_or("-"),
             r.via,
-            r.hops,
+            next_hop,
+            hops,
+            r.metric.map_or_else(|| "-".to_owned(), |m| m.to_string()),
             rtt(r.rtt_ms),
-            r.addr
+            if r.addr.is_empty() { "-" } else { &r.addr }
         );
     }
     Ok(())
+}
+
+/// The last characters of a peer ID, enough to tell peers apart in a narrow column.
+fn short_id(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
 }
 
 /// `pheromone connect ADDR`.

@@ -46,6 +46,10 @@ pub struct PeerInfo {
     pub rtt_ms: Option<f64>,
     /// Number of live connections to it.
     pub connections: usize,
+    /// For a peer reached only through a relayed circuit: the first relay's peer ID
+    /// (`addrs` are then the relay's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// A way to reach a peer.
@@ -55,11 +59,26 @@ pub struct RouteInfo {
     pub peer_id: String,
     /// Its name, if known.
     pub name: Option<String>,
-    /// How: `direct` for a connection of our own.
+    /// How: `direct` for a link of our own, `relay` through other nodes along the route
+    /// table, `dial` for a known address with no live link (dialled on use).
     pub via: String,
     /// Links on the path.
     pub hops: u32,
-    /// The remote address of the direct link.
+    /// The neighbour traffic goes through (the destination itself for a direct link);
+    /// `None` when the route table has no entry.
+    #[serde(default)]
+    pub next_hop: Option<String>,
+    /// The next hop's name, if known.
+    #[serde(default)]
+    pub next_hop_name: Option<String>,
+    /// The route's metric (sum of link costs), when the route table has it.
+    #[serde(default)]
+    pub metric: Option<u32>,
+    /// Whether we have a direct link to the destination.
+    #[serde(default)]
+    pub direct: bool,
+    /// The remote address of the direct link (or of the first relay, or the dial
+    /// address); empty when there is none.
     pub addr: String,
     /// The last round-trip time measured, in milliseconds.
     pub rtt_ms: Option<f64>,
@@ -84,6 +103,13 @@ pub struct PingStart {
     pub peer: PeerRef,
     /// Payload bytes per ping (32 for `/ipfs/ping/1.0.0`).
     pub payload_bytes: u32,
+    /// Links between us and the peer: 1 for a direct link; for a relayed one, the route
+    /// table's hop count (`None` if it has none).
+    #[serde(default)]
+    pub hops: Option<u32>,
+    /// For a relayed connection, the first relay.
+    #[serde(default)]
+    pub relay: Option<super::TraceHop>,
 }
 
 /// A direct message taken from the inbox.

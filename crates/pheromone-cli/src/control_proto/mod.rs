@@ -20,8 +20,10 @@
 //! any async reader or writer and bound every line by [`MAX_LINE`].
 
 mod info;
+mod remote;
 
 pub use info::*;
+pub use remote::*;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -77,6 +79,9 @@ pub enum Op {
         count: Option<u32>,
         /// Pause between pings, in milliseconds.
         interval_ms: u64,
+        /// Trace the route first and report the path ([`Event::Trace`]).
+        #[serde(default)]
+        trace: bool,
     },
     /// Send a direct message over `/pheromone/msg/1.0.0`.
     Send {
@@ -114,6 +119,51 @@ pub enum Op {
         topic: String,
         /// How many messages, or forever.
         count: Option<u64>,
+    },
+    /// Expose a local TCP service as `/x/NAME` to the allowed peers.
+    Expose {
+        /// The service name.
+        name: String,
+        /// `host:port` of the service.
+        target: String,
+        /// Peers allowed to use it.
+        allow: Vec<String>,
+        /// Let every authenticated peer use it (instead of `allow`).
+        #[serde(default)]
+        allow_any: bool,
+    },
+    /// Accept local TCP connections on `listen` and splice each to a peer's `/x/NAME`.
+    Forward {
+        /// The service name on the peer.
+        name: String,
+        /// The peer.
+        peer: String,
+        /// Local `host:port` to listen on (port 0 picks one).
+        listen: String,
+    },
+    /// List exposed services and forwarded ports.
+    Forwards,
+    /// Stop exposing a service.
+    Unexpose {
+        /// The service name.
+        name: String,
+    },
+    /// Stop forwarding a local port.
+    Unforward {
+        /// The listen address (`host:port`, or a port on 127.0.0.1).
+        listen: String,
+    },
+    /// Run a command on peers (or every connected peer) at once, streaming their output.
+    Exec {
+        /// The peers.
+        peers: Vec<String>,
+        /// Every connected peer instead of `peers`.
+        #[serde(default)]
+        all: bool,
+        /// What to run.
+        command: ExecCommand,
+        /// Most hosts running it at once.
+        concurrency: u32,
     },
 }
 
@@ -181,6 +231,19 @@ pub enum Event {
     },
     /// A message arrived on a subscribed topic.
     TopicMessage(TopicMessage),
+    /// The path to the pinged peer.
+    Trace(TraceInfo),
+    /// A fleet run will go to these hosts.
+    ExecPlan {
+        /// The hosts, in the order given.
+        hosts: Vec<HostRef>,
+    },
+    /// The request went out to a host.
+    ExecStarted(HostRef),
+    /// Output from a host.
+    ExecOutput(ExecChunk),
+    /// A host is done.
+    ExecFinished(HostSummary),
 }
 
 /// The final result of a request.
@@ -227,6 +290,14 @@ pub enum Reply {
     },
     /// For [`Op::Perf`].
     Perf(PerfSummary),
+    /// For [`Op::Expose`] and [`Op::Unexpose`] (with its final counters).
+    Exposed(ExposeEntry),
+    /// For [`Op::Forward`] (with the real listen address) and [`Op::Unforward`].
+    Forwarding(ForwardEntry),
+    /// For [`Op::Forwards`].
+    Forwards(ForwardList),
+    /// For [`Op::Exec`]: every host's summary, in the order given.
+    Exec(Vec<HostSummary>),
 }
 
 /// Why a request failed: a code to match on and a one-line message for a person.
@@ -290,6 +361,10 @@ pub enum ErrorCode {
     StreamFailed,
     /// The feature is not available in this daemon yet.
     NotAvailable,
+    /// The named service, forward or entry does not exist.
+    NotFound,
+    /// It exists already (a service name exposed twice, a port forwarded twice).
+    AlreadyExists,
     /// The daemon is shutting down.
     ShuttingDown,
     /// The daemon failed in a way it did not expect.
@@ -388,12 +463,13 @@ mod tests {
                 peer: "luda".into(),
                 count: Some(2),
                 interval_ms: 1000,
+                trace: false,
             },
         };
         let value: serde_json::Value = serde_json::to_value(&req).expect("encode");
         assert_eq!(
             value,
-            serde_json::json!({"id": 7, "op": "ping", "peer": "luda", "count": 2, "interval_ms": 1000})
+            serde_json::json!({"id": 7, "op": "ping", "peer": "luda", "count": 2, "interval_ms": 1000, "trace": false})
         );
         round_trip_request(&req);
         round_trip_request(&Request {

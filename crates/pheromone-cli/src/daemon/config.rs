@@ -5,7 +5,7 @@
 //! address or a duration stops `up` with one clear line. Nothing here does network IO.
 
 use anyhow::{bail, Context, Result};
-use pheromone::Multiaddr;
+use pheromone::{Multiaddr, PeerId};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,6 +65,16 @@ pub struct UpArgs {
     /// it lets a peer make this node send a lot of data).
     #[arg(long)]
     pub perf: bool,
+    /// Let this peer run commands here with `pheromone exec` (repeatable; a peer ID).
+    /// Exec is off unless some peer is allowed.
+    #[arg(long, value_name = "PEER")]
+    pub allow_exec: Vec<String>,
+    /// A file of peer IDs allowed to exec, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub allow_exec_file: Option<PathBuf>,
+    /// Let allowed peers run shell command lines (`exec --shell`, run with `sh -c`).
+    #[arg(long)]
+    pub allow_exec_shell: bool,
 }
 
 /// The config file: the same settings as [`UpArgs`], every key optional.
@@ -87,6 +97,12 @@ pub struct FileConfig {
     pub keepalive_timeout: Option<String>,
     /// As `--perf`.
     pub perf: Option<bool>,
+    /// As `--allow-exec`.
+    pub allow_exec: Option<Vec<String>>,
+    /// As `--allow-exec-file` (relative to the working directory).
+    pub allow_exec_file: Option<PathBuf>,
+    /// As `--allow-exec-shell`.
+    pub allow_exec_shell: Option<bool>,
     /// Most messages the inbox holds before senders are refused.
     pub inbox_max_messages: Option<usize>,
     /// Most bytes the inbox holds before senders are refused.
@@ -133,6 +149,10 @@ pub struct Settings {
     pub inbox_max_messages: usize,
     /// Inbox cap, in bytes.
     pub inbox_max_bytes: usize,
+    /// Peers allowed to run commands here; empty keeps exec off.
+    pub exec_allow: Vec<PeerId>,
+    /// Whether allowed peers may run shell command lines.
+    pub exec_shell: bool,
 }
 
 impl Settings {
@@ -204,6 +224,20 @@ impl Settings {
                 d
             }
         };
+        let mut exec_allow = pick(&args.allow_exec, file.allow_exec)
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                text.trim()
+                    .parse::<PeerId>()
+                    .map_err(|e| anyhow::anyhow!("bad --allow-exec peer {text:?}: {e} (a peer ID is needed: names are not known at start)"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(path) = args.allow_exec_file.clone().or(file.allow_exec_file) {
+            exec_allow.extend(load_peer_file(&path)?);
+        }
+        exec_allow.sort();
+        exec_allow.dedup();
         Ok(Self {
             data_dir,
             listen,
@@ -216,8 +250,44 @@ impl Settings {
             perf: args.perf || file.perf.unwrap_or(false),
             inbox_max_messages: file.inbox_max_messages.unwrap_or(1024).max(1),
             inbox_max_bytes: file.inbox_max_bytes.unwrap_or(64 << 20).max(1),
+            exec_allow,
+            exec_shell: args.allow_exec_shell || file.allow_exec_shell.unwrap_or(false),
         })
     }
+}
+
+/// Largest allow-list file read, in bytes (a million peer IDs fit).
+const MAX_PEER_FILE: u64 = 64 << 20;
+
+/// Reads a file of peer IDs, one per line; `#` starts a comment, blank lines are skipped.
+pub fn load_peer_file(path: &Path) -> Result<Vec<PeerId>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read allow-exec file {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_PEER_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read allow-exec file {}", path.display()))?;
+    if text.len() as u64 > MAX_PEER_FILE {
+        bail!("allow-exec file {} is larger than 64 MiB", path.display());
+    }
+    parse_peer_list(&text).with_context(|| format!("allow-exec file {}", path.display()))
+}
+
+/// Parses peer IDs, one per line; `#` starts a comment, blank lines are skipped.
+pub fn parse_peer_list(text: &str) -> Result<Vec<PeerId>> {
+    let mut peers = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let peer = line
+            .parse::<PeerId>()
+            .map_err(|e| anyhow::anyhow!("line {}: {line:?} is not a peer ID: {e}", i + 1))?;
+        peers.push(peer);
+    }
+    Ok(peers)
 }
 
 /// The data dir when none is given: the platform's data dir (`~/.local/share/pheromone`
@@ -333,6 +403,38 @@ mod tests {
         a.keepalive_timeout = Some("0s".into());
         assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
         assert!(FileConfig::parse("mode = \"medium\"").is_err());
+    }
+
+    #[test]
+    fn exec_allow_list() {
+        let a = pheromone::Keypair::from_seed([1; 32]).peer_id();
+        let b = pheromone::Keypair::from_seed([2; 32]).peer_id();
+        let text = format!("# fleet\n{a}   # web\n\n  {b}\n");
+        assert_eq!(parse_peer_list(&text).expect("parse"), vec![a, b]);
+        let err = parse_peer_list("# x\nnot-a-peer\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("peers");
+        std::fs::write(&path, format!("{b}\n")).expect("write");
+        let mut up = args();
+        up.allow_exec = vec![a.to_string(), b.to_string()];
+        up.allow_exec_file = Some(path);
+        let s = Settings::merge(&up, FileConfig::default(), Some("/d".into())).expect("ok");
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(s.exec_allow, want);
+        assert!(!s.exec_shell);
+        let file = FileConfig::parse(&format!(
+            "allow_exec = [\"{a}\"]\nallow_exec_shell = true\n"
+        ))
+        .expect("parse");
+        let s = Settings::merge(&args(), file, Some("/d".into())).expect("ok");
+        assert_eq!(s.exec_allow, vec![a]);
+        assert!(s.exec_shell);
+        let mut up = args();
+        up.allow_exec = vec!["luda".into()];
+        assert!(Settings::merge(&up, FileConfig::default(), Some("/d".into())).is_err());
     }
 
     #[test]

@@ -10,11 +10,14 @@
 
 use super::net::{hex, Net};
 use super::perf::{self, Plan};
+use super::remote;
 use crate::control_proto::{
     read_line, write_line, Body, ControlError, DirectMessage, ErrorCode, Event, Line, Op,
-    PingStart, PingStats, Reply, Request, Response, TopicMessage,
+    PingStart, PingStats, Reply, Request, Response, TopicMessage, TraceHop, TraceInfo,
 };
 use pheromone::protocols::ping;
+use pheromone::PeerId;
+use pheromone_core::route::TraceStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::BufReader;
@@ -194,11 +197,13 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
             peer,
             count,
             interval_ms,
+            trace,
         } => ping(
             net,
             &peer,
             count,
             Duration::from_millis(interval_ms),
+            trace,
             events,
         )
         .await
@@ -212,6 +217,28 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
         } => perf(net, &peer, bytes, duration_ms, events).await,
         Op::Broadcast { topic, data } => broadcast(net, &topic, data).await,
         Op::Subscribe { topic, count } => subscribe(net, &topic, count, events).await,
+        Op::Expose {
+            name,
+            target,
+            allow,
+            allow_any,
+        } => remote::expose(net, &name, &target, &allow, allow_any)
+            .await
+            .map(Reply::Exposed),
+        Op::Forward { name, peer, listen } => remote::forward(net, &name, &peer, &listen)
+            .await
+            .map(Reply::Forwarding),
+        Op::Forwards => Ok(Reply::Forwards(remote::list(net))),
+        Op::Unexpose { name } => remote::unexpose(net, &name).await.map(Reply::Exposed),
+        Op::Unforward { listen } => remote::unforward(net, &listen).await.map(Reply::Forwarding),
+        Op::Exec {
+            peers,
+            all,
+            command,
+            concurrency,
+        } => remote::exec(net, &peers, all, command, concurrency, events)
+            .await
+            .map(Reply::Exec),
     }
 }
 
@@ -255,15 +282,27 @@ async fn ping(
     peer: &str,
     count: Option<u32>,
     interval: Duration,
+    trace: bool,
     events: &Events,
 ) -> Result<PingStats, ControlError> {
     let peer = net.reach(&net.resolve(peer)?).await?;
     // One stream carries the whole run (in short mode, on a link of its own).
     let mut stream = net.open_stream(&peer, ping::PROTOCOL).await?;
+    if trace {
+        events
+            .emit(Event::Trace(trace_path(net, peer).await?))
+            .await?;
+    }
+    let (hops, relay) = net.path_to(&peer);
     events
         .emit(Event::PingStart(PingStart {
             peer: net.peer_ref(&peer),
             payload_bytes: ping::PAYLOAD_LEN as u32,
+            hops,
+            relay: relay.map(|r| TraceHop {
+                peer_id: r.to_string(),
+                name: net.peer_name(&r),
+            }),
         }))
         .await?;
     let mut stats = PingStats {
@@ -300,6 +339,44 @@ async fn ping(
         }
     }
     Ok(stats)
+}
+
+/// The path to `peer` along the route table, probed hop by hop.
+async fn trace_path(net: &Net, peer: PeerId) -> Result<TraceInfo, ControlError> {
+    let routing = net.node().routing().ok_or_else(|| {
+        ControlError::new(
+            ErrorCode::NotAvailable,
+            "routing is off in this daemon, so there is no path to trace",
+        )
+    })?;
+    let outcome = routing
+        .trace(peer)
+        .await
+        .map_err(|e| ControlError::new(ErrorCode::NotConnected, e.to_string()))?;
+    let status = match outcome.status {
+        TraceStatus::Reached => "reached",
+        TraceStatus::NoRoute => "no_route",
+        TraceStatus::HopLimit => "hop_limit",
+        TraceStatus::Loop => "loop",
+        TraceStatus::Timeout => "timeout",
+    };
+    let me = net.node().peer_id();
+    let path = outcome
+        .path
+        .iter()
+        .map(|p| TraceHop {
+            peer_id: p.to_string(),
+            name: if *p == me {
+                net.node().name().map(str::to_owned)
+            } else {
+                net.peer_name(p)
+            },
+        })
+        .collect();
+    Ok(TraceInfo {
+        status: status.to_owned(),
+        path,
+    })
 }
 
 fn unix_millis(t: SystemTime) -> u64 {

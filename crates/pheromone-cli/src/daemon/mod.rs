@@ -7,6 +7,8 @@
 //! - [`config`]: flags, config file, validated settings.
 //! - [`net`]: the library's `Node` plus the CLI's bookkeeping (peers, routes, inbox).
 //! - [`control`]: the control socket server and one handler per operation.
+//! - [`remote`]: expose, forward and fleet exec as control operations; [`routes`]: what
+//!   the node reaches and how (direct, through relays, by dialling).
 //! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
 //! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
 //!   [`errors`]: network failures as control errors.
@@ -21,6 +23,8 @@ pub mod inbox;
 pub mod net;
 pub mod perf;
 pub mod protocols;
+pub mod remote;
+pub mod routes;
 
 use crate::control_proto::{LOCK_NAME, SOCKET_NAME};
 use anyhow::{bail, Context, Result};
@@ -79,6 +83,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     println!("mode: {}", settings.mode.as_str());
     for addr in net.listen_addrs() {
         println!("listening on {addr}");
+    }
+    if let Some((peers, shell)) = net.exec_allowed() {
+        let shell = if shell { ", shell allowed" } else { "" };
+        println!("exec: allowed for {peers} peer(s){shell}");
     }
     println!("control socket: {}", socket_path.display());
 

@@ -14,10 +14,10 @@ use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
 use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
-use crate::control_proto::{
-    ControlError, ErrorCode, PeerInfo, PeerRef, RouteInfo, Status, MAX_MESSAGE,
-};
+use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
 use pheromone::connection::ConnectionId;
+use pheromone::exec::{ExecConfig, ExecService};
+use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
 use pheromone::pubsub::Subscription;
 use pheromone::{
@@ -68,6 +68,10 @@ struct Inner {
     book: Mutex<PeerBook>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Exposed services and forwarded ports.
+    forwards: Forwards,
+    /// The exec service (registered only when some peer is allowed); taken at close.
+    exec: Mutex<Option<ExecService>>,
 }
 
 /// What we know about peers beyond the node's own tables.
@@ -93,7 +97,7 @@ impl From<Mode> for ConnectionMode {
 impl Net {
     /// Builds the node for `settings` (not yet listening) and starts following its
     /// connections.
-    pub async fn start(keypair: Keypair, settings: &Settings) -> Result<Self, NodeError> {
+    pub async fn start(keypair: Keypair, settings: &Settings) -> anyhow::Result<Self> {
         let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
         let mut endpoint = EndpointConfig::default();
         endpoint.connection.yamux.keepalive_interval = settings.keepalive_interval;
@@ -125,6 +129,19 @@ impl Net {
             builder = builder.name(name.clone());
         }
         let node = builder.build().await?;
+        let exec = ExecConfig {
+            allow: settings.exec_allow.clone(),
+            allow_shell: settings.exec_shell,
+            ..ExecConfig::default()
+        };
+        let exec = match pheromone::exec::serve(&node, exec) {
+            Ok(exec) => exec,
+            Err(e) => {
+                node.close().await;
+                return Err(e.into());
+            }
+        };
+        let forwards = Forwards::new(&node);
         let net = Net {
             inner: Arc::new(Inner {
                 node,
@@ -134,6 +151,8 @@ impl Net {
                 book: Mutex::new(PeerBook::default()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                forwards,
+                exec: Mutex::new(Some(exec)),
             }),
         };
         let events = net.inner.node.endpoint().events();
@@ -159,6 +178,21 @@ impl Net {
     /// The direct-message inbox.
     pub fn inbox(&self) -> &Inbox {
         &self.inner.inbox
+    }
+
+    /// Exposed services and forwarded ports.
+    pub fn forwards(&self) -> &Forwards {
+        &self.inner.forwards
+    }
+
+    /// Whether peers may run commands here, and how many are allowed.
+    pub fn exec_allowed(&self) -> Option<(usize, bool)> {
+        let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
+        let service = exec.as_ref()?;
+        let config = service.config();
+        service
+            .is_enabled()
+            .then_some((config.allow.len(), config.allow_shell))
     }
 
     async fn follow_events(self, mut events: tokio::sync::broadcast::Receiver<EndpointEvent>) {
@@ -201,7 +235,8 @@ impl Net {
             .filter(|n| validate_name(n).is_ok())
     }
 
-    fn live_connections(&self, peer: &PeerId) -> Vec<Connection> {
+    /// Live connections to `peer`, direct or relayed.
+    pub(super) fn live_connections(&self, peer: &PeerId) -> Vec<Connection> {
         self.inner
             .node
             .endpoint()
@@ -303,43 +338,16 @@ impl Net {
                     connected_secs: now.duration_since(since).unwrap_or_default().as_secs(),
                     rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
                     connections: conns.len(),
+                    relay: if conns.iter().any(|c| c.info().relay.is_none()) {
+                        None
+                    } else {
+                        oldest.info().relay.map(|r| r.to_string())
+                    },
                 }
             })
             .collect();
         peers.sort_by_key(|p| p.since);
         peers
-    }
-
-    /// What this node can reach: every connected peer directly, then every route the node
-    /// holds without a live link (dialled on use: short mode, or a link that dropped).
-    pub fn routes(&self) -> Vec<RouteInfo> {
-        let peers = self.peers();
-        let connected: HashSet<String> = peers.iter().map(|p| p.peer_id.clone()).collect();
-        let mut routes: Vec<RouteInfo> = peers
-            .into_iter()
-            .map(|p| RouteInfo {
-                peer_id: p.peer_id,
-                name: p.name,
-                via: "direct".to_owned(),
-                hops: 1,
-                addr: p.addrs.into_iter().next().unwrap_or_default(),
-                rtt_ms: p.rtt_ms,
-            })
-            .collect();
-        for route in self.inner.node.routes() {
-            if connected.contains(&route.peer.to_string()) {
-                continue;
-            }
-            routes.push(RouteInfo {
-                peer_id: route.peer.to_string(),
-                name: self.peer_name(&route.peer),
-                via: "dial".to_owned(),
-                hops: 1,
-                addr: route.addr.without_p2p().to_string(),
-                rtt_ms: None,
-            });
-        }
-        routes
     }
 
     /// The names peers announced, sorted, for an error's hint.
@@ -454,6 +462,7 @@ impl Net {
             connected_secs: 0,
             rtt_ms: None,
             connections: 0,
+            relay: None,
         })
     }
 
@@ -584,6 +593,16 @@ impl Net {
     /// Stops following events and closes the node gracefully.
     pub async fn close(&self) {
         self.inner.cancel.cancel();
+        self.inner.forwards.close().await;
+        let exec = self
+            .inner
+            .exec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(exec) = exec {
+            exec.close().await;
+        }
         self.inner.node.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;

@@ -253,10 +253,22 @@ impl Daemon {
     /// Starts a daemon on `dir` with `extra` flags after the test flags; the error output
     /// if it exits before it is ready.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Self, Output> {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Like [`Daemon::start_in`], with extra environment variables for the daemon (and
+    /// so for the commands it runs for `exec`).
+    pub fn start_with_env(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, Output> {
         let mut args = vec!["up"];
         args.extend(TEST_FLAGS);
         args.extend(extra);
-        let mut child = command(dir, &args).spawn().expect("spawn pheromone up");
+        let mut cmd = command(dir, &args);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.spawn().expect("spawn pheromone up");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = reader_thread(child.stderr.take().expect("stderr"));
         let (tx, rx) = mpsc::channel();
