@@ -1,6 +1,7 @@
 //! Neighbour links for the overlay protocols (broadcast, routing): every connected peer is
-//! a neighbour, spoken to over one long-lived stream per direction carrying
-//! varint-length-prefixed frames.
+//! a neighbour, spoken to over streams carrying varint-length-prefixed frames — one
+//! long-lived stream per direction, or a short stream per batch of frames
+//! ([`StreamUse`]).
 //!
 //! [`Links`] turns the endpoint's connection events into "neighbour up / down" (several
 //! connections to one peer are one neighbour) and owns one writer task per neighbour fed
@@ -34,6 +35,19 @@ impl LinkKind {
     }
 }
 
+/// How long a per-batch stream waits for the peer to close its end.
+const BATCH_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How a neighbour's frames use streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamUse {
+    /// One stream kept open while the link lives: for frequent frames.
+    Persistent,
+    /// A stream per batch of queued frames, closed after it: for rare frames, so that an
+    /// idle link holds no stream (nor a slot of the peer's stream limit).
+    PerBatch,
+}
+
 struct Link {
     connections: usize,
     frames: mpsc::Sender<Bytes>,
@@ -44,6 +58,7 @@ pub(crate) struct Links {
     endpoint: Endpoint,
     protocol: &'static str,
     kind: LinkKind,
+    streams: StreamUse,
     queue: usize,
     links: HashMap<PeerId, Link>,
 }
@@ -61,12 +76,14 @@ impl Links {
         endpoint: Endpoint,
         protocol: &'static str,
         kind: LinkKind,
+        streams: StreamUse,
         queue: usize,
     ) -> Self {
         Self {
             endpoint,
             protocol,
             kind,
+            streams,
             queue,
             links: HashMap::new(),
         }
@@ -156,6 +173,11 @@ impl Links {
         }
     }
 
+    /// Whether `peer` is a neighbour.
+    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
+        self.links.contains_key(peer)
+    }
+
     fn live_connections(&self, peer: &PeerId) -> Vec<Connection> {
         self.endpoint
             .connections()
@@ -169,6 +191,7 @@ impl Links {
         tokio::spawn(write_frames(
             self.endpoint.clone(),
             self.protocol,
+            self.streams,
             conn,
             queue,
         ));
@@ -235,6 +258,7 @@ async fn read_frames(
 async fn write_frames(
     endpoint: Endpoint,
     protocol: &'static str,
+    streams: StreamUse,
     conn: Connection,
     mut frames: mpsc::Receiver<Bytes>,
 ) {
@@ -261,7 +285,24 @@ async fn write_frames(
             }
         }
         if let Some(s) = stream.as_mut() {
-            if let Err(e) = s.write_all(&out).await {
+            let mut written = s.write_all(&out).await;
+            if written.is_ok() && streams == StreamUse::PerBatch {
+                written = s.shutdown().await;
+                // Dropping the stream before the peer has answered the lazy proposal
+                // would reset it under the peer's negotiation, losing the frames: wait
+                // for the peer's end (bounded).
+                let mut rest = [0u8; 256];
+                let _ = tokio::time::timeout(BATCH_CLOSE_WAIT, async {
+                    while let Ok(n) = s.read(&mut rest).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                stream = None;
+            }
+            if let Err(e) = written {
                 tracing::debug!(%peer, protocol, error = %e, "stream broke; reopening on the next frame");
                 stream = None;
                 if conn.is_closed() {

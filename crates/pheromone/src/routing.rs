@@ -3,13 +3,14 @@
 //!
 //! Every direct connection makes its peer a neighbour ([`Links`] with
 //! [`LinkKind::Direct`]: a relayed circuit is not a link of the mesh, or routes would
-//! lean on themselves). One task feeds the router connection events, frames and its timer
+//! lean on themselves); updates are rare, so each batch goes on a short stream of its own
+//! and an idle link holds none. One task feeds the router connection events, frames and its timer
 //! and hands its frames to the neighbours' writers. The router sits behind a std mutex so
 //! that next-hop lookups (one per relayed dial or relay hop) cost a lock, not a message.
 //! Protocol logic is all in [`pheromone_core::route`]; this file only carries bytes.
 
 use crate::endpoint::{Endpoint, EndpointEvent};
-use crate::links::{self, LinkKind, Links};
+use crate::links::{self, LinkKind, Links, StreamUse};
 use pheromone_core::identity::PeerId;
 use pheromone_core::route::{
     Config, Event, Metrics, NextHop, Output, RouteEntry, Router, TraceError, TraceId, TraceOutcome,
@@ -76,7 +77,13 @@ impl Routing {
         let (commands, commands_rx) = mpsc::channel(64);
         let driver = Driver {
             router: router.clone(),
-            links: Links::new(endpoint.clone(), PROTOCOL, LinkKind::Direct, PEER_QUEUE),
+            links: Links::new(
+                endpoint.clone(),
+                PROTOCOL,
+                LinkKind::Direct,
+                StreamUse::PerBatch,
+                PEER_QUEUE,
+            ),
             endpoint: endpoint.clone(),
             traces: HashMap::new(),
         };
@@ -168,6 +175,12 @@ impl Driver {
                     Err(events::error::RecvError::Closed) => return,
                 },
                 Some((peer, frame)) = inbound.recv() => {
+                    if !self.links.contains(&peer) {
+                        // Its connection's event may still be on the way (streams are
+                        // served before the event reaches us): catch up first, or the
+                        // router drops the frame as one from a stranger.
+                        self.resync();
+                    }
                     if let Err(e) = self.lock().handle_message(Instant::now(), peer, &frame) {
                         tracing::debug!(%peer, error = %e, "bad routing frame");
                     }

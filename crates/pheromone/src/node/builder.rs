@@ -114,6 +114,19 @@ impl NodeBuilder {
         self
     }
 
+    /// Multi-hop routing settings; `None` turns routing (and relayed dials) off.
+    pub fn routing(mut self, routing: Option<pheromone_core::route::Config>) -> Self {
+        self.config.routing = routing;
+        self
+    }
+
+    /// Relay settings: whether this node carries circuits for others, accepts them, and
+    /// their limits.
+    pub fn relay(mut self, relay: crate::relay::RelayConfig) -> Self {
+        self.config.relay = relay;
+        self
+    }
+
     /// Replaces every setting at once (the name and mode included).
     pub fn config(mut self, config: NodeConfig) -> Self {
         self.config = config;

@@ -9,7 +9,7 @@
 use super::{Command, PROTOCOL, SUBSCRIPTION_CAPACITY};
 use crate::connection::{Connection, ConnectionInfo};
 use crate::endpoint::{Endpoint, EndpointEvent};
-use crate::links::{self, LinkKind, Links};
+use crate::links::{self, LinkKind, Links, StreamUse};
 use bytes::Bytes;
 use pheromone_core::broadcast::{Broadcast, Config, Message, OrderedDelivery, Output, Topic};
 use pheromone_core::identity::PeerId;
@@ -39,7 +39,13 @@ pub(super) fn spawn(endpoint: &Endpoint, mut config: Config) -> mpsc::Sender<Com
     let driver = Driver {
         state: Broadcast::new(endpoint.keypair().clone(), config, Instant::now()),
         endpoint: endpoint.clone(),
-        links: Links::new(endpoint.clone(), PROTOCOL, LinkKind::Any, PEER_QUEUE),
+        links: Links::new(
+            endpoint.clone(),
+            PROTOCOL,
+            LinkKind::Any,
+            StreamUse::Persistent,
+            PEER_QUEUE,
+        ),
         subscribers: HashMap::new(),
         order: OrderedDelivery::new(ORDER_WINDOW, 4096, 4096),
     };
