@@ -15,6 +15,8 @@
 //! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
 //! - [`node`]: the API a program uses: request and stream handlers by protocol name,
 //!   routes by name or peer ID, dispatch over long or short connections.
+//! - [`discovery`]: the Kademlia DHT over the endpoint and the connection manager that
+//!   keeps a node between a low and a high watermark of peers.
 //! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
 //! - [`identity_file`]: keys on disk.
 
@@ -22,6 +24,7 @@
 #![allow(clippy::disallowed_methods)] // the IO side is where the clock and OS RNG are read
 
 pub mod connection;
+pub mod discovery;
 pub mod endpoint;
 pub mod identity_file;
 mod links;
