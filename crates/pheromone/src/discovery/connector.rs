@@ -8,10 +8,12 @@
 
 use crate::connection::Connection;
 use crate::endpoint::Endpoint;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::PeerId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// What the discovery service needs from the owner of the connections.
 pub(crate) trait Connector: Send + Sync + 'static {
@@ -77,9 +79,23 @@ pub(crate) fn existing(endpoint: &Endpoint, peer: &PeerId) -> Option<Connection>
     })
 }
 
-/// The connector of a service standing alone on an endpoint.
+/// A dial shared by everyone who needs the same peer meanwhile.
+type SharedDial = Shared<BoxFuture<'static, Result<Connection, String>>>;
+
+/// The connector of a service standing alone on an endpoint. Concurrent dials to one peer
+/// are merged: two connections to the same peer would only race each other.
 pub(crate) struct EndpointConnector {
     pub(crate) endpoint: Endpoint,
+    pub(crate) dials: Arc<Mutex<HashMap<PeerId, SharedDial>>>,
+}
+
+impl EndpointConnector {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            dials: Arc::default(),
+        }
+    }
 }
 
 impl Connector for EndpointConnector {
@@ -88,14 +104,27 @@ impl Connector for EndpointConnector {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     ) -> BoxFuture<'static, Result<Connection, String>> {
+        if let Some(conn) = existing(&self.endpoint, &peer) {
+            return futures::future::ready(Ok(conn)).boxed();
+        }
+        let mut dials = self.dials.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dial) = dials.get(&peer) {
+            return dial.clone().boxed();
+        }
         let endpoint = self.endpoint.clone();
-        async move {
-            if let Some(conn) = existing(&endpoint, &peer) {
-                return Ok(conn);
-            }
-            dial_each(&endpoint, peer, &addrs).await
+        let table = self.dials.clone();
+        let dial: SharedDial = async move {
+            let result = dial_each(&endpoint, peer, &addrs).await;
+            table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
+            result
         }
         .boxed()
+        .shared();
+        dials.insert(peer, dial.clone());
+        dial.boxed()
     }
 
     fn dial_addr(&self, addr: Multiaddr) -> BoxFuture<'static, Result<Connection, String>> {

@@ -1,5 +1,6 @@
 //! The connection manager's decisions, without IO: which pinned (bootstrap and static) peers
-//! to redial and when, which table peers to dial below the low watermark, and which
+//! to redial and when (static peers always, bootstrap peers while we are below the low
+//! watermark), which table peers to dial below the low watermark, and which
 //! connections to close above the high watermark.
 //!
 //! The driver (`task.rs`) feeds it what it sees (connected peers, table entries, dial
@@ -255,7 +256,11 @@ impl Manager {
                 tracing::debug!(addr = %p.addr, ?wait, "pinned peer lost; redialling after backoff");
             }
             let p = &mut self.pinned[index];
-            if !dialing && now >= p.next_dial && free_dials > 0 {
+            // A bootstrap peer is the way back into the network: needed when we are short
+            // of peers, not otherwise (a busy bootstrap node prunes its excess, and
+            // everyone redialling it would undo that). Static peers are always kept.
+            let needed = !p.bootstrap || connected.len() < self.limits.low;
+            if needed && !dialing && now >= p.next_dial && free_dials > 0 {
                 p.dialing = true;
                 free_dials -= 1;
                 actions.push(Action::DialPinned { index });
@@ -448,6 +453,27 @@ mod tests {
         );
         assert_eq!(
             m.tick(redial, &[], &[], 1),
+            vec![Action::DialPinned { index: 0 }]
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_peer_is_redialled_only_when_short_of_peers_a_static_one_always() {
+        let now = Instant::now();
+        let (boot, fixed) = (peer(1), peer(2));
+        let mut m = Manager::new(limits(), &[addr(boot)], &[addr(fixed)], now, 3);
+        let others = [
+            connected(peer(3), None, false),
+            connected(peer(4), None, false),
+        ];
+        // Enough peers (low = 2): only the static peer is dialled.
+        assert_eq!(
+            m.tick(now, &others, &[], 8),
+            vec![Action::DialPinned { index: 1 }]
+        );
+        // Short of peers: the bootstrap peer too.
+        assert_eq!(
+            m.tick(now, &others[..1], &[], 8),
             vec![Action::DialPinned { index: 0 }]
         );
     }

@@ -233,9 +233,7 @@ impl Discovery {
     /// watermarks. (A [`Node`](crate::Node) starts its own from
     /// [`NodeConfig::discovery`](crate::node::NodeConfig::discovery).)
     pub fn spawn(endpoint: &Endpoint, config: DiscoveryConfig) -> Discovery {
-        let connector = Arc::new(connector::EndpointConnector {
-            endpoint: endpoint.clone(),
-        });
+        let connector = Arc::new(connector::EndpointConnector::new(endpoint.clone()));
         Self::spawn_with(endpoint, config, connector)
     }
 

@@ -483,6 +483,20 @@ impl Driver {
                 }
                 Output::Event(Event::PeerEvicted { peer, promoted }) => {
                     tracing::trace!(%peer, ?promoted, "kad peer evicted");
+                    // The operator vouches for bootstrap and static peers: one failed
+                    // request (a connection replaced under it, a restart) does not remove
+                    // them; the manager redials them if they are really gone.
+                    let pinned = self
+                        .manager
+                        .pinned()
+                        .iter()
+                        .find(|p| p.peer == Some(peer))
+                        .map(|p| p.addr.clone());
+                    if let Some(addr) = pinned {
+                        let _ = self
+                            .kad
+                            .add_address(Instant::now(), peer, addr.without_p2p());
+                    }
                 }
             }
         }

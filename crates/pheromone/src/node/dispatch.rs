@@ -235,6 +235,52 @@ impl Inner {
         }
     }
 
+    /// A connection to `peer` for the discovery service: the current one, the dial in
+    /// progress, or a dial of `addrs` alone (never the DHT or a relay: a lookup waits on
+    /// these dials). Registered with the pool, so a dispatch to the peer joins it.
+    pub(super) async fn connect_direct(
+        self: &Arc<Self>,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Connection, DispatchError> {
+        if let Some(conn) = self.pool.current(&peer) {
+            return Ok(conn);
+        }
+        if self.is_closed() {
+            return Err(DispatchError::Closed);
+        }
+        if self.config.mode == ConnectionMode::Short {
+            let conn = self.dial_addrs(peer, &addrs).await?;
+            self.adopt(conn.clone(), false);
+            return Ok(conn);
+        }
+        let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
+        let dial = self.pool.dial(peer, id, || {
+            let inner = self.clone();
+            let task = self.tasks.spawn(async move {
+                let result = inner.dial_addrs(peer, &addrs).await;
+                if let Ok(conn) = &result {
+                    inner.adopt(conn.clone(), true);
+                }
+                inner.pool.end_dial(&peer, id);
+                result
+            });
+            async move {
+                task.await.unwrap_or_else(|e| {
+                    Err(DispatchError::ConnectionLost {
+                        peer,
+                        protocol: String::new(),
+                        reason: format!("dial task failed: {e}"),
+                    })
+                })
+            }
+            .boxed()
+            .shared()
+        });
+        let conn = dial.await?;
+        Ok(self.pool.current(&peer).unwrap_or(conn))
+    }
+
     /// Dials `peer` at each address we know for it until one works.
     async fn dial_direct(&self, peer: PeerId) -> Result<Connection, DispatchError> {
         let addrs = self.lock_directory().addresses(&peer);

@@ -10,7 +10,7 @@
 use super::config::ConnectionMode;
 use super::Inner;
 use crate::connection::Connection;
-use crate::discovery::connector::{dial_each, existing, Connector};
+use crate::discovery::connector::{existing, Connector};
 use crate::discovery::{Discovery, DiscoveryError, FoundPeer};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -54,16 +54,14 @@ impl Connector for NodeConnector {
             if let Some(conn) = existing(&inner.endpoint, &peer) {
                 return Ok(conn);
             }
-            if inner.is_closed() {
-                return Err(gone());
-            }
-            let endpoint = inner.endpoint.clone();
-            // Not through the pool's dial: that one may ask the DHT, which waits on us.
-            drop(inner);
-            let conn = dial_each(&endpoint, peer, &addrs).await?;
-            let inner = node.upgrade().ok_or_else(gone)?;
-            inner.adopt(conn.clone(), inner.config.mode == ConnectionMode::Long);
-            Ok(conn)
+            let addrs: Vec<Multiaddr> = addrs
+                .into_iter()
+                .filter_map(|a| a.without_p2p().with_p2p(peer).ok())
+                .collect();
+            inner
+                .connect_direct(peer, addrs)
+                .await
+                .map_err(|e| e.to_string())
         }
         .boxed()
     }
