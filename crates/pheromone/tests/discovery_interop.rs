@@ -157,11 +157,9 @@ async fn drive(mut swarm: Swarm<KadBehaviour>, mut commands: mpsc::Receiver<Comm
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(KadBehaviourEvent::Identify(identify::Event::Received {
                     peer_id, info, ..
-                })) => {
-                    if info.protocols.iter().any(|p| p.as_ref() == "/ipfs/kad/1.0.0") {
-                        for addr in info.listen_addrs {
-                            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                        }
+                })) if info.protocols.iter().any(|p| p.as_ref() == "/ipfs/kad/1.0.0") => {
+                    for addr in info.listen_addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
                 SwarmEvent::Behaviour(KadBehaviourEvent::Kad(
