@@ -19,6 +19,8 @@
 //!   `forward` a local port to a peer's service), like `ipfs p2p`.
 //! - [`exec`]: fleet exec (`/pheromone/exec/1.0.0`): run commands on allowed peers and
 //!   stream their output back.
+//! - [`discovery`]: the Kademlia DHT over the endpoint and the connection manager that
+//!   keeps a node between a low and a high watermark of peers.
 //! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
 //! - [`identity_file`]: keys on disk.
 
@@ -26,6 +28,7 @@
 #![allow(clippy::disallowed_methods)] // the IO side is where the clock and OS RNG are read
 
 pub mod connection;
+pub mod discovery;
 pub mod endpoint;
 pub mod exec;
 pub mod forward;

@@ -127,6 +127,29 @@ impl NodeBuilder {
         self
     }
 
+    /// Adds a bootstrap peer (`/ip4/…/tcp/…/p2p/<id>`, or without `/p2p` to learn who
+    /// answers): dialled at start, the DHT joined through it, kept connected. Turns
+    /// discovery on with its defaults if it was off. May be repeated.
+    pub fn bootstrap(mut self, addr: impl IntoAddr) -> Self {
+        match addr.into_addr() {
+            Ok(addr) => self
+                .config
+                .discovery
+                .get_or_insert_with(Default::default)
+                .bootstrap
+                .push(addr),
+            Err(e) => self.listen.push(Err(e)),
+        }
+        self
+    }
+
+    /// Discovery settings (protocol id, bootstrap peers, watermarks); `None` turns the DHT
+    /// and the connection manager off.
+    pub fn discovery(mut self, config: Option<crate::discovery::DiscoveryConfig>) -> Self {
+        self.config.discovery = config;
+        self
+    }
+
     /// Replaces every setting at once (the name and mode included).
     pub fn config(mut self, config: NodeConfig) -> Self {
         self.config = config;
@@ -190,6 +213,8 @@ impl NodeBuilder {
                 directory: Mutex::new(Directory::default()),
                 pending_out: PendingTable::new(config.limits.max_pending_requests_per_peer),
                 pending_in: PendingTable::new(config.limits.max_pending_requests_per_peer),
+                streams_open: PendingTable::new(usize::MAX),
+                discovery: std::sync::OnceLock::new(),
                 identifying: Mutex::new(HashMap::new()),
                 events,
                 closed: AtomicBool::new(false),
@@ -203,6 +228,7 @@ impl NodeBuilder {
             }),
         };
         super::lifecycle::start(&node.inner);
+        super::kad::start(&node.inner);
         let started = registrations
             .into_iter()
             .try_for_each(|register| register(&node))

@@ -82,6 +82,10 @@ pub struct NodeConfig {
     /// Relayed connections: whether this node carries circuits for others, accepts them,
     /// and their limits. Used only with routing on.
     pub relay: crate::relay::RelayConfig,
+    /// The Kademlia DHT and connection manager (protocol id, bootstrap peers, watermarks);
+    /// `None` turns discovery off. On by default: a dispatch to a peer with no known
+    /// address then asks the DHT before trying a relayed dial.
+    pub discovery: Option<crate::discovery::DiscoveryConfig>,
 }
 
 impl Default for NodeConfig {
@@ -110,6 +114,7 @@ impl Default for NodeConfig {
             broadcast: pheromone_core::broadcast::Config::default(),
             routing: Some(pheromone_core::route::Config::default()),
             relay: crate::relay::RelayConfig::default(),
+            discovery: Some(crate::discovery::DiscoveryConfig::default()),
         }
     }
 }

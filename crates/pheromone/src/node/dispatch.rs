@@ -19,6 +19,7 @@ use crate::endpoint::OpenStreamError;
 use crate::negotiate::NegotiateError;
 use bytes::Bytes;
 use futures::FutureExt;
+use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::PeerId;
 use pheromone_core::multistream::NegotiationError;
 use std::sync::atomic::Ordering;
@@ -186,13 +187,33 @@ impl Inner {
         .shared()
     }
 
-    /// Dials `peer` at each address we know for it until one works; failing that, opens a
-    /// relayed connection along the route table.
+    /// Dials `peer` at each address we know for it until one works; failing that, at the
+    /// addresses the DHT finds; failing that, opens a relayed connection along the route
+    /// table.
     async fn dial(&self, peer: PeerId) -> Result<Connection, DispatchError> {
+        let tried = self.lock_directory().addresses(&peer);
         let direct = self.dial_direct(peer).await;
-        let Err(direct_error) = direct else {
+        let Err(mut direct_error) = direct else {
             return direct;
         };
+        match self.find_in_dht(peer).await {
+            Some(Ok(found)) => {
+                let fresh: Vec<Multiaddr> = found
+                    .addrs
+                    .iter()
+                    .filter_map(|a| a.clone().without_p2p().with_p2p(peer).ok())
+                    .filter(|a| !tried.contains(a))
+                    .collect();
+                tracing::debug!(%peer, addrs = fresh.len(), hops = found.hops, "DHT found addresses");
+                match self.dial_addrs(peer, &fresh).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(DispatchError::NoAddress { .. }) => {}
+                    Err(e) => direct_error = e,
+                }
+            }
+            Some(Err(e)) => tracing::debug!(%peer, error = %e, "DHT lookup found no address"),
+            None => {}
+        }
         let Some(mesh) = &self.mesh else {
             return Err(direct_error);
         };
@@ -214,14 +235,69 @@ impl Inner {
         }
     }
 
+    /// A connection to `peer` for the discovery service: the current one, the dial in
+    /// progress, or a dial of `addrs` alone (never the DHT or a relay: a lookup waits on
+    /// these dials). Registered with the pool, so a dispatch to the peer joins it.
+    pub(super) async fn connect_direct(
+        self: &Arc<Self>,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Connection, DispatchError> {
+        if let Some(conn) = self.pool.current(&peer) {
+            return Ok(conn);
+        }
+        if self.is_closed() {
+            return Err(DispatchError::Closed);
+        }
+        if self.config.mode == ConnectionMode::Short {
+            let conn = self.dial_addrs(peer, &addrs).await?;
+            self.adopt(conn.clone(), false);
+            return Ok(conn);
+        }
+        let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
+        let dial = self.pool.dial(peer, id, || {
+            let inner = self.clone();
+            let task = self.tasks.spawn(async move {
+                let result = inner.dial_addrs(peer, &addrs).await;
+                if let Ok(conn) = &result {
+                    inner.adopt(conn.clone(), true);
+                }
+                inner.pool.end_dial(&peer, id);
+                result
+            });
+            async move {
+                task.await.unwrap_or_else(|e| {
+                    Err(DispatchError::ConnectionLost {
+                        peer,
+                        protocol: String::new(),
+                        reason: format!("dial task failed: {e}"),
+                    })
+                })
+            }
+            .boxed()
+            .shared()
+        });
+        let conn = dial.await?;
+        Ok(self.pool.current(&peer).unwrap_or(conn))
+    }
+
     /// Dials `peer` at each address we know for it until one works.
     async fn dial_direct(&self, peer: PeerId) -> Result<Connection, DispatchError> {
         let addrs = self.lock_directory().addresses(&peer);
+        self.dial_addrs(peer, &addrs).await
+    }
+
+    /// Dials `peer` at each of `addrs` until one works.
+    async fn dial_addrs(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+    ) -> Result<Connection, DispatchError> {
         let mut last = DispatchError::NoAddress { peer };
         for addr in addrs {
             // Boxed: the upgrade's state is kilobytes, and every request future that may
             // dial would otherwise carry (and move) it.
-            match Box::pin(self.endpoint.dial(&addr)).await {
+            match Box::pin(self.endpoint.dial(addr)).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => {
                     tracing::debug!(%peer, %addr, error = %e, "dial failed");
@@ -258,7 +334,12 @@ impl Inner {
                 ConnectionMode::Short => {
                     let conn = self.dial_short(peer).await?;
                     match self.endpoint.open_stream_confirmed(&conn, protocol).await {
-                        Ok(stream) => Ok(NodeStream::new(stream, peer, Some(conn))),
+                        Ok(stream) => Ok(NodeStream::new(
+                            stream,
+                            peer,
+                            Some(conn),
+                            self.streams_open.acquire(peer),
+                        )),
                         Err(e) => {
                             conn.close().await;
                             Err(open_failure(peer, protocol, e))
@@ -271,7 +352,10 @@ impl Inner {
                         attempt += 1;
                         let conn = self.connection_to(peer).await?;
                         match self.endpoint.open_stream_confirmed(&conn, protocol).await {
-                            Ok(stream) => return Ok(NodeStream::new(stream, peer, None)),
+                            Ok(stream) => {
+                                let open = self.streams_open.acquire(peer);
+                                return Ok(NodeStream::new(stream, peer, None, open));
+                            }
                             Err(e) if attempt < ATTEMPTS && open_never_delivered(&e, &conn) => {
                                 self.after_undelivered(peer, &conn).await;
                             }

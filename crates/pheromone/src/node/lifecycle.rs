@@ -166,7 +166,7 @@ impl Inner {
     }
 
     /// Runs identify on `conn` and records what the peer said.
-    async fn identify(&self, conn: &Connection) -> Result<Option<String>, String> {
+    pub(super) async fn identify(&self, conn: &Connection) -> Result<Option<String>, String> {
         let info = self
             .endpoint
             .identify(conn)

@@ -31,6 +31,7 @@ mod config;
 mod dispatch;
 mod error;
 mod handler;
+mod kad;
 mod lifecycle;
 mod mesh;
 mod pending;
@@ -319,6 +320,12 @@ pub(crate) struct Inner {
     directory: Mutex<Directory>,
     pending_out: Arc<PendingTable>,
     pending_in: Arc<PendingTable>,
+    /// Raw streams open per peer (ours and handlers'), so the connection manager spares
+    /// their connections.
+    streams_open: Arc<PendingTable>,
+    /// The DHT and connection manager (absent with discovery off); set once, right after
+    /// the node is built, because its connector needs a handle on the node.
+    discovery: std::sync::OnceLock<crate::discovery::Discovery>,
     /// Identify exchanges in progress by connection, so a handler can wait for the name.
     identifying: Mutex<HashMap<ConnectionId, Shared<BoxFuture<'static, ()>>>>,
     events: broadcast::Sender<NodeEvent>,
@@ -373,6 +380,12 @@ impl Node {
     /// routing off.
     pub fn relay(&self) -> Option<&crate::relay::Relay> {
         self.inner.mesh.as_ref().map(|m| &m.relay)
+    }
+
+    /// The discovery service (Kademlia DHT, connection manager); `None` with discovery
+    /// off.
+    pub fn discovery(&self) -> Option<&crate::discovery::Discovery> {
+        self.inner.discovery.get()
     }
 
     /// Starts listening on one more address; the bound address with our `/p2p/` suffix.

@@ -59,6 +59,11 @@ impl PendingTable {
         self.lock().len()
     }
 
+    /// Whether `peer` has anything in flight.
+    pub(super) fn has(&self, peer: &PeerId) -> bool {
+        self.lock().contains_key(peer)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -43,6 +43,8 @@ pub(super) struct Directory {
     routes: HashMap<PeerId, Route>,
     known: HashMap<PeerId, Known>,
     max_known: usize,
+    /// Addresses the DHT found, with when; bounded like `known`.
+    found: HashMap<PeerId, (Vec<Multiaddr>, Instant)>,
 }
 
 impl Default for Directory {
@@ -75,6 +77,7 @@ impl Directory {
             routes: HashMap::new(),
             known: HashMap::new(),
             max_known: max_known.max(1),
+            found: HashMap::new(),
         }
     }
 
@@ -125,6 +128,11 @@ impl Directory {
         self.routes.keys().copied().collect()
     }
 
+    /// Whether the application added a route to `peer`.
+    pub(super) fn has_route(&self, peer: &PeerId) -> bool {
+        self.routes.contains_key(peer)
+    }
+
     pub(super) fn num_routes(&self) -> usize {
         self.routes.len()
     }
@@ -170,6 +178,25 @@ impl Directory {
         }
     }
 
+    /// Records addresses the DHT found for `peer` (dialled after identify's, which the
+    /// peer itself vouched for). Past `max_known` peers the oldest finding is forgotten.
+    pub(super) fn learn_found(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
+        if addrs.is_empty() {
+            return;
+        }
+        if !self.found.contains_key(&peer) && self.found.len() >= self.max_known {
+            let oldest = self
+                .found
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(p, _)| *p);
+            if let Some(oldest) = oldest {
+                self.found.remove(&oldest);
+            }
+        }
+        self.found.insert(peer, (addrs.to_vec(), now));
+    }
+
     /// What identify told us about `peer`.
     pub(super) fn known(&self, peer: &PeerId) -> Option<&Known> {
         self.known.get(peer)
@@ -187,14 +214,14 @@ impl Directory {
         if let Some(route) = self.routes.get(peer) {
             addrs.push(route.addr.clone());
         }
-        if let Some(known) = self.known.get(peer) {
-            for addr in &known.listen_addrs {
-                let Ok(addr) = addr.clone().without_p2p().with_p2p(*peer) else {
-                    continue;
-                };
-                if !addrs.contains(&addr) {
-                    addrs.push(addr);
-                }
+        let announced = self.known.get(peer).map(|k| k.listen_addrs.as_slice());
+        let found = self.found.get(peer).map(|(a, _)| a.as_slice());
+        for addr in announced.into_iter().chain(found).flatten() {
+            let Ok(addr) = addr.clone().without_p2p().with_p2p(*peer) else {
+                continue;
+            };
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
             }
         }
         addrs
@@ -285,6 +312,13 @@ mod tests {
         assert_eq!(addrs.len(), 2);
         assert_eq!(addrs[1].peer_id(), Some(peer(1)));
         assert!(d.addresses(&peer(9)).is_empty());
+        // DHT findings come after what the peer announced.
+        d.learn_found(peer(1), &[addr(7), addr(8)], Instant::now());
+        let addrs = d.addresses(&peer(1));
+        assert_eq!(addrs.len(), 3);
+        assert_eq!(addrs[2], addr(8).with_p2p(peer(1)).expect("p2p"));
+        d.learn_found(peer(9), &[addr(9)], Instant::now());
+        assert_eq!(d.addresses(&peer(9)).len(), 1);
         assert_eq!(d.remove_route(&peer(1)).map(|r| r.name), Some("a".into()));
         assert_eq!(d.num_routes(), 0);
     }

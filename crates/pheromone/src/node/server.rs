@@ -197,6 +197,7 @@ impl Inner {
         stream: Stream,
     ) {
         let remote = self.peer_for(&conn).await;
+        let _open = self.streams_open.acquire(conn.remote_peer());
         if AssertUnwindSafe(handler(remote, stream))
             .catch_unwind()
             .await

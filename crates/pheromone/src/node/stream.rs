@@ -18,14 +18,22 @@ pub struct NodeStream {
     peer: PeerId,
     /// Short mode: the connection made for this stream, closed when it is dropped.
     owned: Option<Connection>,
+    /// Marks the peer as having a stream open (the connection manager spares it).
+    _open: Option<super::pending::PendingGuard>,
 }
 
 impl NodeStream {
-    pub(super) fn new(stream: Stream, peer: PeerId, owned: Option<Connection>) -> Self {
+    pub(super) fn new(
+        stream: Stream,
+        peer: PeerId,
+        owned: Option<Connection>,
+        open: Option<super::pending::PendingGuard>,
+    ) -> Self {
         Self {
             stream,
             peer,
             owned,
+            _open: open,
         }
     }
 
