@@ -66,6 +66,12 @@ enum Command {
         /// Peer ID, unique name, or multiaddr with /p2p/.
         peer: String,
     },
+    /// The DHT (Kademlia): look a peer up, show the routing table.
+    Dht {
+        /// What to do.
+        #[command(subcommand)]
+        command: DhtCommand,
+    },
     /// Pings a peer like ping(8).
     Ping {
         /// Peer ID, unique name, or multiaddr with /p2p/.
@@ -190,6 +196,18 @@ enum Command {
     },
 }
 
+/// `pheromone dht …`.
+#[derive(Debug, clap::Subcommand)]
+enum DhtCommand {
+    /// Looks a peer up in the DHT: the addresses found and the hops it took.
+    Find {
+        /// Peer ID (or a unique name, or a multiaddr with /p2p/).
+        peer: String,
+    },
+    /// Shows the Kademlia routing table, bucket by bucket.
+    Table,
+}
+
 fn init_logging(verbose: u8, daemon: bool) {
     // The daemon logs what it does (info) by default; a CLI command only its warnings.
     const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
@@ -238,6 +256,10 @@ async fn run(args: Cli) -> Result<()> {
         Command::Status => cli::node::status(&ctx).await,
         Command::Peers => cli::node::peers(&ctx).await,
         Command::Routes => cli::node::routes(&ctx).await,
+        Command::Dht { command } => match command {
+            DhtCommand::Find { peer } => cli::dht::find(&ctx, peer).await,
+            DhtCommand::Table => cli::dht::table(&ctx).await,
+        },
         Command::Connect { addr } => cli::node::connect(&ctx, addr).await,
         Command::Disconnect { peer } => cli::node::disconnect(&ctx, peer).await,
         Command::Ping {

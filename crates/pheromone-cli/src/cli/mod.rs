@@ -7,6 +7,7 @@
 //! unexpose, unforward), [`exec`]; [`style`] holds colours, progress bars and
 //! number formatting. Nothing here touches the network; everything goes through the daemon.
 
+pub mod dht;
 pub mod exec;
 pub mod forward;
 pub mod msg;

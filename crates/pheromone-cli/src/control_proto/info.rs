@@ -287,3 +287,59 @@ mod tests {
         assert_eq!(PingStats::default().summary_ms(), None);
     }
 }
+
+/// What a DHT lookup found (`dht find`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhtFound {
+    /// The peer looked up.
+    pub peer_id: String,
+    /// Its name, if known.
+    pub name: Option<String>,
+    /// The addresses the DHT holds for it (not verified by a dial).
+    pub addrs: Vec<String>,
+    /// Requests in the chain that led to it (0: our own table knew it).
+    pub hops: u32,
+    /// Requests the lookup sent.
+    pub messages: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+    /// How long the lookup took.
+    pub duration_ms: f64,
+}
+
+/// One entry of the DHT's routing table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhtEntry {
+    /// The peer.
+    pub peer_id: String,
+    /// Its name, if known.
+    pub name: Option<String>,
+    /// Its addresses, most recently confirmed first.
+    pub addrs: Vec<String>,
+    /// Seconds since we last heard from it.
+    pub last_seen_secs: f64,
+    /// Whether we hold a connection to it.
+    pub connected: bool,
+}
+
+/// One non-empty bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhtBucket {
+    /// Peers at XOR distance `[2^index, 2^(index+1))` of our key.
+    pub index: usize,
+    /// Entries, least recently seen first.
+    pub entries: Vec<DhtEntry>,
+    /// Replacement candidates, oldest first.
+    pub replacements: Vec<DhtEntry>,
+}
+
+/// The DHT's routing table (`dht table`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhtTable {
+    /// Our own peer ID, the table's centre.
+    pub local: String,
+    /// Entries in the table (replacements not counted).
+    pub size: usize,
+    /// The non-empty buckets, closest first.
+    pub buckets: Vec<DhtBucket>,
+}

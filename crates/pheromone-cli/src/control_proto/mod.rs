@@ -61,6 +61,13 @@ pub enum Op {
     Peers,
     /// What it knows how to reach, and how.
     Routes,
+    /// Look a peer up in the DHT.
+    DhtFind {
+        /// The peer.
+        peer: String,
+    },
+    /// The DHT's routing table.
+    DhtTable,
     /// Dial an address (`host:port` or a multiaddr, optionally with `/p2p/`).
     Connect {
         /// The address.
@@ -256,6 +263,10 @@ pub enum Reply {
     Peers(Vec<PeerInfo>),
     /// For [`Op::Routes`].
     Routes(Vec<RouteInfo>),
+    /// For [`Op::DhtFind`].
+    DhtFound(DhtFound),
+    /// For [`Op::DhtTable`].
+    DhtTable(DhtTable),
     /// For [`Op::Connect`]: the peer now connected.
     Connected(PeerInfo),
     /// For [`Op::Disconnect`].

@@ -72,6 +72,7 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
             match net.node().add_route("", &addr).await {
                 Ok(route) => {
                     tracing::info!(%addr, peer = %route.peer, "bootstrap peer reached");
+                    join_dht(&net);
                     peer = Some(route.peer);
                     reached_once = true;
                     backoff.reset();
@@ -103,6 +104,24 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
             },
         }
     }
+}
+
+/// Joins the DHT through the peers reached so far: a lookup of our own ID, then random
+/// ones (in the background; the result is only logged).
+fn join_dht(net: &Net) {
+    let Some(discovery) = net.node().discovery().cloned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        match discovery.bootstrap().await {
+            Ok(joined) => tracing::info!(
+                table = joined.table_size,
+                closest = joined.closest.len(),
+                "joined the DHT"
+            ),
+            Err(e) => tracing::debug!(error = %e, "DHT bootstrap failed"),
+        }
+    });
 }
 
 #[cfg(test)]

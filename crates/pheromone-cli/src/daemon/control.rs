@@ -191,6 +191,8 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
         Op::Status => Ok(Reply::Status(net.status())),
         Op::Peers => Ok(Reply::Peers(net.peers())),
         Op::Routes => Ok(Reply::Routes(net.routes())),
+        Op::DhtFind { peer } => net.dht_find(&peer).await.map(Reply::DhtFound),
+        Op::DhtTable => net.dht_table().await.map(Reply::DhtTable),
         Op::Connect { addr } => net.connect(&addr).await.map(Reply::Connected),
         Op::Disconnect { peer } => disconnect(net, &peer).await,
         Op::Ping {

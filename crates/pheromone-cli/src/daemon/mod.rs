@@ -18,6 +18,7 @@
 pub mod bootstrap;
 pub mod config;
 pub mod control;
+pub mod dht;
 pub mod errors;
 pub mod inbox;
 pub mod net;
