@@ -8,7 +8,11 @@ use super::key::{Distance, Key};
 use super::wire::KadPeer;
 use crate::addr::Multiaddr;
 use crate::identity::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// Peers whose distance a lookup remembers (see `Lookup::distances`); beyond it the
+/// distance is simply computed again.
+const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -43,6 +47,10 @@ pub(crate) struct Lookup {
     key: Key,
     target: Option<PeerId>,
     candidates: BTreeMap<Distance, Candidate>,
+    /// Distances of peers already listed to this lookup. Converging answers list mostly
+    /// the same peers; remembering saves a SHA-256 per listed peer, the largest cost of
+    /// taking in a response.
+    distances: HashMap<PeerId, Distance>,
     in_flight: usize,
     pub(crate) found: Option<(Vec<Multiaddr>, u32)>,
     pub(crate) failures: u32,
@@ -65,6 +73,7 @@ impl Lookup {
             key,
             target,
             candidates: BTreeMap::new(),
+            distances: HashMap::new(),
             in_flight: 0,
             found: None,
             failures: 0,
@@ -73,9 +82,12 @@ impl Lookup {
         }
     }
 
-    /// Seeds a peer from our own table (reached in one hop).
-    pub(crate) fn seed(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let distance = self.key.distance(&Key::from_peer(&peer));
+    /// Seeds a peer from our own table (reached in one hop); `key` is its table key.
+    pub(crate) fn seed(&mut self, peer: PeerId, key: &Key, addrs: Vec<Multiaddr>) {
+        let distance = self.key.distance(key);
+        if self.distances.len() < MAX_REMEMBERED {
+            self.distances.insert(peer, distance);
+        }
         self.candidates.entry(distance).or_insert(Candidate {
             peer,
             addrs,
@@ -153,7 +165,16 @@ impl Lookup {
             if self.target == Some(peer.id) && !peer.addrs.is_empty() && self.found.is_none() {
                 self.found = Some((peer.addrs.clone(), hop));
             }
-            let d = self.key.distance(&Key::from_peer(&peer.id));
+            let d = match self.distances.get(&peer.id) {
+                Some(d) => *d,
+                None => {
+                    let d = self.key.distance(&Key::from_peer(&peer.id));
+                    if self.distances.len() < MAX_REMEMBERED {
+                        self.distances.insert(peer.id, d);
+                    }
+                    d
+                }
+            };
             match self.candidates.get_mut(&d) {
                 Some(existing) => {
                     existing.hop = existing.hop.min(hop + 1);

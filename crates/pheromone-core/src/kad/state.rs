@@ -601,7 +601,7 @@ impl Kademlia {
         // Seeded with more than `k`: the ones beyond are asked only in place of seeds that
         // fail or stall, which under churn saves waiting for answers from further away.
         for entry in self.table.closest(&key, self.config.k.saturating_mul(2)) {
-            lookup.seed(entry.peer, entry.addrs.clone());
+            lookup.seed(entry.peer, &entry.key, entry.addrs.clone());
         }
         self.queries.insert(
             id,

@@ -99,6 +99,9 @@ struct Bucket {
 pub struct RoutingTable {
     local: Key,
     buckets: Vec<Bucket>,
+    /// The bucket of every entry and replacement: finding a known peer costs a hash-map
+    /// probe, not a SHA-256 of its ID (every message a peer sends us looks it up).
+    index: HashMap<PeerId, usize>,
     subnets: HashMap<Subnet, usize>,
     len: usize,
     k: usize,
@@ -115,6 +118,7 @@ impl RoutingTable {
         Self {
             local,
             buckets: vec![Bucket::default(); NUM_BUCKETS],
+            index: HashMap::new(),
             subnets: HashMap::new(),
             len: 0,
             k: config.k.max(1),
@@ -148,7 +152,7 @@ impl RoutingTable {
 
     /// The entry of `peer`, if it is in the table proper.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
-        let bucket = self.bucket_of(&Key::from_peer(peer))?;
+        let bucket = *self.index.get(peer)?;
         self.buckets[bucket]
             .entries
             .iter()
@@ -157,14 +161,7 @@ impl RoutingTable {
 
     /// Whether `peer` is an entry or a replacement candidate.
     pub fn knows(&self, peer: &PeerId) -> bool {
-        let Some(bucket) = self.bucket_of(&Key::from_peer(peer)) else {
-            return false;
-        };
-        let b = &self.buckets[bucket];
-        b.entries
-            .iter()
-            .chain(&b.replacements)
-            .any(|e| e.peer == *peer)
+        self.index.contains_key(peer)
     }
 
     /// Entries of bucket `index`, least recently seen first.
@@ -197,19 +194,32 @@ impl RoutingTable {
     /// old ones. A new peer joins its bucket if the bucket has room and its subnet is within
     /// the limits, else the bucket's replacement list (oldest dropped beyond the cap).
     pub fn insert(&mut self, now: Instant, peer: PeerId, addrs: &[Multiaddr]) -> InsertOutcome {
-        let key = Key::from_peer(&peer);
+        let known = self.index.get(&peer).copied();
+        let max_addrs = self.max_addrs;
+        if let Some(index) = known {
+            let bucket = &mut self.buckets[index];
+            if let Some(pos) = bucket.entries.iter().position(|e| e.peer == peer) {
+                let mut entry = bucket.entries.remove(pos);
+                entry.last_seen = now;
+                merge_addrs(&mut entry.addrs, addrs, max_addrs);
+                bucket.entries.push(entry);
+                return InsertOutcome::Refreshed;
+            }
+        }
+        // A replacement already has its key; only a peer never seen is hashed.
+        let key = known
+            .and_then(|i| {
+                self.buckets[i]
+                    .replacements
+                    .iter()
+                    .find(|e| e.peer == peer)
+                    .map(|e| e.key)
+            })
+            .unwrap_or_else(|| Key::from_peer(&peer));
         let Some(index) = self.bucket_of(&key) else {
             return InsertOutcome::RejectedSelf;
         };
-        let max_addrs = self.max_addrs;
         let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.entries.iter().position(|e| e.peer == peer) {
-            let mut entry = bucket.entries.remove(pos);
-            entry.last_seen = now;
-            merge_addrs(&mut entry.addrs, addrs, max_addrs);
-            bucket.entries.push(entry);
-            return InsertOutcome::Refreshed;
-        }
         let subnet = Subnet::of(addrs, &self.exempt);
         if let Some(subnet) = subnet {
             let in_bucket = bucket
@@ -220,7 +230,10 @@ impl RoutingTable {
             let in_table = self.subnets.get(&subnet).copied().unwrap_or(0);
             if in_bucket >= self.per_bucket || in_table >= self.per_table {
                 // A replacement from a crowded subnet could never be promoted either.
-                bucket.replacements.retain(|e| e.peer != peer);
+                if known.is_some() {
+                    bucket.replacements.retain(|e| e.peer != peer);
+                    self.index.remove(&peer);
+                }
                 return InsertOutcome::RejectedDiversity;
             }
         }
@@ -233,8 +246,11 @@ impl RoutingTable {
         };
         merge_addrs(&mut entry.addrs, addrs, max_addrs);
         if bucket.entries.len() < self.k {
-            bucket.replacements.retain(|e| e.peer != peer);
+            if known.is_some() {
+                bucket.replacements.retain(|e| e.peer != peer);
+            }
             bucket.entries.push(entry);
+            self.index.insert(peer, index);
             self.len += 1;
             if let Some(subnet) = subnet {
                 *self.subnets.entry(subnet).or_insert(0) += 1;
@@ -260,9 +276,11 @@ impl RoutingTable {
             }
         }
         if bucket.replacements.len() >= self.replacements {
-            bucket.replacements.remove(0);
+            let dropped = bucket.replacements.remove(0);
+            self.index.remove(&dropped.peer);
         }
         bucket.replacements.push(entry);
+        self.index.insert(peer, index);
         InsertOutcome::Pending
     }
 
@@ -270,7 +288,7 @@ impl RoutingTable {
     /// replacement whose subnet is within the limits takes its place. Returns the removed
     /// entry and the promoted one.
     pub fn remove(&mut self, peer: &PeerId) -> (Option<Entry>, Option<PeerId>) {
-        let Some(index) = self.bucket_of(&Key::from_peer(peer)) else {
+        let Some(index) = self.index.remove(peer) else {
             return (None, None);
         };
         let bucket = &mut self.buckets[index];

@@ -311,32 +311,32 @@ pub fn encode_find_node_response<'a>(
     peers: impl Iterator<Item = (&'a PeerId, &'a [Multiaddr], ConnectionType)>,
     out: &mut Vec<u8>,
 ) {
+    // Each peer and each address is written once into scratch space and copied behind
+    // its length: computing lengths first would walk every address twice.
     let mut body = Vec::with_capacity(1024);
     body.extend_from_slice(&[0x08, TYPE_FIND_NODE as u8]);
+    let mut entry = Vec::with_capacity(128);
+    let mut addr_bytes = Vec::with_capacity(32);
     for (id, addrs, connection) in peers {
+        entry.clear();
         let id = id.as_bytes();
-        let mut len = 1 + varint::encoded_len(id.len() as u64) + id.len();
+        entry.push(0x0a);
+        varint::encode(id.len() as u64, &mut entry);
+        entry.extend_from_slice(id);
         for addr in addrs {
-            let n = addr.encoded_len();
-            len += 1 + varint::encoded_len(n as u64) + n;
+            addr_bytes.clear();
+            addr.write_bytes(&mut addr_bytes);
+            entry.push(0x12);
+            varint::encode(addr_bytes.len() as u64, &mut entry);
+            entry.extend_from_slice(&addr_bytes);
         }
         let connection = connection.to_i32();
         if connection != 0 {
-            len += 2;
+            entry.extend_from_slice(&[0x18, connection as u8]);
         }
         body.push(0x42);
-        varint::encode(len as u64, &mut body);
-        body.push(0x0a);
-        varint::encode(id.len() as u64, &mut body);
-        body.extend_from_slice(id);
-        for addr in addrs {
-            body.push(0x12);
-            varint::encode(addr.encoded_len() as u64, &mut body);
-            addr.write_bytes(&mut body);
-        }
-        if connection != 0 {
-            body.extend_from_slice(&[0x18, connection as u8]);
-        }
+        varint::encode(entry.len() as u64, &mut body);
+        body.extend_from_slice(&entry);
     }
     varint::encode(body.len() as u64, out);
     out.extend_from_slice(&body);
