@@ -17,7 +17,7 @@ use super::key::{Distance, Key};
 use super::query::Lookup;
 use super::table::{InsertOutcome, RoutingTable};
 use super::wire::{
-    encode_find_node_response, ConnectionType, DecodeLimits, KadPeer, Request, Response,
+    encode_find_node_response_from_fields, ConnectionType, DecodeLimits, KadPeer, Request, Response,
 };
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
@@ -353,20 +353,20 @@ impl Kademlia {
             Request::FindNode { key } => {
                 let target = Key::from_preimage(&key);
                 let connected = &self.connected;
-                let closest = self.table.closest(&target, self.config.k + 1);
+                let closest = self.table.closest_with_wire(&target, self.config.k + 1);
                 let mut out = Vec::new();
-                encode_find_node_response(
+                encode_find_node_response_from_fields(
                     closest
-                        .iter()
-                        .filter(|e| e.peer != peer)
+                        .into_iter()
+                        .filter(|(e, _)| e.peer != peer)
                         .take(self.config.k)
-                        .map(|e| {
+                        .map(|(e, fields)| {
                             let connection = if connected.contains_key(&e.peer) {
                                 ConnectionType::Connected
                             } else {
                                 ConnectionType::NotConnected
                             };
-                            (&e.peer, e.addrs.as_slice(), connection)
+                            (fields, connection)
                         }),
                     &mut out,
                 );

@@ -8,6 +8,7 @@
 
 use super::config::{Config, IpRange};
 use super::key::{Distance, Key};
+use super::wire::encode_peer_fields;
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
 use std::collections::HashMap;
@@ -90,6 +91,13 @@ pub enum InsertOutcome {
 struct Bucket {
     /// Index 0 is the least recently seen.
     entries: Vec<Entry>,
+    /// `wire[i]`: the ID and address fields of a kad `Peer` message for `entries[i]`,
+    /// encoded once when the entry or its addresses change rather than for every
+    /// FIND_NODE answer that lists it.
+    wire: Vec<Vec<u8>>,
+    /// `keys[i]`: the key of `entries[i]`, packed so that scanning a bucket for the closest
+    /// entries reads 32 bytes per entry rather than a whole cold [`Entry`].
+    keys: Vec<Key>,
     /// The last one is the newest candidate.
     replacements: Vec<Entry>,
 }
@@ -121,7 +129,8 @@ impl RoutingTable {
             index: HashMap::new(),
             subnets: HashMap::new(),
             len: 0,
-            k: config.k.max(1),
+            // Positions in a bucket are kept in a byte (see `closest_with_wire`).
+            k: config.k.clamp(1, 255),
             replacements: config.replacements,
             max_addrs: config.max_addrs_per_peer.max(1),
             per_bucket: config.max_per_subnet_bucket,
@@ -200,9 +209,16 @@ impl RoutingTable {
             let bucket = &mut self.buckets[index];
             if let Some(pos) = bucket.entries.iter().position(|e| e.peer == peer) {
                 let mut entry = bucket.entries.remove(pos);
+                let mut wire = bucket.wire.remove(pos);
+                let key = bucket.keys.remove(pos);
                 entry.last_seen = now;
-                merge_addrs(&mut entry.addrs, addrs, max_addrs);
+                if merge_addrs(&mut entry.addrs, addrs, max_addrs) {
+                    wire.clear();
+                    encode_peer_fields(&entry.peer, &entry.addrs, &mut wire);
+                }
                 bucket.entries.push(entry);
+                bucket.wire.push(wire);
+                bucket.keys.push(key);
                 return InsertOutcome::Refreshed;
             }
         }
@@ -249,6 +265,8 @@ impl RoutingTable {
             if known.is_some() {
                 bucket.replacements.retain(|e| e.peer != peer);
             }
+            bucket.wire.push(wire_of(&entry));
+            bucket.keys.push(entry.key);
             bucket.entries.push(entry);
             self.index.insert(peer, index);
             self.len += 1;
@@ -299,6 +317,8 @@ impl RoutingTable {
             return (None, None);
         };
         let removed = bucket.entries.remove(pos);
+        bucket.wire.remove(pos);
+        bucket.keys.remove(pos);
         self.len -= 1;
         if let Some(subnet) = removed.subnet {
             if let Some(count) = self.subnets.get_mut(&subnet) {
@@ -332,6 +352,8 @@ impl RoutingTable {
         }
         // Promoted candidates were seen when they were offered, which is at least as recent
         // as the oldest entry: they go to the most recently seen end.
+        bucket.wire.push(wire_of(&entry));
+        bucket.keys.push(entry.key);
         bucket.entries.push(entry);
         self.len += 1;
         Some(peer)
@@ -348,19 +370,36 @@ impl RoutingTable {
     /// they are visited in order of those ranges and only the last one visited needs
     /// sorting in earnest: a lookup reads about `n + k` entries, not the whole table.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<&Entry> {
+        self.closest_with_wire(target, n)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// [`closest`](Self::closest), each entry with its encoded `Peer` fields (ID and
+    /// addresses, see `wire::encode_peer_fields`), for answering FIND_NODE.
+    pub(crate) fn closest_with_wire(&self, target: &Key, n: usize) -> Vec<(&Entry, &[u8])> {
         let d = self.local.distance(target);
-        let mut out: Vec<(Distance, &Entry)> = Vec::with_capacity(n + self.k);
+        let mut found: Vec<(Distance, u8, u8)> = Vec::with_capacity(n + self.k);
         for index in bucket_order(&d) {
-            for entry in &self.buckets[index].entries {
-                out.push((entry.key.distance(target), entry));
+            for (pos, key) in self.buckets[index].keys.iter().enumerate() {
+                // Bucket indices are below 256 and positions below k ≤ 255 (see `new`).
+                found.push((key.distance(target), index as u8, pos as u8));
             }
-            if out.len() >= n {
+            if found.len() >= n {
                 break;
             }
         }
-        out.sort_unstable_by_key(|(d, _)| *d);
-        out.truncate(n);
-        out.into_iter().map(|(_, e)| e).collect()
+        found.sort_unstable_by_key(|(d, _, _)| *d);
+        found.truncate(n);
+        found
+            .into_iter()
+            .map(|(_, index, pos)| {
+                let bucket = &self.buckets[usize::from(index)];
+                let pos = usize::from(pos);
+                (&bucket.entries[pos], bucket.wire[pos].as_slice())
+            })
+            .collect()
     }
 }
 
@@ -383,8 +422,19 @@ fn bucket_order(d: &Distance) -> impl Iterator<Item = usize> + '_ {
     first.chain(set).chain(clear).chain(above)
 }
 
-/// Puts `fresh` in front of `addrs`, without duplicates, keeping at most `max`.
-fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) {
+fn wire_of(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    encode_peer_fields(&entry.peer, &entry.addrs, &mut out);
+    out
+}
+
+/// Puts `fresh` in front of `addrs`, without duplicates, keeping at most `max`. Returns
+/// whether anything changed.
+fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) -> bool {
+    // The common case by far: a peer seen again at the address it is listed with.
+    if fresh.is_empty() || addrs.starts_with(fresh) {
+        return false;
+    }
     let mut merged: Vec<Multiaddr> = Vec::with_capacity(max.min(fresh.len() + addrs.len()));
     for addr in fresh.iter().chain(addrs.iter()) {
         if merged.len() >= max {
@@ -394,7 +444,9 @@ fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) {
             merged.push(addr.clone());
         }
     }
+    let changed = *addrs != merged;
     *addrs = merged;
+    changed
 }
 
 #[cfg(test)]
