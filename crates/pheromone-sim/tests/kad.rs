@@ -92,23 +92,9 @@ fn check(report: &KadReport, min_success: f64, max_mean: f64, max_p99: f64) {
     assert_eq!(report.bootstrap_ok_ratio, 1.0, "{report:?}");
 }
 
+/// The full size: 10,000 nodes join one after another from one bootstrap node,
+/// then 1,000 lookups of random live nodes, every one of which must succeed.
 #[test]
-fn three_thousand_nodes_join_from_one_and_every_lookup_succeeds() {
-    let report = kad::run(&KadParams {
-        nodes: 3000,
-        lookups: 300,
-        seed: 5,
-        ..KadParams::default()
-    });
-    assert_eq!(report.lookups, 300);
-    // log2(3,000)/2 ≈ 5.8 and log2(3,000) ≈ 11.6.
-    check(&report, 1.0, 5.8, 11.0);
-}
-
-/// The full size: about a minute of CPU in release, far more in a debug build, so
-/// it runs on request: `cargo test --release -p pheromone-sim -- --ignored`.
-#[test]
-#[ignore = "a minute of CPU in release; run with --release -- --ignored"]
 fn ten_thousand_nodes_join_from_one_and_every_lookup_succeeds() {
     let report = kad::run(&KadParams {
         nodes: 10_000,
@@ -117,15 +103,15 @@ fn ten_thousand_nodes_join_from_one_and_every_lookup_succeeds() {
         ..KadParams::default()
     });
     assert_eq!(report.lookups, 1000);
+    assert_eq!(report.abandoned, 0);
     // log2(10,000)/2 ≈ 6.6 and log2(10,000) ≈ 13.3.
     check(&report, 1.0, 6.6, 13.0);
 }
 
-/// Known shortfall: at this size and seed 97–98% succeed, not the 99%; the
-/// failures are lookups that converge (`NotFound`) while the target's neighbourhood still
-/// lists dead peers. Kept visible until fixed.
+/// 30% of the nodes leave without notice during the lookups and as many join; lookups of
+/// live nodes by nodes that stay must still succeed (≥ 99%, the target). Lookups
+/// whose source itself left before they ended are reported apart (`abandoned`).
 #[test]
-#[ignore = "known shortfall: 97-98% success under 30% churn, target 99%"]
 fn lookups_of_live_nodes_succeed_under_thirty_percent_churn() {
     let report = kad::run(&KadParams {
         nodes: 2000,
@@ -136,6 +122,8 @@ fn lookups_of_live_nodes_succeed_under_thirty_percent_churn() {
     });
     assert_eq!(report.left, 600);
     assert_eq!(report.joined_late, 600);
+    assert_eq!(report.failed_unfinished, 0);
+    assert!(report.abandoned < 15, "{report:?}");
     check(&report, 0.99, 11.0 / 2.0, 11.0);
 }
 

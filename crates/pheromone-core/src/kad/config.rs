@@ -56,6 +56,12 @@ pub struct Config {
     pub replacements: usize,
     /// How long one request may take before it counts as failed.
     pub request_timeout: Duration,
+    /// How long a lookup request may go unanswered before the lookup stops counting it
+    /// against `alpha` and asks another candidate meanwhile (the answer is still used if
+    /// it comes before `request_timeout`). Under churn many requests go to peers that left
+    /// without a word; without this a lookup would stall for a whole `request_timeout`
+    /// whenever `alpha` of them are in flight at once.
+    pub slow_request_after: Duration,
     /// How long a whole lookup may take.
     pub query_timeout: Duration,
     /// Interval of liveness checks: each pings the least recently seen entry of one random
@@ -98,6 +104,7 @@ impl Default for Config {
             alpha: 3,
             replacements: 10,
             request_timeout: Duration::from_secs(10),
+            slow_request_after: Duration::from_secs(2),
             query_timeout: Duration::from_secs(60),
             liveness_interval: Duration::from_secs(10),
             refresh_interval: Some(Duration::from_secs(30)),

@@ -8,12 +8,19 @@ use super::key::{Distance, Key};
 use super::wire::KadPeer;
 use crate::addr::Multiaddr;
 use crate::identity::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// Peers whose distance a lookup remembers (see `Lookup::distances`); beyond it the
+/// distance is simply computed again.
+const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     NotContacted,
     Waiting(u64),
+    /// Still awaited, but past the slow threshold: it no longer counts against `alpha`, so
+    /// another candidate is asked meanwhile.
+    Slow(u64),
     Succeeded,
     Failed,
 }
@@ -27,12 +34,23 @@ struct Candidate {
     hop: u32,
 }
 
+impl Candidate {
+    /// Neither failed nor past the slow threshold: it counts among the `k` closest.
+    fn responsive(&self) -> bool {
+        !matches!(self.status, Status::Failed | Status::Slow(_))
+    }
+}
+
 /// State of one lookup.
 #[derive(Debug, Clone)]
 pub(crate) struct Lookup {
     key: Key,
     target: Option<PeerId>,
     candidates: BTreeMap<Distance, Candidate>,
+    /// Distances of peers already listed to this lookup. Converging answers list mostly
+    /// the same peers; remembering saves a SHA-256 per listed peer, the largest cost of
+    /// taking in a response.
+    distances: HashMap<PeerId, Distance>,
     in_flight: usize,
     pub(crate) found: Option<(Vec<Multiaddr>, u32)>,
     pub(crate) failures: u32,
@@ -55,6 +73,7 @@ impl Lookup {
             key,
             target,
             candidates: BTreeMap::new(),
+            distances: HashMap::new(),
             in_flight: 0,
             found: None,
             failures: 0,
@@ -63,9 +82,12 @@ impl Lookup {
         }
     }
 
-    /// Seeds a peer from our own table (reached in one hop).
-    pub(crate) fn seed(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let distance = self.key.distance(&Key::from_peer(&peer));
+    /// Seeds a peer from our own table (reached in one hop); `key` is its table key.
+    pub(crate) fn seed(&mut self, peer: PeerId, key: &Key, addrs: Vec<Multiaddr>) {
+        let distance = self.key.distance(key);
+        if self.distances.len() < MAX_REMEMBERED {
+            self.distances.insert(peer, distance);
+        }
         self.candidates.entry(distance).or_insert(Candidate {
             peer,
             addrs,
@@ -75,15 +97,18 @@ impl Lookup {
     }
 
     /// The closest candidate worth asking now, if fewer than `alpha` requests are in flight:
-    /// only candidates among the `k` closest that have not failed are asked, which is what
-    /// makes the lookup converge and end.
+    /// only candidates among the `k` closest that are not failed or slow are asked, which
+    /// is what makes the lookup converge and end. A slow peer gives up its place in the
+    /// `k` (as libp2p's lookups skip unresponsive peers), so a peer that left makes the
+    /// lookup ask the next candidate after the slow threshold rather than after a whole
+    /// request timeout; should it answer after all, it takes its place back.
     pub(crate) fn next(&self, alpha: usize, k: usize) -> Option<Next> {
         if self.in_flight >= alpha || self.found.is_some() {
             return None;
         }
         self.candidates
             .iter()
-            .filter(|(_, c)| c.status != Status::Failed)
+            .filter(|(_, c)| c.responsive())
             .take(k)
             .find(|(_, c)| c.status == Status::NotContacted)
             .map(|(distance, c)| Next {
@@ -105,9 +130,22 @@ impl Lookup {
     /// Request ids still in flight.
     pub(crate) fn waiting(&self) -> impl Iterator<Item = u64> + '_ {
         self.candidates.values().filter_map(|c| match c.status {
-            Status::Waiting(id) => Some(id),
+            Status::Waiting(id) | Status::Slow(id) => Some(id),
             _ => None,
         })
+    }
+
+    /// The request to the candidate at `distance` has been waiting past the slow
+    /// threshold: it stops counting against `alpha` (its answer is still used if it comes).
+    /// A peer that left without a word costs the lookup one slow threshold, not a whole
+    /// request timeout, as in libp2p's lookups where a stalled peer frees its slot.
+    pub(crate) fn slow(&mut self, distance: &Distance) {
+        if let Some(c) = self.candidates.get_mut(distance) {
+            if let Status::Waiting(id) = c.status {
+                c.status = Status::Slow(id);
+                self.in_flight -= 1;
+            }
+        }
     }
 
     /// The candidate at `distance` answered with `closer` (already filtered by the caller:
@@ -127,7 +165,16 @@ impl Lookup {
             if self.target == Some(peer.id) && !peer.addrs.is_empty() && self.found.is_none() {
                 self.found = Some((peer.addrs.clone(), hop));
             }
-            let d = self.key.distance(&Key::from_peer(&peer.id));
+            let d = match self.distances.get(&peer.id) {
+                Some(d) => *d,
+                None => {
+                    let d = self.key.distance(&Key::from_peer(&peer.id));
+                    if self.distances.len() < MAX_REMEMBERED {
+                        self.distances.insert(peer.id, d);
+                    }
+                    d
+                }
+            };
             match self.candidates.get_mut(&d) {
                 Some(existing) => {
                     existing.hop = existing.hop.min(hop + 1);
@@ -176,7 +223,8 @@ impl Lookup {
     }
 
     /// Whether the lookup is over: the target was found, or the `k` closest candidates
-    /// that have not failed all answered, or nothing is left to ask or wait for.
+    /// that are neither failed nor slow all answered, or nothing is left to ask or wait
+    /// for (slow requests included: one of them may still answer).
     pub(crate) fn is_finished(&self, k: usize) -> bool {
         if self.found.is_some() {
             return true;
@@ -184,11 +232,15 @@ impl Lookup {
         let mut closest = self
             .candidates
             .values()
-            .filter(|c| c.status != Status::Failed)
+            .filter(|c| c.responsive())
             .take(k)
             .peekable();
         if closest.peek().is_none() {
-            return self.in_flight == 0;
+            return self.in_flight == 0
+                && !self
+                    .candidates
+                    .values()
+                    .any(|c| matches!(c.status, Status::Slow(_)));
         }
         closest.all(|c| c.status == Status::Succeeded)
     }

@@ -17,7 +17,7 @@ use super::key::{Distance, Key};
 use super::query::Lookup;
 use super::table::{InsertOutcome, RoutingTable};
 use super::wire::{
-    encode_find_node_response, ConnectionType, DecodeLimits, KadPeer, Request, Response,
+    encode_find_node_response_from_fields, ConnectionType, DecodeLimits, KadPeer, Request, Response,
 };
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
@@ -41,6 +41,8 @@ struct Pending {
     purpose: Purpose,
     message_type: i32,
     deadline: Instant,
+    /// When a lookup request stops counting against `alpha` (`None` for other requests).
+    slow_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,8 @@ pub struct Kademlia {
     next_query: u64,
     requests: HashMap<RequestId, Pending>,
     deadlines: BTreeSet<(Instant, RequestId)>,
+    /// Slow thresholds of lookup requests (see [`Config::slow_request_after`]).
+    slow: BTreeSet<(Instant, RequestId)>,
     next_request: u64,
     connected: HashMap<PeerId, Vec<Multiaddr>>,
     outputs: VecDeque<Output>,
@@ -92,6 +96,7 @@ impl Kademlia {
             next_query: 0,
             requests: HashMap::new(),
             deadlines: BTreeSet::new(),
+            slow: BTreeSet::new(),
             next_request: 0,
             connected: HashMap::new(),
             outputs: VecDeque::new(),
@@ -254,6 +259,9 @@ impl Kademlia {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut at = self.deadlines.first().map(|(at, _)| *at);
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        if let Some((t, _)) = self.slow.first() {
+            consider(*t);
+        }
         consider(self.next_liveness);
         if let Some(t) = self.next_refresh {
             consider(t);
@@ -272,7 +280,25 @@ impl Kademlia {
             }
             self.deadlines.pop_first();
             if let Some(pending) = self.requests.remove(&id) {
+                if let Some(at) = pending.slow_at {
+                    self.slow.remove(&(at, id));
+                }
                 self.on_failure(now, id, pending, FailureReason::Timeout);
+            }
+        }
+        while let Some(&(at, id)) = self.slow.first() {
+            if at > now {
+                break;
+            }
+            self.slow.pop_first();
+            if let Some(Pending {
+                purpose: Purpose::Lookup(query, distance),
+                ..
+            }) = self.requests.get(&id)
+            {
+                if let Some(q) = self.queries.get_mut(query) {
+                    q.lookup.slow(distance);
+                }
             }
         }
         let expired: Vec<QueryId> = self
@@ -327,20 +353,20 @@ impl Kademlia {
             Request::FindNode { key } => {
                 let target = Key::from_preimage(&key);
                 let connected = &self.connected;
-                let closest = self.table.closest(&target, self.config.k + 1);
+                let closest = self.table.closest_with_wire(&target, self.config.k + 1);
                 let mut out = Vec::new();
-                encode_find_node_response(
+                encode_find_node_response_from_fields(
                     closest
-                        .iter()
-                        .filter(|e| e.peer != peer)
+                        .into_iter()
+                        .filter(|(e, _)| e.peer != peer)
                         .take(self.config.k)
-                        .map(|e| {
+                        .map(|(e, fields)| {
                             let connection = if connected.contains_key(&e.peer) {
                                 ConnectionType::Connected
                             } else {
                                 ConnectionType::NotConnected
                             };
-                            (&e.peer, e.addrs.as_slice(), connection)
+                            (fields, connection)
                         }),
                     &mut out,
                 );
@@ -366,6 +392,9 @@ impl Kademlia {
     fn take_request(&mut self, id: RequestId) -> Option<Pending> {
         let pending = self.requests.remove(&id)?;
         self.deadlines.remove(&(pending.deadline, id));
+        if let Some(at) = pending.slow_at {
+            self.slow.remove(&(at, id));
+        }
         Some(pending)
     }
 
@@ -516,6 +545,15 @@ impl Kademlia {
         let mut bytes = Vec::new();
         request.encode(&mut bytes);
         let deadline = now + self.config.request_timeout;
+        let slow_at = match purpose {
+            Purpose::Lookup(..) if self.config.slow_request_after < self.config.request_timeout => {
+                Some(now + self.config.slow_request_after)
+            }
+            _ => None,
+        };
+        if let Some(at) = slow_at {
+            self.slow.insert((at, id));
+        }
         self.requests.insert(
             id,
             Pending {
@@ -524,6 +562,7 @@ impl Kademlia {
                 purpose,
                 message_type: request.message_type(),
                 deadline,
+                slow_at,
             },
         );
         self.deadlines.insert((deadline, id));
@@ -559,8 +598,10 @@ impl Kademlia {
         }
         let key = Key::from_preimage(&key_bytes);
         let mut lookup = Lookup::new(key, target);
-        for entry in self.table.closest(&key, self.config.k) {
-            lookup.seed(entry.peer, entry.addrs.clone());
+        // Seeded with more than `k`: the ones beyond are asked only in place of seeds that
+        // fail or stall, which under churn saves waiting for answers from further away.
+        for entry in self.table.closest(&key, self.config.k.saturating_mul(2)) {
+            lookup.seed(entry.peer, &entry.key, entry.addrs.clone());
         }
         self.queries.insert(
             id,

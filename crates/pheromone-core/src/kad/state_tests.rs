@@ -509,3 +509,119 @@ proptest! {
         fuzzing::fuzz_decode(&framed);
     }
 }
+
+fn find_node_response(peers: &[(PeerId, Multiaddr)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    super::wire::encode_find_node_response(
+        peers.iter().map(|(p, a)| {
+            (
+                p,
+                std::slice::from_ref(a),
+                super::wire::ConnectionType::NotConnected,
+            )
+        }),
+        &mut out,
+    );
+    out
+}
+
+fn node_with_peers(config: Config, peers: std::ops::RangeInclusive<u32>) -> (Kademlia, Instant) {
+    let now = test_now();
+    let mut kad = Kademlia::new(peer(0), config, now, 7);
+    for i in peers {
+        kad.add_address(now, peer(i), addr_of(i)).unwrap();
+    }
+    drain(&mut kad);
+    (kad, now)
+}
+
+#[test]
+fn a_slow_request_frees_its_slot_and_its_late_answer_still_counts() {
+    let config = Config {
+        refresh_interval: None,
+        ..Config::default()
+    };
+    let slow = config.slow_request_after;
+    let (mut kad, now) = node_with_peers(config, 1..=4);
+    let target = peer(99);
+    let q = kad.find_peer(now, target);
+    let first = requests(&drain(&mut kad));
+    assert_eq!(first.len(), 3, "alpha requests in flight");
+    assert_eq!(kad.poll_timeout(), Some(now + slow));
+    // Nobody answers within the slow threshold: the fourth peer is asked meanwhile.
+    kad.handle_timeout(now + slow);
+    let second = requests(&drain(&mut kad));
+    assert_eq!(second.len(), 1);
+    assert!(first.iter().all(|r| r.1 != second[0].1));
+    // A slow peer answers after all (before its timeout), naming the target.
+    let bytes = find_node_response(&[(target, addr_of(99))]);
+    let t = now + slow + Duration::from_secs(1);
+    kad.handle_input(
+        t,
+        Input::Response {
+            id: first[0].0,
+            bytes: &bytes,
+        },
+    )
+    .unwrap();
+    let done = finished(&drain(&mut kad));
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].id, q);
+    assert_eq!(done[0].outcome, QueryOutcome::Found(vec![addr_of(99)]));
+    assert_eq!(done[0].duration, slow + Duration::from_secs(1));
+    // The slow peers that answered nothing are not evicted before their own timeout.
+    assert_eq!(kad.table().len(), 4);
+}
+
+#[test]
+fn slow_peers_give_up_their_place_among_the_k_closest() {
+    let config = Config {
+        refresh_interval: None,
+        k: 2,
+        ..Config::default()
+    };
+    let slow = config.slow_request_after;
+    // Buckets hold two here, so more peers are offered than stay; at least four do.
+    let (mut kad, now) = node_with_peers(config, 1..=12);
+    assert!(kad.table().len() >= 4);
+    let q = kad.bootstrap(now);
+    let first = requests(&drain(&mut kad));
+    assert_eq!(first.len(), 2, "only the k closest are asked");
+    kad.handle_timeout(now + slow);
+    let second = requests(&drain(&mut kad));
+    assert_eq!(second.len(), 2, "the next two take the slow ones' places");
+    let t = now + slow + Duration::from_millis(100);
+    let empty = find_node_response(&[]);
+    for r in &second {
+        kad.handle_input(
+            t,
+            Input::Response {
+                id: r.0,
+                bytes: &empty,
+            },
+        )
+        .unwrap();
+    }
+    // The k closest responsive peers answered: done, without waiting out the timeouts.
+    let done: Vec<QueryResult> = finished(&drain(&mut kad))
+        .into_iter()
+        .filter(|r| r.id == q)
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].outcome, QueryOutcome::Completed);
+    let mut closest = done[0].closest.clone();
+    closest.sort();
+    let mut expected: Vec<PeerId> = second.iter().map(|r| r.1).collect();
+    expected.sort();
+    assert_eq!(closest, expected);
+    // Their late answers are still accepted (the table refreshes) but change nothing.
+    kad.handle_input(
+        t,
+        Input::Response {
+            id: first[0].0,
+            bytes: &empty,
+        },
+    )
+    .unwrap();
+    assert!(finished(&drain(&mut kad)).is_empty());
+}

@@ -8,6 +8,7 @@
 
 use super::config::{Config, IpRange};
 use super::key::{Distance, Key};
+use super::wire::encode_peer_fields;
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
 use std::collections::HashMap;
@@ -90,6 +91,13 @@ pub enum InsertOutcome {
 struct Bucket {
     /// Index 0 is the least recently seen.
     entries: Vec<Entry>,
+    /// `wire[i]`: the ID and address fields of a kad `Peer` message for `entries[i]`,
+    /// encoded once when the entry or its addresses change rather than for every
+    /// FIND_NODE answer that lists it.
+    wire: Vec<Vec<u8>>,
+    /// `keys[i]`: the key of `entries[i]`, packed so that scanning a bucket for the closest
+    /// entries reads 32 bytes per entry rather than a whole cold [`Entry`].
+    keys: Vec<Key>,
     /// The last one is the newest candidate.
     replacements: Vec<Entry>,
 }
@@ -99,6 +107,9 @@ struct Bucket {
 pub struct RoutingTable {
     local: Key,
     buckets: Vec<Bucket>,
+    /// The bucket of every entry and replacement: finding a known peer costs a hash-map
+    /// probe, not a SHA-256 of its ID (every message a peer sends us looks it up).
+    index: HashMap<PeerId, usize>,
     subnets: HashMap<Subnet, usize>,
     len: usize,
     k: usize,
@@ -115,9 +126,11 @@ impl RoutingTable {
         Self {
             local,
             buckets: vec![Bucket::default(); NUM_BUCKETS],
+            index: HashMap::new(),
             subnets: HashMap::new(),
             len: 0,
-            k: config.k.max(1),
+            // Positions in a bucket are kept in a byte (see `closest_with_wire`).
+            k: config.k.clamp(1, 255),
             replacements: config.replacements,
             max_addrs: config.max_addrs_per_peer.max(1),
             per_bucket: config.max_per_subnet_bucket,
@@ -148,7 +161,7 @@ impl RoutingTable {
 
     /// The entry of `peer`, if it is in the table proper.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
-        let bucket = self.bucket_of(&Key::from_peer(peer))?;
+        let bucket = *self.index.get(peer)?;
         self.buckets[bucket]
             .entries
             .iter()
@@ -157,14 +170,7 @@ impl RoutingTable {
 
     /// Whether `peer` is an entry or a replacement candidate.
     pub fn knows(&self, peer: &PeerId) -> bool {
-        let Some(bucket) = self.bucket_of(&Key::from_peer(peer)) else {
-            return false;
-        };
-        let b = &self.buckets[bucket];
-        b.entries
-            .iter()
-            .chain(&b.replacements)
-            .any(|e| e.peer == *peer)
+        self.index.contains_key(peer)
     }
 
     /// Entries of bucket `index`, least recently seen first.
@@ -197,19 +203,39 @@ impl RoutingTable {
     /// old ones. A new peer joins its bucket if the bucket has room and its subnet is within
     /// the limits, else the bucket's replacement list (oldest dropped beyond the cap).
     pub fn insert(&mut self, now: Instant, peer: PeerId, addrs: &[Multiaddr]) -> InsertOutcome {
-        let key = Key::from_peer(&peer);
+        let known = self.index.get(&peer).copied();
+        let max_addrs = self.max_addrs;
+        if let Some(index) = known {
+            let bucket = &mut self.buckets[index];
+            if let Some(pos) = bucket.entries.iter().position(|e| e.peer == peer) {
+                let mut entry = bucket.entries.remove(pos);
+                let mut wire = bucket.wire.remove(pos);
+                let key = bucket.keys.remove(pos);
+                entry.last_seen = now;
+                if merge_addrs(&mut entry.addrs, addrs, max_addrs) {
+                    wire.clear();
+                    encode_peer_fields(&entry.peer, &entry.addrs, &mut wire);
+                }
+                bucket.entries.push(entry);
+                bucket.wire.push(wire);
+                bucket.keys.push(key);
+                return InsertOutcome::Refreshed;
+            }
+        }
+        // A replacement already has its key; only a peer never seen is hashed.
+        let key = known
+            .and_then(|i| {
+                self.buckets[i]
+                    .replacements
+                    .iter()
+                    .find(|e| e.peer == peer)
+                    .map(|e| e.key)
+            })
+            .unwrap_or_else(|| Key::from_peer(&peer));
         let Some(index) = self.bucket_of(&key) else {
             return InsertOutcome::RejectedSelf;
         };
-        let max_addrs = self.max_addrs;
         let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.entries.iter().position(|e| e.peer == peer) {
-            let mut entry = bucket.entries.remove(pos);
-            entry.last_seen = now;
-            merge_addrs(&mut entry.addrs, addrs, max_addrs);
-            bucket.entries.push(entry);
-            return InsertOutcome::Refreshed;
-        }
         let subnet = Subnet::of(addrs, &self.exempt);
         if let Some(subnet) = subnet {
             let in_bucket = bucket
@@ -220,7 +246,10 @@ impl RoutingTable {
             let in_table = self.subnets.get(&subnet).copied().unwrap_or(0);
             if in_bucket >= self.per_bucket || in_table >= self.per_table {
                 // A replacement from a crowded subnet could never be promoted either.
-                bucket.replacements.retain(|e| e.peer != peer);
+                if known.is_some() {
+                    bucket.replacements.retain(|e| e.peer != peer);
+                    self.index.remove(&peer);
+                }
                 return InsertOutcome::RejectedDiversity;
             }
         }
@@ -233,8 +262,13 @@ impl RoutingTable {
         };
         merge_addrs(&mut entry.addrs, addrs, max_addrs);
         if bucket.entries.len() < self.k {
-            bucket.replacements.retain(|e| e.peer != peer);
+            if known.is_some() {
+                bucket.replacements.retain(|e| e.peer != peer);
+            }
+            bucket.wire.push(wire_of(&entry));
+            bucket.keys.push(entry.key);
             bucket.entries.push(entry);
+            self.index.insert(peer, index);
             self.len += 1;
             if let Some(subnet) = subnet {
                 *self.subnets.entry(subnet).or_insert(0) += 1;
@@ -260,9 +294,11 @@ impl RoutingTable {
             }
         }
         if bucket.replacements.len() >= self.replacements {
-            bucket.replacements.remove(0);
+            let dropped = bucket.replacements.remove(0);
+            self.index.remove(&dropped.peer);
         }
         bucket.replacements.push(entry);
+        self.index.insert(peer, index);
         InsertOutcome::Pending
     }
 
@@ -270,7 +306,7 @@ impl RoutingTable {
     /// replacement whose subnet is within the limits takes its place. Returns the removed
     /// entry and the promoted one.
     pub fn remove(&mut self, peer: &PeerId) -> (Option<Entry>, Option<PeerId>) {
-        let Some(index) = self.bucket_of(&Key::from_peer(peer)) else {
+        let Some(index) = self.index.remove(peer) else {
             return (None, None);
         };
         let bucket = &mut self.buckets[index];
@@ -281,6 +317,8 @@ impl RoutingTable {
             return (None, None);
         };
         let removed = bucket.entries.remove(pos);
+        bucket.wire.remove(pos);
+        bucket.keys.remove(pos);
         self.len -= 1;
         if let Some(subnet) = removed.subnet {
             if let Some(count) = self.subnets.get_mut(&subnet) {
@@ -314,6 +352,8 @@ impl RoutingTable {
         }
         // Promoted candidates were seen when they were offered, which is at least as recent
         // as the oldest entry: they go to the most recently seen end.
+        bucket.wire.push(wire_of(&entry));
+        bucket.keys.push(entry.key);
         bucket.entries.push(entry);
         self.len += 1;
         Some(peer)
@@ -330,19 +370,36 @@ impl RoutingTable {
     /// they are visited in order of those ranges and only the last one visited needs
     /// sorting in earnest: a lookup reads about `n + k` entries, not the whole table.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<&Entry> {
+        self.closest_with_wire(target, n)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// [`closest`](Self::closest), each entry with its encoded `Peer` fields (ID and
+    /// addresses, see `wire::encode_peer_fields`), for answering FIND_NODE.
+    pub(crate) fn closest_with_wire(&self, target: &Key, n: usize) -> Vec<(&Entry, &[u8])> {
         let d = self.local.distance(target);
-        let mut out: Vec<(Distance, &Entry)> = Vec::with_capacity(n + self.k);
+        let mut found: Vec<(Distance, u8, u8)> = Vec::with_capacity(n + self.k);
         for index in bucket_order(&d) {
-            for entry in &self.buckets[index].entries {
-                out.push((entry.key.distance(target), entry));
+            for (pos, key) in self.buckets[index].keys.iter().enumerate() {
+                // Bucket indices are below 256 and positions below k ≤ 255 (see `new`).
+                found.push((key.distance(target), index as u8, pos as u8));
             }
-            if out.len() >= n {
+            if found.len() >= n {
                 break;
             }
         }
-        out.sort_unstable_by_key(|(d, _)| *d);
-        out.truncate(n);
-        out.into_iter().map(|(_, e)| e).collect()
+        found.sort_unstable_by_key(|(d, _, _)| *d);
+        found.truncate(n);
+        found
+            .into_iter()
+            .map(|(_, index, pos)| {
+                let bucket = &self.buckets[usize::from(index)];
+                let pos = usize::from(pos);
+                (&bucket.entries[pos], bucket.wire[pos].as_slice())
+            })
+            .collect()
     }
 }
 
@@ -365,8 +422,19 @@ fn bucket_order(d: &Distance) -> impl Iterator<Item = usize> + '_ {
     first.chain(set).chain(clear).chain(above)
 }
 
-/// Puts `fresh` in front of `addrs`, without duplicates, keeping at most `max`.
-fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) {
+fn wire_of(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    encode_peer_fields(&entry.peer, &entry.addrs, &mut out);
+    out
+}
+
+/// Puts `fresh` in front of `addrs`, without duplicates, keeping at most `max`. Returns
+/// whether anything changed.
+fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) -> bool {
+    // The common case by far: a peer seen again at the address it is listed with.
+    if fresh.is_empty() || addrs.starts_with(fresh) {
+        return false;
+    }
     let mut merged: Vec<Multiaddr> = Vec::with_capacity(max.min(fresh.len() + addrs.len()));
     for addr in fresh.iter().chain(addrs.iter()) {
         if merged.len() >= max {
@@ -376,7 +444,9 @@ fn merge_addrs(addrs: &mut Vec<Multiaddr>, fresh: &[Multiaddr], max: usize) {
             merged.push(addr.clone());
         }
     }
+    let changed = *addrs != merged;
     *addrs = merged;
+    changed
 }
 
 #[cfg(test)]

@@ -194,3 +194,33 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+proptest! {
+    /// The peer index agrees with the buckets after any sequence of inserts and removals
+    /// (small buckets and a crowded subnet so that every path is taken).
+    #[test]
+    fn the_peer_index_matches_the_buckets(ops in proptest::collection::vec((any::<bool>(), 1u32..40, 0u8..4), 1..200)) {
+        let config = Config { k: 3, replacements: 2, ..Config::default() };
+        let (mut t, now) = table(&config);
+        let peers: Vec<PeerId> = (0..40).map(peer).collect();
+        for (insert, i, subnet) in ops {
+            let p = peers[i as usize];
+            if insert {
+                t.insert(now, p, &ip_addr(&format!("30.0.{subnet}.{i}")));
+            } else {
+                t.remove(&p);
+            }
+            let mut scanned = 0;
+            for index in 0..NUM_BUCKETS {
+                for e in t.bucket(index).iter().chain(t.replacements(index)) {
+                    prop_assert!(t.knows(&e.peer));
+                    scanned += 1;
+                }
+                for e in t.bucket(index) {
+                    prop_assert_eq!(t.get(&e.peer), Some(e));
+                }
+            }
+            prop_assert_eq!(scanned, t.index.len());
+        }
+    }
+}

@@ -311,29 +311,47 @@ pub fn encode_find_node_response<'a>(
     peers: impl Iterator<Item = (&'a PeerId, &'a [Multiaddr], ConnectionType)>,
     out: &mut Vec<u8>,
 ) {
+    let mut fields = Vec::with_capacity(128);
+    let entries = peers.map(|(id, addrs, connection)| {
+        fields.clear();
+        encode_peer_fields(id, addrs, &mut fields);
+        (fields.clone(), connection)
+    });
+    encode_find_node_response_from_fields(entries, out);
+}
+
+/// Writes the ID and address fields of a `Peer` message (everything but the connection
+/// type, which changes from one answer to the next) to `out`. The routing table keeps
+/// these bytes per entry so that answering FIND_NODE copies bytes instead of encoding.
+pub(crate) fn encode_peer_fields(id: &PeerId, addrs: &[Multiaddr], out: &mut Vec<u8>) {
+    let id = id.as_bytes();
+    out.push(0x0a);
+    varint::encode(id.len() as u64, out);
+    out.extend_from_slice(id);
+    let mut addr_bytes = Vec::with_capacity(32);
+    for addr in addrs {
+        addr_bytes.clear();
+        addr.write_bytes(&mut addr_bytes);
+        out.push(0x12);
+        varint::encode(addr_bytes.len() as u64, out);
+        out.extend_from_slice(&addr_bytes);
+    }
+}
+
+/// [`encode_find_node_response`] from `Peer` fields written by [`encode_peer_fields`].
+pub(crate) fn encode_find_node_response_from_fields<F: AsRef<[u8]>>(
+    peers: impl Iterator<Item = (F, ConnectionType)>,
+    out: &mut Vec<u8>,
+) {
     let mut body = Vec::with_capacity(1024);
     body.extend_from_slice(&[0x08, TYPE_FIND_NODE as u8]);
-    for (id, addrs, connection) in peers {
-        let id = id.as_bytes();
-        let mut len = 1 + varint::encoded_len(id.len() as u64) + id.len();
-        for addr in addrs {
-            let n = addr.encoded_len();
-            len += 1 + varint::encoded_len(n as u64) + n;
-        }
+    for (fields, connection) in peers {
+        let fields = fields.as_ref();
         let connection = connection.to_i32();
-        if connection != 0 {
-            len += 2;
-        }
+        let len = fields.len() + if connection != 0 { 2 } else { 0 };
         body.push(0x42);
         varint::encode(len as u64, &mut body);
-        body.push(0x0a);
-        varint::encode(id.len() as u64, &mut body);
-        body.extend_from_slice(id);
-        for addr in addrs {
-            body.push(0x12);
-            varint::encode(addr.encoded_len() as u64, &mut body);
-            addr.write_bytes(&mut body);
-        }
+        body.extend_from_slice(fields);
         if connection != 0 {
             body.extend_from_slice(&[0x18, connection as u8]);
         }

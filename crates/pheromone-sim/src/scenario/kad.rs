@@ -214,10 +214,23 @@ pub struct KadReport {
     pub churn: f64,
     /// Seed.
     pub seed: u64,
-    /// Lookups that ended `Found` with the target's true address, over all lookups.
+    /// Lookups that ended `Found` with the target's true address, over the lookups whose
+    /// source stayed until they ended (`lookups - abandoned`).
     pub success_ratio: f64,
-    /// Lookups that failed.
+    /// Lookups whose source left (churn) before they ended: a node that is gone cannot
+    /// finish a lookup, so these measure nothing about the protocol and are left out of
+    /// `success_ratio` (they are counted in `success_ratio_all`).
+    pub abandoned: usize,
+    /// Successful lookups over all lookups issued, abandoned ones counted as failures.
+    pub success_ratio_all: f64,
+    /// Lookups that failed, not counting abandoned ones.
     pub failures: usize,
+    /// Failed lookups that converged without anyone naming the target.
+    pub failed_not_found: usize,
+    /// Failed lookups that ran out of time.
+    pub failed_timed_out: usize,
+    /// Lookups whose source is still there but that never ended (a bug if not zero).
+    pub failed_unfinished: usize,
     /// Mean hops of successful lookups.
     pub hops_mean: f64,
     /// Median hops.
@@ -353,6 +366,8 @@ pub fn run(params: &KadParams) -> KadReport {
                 bootstraps.0 += 1;
                 if result.outcome == QueryOutcome::Completed {
                     bootstraps.1 += 1;
+                } else if std::env::var_os("KAD_DEBUG").is_some() {
+                    eprintln!("bootstrap of node {node}: {result:?}");
                 }
             }
             QueryKind::FindPeer(_) => finished.borrow_mut().push((node, result)),
@@ -417,12 +432,13 @@ pub fn run(params: &KadParams) -> KadReport {
     while world.sim.now() < deadline {
         let at = world.sim.now() + Duration::from_millis(100);
         world.sim.run_until(at, &mut on_event);
-        let done = finished
-            .borrow()
-            .iter()
-            .filter(|(n, r)| issued.contains_key(&(*n, r.id)))
-            .count();
-        if done >= issued.len() {
+        // Lookups whose source left will never end: they are not waited for.
+        let done: HashSet<(NodeId, QueryId)> =
+            finished.borrow().iter().map(|(n, r)| (*n, r.id)).collect();
+        let waiting = issued
+            .keys()
+            .any(|key| world.sim.is_alive(key.0) && !done.contains(key));
+        if !waiting {
             break;
         }
     }
@@ -430,6 +446,7 @@ pub fn run(params: &KadParams) -> KadReport {
     // Report. A lookup counts only if it ended with the target's true address; one that
     // never ended counts as failed.
     let directory = world.directory.borrow();
+    let mut results_keys: HashSet<(NodeId, QueryId)> = HashSet::new();
     let results: Vec<(QueryResult, bool)> = finished
         .into_inner()
         .into_iter()
@@ -438,10 +455,28 @@ pub fn run(params: &KadParams) -> KadReport {
             let truth = directory.get(target);
             let ok = matches!(&result.outcome, QueryOutcome::Found(addrs)
                 if truth.is_some_and(|t| addrs.contains(t)));
+            results_keys.insert((node, result.id));
             Some((result, ok))
         })
         .collect();
     let lookups = issued.len();
+    let count = |f: &dyn Fn(&QueryOutcome) -> bool| {
+        results
+            .iter()
+            .filter(|(r, ok)| !ok && f(&r.outcome))
+            .count()
+    };
+    let failed_not_found = count(&|o| *o == QueryOutcome::NotFound);
+    let failed_timed_out = count(&|o| *o == QueryOutcome::TimedOut);
+    let ended: HashSet<(NodeId, QueryId)> = results_keys;
+    let unfinished = issued.keys().filter(|key| !ended.contains(key));
+    let (abandoned, failed_unfinished) = unfinished.fold((0, 0), |(a, f), (node, _)| {
+        if world.sim.is_alive(*node) {
+            (a, f + 1)
+        } else {
+            (a + 1, f)
+        }
+    });
     let successes: Vec<&QueryResult> = results
         .iter()
         .filter(|(_, ok)| *ok)
@@ -481,12 +516,21 @@ pub fn run(params: &KadParams) -> KadReport {
         lookups,
         churn: params.churn,
         seed: params.seed,
-        success_ratio: if lookups == 0 {
+        success_ratio: if lookups == abandoned {
+            0.0
+        } else {
+            successes.len() as f64 / (lookups - abandoned) as f64
+        },
+        abandoned,
+        success_ratio_all: if lookups == 0 {
             0.0
         } else {
             successes.len() as f64 / lookups as f64
         },
-        failures: lookups - successes.len(),
+        failures: lookups - abandoned - successes.len(),
+        failed_not_found,
+        failed_timed_out,
+        failed_unfinished,
         hops_mean: mean(&hops),
         hops_p50: percentile(&hops, 50.0),
         hops_p99: percentile(&hops, 99.0),
