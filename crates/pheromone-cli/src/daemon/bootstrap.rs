@@ -72,7 +72,7 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
             match net.node().add_route("", &addr).await {
                 Ok(route) => {
                     tracing::info!(%addr, peer = %route.peer, "bootstrap peer reached");
-                    join_dht(&net);
+                    join_dht(&net, route.peer, &addr);
                     peer = Some(route.peer);
                     reached_once = true;
                     backoff.reset();
@@ -106,13 +106,18 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
     }
 }
 
-/// Joins the DHT through the peers reached so far: a lookup of our own ID, then random
-/// ones (in the background; the result is only logged).
-fn join_dht(net: &Net) {
+/// Joins the DHT through a bootstrap peer just reached: vouches for its address (the DHT
+/// enters only peers someone vouched for or that answered), then looks up our own ID and
+/// random ones (in the background; the result is only logged).
+fn join_dht(net: &Net, peer: PeerId, addr: &Multiaddr) {
     let Some(discovery) = net.node().discovery().cloned() else {
         return;
     };
+    let addr = addr.clone().without_p2p();
     tokio::spawn(async move {
+        if let Err(e) = discovery.add_address(peer, addr).await {
+            tracing::debug!(%peer, error = %e, "bootstrap peer not added to the DHT");
+        }
         match discovery.bootstrap().await {
             Ok(joined) => tracing::info!(
                 table = joined.table_size,
