@@ -225,3 +225,58 @@ async fn routes_are_withdrawn_when_a_link_dies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_forwarded_port_works_through_a_relay() {
+    bounded(async {
+        let nodes = line(3, |_| NodeConfig::default()).await;
+        let last = nodes[2].peer_id();
+        eventually(|| routed(&nodes, 0, &last)).await;
+
+        // A TCP echo service next to the last node, exposed to the first one only.
+        let service = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let service_addr = service.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = service.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = socket.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let allow = pheromone::Access::AllowList([nodes[0].peer_id()].into_iter().collect());
+        let _exposed =
+            pheromone::forward::expose(&nodes[2], "echo", service_addr, allow).expect("expose");
+        let forwarded = pheromone::forward::forward(
+            &nodes[0],
+            "echo",
+            last,
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("forward");
+
+        let mut client = tokio::net::TcpStream::connect(forwarded.local_addr())
+            .await
+            .expect("connect to the forwarded port");
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&payload).await.expect("write");
+        client.shutdown().await.expect("half-close");
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, payload, "echoed byte-exact through the relay");
+        let conn = nodes[0]
+            .endpoint()
+            .connections()
+            .into_iter()
+            .find(|c| c.remote_peer() == last)
+            .expect("a connection to the last node");
+        assert_eq!(conn.info().relay, Some(nodes[1].peer_id()));
+        for node in &nodes {
+            node.close().await;
+        }
+    })
+    .await;
+}
