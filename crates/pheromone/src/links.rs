@@ -9,13 +9,13 @@
 //! repair (retransmission, periodic dumps) makes up for it. [`serve_frames`] installs the
 //! reader side. What the frames mean is the caller's business; this file only moves them.
 
-use crate::connection::{Connection, ConnectionInfo, Stream};
+use crate::connection::{Connection, ConnectionId, ConnectionInfo, Stream};
 use crate::endpoint::{Access, Endpoint};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use pheromone_core::identity::PeerId;
 use pheromone_core::varint;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -49,7 +49,9 @@ pub(crate) enum StreamUse {
 }
 
 struct Link {
-    connections: usize,
+    /// The peer's live connections of the right kind (ids, so that an event and a
+    /// resync seeing the same connection count it once).
+    connections: HashSet<ConnectionId>,
     frames: mpsc::Sender<Bytes>,
 }
 
@@ -96,14 +98,15 @@ impl Links {
         }
         let peer = conn.remote_peer();
         if let Some(link) = self.links.get_mut(&peer) {
-            link.connections += 1;
+            link.connections.insert(conn.id());
             return false;
         }
+        let id = conn.id();
         let frames = self.spawn_writer(conn);
         self.links.insert(
             peer,
             Link {
-                connections: 1,
+                connections: HashSet::from([id]),
                 frames,
             },
         );
@@ -119,8 +122,8 @@ impl Links {
         let Some(link) = self.links.get_mut(&peer) else {
             return false;
         };
-        link.connections = link.connections.saturating_sub(1);
-        if link.connections > 0 {
+        link.connections.remove(&info.id);
+        if !link.connections.is_empty() {
             // Another connection to the peer survives: write through it from now on.
             if let Some(conn) = self.live_connections(&peer).into_iter().next() {
                 let frames = self.spawn_writer(conn);
@@ -151,7 +154,7 @@ impl Links {
             keep
         });
         for (peer, conns) in live {
-            let count = conns.len();
+            let ids: HashSet<ConnectionId> = conns.iter().map(Connection::id).collect();
             if !self.links.contains_key(&peer) {
                 if let Some(conn) = conns.into_iter().next() {
                     self.connection_up(conn);
@@ -159,7 +162,7 @@ impl Links {
                 }
             }
             if let Some(link) = self.links.get_mut(&peer) {
-                link.connections = count;
+                link.connections = ids;
             }
         }
         changes
