@@ -16,6 +16,7 @@ use super::inbox::Inbox;
 use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
 use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
 use pheromone::connection::ConnectionId;
+use pheromone::discovery::DiscoveryConfig;
 use pheromone::exec::{ExecConfig, ExecService};
 use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
@@ -105,8 +106,16 @@ impl Net {
         if settings.perf {
             endpoint.perf = Some(Access::Open);
         }
+        // The daemon keeps its links itself (bootstrap redial, the operator's connect and
+        // disconnect, which must stick): the DHT answers and makes lookups but does not
+        // dial peers to fill a quota.
+        let discovery = DiscoveryConfig {
+            low_watermark: 0,
+            ..DiscoveryConfig::default()
+        };
         let mut builder = Node::builder()
             .keypair(keypair)
+            .discovery(Some(discovery))
             .mode(settings.mode.into())
             .endpoint_config(endpoint)
             .max_message_size(MAX_MESSAGE)
