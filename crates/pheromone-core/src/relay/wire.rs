@@ -10,7 +10,7 @@ use super::RelayError;
 use crate::identity::PeerId;
 use crate::reader::{ReadError, Reader};
 use crate::varint;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 /// Wire version byte.
 pub const VERSION: u8 = 1;
@@ -206,25 +206,17 @@ fn put_peer(peer: &PeerId, out: &mut Vec<u8>) {
 /// Takes one message off the front of `buf`; `Ok(None)` until it is whole. Bytes after
 /// the message stay in `buf`.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<RelayMessage>, RelayError> {
-    let (len, used) = match varint::decode(buf) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(RelayError::Varint("message length")),
-    };
-    if len > MAX_MESSAGE_LEN as u64 {
-        return Err(RelayError::LengthCap {
+    let frame = varint::decode_frame(buf, MAX_MESSAGE_LEN).map_err(|e| match e {
+        varint::FrameError::TooLarge { len, max } => RelayError::LengthCap {
             field: "message length",
             len,
-            max: MAX_MESSAGE_LEN,
-        });
-    }
-    // At most MAX_MESSAGE_LEN.
-    let len = len as usize;
-    if buf.len() - used < len {
+            max,
+        },
+        _ => RelayError::Varint("message length"),
+    })?;
+    let Some(body) = frame else {
         return Ok(None);
-    }
-    buf.advance(used);
-    let body = buf.split_to(len);
+    };
     decode_body(&body).map(Some)
 }
 

@@ -11,7 +11,7 @@ use super::error::DecodeError;
 use crate::identity::PeerId;
 use crate::reader::{ReadError, Reader};
 use crate::varint;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 /// Wire version byte that starts every frame.
 pub const VERSION: u8 = 1;
@@ -334,26 +334,15 @@ pub fn encode_length_prefixed(frame: &[u8], out: &mut Vec<u8>) {
 pub fn decode_length_prefixed(
     buf: &mut BytesMut,
     max_frame_len: usize,
-) -> Result<Option<BytesMut>, DecodeError> {
-    let (len, used) = match varint::decode(buf) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(DecodeError::Varint("frame length")),
-    };
-    if len > max_frame_len as u64 {
-        return Err(DecodeError::LengthCap {
+) -> Result<Option<bytes::Bytes>, DecodeError> {
+    varint::decode_frame(buf, max_frame_len).map_err(|e| match e {
+        varint::FrameError::TooLarge { len, max } => DecodeError::LengthCap {
             field: "frame length",
             len,
-            max: max_frame_len,
-        });
-    }
-    // At most max_frame_len, a usize.
-    let len = len as usize;
-    if buf.len() - used < len {
-        return Ok(None);
-    }
-    buf.advance(used);
-    Ok(Some(buf.split_to(len)))
+            max,
+        },
+        _ => DecodeError::Varint("frame length"),
+    })
 }
 
 impl From<ReadError> for DecodeError {
