@@ -5,6 +5,7 @@
 //! Needs root and iproute2; skips (saying why) without them.
 
 mod netns;
+mod node_util;
 
 use bytes::Bytes;
 use netns::{Host, Topology};
@@ -30,27 +31,6 @@ struct Received {
     hasher: Sha256,
 }
 
-/// Reads a stream to its end; answers the byte count and SHA-256.
-async fn sink(_peer: Peer, mut stream: pheromone::Stream) {
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                total += n as u64;
-                hasher.update(&buf[..n]);
-            }
-            Err(_) => return,
-        }
-    }
-    let mut answer = total.to_be_bytes().to_vec();
-    answer.extend_from_slice(&hasher.finalize());
-    let _ = stream.write_all(&answer).await;
-    let _ = stream.shutdown().await;
-}
-
 /// Starts a node on host `i` listening on its link addresses; links it to `neighbours`.
 async fn start(topo: &Topology, hosts: &[Host], i: usize, received: Arc<Mutex<Received>>) -> Node {
     let listen: Vec<Multiaddr> = topo
@@ -67,7 +47,7 @@ async fn start(topo: &Topology, hosts: &[Host], i: usize, received: Arc<Mutex<Re
         .run(move || async move {
             let mut builder = Node::builder()
                 .name(format!("h{i}"))
-                .handle_streams(SINK, sink)
+                .handle_streams(SINK, node_util::sink_digest)
                 .handle_requests(CHUNKS, move |_peer: Peer, request: Bytes| {
                     let received = received.clone();
                     async move { take_chunk(&received, &request) }

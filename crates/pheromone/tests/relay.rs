@@ -18,26 +18,7 @@ async fn line(n: usize, config: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
     for i in 0..n {
         let node = listening(&format!("n{i}"))
             .config(config(i))
-            .handle_streams(SINK, |_peer, mut stream: pheromone::Stream| async move {
-                // Reads everything, answers with the byte count and the SHA-256.
-                let mut hasher = Sha256::new();
-                let mut total = 0u64;
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            total += n as u64;
-                            hasher.update(&buf[..n]);
-                        }
-                        Err(_) => return,
-                    }
-                }
-                let mut answer = total.to_be_bytes().to_vec();
-                answer.extend_from_slice(&hasher.finalize());
-                let _ = stream.write_all(&answer).await;
-                let _ = stream.shutdown().await;
-            })
+            .handle_streams(SINK, node_util::sink_digest)
             .build()
             .await
             .expect("build");

@@ -59,3 +59,27 @@ pub async fn wait_event(
         }
     }
 }
+
+/// A stream handler that reads to the end and answers the byte count (8 bytes, big
+/// endian) and the SHA-256 of what it read.
+pub async fn sink_digest(_peer: Peer, mut stream: pheromone::Stream) {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                hasher.update(&buf[..n]);
+            }
+            Err(_) => return,
+        }
+    }
+    let mut answer = total.to_be_bytes().to_vec();
+    answer.extend_from_slice(&hasher.finalize());
+    let _ = stream.write_all(&answer).await;
+    let _ = stream.shutdown().await;
+}
