@@ -19,6 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 const LIMIT: Duration = Duration::from_secs(60);
 
 async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     tokio::time::timeout(LIMIT, f)
         .await
         .expect("test timed out")
@@ -242,10 +246,14 @@ async fn a_libp2p_node_bootstraps_from_ours_and_finds_our_peers() {
             if want.iter().all(|p| table.contains(p)) {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "libp2p's table {table:?} lacks some of {want:?}"
-            );
+            if Instant::now() >= deadline {
+                let mut ours_tables = Vec::new();
+                for node in &ours {
+                    let t = node.discovery().expect("d").table().await.expect("table");
+                    ours_tables.push((node.peer_id(), t));
+                }
+                panic!("libp2p's table {table:?} lacks some of {want:?}; ours: {ours_tables:#?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // And a lookup of each of our peers names it, at its real address.

@@ -22,9 +22,12 @@ use super::wire::{
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
+
+/// Most requesters remembered while their addresses are not yet vouched for.
+const MAX_REQUESTED_UNVOUCHED: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 enum Purpose {
@@ -75,6 +78,9 @@ pub struct Kademlia {
     slow: BTreeSet<(Instant, RequestId)>,
     next_request: u64,
     connected: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers that sent us a request before any address of theirs was vouched for: they
+    /// serve kad, so the first vouched address puts them in the table.
+    requested_unvouched: HashSet<PeerId>,
     outputs: VecDeque<Output>,
     responses_queued: usize,
     next_liveness: Instant,
@@ -99,6 +105,7 @@ impl Kademlia {
             slow: BTreeSet::new(),
             next_request: 0,
             connected: HashMap::new(),
+            requested_unvouched: HashSet::new(),
             outputs: VecDeque::new(),
             responses_queued: 0,
             next_liveness: now + config.liveness_interval,
@@ -161,6 +168,9 @@ impl Kademlia {
                             addrs.dedup();
                             addrs.truncate(self.config.max_addrs_per_peer);
                         }
+                    }
+                    if !addrs.is_empty() && self.requested_unvouched.remove(&peer) {
+                        self.offer(now, peer, &addrs);
                     }
                     self.connected.insert(peer, addrs);
                 }
@@ -383,6 +393,13 @@ impl Kademlia {
         let addrs = self.connected.get(&peer).cloned().unwrap_or_default();
         if !addrs.is_empty() || self.table.get(&peer).is_some() {
             self.offer(now, peer, &addrs);
+        } else {
+            // Peers that never get vouched for would pile up; forgetting them all at the
+            // cap costs at most a late table entry for the others.
+            if self.requested_unvouched.len() >= MAX_REQUESTED_UNVOUCHED {
+                self.requested_unvouched.clear();
+            }
+            self.requested_unvouched.insert(peer);
         }
         Ok(())
     }

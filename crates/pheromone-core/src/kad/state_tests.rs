@@ -444,6 +444,7 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
         },
     )
     .unwrap();
+    assert!(matches!(drain(&mut kad)[..], [Output::Event(_)]));
     kad.handle_input(
         now,
         Input::InboundRequest {
@@ -466,6 +467,49 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn a_requester_vouched_for_after_its_request_joins_the_table() {
+    let (mut kad, now) = one_peer_node();
+    let mut req = Vec::new();
+    Request::FindNode {
+        key: peer(9).to_bytes(),
+    }
+    .encode(&mut req);
+    // The request overtakes identify: no address yet, so no entry.
+    kad.handle_input(
+        now,
+        Input::InboundRequest {
+            peer: peer(9),
+            id: InboundId(1),
+            bytes: &req,
+        },
+    )
+    .unwrap();
+    assert!(kad.table().get(&peer(9)).is_none());
+    // Identify answers: the requester joins without having to ask again.
+    kad.handle_input(
+        now,
+        Input::Connected {
+            peer: peer(9),
+            addrs: vec![addr_of(9)],
+            direction: Direction::Inbound,
+        },
+    )
+    .unwrap();
+    assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
+    // A peer that never asked anything is only remembered as connected.
+    kad.handle_input(
+        now,
+        Input::Connected {
+            peer: peer(10),
+            addrs: vec![addr_of(10)],
+            direction: Direction::Inbound,
+        },
+    )
+    .unwrap();
+    assert!(kad.table().get(&peer(10)).is_none());
 }
 
 #[test]

@@ -164,9 +164,10 @@ pub(super) async fn serve_inbound(ctx: Arc<Ctx>, conn: Connection, mut stream: S
         let vouched = tokio::time::timeout(timeout, addrs.clone())
             .await
             .unwrap_or_default();
+        tracing::trace!(%peer, conn = %conn.id(), vouched = vouched.len(), "kad request in");
         let (reply, answer) = oneshot::channel();
         let request = Internal::Inbound {
-            peer,
+            conn: conn.clone(),
             addrs: vouched,
             frame,
             reply,
@@ -220,6 +221,10 @@ pub(super) async fn send_request(
     let result = tokio::time::timeout(deadline, request(&ctx, peer, addrs, &bytes))
         .await
         .unwrap_or(Err(FailureReason::Timeout));
+    match &result {
+        Ok(frame) => tracing::trace!(%peer, ?id, len = frame.len(), "kad response"),
+        Err(reason) => tracing::debug!(%peer, ?id, ?reason, "kad request failed"),
+    }
     let _ = ctx.internal.send(Internal::Response { id, result }).await;
 }
 

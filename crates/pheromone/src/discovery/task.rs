@@ -58,7 +58,8 @@ pub(super) enum Internal {
     /// A whole request frame from an inbound stream; the response goes to `reply`
     /// (dropped when the state machine refuses the request).
     Inbound {
-        peer: PeerId,
+        /// The connection the request came on.
+        conn: Connection,
         /// What the connection vouches for as the peer's addresses.
         addrs: Vec<Multiaddr>,
         frame: Bytes,
@@ -309,11 +310,17 @@ impl Driver {
         let now = Instant::now();
         match report {
             Internal::Inbound {
-                peer,
+                conn,
                 addrs,
                 frame,
                 reply,
             } => {
+                let peer = conn.remote_peer();
+                // The request can overtake the endpoint's event for its connection; a
+                // requester left out of the table here would stay out until it asks again.
+                if !conn.is_closed() {
+                    self.connection_up(conn);
+                }
                 if !addrs.is_empty() && self.conns.contains_key(&peer) {
                     let _ = self.kad.handle_input(
                         now,

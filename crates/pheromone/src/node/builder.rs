@@ -228,7 +228,6 @@ impl NodeBuilder {
             }),
         };
         super::lifecycle::start(&node.inner);
-        super::kad::start(&node.inner);
         let started = registrations
             .into_iter()
             .try_for_each(|register| register(&node))
@@ -241,6 +240,9 @@ impl NodeBuilder {
             node.close().await;
             return Err(e);
         }
+        // Discovery dials its bootstrap peers at once; they must hear our listen
+        // addresses in identify, so the listeners are bound first.
+        super::kad::start(&node.inner);
         Ok(node)
     }
 }

@@ -92,6 +92,7 @@ impl Connector for NodeConnector {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&conn.id())
                 .cloned();
+            let running_was = running.is_some();
             if let Some(exchange) = running {
                 exchange.await;
             }
@@ -100,6 +101,7 @@ impl Connector for NodeConnector {
                 .lock_directory()
                 .known(&peer)
                 .map(|k| k.listen_addrs.clone());
+            tracing::trace!(%peer, conn = %conn.id(), waited = running_was, known = ?known, "listen addrs for discovery");
             match known {
                 Some(addrs) => addrs,
                 // Identify was not started for this connection (the node adopts inbound
@@ -110,7 +112,10 @@ impl Connector for NodeConnector {
                         .known(&peer)
                         .map(|k| k.listen_addrs.clone())
                         .unwrap_or_default(),
-                    Err(_) => Vec::new(),
+                    Err(e) => {
+                        tracing::trace!(%peer, error = %e, "identify for discovery failed");
+                        Vec::new()
+                    }
                 },
             }
         }
