@@ -86,7 +86,15 @@ async fn wait_until_ready(nodes: &mut [Node]) {
         }
     }
     let sizes: Vec<usize> = heard.iter().map(|h| h.len()).collect();
-    panic!("broadcast did not reach every node within 20 s of probing: {sizes:?}");
+    let mut metrics = Vec::new();
+    for n in nodes.iter() {
+        let conns = n.endpoint.connections().len();
+        metrics.push((conns, n.pubsub.metrics().await));
+    }
+    panic!(
+        "broadcast did not reach every node within 20 s of probing: {sizes:?}; \
+         connections and metrics per node: {metrics:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,11 @@ impl Driver {
                     None => return,
                 },
                 Some((peer, frame)) = inbound.recv() => {
+                    // A stream's first frame can overtake the endpoint's event for its
+                    // connection; dropped, it would be the peer's one-off INTEREST.
+                    if !self.links.contains(&peer) {
+                        self.resync();
+                    }
                     self.state.handle_message(Instant::now(), peer, &frame);
                 }
                 event = events.recv() => match event {
