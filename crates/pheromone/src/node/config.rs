@@ -77,7 +77,8 @@ pub struct NodeConfig {
     /// Topic broadcast: strategy (tree by default), message and cache limits.
     pub broadcast: pheromone_core::broadcast::Config,
     /// Multi-hop routing over the node's direct links (`/pheromone/route/1.0.0`); `None`
-    /// turns it off, and with it relayed dials.
+    /// turns it off, and with it relayed dials. Off in [`ConnectionMode::Short`], whose
+    /// links do not outlive a request.
     pub routing: Option<pheromone_core::route::Config>,
     /// Relayed connections: whether this node carries circuits for others, accepts them,
     /// and their limits. Used only with routing on.

@@ -4,7 +4,7 @@
 //! Nothing here decides routes or moves circuit bytes; see [`crate::routing`] and
 //! [`crate::relay`].
 
-use super::NodeConfig;
+use super::{ConnectionMode, NodeConfig};
 use crate::endpoint::Endpoint;
 use crate::relay::Relay;
 use crate::routing::Routing;
@@ -20,6 +20,11 @@ pub(super) struct Mesh {
 impl Mesh {
     /// Starts both services, or nothing when routing is off.
     pub(super) fn start(endpoint: &Endpoint, config: &NodeConfig) -> Option<Mesh> {
+        if config.mode == ConnectionMode::Short {
+            // Routes run over links that stay up; a link per request would make every
+            // request pay for a route exchange (and its streams hold up each close).
+            return None;
+        }
         let routing = Routing::spawn(endpoint, config.routing.clone()?);
         let lookup = routing.clone();
         let relay = Relay::install(
