@@ -28,6 +28,7 @@
 #![allow(clippy::disallowed_methods)] // the IO side is where the clock and OS RNG are read
 
 pub mod connection;
+mod deadline;
 pub mod discovery;
 pub mod endpoint;
 pub mod exec;

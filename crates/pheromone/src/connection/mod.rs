@@ -9,6 +9,7 @@
 //! This module negotiates nothing and knows no protocols; [`crate::upgrade`] builds
 //! connections and [`crate::negotiate`] picks a protocol per stream.
 
+mod cork;
 pub(crate) mod driver;
 mod read_buffers;
 mod shared;
@@ -16,6 +17,8 @@ mod socket;
 mod stream;
 
 pub use stream::Stream;
+
+pub(crate) use cork::Corked;
 
 use pheromone_core::identity::{PeerId, PublicKey};
 pub(crate) use shared::Shared;
@@ -220,8 +223,22 @@ impl Connection {
 
     /// Waits for the next inbound stream; an error once the connection is closed.
     pub async fn accept_stream(&self) -> Result<Stream, ConnectionError> {
-        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx)).await?;
+        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx, true)).await?;
         Ok(Stream::new(id, self.shared.clone()))
+    }
+
+    /// Waits for the next inbound stream without prompting the driver to send its ACK:
+    /// for a caller that polls the stream inside [`Connection::cork`] right away, so the
+    /// ACK leaves with the stream's first answer.
+    pub(crate) async fn accept_stream_quietly(&self) -> Result<Stream, ConnectionError> {
+        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx, false)).await?;
+        Ok(Stream::new(id, self.shared.clone()))
+    }
+
+    /// Runs `future` so that each of its polls writes to this connection's socket at most
+    /// once, at the end of the poll (see `cork.rs`).
+    pub(crate) fn cork<F: std::future::Future>(&self, future: F) -> Corked<F> {
+        Corked::new(self.shared.clone(), future)
     }
 
     /// Whether the connection is closed or closing.

@@ -193,6 +193,9 @@ impl Shared {
     /// Sends what was just queued from the caller's task if it can be done at once, and
     /// otherwise wakes the driver to do it.
     pub(super) fn flush_or_wake(&self) {
+        if super::cork::defer_flush(self) {
+            return;
+        }
         let flushed = match self.writer.try_lock() {
             Ok(mut writer) => matches!(self.flush_locked(&mut writer), Ok(Flush::Done)),
             Err(_) => false,
@@ -244,17 +247,19 @@ impl Shared {
         }
     }
 
+    /// The next inbound stream. Accepting queues its ACK; `send_ack` has the driver send
+    /// it now, otherwise it leaves with the stream's first flush.
     pub(super) fn poll_accept(
         &self,
         cx: &mut Context<'_>,
+        send_ack: bool,
     ) -> Poll<Result<StreamId, ConnectionError>> {
         let mut state = self.lock();
         if let Some(id) = state.session.accept_stream() {
             state.wakers.insert(id, StreamWakers::default());
             state.streams_total += 1;
-            let driver = state.driver_waker.clone();
+            let driver = state.driver_waker.clone().filter(|_| send_ack);
             drop(state);
-            // Accepting may queue an ACK for the driver to send.
             if let Some(w) = driver {
                 w.wake();
             }

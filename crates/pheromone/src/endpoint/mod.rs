@@ -460,7 +460,7 @@ impl Endpoint {
         loop {
             let stream = tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
-                s = conn.accept_stream() => s,
+                s = conn.accept_stream_quietly() => s,
             };
             let stream = match stream {
                 Ok(s) => s,
@@ -468,8 +468,11 @@ impl Endpoint {
             };
             let this = self.clone();
             let stream_conn = conn.clone();
-            let mut serve: futures::future::BoxFuture<'static, ()> =
-                Box::pin(async move { this.handle_inbound_stream(stream_conn, stream).await });
+            // Corked: the ACK, the protocol answer and a reply written in the same poll
+            // leave in one frame.
+            let mut serve: futures::future::BoxFuture<'static, ()> = Box::pin(
+                conn.cork(async move { this.handle_inbound_stream(stream_conn, stream).await }),
+            );
             // Most streams (a request whose bytes came with the SYN, answered at once) finish
             // in their first poll: run it here, and give a stream a task of its own only when
             // it has to wait. A spawn per stream would hand every request to the scheduler
@@ -509,7 +512,7 @@ impl Endpoint {
         let peer = conn.remote_peer();
         let router = &self.inner.router;
         let timeout = self.inner.config.stream_negotiation_timeout;
-        let negotiated = tokio::time::timeout(
+        let negotiated = crate::deadline::within(
             timeout,
             negotiate::listener(stream, router.protocols(), |proto| {
                 router.allows(proto, &peer)

@@ -153,6 +153,17 @@ pub(super) async fn request(
     payload: &[u8],
     max_reply: usize,
 ) -> Result<Response, RequestError> {
+    // Corked: the SYN, the proposal, the request and the FIN leave in one frame.
+    conn.cork(request_on(conn, protocol, payload, max_reply))
+        .await
+}
+
+async fn request_on(
+    conn: &Connection,
+    protocol: &str,
+    payload: &[u8],
+    max_reply: usize,
+) -> Result<Response, RequestError> {
     let mut stream = conn.open_stream().map_err(RequestError::Open)?;
     let mut head = BytesMut::with_capacity(
         protocol.len()

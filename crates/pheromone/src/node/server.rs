@@ -111,8 +111,11 @@ impl Inner {
             return;
         };
         let timeout = self.config.request_timeout;
-        let request = match tokio::time::timeout(timeout, reqresp::read_request(&mut stream, max))
-            .await
+        let request = match crate::deadline::within(
+            timeout,
+            reqresp::read_request(&mut stream, max),
+        )
+        .await
         {
             Ok(Ok(Some(request))) => request,
             Ok(Ok(None)) => return,

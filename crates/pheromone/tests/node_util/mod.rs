@@ -14,6 +14,11 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `f` under [`LIMIT`]; a hang fails the test instead of blocking it.
 pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    // `RUST_LOG=pheromone=debug` shows what a failing test did.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     tokio::time::timeout(LIMIT, f)
         .await
         .expect("test timed out")

@@ -1,0 +1,101 @@
+//! Corking: one socket write per poll of a future instead of one per stream operation.
+//!
+//! Sending is write-through (see `shared.rs`): each stream write, FIN, ACK or window
+//! update is encrypted and written to the socket at once. A request/response exchange makes
+//! several of them in one go — the responder's ACK, its protocol answer, the reply and the
+//! FIN; the requester's SYN, proposal, request and FIN — and each would be a Noise frame and
+//! a system call of its own. While a [`Corked`] future is being polled, flushes of its
+//! connection made on this thread are only noted; the one flush owed happens when the poll
+//! returns. Nothing is held across polls, so a corked future cannot delay anyone's bytes
+//! beyond the end of its current poll, and flushes from other threads go out as usual
+//! (taking the corked bytes with them).
+
+use super::shared::Shared;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+thread_local! {
+    /// The connection (its `Shared` address) whose flushes this thread's current poll
+    /// defers, and whether one was asked for meanwhile.
+    static CORKED: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
+fn key(shared: &Shared) -> usize {
+    std::ptr::from_ref(shared) as usize
+}
+
+/// Whether `shared` is corked on this thread; if so, records that a flush is owed.
+pub(super) fn defer_flush(shared: &Shared) -> bool {
+    let me = key(shared);
+    CORKED.with(|c| {
+        let (corked, _) = c.get();
+        if corked == me {
+            c.set((me, true));
+            true
+        } else {
+            false
+        }
+    })
+}
+
+/// Restores the previous cork when a poll ends (also when it panics), and reports
+/// whether a flush is owed.
+struct Guard {
+    previous: (usize, bool),
+    done: bool,
+}
+
+impl Guard {
+    fn enter(shared: &Shared) -> Self {
+        let previous = CORKED.with(|c| c.replace((key(shared), false)));
+        Self {
+            previous,
+            done: false,
+        }
+    }
+
+    fn exit(mut self) -> bool {
+        self.done = true;
+        CORKED.with(|c| c.replace(self.previous)).1
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.done {
+            CORKED.with(|c| c.set(self.previous));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls send at most once on one connection; see the module docs.
+    pub(crate) struct Corked<F> {
+        shared: Arc<Shared>,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> Corked<F> {
+    pub(super) fn new(shared: Arc<Shared>, inner: F) -> Self {
+        Self { shared, inner }
+    }
+}
+
+impl<F: Future> Future for Corked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let guard = Guard::enter(this.shared);
+        let result = this.inner.poll(cx);
+        if guard.exit() {
+            this.shared.flush_or_wake();
+        }
+        result
+    }
+}
