@@ -1,14 +1,15 @@
-//! Corking: one socket write per poll of a future instead of one per stream operation.
+//! Corking: one socket write for the first poll of a future instead of one per stream
+//! operation.
 //!
 //! Sending is write-through (see `shared.rs`): each stream write, FIN, ACK or window
 //! update is encrypted and written to the socket at once. A request/response exchange makes
 //! several of them in one go — the responder's ACK, its protocol answer, the reply and the
 //! FIN; the requester's SYN, proposal, request and FIN — and each would be a Noise frame and
-//! a system call of its own. While a [`Corked`] future is being polled, flushes of its
-//! connection made on this thread are only noted; the one flush owed happens when the poll
-//! returns. Nothing is held across polls, so a corked future cannot delay anyone's bytes
-//! beyond the end of its current poll, and flushes from other threads go out as usual
-//! (taking the corked bytes with them).
+//! a system call of its own. While a [`Corked`] future is polled for the first time,
+//! flushes of its connection made on this thread are only noted; the one flush owed
+//! happens when that poll returns. Later polls are not corked: a long transfer keeps
+//! sending its window updates and data as they are made. Nothing is held across polls, and
+//! flushes from other threads go out as usual (taking the corked bytes with them).
 
 use super::shared::Shared;
 use std::cell::Cell;
@@ -72,9 +73,10 @@ impl Drop for Guard {
 }
 
 pin_project_lite::pin_project! {
-    /// A future whose polls send at most once on one connection; see the module docs.
+    /// A future whose first poll writes to its connection's socket at most once; see the
+    /// module docs.
     pub(crate) struct Corked<F> {
-        shared: Arc<Shared>,
+        shared: Option<Arc<Shared>>,
         #[pin]
         inner: F,
     }
@@ -82,7 +84,10 @@ pin_project_lite::pin_project! {
 
 impl<F> Corked<F> {
     pub(super) fn new(shared: Arc<Shared>, inner: F) -> Self {
-        Self { shared, inner }
+        Self {
+            shared: Some(shared),
+            inner,
+        }
     }
 }
 
@@ -91,10 +96,13 @@ impl<F: Future> Future for Corked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let guard = Guard::enter(this.shared);
+        let Some(shared) = this.shared.take() else {
+            return this.inner.poll(cx);
+        };
+        let guard = Guard::enter(&shared);
         let result = this.inner.poll(cx);
         if guard.exit() {
-            this.shared.flush_or_wake();
+            shared.flush_or_wake();
         }
         result
     }

@@ -235,8 +235,8 @@ impl Connection {
         Ok(Stream::new(id, self.shared.clone()))
     }
 
-    /// Runs `future` so that each of its polls writes to this connection's socket at most
-    /// once, at the end of the poll (see `cork.rs`).
+    /// Runs `future` so that its first poll writes to this connection's socket at most
+    /// once, at the end of that poll (see `cork.rs`).
     pub(crate) fn cork<F: std::future::Future>(&self, future: F) -> Corked<F> {
         Corked::new(self.shared.clone(), future)
     }
