@@ -35,6 +35,9 @@ impl LinkKind {
     }
 }
 
+/// Most bytes of frames kept for a neighbour while no stream can be opened to it.
+const MAX_HELD_BYTES: usize = 1024 * 1024;
+
 /// How long a per-batch stream waits for the peer to close its end.
 const BATCH_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -269,7 +272,6 @@ async fn write_frames(
     let mut stream: Option<Stream> = None;
     let mut out = BytesMut::new();
     while let Some(frame) = frames.recv().await {
-        out.clear();
         varint::encode_frame(&frame, &mut out);
         // Whatever else is queued goes in the same write.
         while let Ok(more) = frames.try_recv() {
@@ -282,6 +284,11 @@ async fn write_frames(
                     tracing::debug!(%peer, protocol, error = %e, "cannot open a stream");
                     if conn.is_closed() {
                         return;
+                    }
+                    // The batch waits for the next frame's attempt (a one-off frame such
+                    // as an INTEREST would otherwise be lost), up to a bound.
+                    if out.len() > MAX_HELD_BYTES {
+                        out.clear();
                     }
                     continue;
                 }
@@ -305,6 +312,7 @@ async fn write_frames(
                 .await;
                 stream = None;
             }
+            out.clear();
             if let Err(e) = written {
                 tracing::debug!(%peer, protocol, error = %e, "stream broke; reopening on the next frame");
                 stream = None;
