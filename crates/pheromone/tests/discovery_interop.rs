@@ -5,28 +5,17 @@
 #![allow(clippy::disallowed_methods)] // tests measure wall time
 
 mod libp2p_peer;
+mod node_util;
 
 use futures::StreamExt as _;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use libp2p_peer::{from_libp2p_addr, from_libp2p_peer, to_libp2p_addr, to_libp2p_peer};
+use node_util::bounded;
 use pheromone::discovery::DiscoveryConfig;
 use pheromone::node::Node;
-use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-
-const LIMIT: Duration = Duration::from_secs(60);
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test timed out")
-}
 
 #[derive(NetworkBehaviour)]
 struct KadBehaviour {

@@ -407,24 +407,36 @@ fn commands_without_peers_or_over_the_cap_are_refused() {
     ));
 }
 
+/// Feeds a FIND_NODE for its own ID from `from`, as inbound request `id`.
+fn find_node_from(kad: &mut Kademlia, now: Instant, from: u32, id: u64) {
+    let mut req = Vec::new();
+    Request::FindNode {
+        key: peer(from).to_bytes(),
+    }
+    .encode(&mut req);
+    let input = Input::InboundRequest {
+        peer: peer(from),
+        id: InboundId(id),
+        bytes: &req,
+    };
+    kad.handle_input(now, input).unwrap();
+}
+
+/// Reports an inbound connection from `from` whose address the driver vouches for.
+fn vouched_inbound(kad: &mut Kademlia, now: Instant, from: u32) {
+    let input = Input::Connected {
+        peer: peer(from),
+        addrs: vec![addr_of(from)],
+        direction: Direction::Inbound,
+    };
+    kad.handle_input(now, input).unwrap();
+}
+
 #[test]
 fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
     let (mut kad, now) = one_peer_node();
-    let mut req = Vec::new();
-    Request::FindNode {
-        key: peer(9).to_bytes(),
-    }
-    .encode(&mut req);
     // Unknown peer, no connection info: answered, not inserted.
-    kad.handle_input(
-        now,
-        Input::InboundRequest {
-            peer: peer(9),
-            id: InboundId(1),
-            bytes: &req,
-        },
-    )
-    .unwrap();
+    find_node_from(&mut kad, now, 9, 1);
     let out = drain(&mut kad);
     assert!(matches!(
         out[0],
@@ -435,25 +447,9 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
     ));
     assert!(kad.table().get(&peer(9)).is_none());
     // With a connection the driver vouches for: inserted.
-    kad.handle_input(
-        now,
-        Input::Connected {
-            peer: peer(9),
-            addrs: vec![addr_of(9)],
-            direction: Direction::Inbound,
-        },
-    )
-    .unwrap();
+    vouched_inbound(&mut kad, now, 9);
     assert!(matches!(drain(&mut kad)[..], [Output::Event(_)]));
-    kad.handle_input(
-        now,
-        Input::InboundRequest {
-            peer: peer(9),
-            id: InboundId(2),
-            bytes: &req,
-        },
-    )
-    .unwrap();
+    find_node_from(&mut kad, now, 9, 2);
     assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
     // The requester is not told about itself; the response lists peer 1.
     let out = drain(&mut kad);
@@ -472,43 +468,14 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
 #[test]
 fn a_requester_vouched_for_after_its_request_joins_the_table() {
     let (mut kad, now) = one_peer_node();
-    let mut req = Vec::new();
-    Request::FindNode {
-        key: peer(9).to_bytes(),
-    }
-    .encode(&mut req);
     // The request overtakes identify: no address yet, so no entry.
-    kad.handle_input(
-        now,
-        Input::InboundRequest {
-            peer: peer(9),
-            id: InboundId(1),
-            bytes: &req,
-        },
-    )
-    .unwrap();
+    find_node_from(&mut kad, now, 9, 1);
     assert!(kad.table().get(&peer(9)).is_none());
     // Identify answers: the requester joins without having to ask again.
-    kad.handle_input(
-        now,
-        Input::Connected {
-            peer: peer(9),
-            addrs: vec![addr_of(9)],
-            direction: Direction::Inbound,
-        },
-    )
-    .unwrap();
+    vouched_inbound(&mut kad, now, 9);
     assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
     // A peer that never asked anything is only remembered as connected.
-    kad.handle_input(
-        now,
-        Input::Connected {
-            peer: peer(10),
-            addrs: vec![addr_of(10)],
-            direction: Direction::Inbound,
-        },
-    )
-    .unwrap();
+    vouched_inbound(&mut kad, now, 10);
     assert!(kad.table().get(&peer(10)).is_none());
 }
 
