@@ -100,7 +100,8 @@ pub struct DispatchMemoryResult {
     pub rss_small_kib: u64,
     /// Resident set size after `large` dispatches, KiB.
     pub rss_large_kib: u64,
-    /// Streams still open on the node's connections after `large` (0 when nothing leaks).
+    /// Streams still open on the node's connections after `large`, once kept request
+    /// streams had their idle time to expire (0 when nothing leaks).
     pub streams_after: usize,
 }
 

@@ -304,8 +304,11 @@ async fn stream_and_connection_limits_fail_clearly() {
 #[tokio::test]
 async fn many_requests_leave_nothing_behind() {
     bounded(async {
-        let server = node("server").await;
-        let client = node("client").await;
+        // Kept request streams end after 300 ms unused, so "nothing behind" is checkable.
+        let kept_idle = Duration::from_millis(300);
+        let build = |name| listening(name).request_stream_idle(kept_idle).build();
+        let server = build("server").await.expect("server");
+        let client = build("client").await.expect("client");
         client
             .add_route("server", addr(&server))
             .await
@@ -316,8 +319,10 @@ async fn many_requests_leave_nothing_behind() {
                 .await
                 .expect("warm-up");
         }
-        eventually(|| client.stats().identifying == 0 && server.stats().identifying == 0).await;
+        let settled = |n: &pheromone::Node| n.stats().identifying == 0 && n.stats().streams == 0;
+        eventually(|| settled(&client) && settled(&server)).await;
         let (c0, s0) = (client.stats(), server.stats());
+        let opened_before = client.endpoint().connections()[0].streams_total();
         for i in 0..3000u32 {
             let reply = client
                 .dispatch("server", ECHO, i.to_le_bytes().to_vec())
@@ -325,6 +330,13 @@ async fn many_requests_leave_nothing_behind() {
                 .expect("dispatch");
             assert_eq!(&reply[..], &i.to_le_bytes());
         }
+        // Sequential requests of one protocol share a kept stream (a new one only if the
+        // kept one expired between two requests on a slow machine).
+        let opened = client.endpoint().connections()[0].streams_total() - opened_before;
+        assert!(
+            opened < 30,
+            "3000 sequential requests opened {opened} streams"
+        );
         // A burst in parallel, both directions.
         let mut calls = Vec::new();
         for i in 0..200u32 {

@@ -23,6 +23,11 @@ async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
 }
 
 /// A server with the echo handler and a client with a route to it, both in `mode`.
+/// How long the client keeps an unused request stream: short, so the memory bench can
+/// check that none is left once they expire (a dispatch loop never leaves one idle that
+/// long).
+const KEPT_STREAM_IDLE: Duration = Duration::from_millis(300);
+
 async fn pair(mode: ConnectionMode) -> Result<(Node, Node)> {
     let server = Node::builder()
         .mode(mode)
@@ -30,7 +35,11 @@ async fn pair(mode: ConnectionMode) -> Result<(Node, Node)> {
         .handle_requests(PROTOCOL, echo)
         .build()
         .await?;
-    let client = Node::builder().mode(mode).build().await?;
+    let client = Node::builder()
+        .mode(mode)
+        .request_stream_idle(KEPT_STREAM_IDLE)
+        .build()
+        .await?;
     client
         .add_route("server", &server.listen_addrs()[0])
         .await
@@ -158,6 +167,11 @@ pub async fn dispatch_memory(small: usize, large: usize) -> Result<DispatchMemor
     let rss_small_kib = report::resident_kib();
     run(&client, target, 1, large.saturating_sub(small)).await?;
     let rss_large_kib = report::resident_kib();
+    // The kept request stream ends once unused for its idle time; give it ten of those.
+    let deadline = Instant::now() + KEPT_STREAM_IDLE * 10;
+    while client.stats().streams > 0 && Instant::now() < deadline {
+        tokio::time::sleep(KEPT_STREAM_IDLE / 4).await;
+    }
     let streams_after = client.stats().streams;
     client.close().await;
     server.close().await;

@@ -414,6 +414,7 @@ fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
                     .session
                     .go_away(pheromone_core::yamux::GoAwayCode::Normal);
                 to_wake.push(state.accept_waker.take());
+                state.take_going_away_wakers(to_wake);
             }
             Event::PingRtt(rtt) => state.rtt = Some(rtt),
             _ => {}

@@ -252,6 +252,12 @@ impl Connection {
         self.shared.is_going_away()
     }
 
+    /// Waits until no new stream can be opened here any more (see
+    /// [`Connection::is_going_away`]): the moment to wind down streams kept open for reuse.
+    pub async fn going_away(&self) {
+        std::future::poll_fn(|cx| self.shared.poll_going_away(cx)).await
+    }
+
     /// Streams opened or accepted on this connection so far, both directions: a counter
     /// that moves whenever the connection is used (for idle detection).
     pub fn streams_total(&self) -> u64 {

@@ -38,6 +38,9 @@ pub(super) struct State {
     pub(super) accept_waker: Option<Waker>,
     pub(super) driver_waker: Option<Waker>,
     pub(super) close_wakers: Vec<Waker>,
+    /// Tasks waiting for the connection to stop taking new streams (GoAway either way,
+    /// closing, closed).
+    pub(super) going_away_wakers: Vec<Waker>,
     /// Set once: why the connection ended.
     pub(super) closed: Option<ConnectionError>,
     /// `close()` was called: GoAway is queued and the driver winds down.
@@ -114,6 +117,7 @@ impl Shared {
                 accept_waker: None,
                 driver_waker: None,
                 close_wakers: Vec::new(),
+                going_away_wakers: Vec::new(),
                 closed: None,
                 closing: false,
                 rtt: None,
@@ -278,11 +282,24 @@ impl Shared {
     }
 
     pub(super) fn is_going_away(&self) -> bool {
-        let state = self.lock();
-        state.closed.is_some()
-            || state.closing
-            || state.session.remote_go_away().is_some()
-            || state.session.local_go_away().is_some()
+        self.lock().is_going_away()
+    }
+
+    /// Ready once no new stream can be opened here any more (see
+    /// [`Shared::is_going_away`]).
+    pub(super) fn poll_going_away(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.is_going_away() {
+            return Poll::Ready(());
+        }
+        if !state
+            .going_away_wakers
+            .iter()
+            .any(|w| w.will_wake(cx.waker()))
+        {
+            state.going_away_wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Whether the peer acknowledged (accepted) a stream we opened; true for inbound ones.
@@ -309,11 +326,11 @@ impl Shared {
         }
         state.closing = true;
         state.session.go_away(yamux::GoAwayCode::Normal);
-        let driver = state.driver_waker.clone();
+        let mut to_wake = ToWake::default();
+        to_wake.push(state.driver_waker.clone());
+        state.take_going_away_wakers(&mut to_wake);
         drop(state);
-        if let Some(w) = driver {
-            w.wake();
-        }
+        to_wake.wake();
     }
 
     pub(super) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<ConnectionError> {
@@ -364,7 +381,25 @@ impl Shared {
         for w in state.close_wakers.drain(..) {
             to_wake.push(Some(w));
         }
+        state.take_going_away_wakers(&mut to_wake);
         drop(state);
         to_wake.wake();
+    }
+}
+
+impl State {
+    fn is_going_away(&self) -> bool {
+        self.closed.is_some()
+            || self.closing
+            || self.session.remote_go_away().is_some()
+            || self.session.local_go_away().is_some()
+    }
+
+    /// Hands the going-away waiters to `to_wake` (the connection just stopped taking new
+    /// streams).
+    pub(super) fn take_going_away_wakers(&mut self, to_wake: &mut ToWake) {
+        for w in self.going_away_wakers.drain(..) {
+            to_wake.push(Some(w));
+        }
     }
 }

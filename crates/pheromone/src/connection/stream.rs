@@ -11,7 +11,7 @@ use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
 use pheromone_core::multistream::Dialer;
-use pheromone_core::yamux::{ReadOutcome, StreamId};
+use pheromone_core::yamux::{ReadOutcome, StreamId, StreamState};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,6 +70,22 @@ impl Stream {
     /// processed and may be retried elsewhere. Always true for inbound streams.
     pub fn is_acknowledged(&self) -> bool {
         self.shared.is_acknowledged(self.id)
+    }
+
+    /// Whether the stream can carry another exchange of a protocol that frames its
+    /// messages: both directions open, nothing received and unread, no negotiation
+    /// pending.
+    pub(crate) fn is_open_and_drained(&self) -> bool {
+        if !self.unread.is_empty()
+            || self.eof
+            || self.confirmation.is_some()
+            || self.prefix.is_some()
+        {
+            return false;
+        }
+        let state = self.shared.lock();
+        state.session.stream_state(self.id) == Some(StreamState::Open)
+            && state.session.buffered(self.id) == Some(0)
     }
 
     /// Resets the stream: the remote sees an error, not an orderly end.
@@ -356,7 +372,13 @@ impl Drop for Stream {
         let mut state = self.shared.lock();
         state.session.drop_stream(self.id);
         state.wakers.remove(&self.id);
+        // A closing driver waits for the last stream to go; a stream that ended cleanly
+        // leaves nothing to send, so nothing else would wake it.
+        let closing = state.closing;
         drop(state);
         self.shared.flush_or_wake();
+        if closing {
+            self.shared.wake_driver();
+        }
     }
 }

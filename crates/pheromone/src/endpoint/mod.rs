@@ -200,6 +200,17 @@ impl Endpoint {
         self.inner.router.set_access(protocol, access)
     }
 
+    /// A number that changes whenever a protocol's access rule changes or a protocol is
+    /// removed: a stream serving many requests re-checks [`Endpoint::allows`] only then.
+    pub(crate) fn access_generation(&self) -> u64 {
+        self.inner.router.access_generation()
+    }
+
+    /// Whether `peer` may use `protocol` now (what negotiation would answer).
+    pub(crate) fn allows(&self, protocol: &str, peer: &PeerId) -> bool {
+        self.inner.router.allows(protocol, peer)
+    }
+
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.router.protocols()

@@ -8,6 +8,7 @@ use crate::connection::{Connection, Stream};
 use futures::future::BoxFuture;
 use pheromone_core::identity::PeerId;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// A handler for inbound streams of one protocol: gets the connection and the negotiated
@@ -59,6 +60,9 @@ impl Table {
 #[derive(Default, Clone)]
 pub(crate) struct Router {
     entries: Arc<RwLock<Table>>,
+    /// Moves whenever a protocol's access rule (or the protocol itself) changes, so a
+    /// handler that serves many requests on one stream re-checks access only then.
+    generation: Arc<AtomicU64>,
 }
 
 impl Router {
@@ -78,6 +82,7 @@ impl Router {
         let removed = table.entries.remove(protocol).is_some();
         if removed {
             table.refresh_names();
+            self.generation.fetch_add(1, Ordering::Release);
         }
         removed
     }
@@ -87,6 +92,7 @@ impl Router {
         match self.write().entries.get_mut(protocol) {
             Some(entry) => {
                 entry.access = access;
+                self.generation.fetch_add(1, Ordering::Release);
                 true
             }
             None => false,
@@ -103,6 +109,11 @@ impl Router {
             }
             None => false,
         }
+    }
+
+    /// The current access generation (see the field).
+    pub(crate) fn access_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn handler(&self, protocol: &str) -> Option<StreamHandler> {

@@ -8,6 +8,7 @@ use super::config::{ConnectionMode, Limits, NodeConfig};
 use super::handler::{RequestHandler, StreamHandler};
 use super::pending::PendingTable;
 use super::pool::Pool;
+use super::request_streams::RequestStreams;
 use super::routes::Directory;
 use super::{Access, Inner, IntoAddr, Node, NodeError};
 use crate::endpoint::{Endpoint, EndpointConfig};
@@ -99,6 +100,13 @@ impl NodeBuilder {
     /// How long an unused connection stays open; `None` keeps it until it fails.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Long mode: how long a request stream is kept open for the next request of its
+    /// protocol (see [`NodeConfig::request_stream_idle`]).
+    pub fn request_stream_idle(mut self, idle: Duration) -> Self {
+        self.config.request_stream_idle = idle;
         self
     }
 
@@ -213,6 +221,7 @@ impl NodeBuilder {
                 directory: Mutex::new(Directory::default()),
                 pending_out: PendingTable::new(config.limits.max_pending_requests_per_peer),
                 pending_in: PendingTable::new(config.limits.max_pending_requests_per_peer),
+                request_streams: RequestStreams::new(config.kept_stream_idle()),
                 streams_open: PendingTable::new(usize::MAX),
                 discovery: std::sync::OnceLock::new(),
                 identifying: Mutex::new(HashMap::new()),

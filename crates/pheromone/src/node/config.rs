@@ -68,6 +68,12 @@ pub struct NodeConfig {
     /// redialled on the next use). `None` keeps connections until they fail. Short mode:
     /// inbound connections that stay unused this long are closed.
     pub idle_timeout: Option<Duration>,
+    /// Long mode: a request stream is kept open after its reply for the next request of the
+    /// same protocol to the same peer (which then costs one frame each way instead of a
+    /// stream open, a negotiation and a close), for at most this long without use
+    /// (default 15 s; also at most half the idle timeout, so idle connections still
+    /// close). A responder waits four times as long for the next request on a kept stream.
+    pub request_stream_idle: Duration,
     /// Connection, stream and pending-request caps.
     pub limits: Limits,
     /// Transport, handshake, keep-alive and identify settings of the underlying endpoint.
@@ -97,6 +103,7 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(30),
             max_message_size: 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(120)),
+            request_stream_idle: Duration::from_secs(15),
             limits: Limits::default(),
             endpoint: EndpointConfig {
                 connection: ConnectionConfig {
@@ -121,6 +128,21 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    /// How long a kept request stream may stay idle: the configured time, but at most half
+    /// the idle timeout (and never zero, which would close every stream at once).
+    pub(super) fn kept_stream_idle(&self) -> Duration {
+        let idle = match self.idle_timeout {
+            Some(timeout) => self.request_stream_idle.min(timeout / 2),
+            None => self.request_stream_idle,
+        };
+        idle.max(Duration::from_millis(10))
+    }
+
+    /// How long a responder waits for the next request on a kept stream.
+    pub(super) fn responder_stream_idle(&self) -> Duration {
+        self.request_stream_idle.max(Duration::from_secs(15)) * 4
+    }
+
     /// The endpoint settings with this node's limits and name applied.
     pub fn endpoint_config(&self) -> EndpointConfig {
         let mut config = self.endpoint.clone();

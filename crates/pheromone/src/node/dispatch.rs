@@ -93,8 +93,15 @@ impl Inner {
         loop {
             attempt += 1;
             let conn = self.connection_to(peer).await?;
-            match reqresp::request(&conn, protocol, payload, max).await {
-                Ok(response) => return answer(peer, protocol, payload.len(), response),
+            let result =
+                reqresp::request_reusing(&conn, &self.request_streams, protocol, payload, max)
+                    .await;
+            match result {
+                Ok((response, stream)) => {
+                    self.request_streams
+                        .put(&conn, protocol, stream, |task| drop(self.tasks.spawn(task)));
+                    return answer(peer, protocol, payload.len(), response);
+                }
                 Err(e) if attempt < ATTEMPTS && never_delivered(&e, &conn) => {
                     tracing::debug!(%peer, protocol, id = %conn.id(), error = ?e, "request not delivered; retrying on the peer's current connection");
                     self.after_undelivered(peer, &conn).await;
@@ -472,6 +479,13 @@ fn answer(
             peer,
             protocol,
             message: text(),
+        }),
+        // Only a kept stream is answered so, and a new stream's never is.
+        Status::Reopen => Err(DispatchError::Remote {
+            peer,
+            protocol,
+            message: "the responder refused a request on a new stream as if it were kept"
+                .to_owned(),
         }),
     }
 }

@@ -37,6 +37,7 @@ mod mesh;
 mod pending;
 mod pool;
 mod reqresp;
+mod request_streams;
 mod routes;
 mod server;
 mod stream;
@@ -320,6 +321,8 @@ pub(crate) struct Inner {
     directory: Mutex<Directory>,
     pending_out: Arc<PendingTable>,
     pending_in: Arc<PendingTable>,
+    /// Long-mode request streams kept open for the next request.
+    request_streams: Arc<request_streams::RequestStreams>,
     /// Raw streams open per peer (ours and handlers'), so the connection manager spares
     /// their connections.
     streams_open: Arc<PendingTable>,
@@ -604,6 +607,7 @@ impl Node {
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.cancel.cancel();
+        self.inner.request_streams.close_all().await;
         self.inner.endpoint.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;

@@ -1,14 +1,17 @@
 //! Request/response over one stream per request: the IO half of [`super::wire`].
 //!
 //! The requester opens a stream with lazy multistream-select (the proposal and the request
-//! leave together, no extra round trip), writes `uvarint length ‖ bytes`, half-closes, and
-//! reads `status ‖ uvarint length ‖ bytes`. The responder reads the request (refusing it
-//! unread when its length is over the limit), answers, and closes. Reads take `Bytes`
-//! chunks from the stream and slice the body out of them when it arrived in one piece.
+//! leave together, no extra round trip), writes `uvarint length ‖ bytes` and reads
+//! `status ‖ uvarint length ‖ bytes`. In long mode it keeps the stream for its next request
+//! of the same protocol (see `request_streams.rs`); in short mode it half-closes after the
+//! request. The responder reads requests (refusing one unread when its length is over the
+//! limit) and answers each until the requester half-closes. Reads take `Bytes` chunks from
+//! the stream and slice the body out of them when it arrived in one piece.
 //!
 //! This file knows nothing of peers, pools or handlers; it also classifies failures so the
 //! caller can tell "never reached the peer" (safe to retry) from "lost mid-way".
 
+use super::request_streams::RequestStreams;
 use super::wire::{self, Header, Status, WireError};
 use crate::connection::{Connection, ConnectionError, Stream};
 use crate::negotiate;
@@ -132,8 +135,14 @@ pub(super) async fn read_frame(
     Ok(Some((header, acc.freeze().slice(header.header_len..need))))
 }
 
-/// Writes `head` (the protocol proposal) and a request frame, and half-closes the stream.
-async fn write_request(stream: &mut Stream, mut out: BytesMut, payload: &[u8]) -> io::Result<()> {
+/// Writes `head` (a lazy protocol proposal, or nothing on a kept stream) and a request
+/// frame; half-closes the stream when it carries no further request.
+async fn write_request(
+    stream: &mut Stream,
+    mut out: BytesMut,
+    payload: &[u8],
+    half_close: bool,
+) -> io::Result<()> {
     wire::encode_request_header(payload.len(), &mut out);
     if payload.len() <= COALESCE_LIMIT {
         out.extend_from_slice(payload);
@@ -142,11 +151,15 @@ async fn write_request(stream: &mut Stream, mut out: BytesMut, payload: &[u8]) -
         stream.write_all(&out).await?;
         stream.write_all(payload).await?;
     }
-    stream.shutdown().await
+    if half_close {
+        stream.shutdown().await?;
+    }
+    Ok(())
 }
 
-/// Sends one request on a new stream of `conn` and reads the response. The lazy protocol
-/// proposal and the request leave in one write.
+/// Sends one request on a new stream of `conn`, half-closes it and reads the response:
+/// the stream's only exchange (short mode). The lazy protocol proposal and the request
+/// leave in one write.
 pub(super) async fn request(
     conn: &Connection,
     protocol: &str,
@@ -154,42 +167,84 @@ pub(super) async fn request(
     max_reply: usize,
 ) -> Result<Response, RequestError> {
     // Corked: the SYN, the proposal, the request and the FIN leave in one frame.
-    conn.cork(request_on(conn, protocol, payload, max_reply))
-        .await
+    conn.cork(async {
+        let (mut stream, head) = open(conn, protocol, payload.len())?;
+        exchange(&mut stream, head, payload, max_reply, true).await
+    })
+    .await
 }
 
-async fn request_on(
+/// Sends one request on a stream of `conn` kept from an earlier request of `protocol`
+/// (a new one when none is idle) and reads the response, leaving the stream open. The
+/// caller hands the stream back to `streams` for the next request.
+pub(super) async fn request_reusing(
     conn: &Connection,
+    streams: &RequestStreams,
     protocol: &str,
     payload: &[u8],
     max_reply: usize,
-) -> Result<Response, RequestError> {
+) -> Result<(Response, Stream), RequestError> {
+    // Corked: a new stream's SYN, proposal and request leave in one frame.
+    conn.cork(async {
+        if let Some(mut stream) = streams.take(conn, protocol) {
+            let head = request_buffer(0, payload.len());
+            let response = exchange(&mut stream, head, payload, max_reply, false).await?;
+            if response.status != Status::Reopen {
+                return Ok((response, stream));
+            }
+            // The responder's access rules changed since the stream was negotiated; it did
+            // not handle the request. A new stream's negotiation decides.
+        }
+        let (mut stream, head) = open(conn, protocol, payload.len())?;
+        let response = exchange(&mut stream, head, payload, max_reply, false).await?;
+        Ok((response, stream))
+    })
+    .await
+}
+
+/// A buffer for a request frame behind `prefix` bytes of negotiation.
+fn request_buffer(prefix: usize, payload: usize) -> BytesMut {
+    BytesMut::with_capacity(
+        prefix + wire::request_header_len(payload) + payload.min(COALESCE_LIMIT),
+    )
+}
+
+/// Opens a stream on `conn` with a lazy proposal of `protocol` written into the returned
+/// buffer (it leaves with the request).
+fn open(
+    conn: &Connection,
+    protocol: &str,
+    payload: usize,
+) -> Result<(Stream, BytesMut), RequestError> {
     let mut stream = conn.open_stream().map_err(RequestError::Open)?;
-    let mut head = BytesMut::with_capacity(
-        protocol.len()
-            + 32
-            + wire::request_header_len(payload.len())
-            + payload.len().min(COALESCE_LIMIT),
-    );
+    let mut head = request_buffer(protocol.len() + 32, payload);
     negotiate::propose_lazy(&mut stream, protocol, &mut head)
         .map_err(|e| RequestError::InvalidProtocol(e.to_string()))?;
+    Ok((stream, head))
+}
+
+/// Writes the request behind `head` and reads the response.
+async fn exchange(
+    stream: &mut Stream,
+    head: BytesMut,
+    payload: &[u8],
+    max_reply: usize,
+    half_close: bool,
+) -> Result<Response, RequestError> {
     // A write that fails (the peer refused the request unread and reset the stream) still
     // leaves its answer readable: read it before reporting the write error.
-    let written = write_request(&mut stream, head, payload).await;
-    let read = read_frame(&mut stream, |buf| {
-        wire::decode_response_header(buf, max_reply)
-    })
-    .await;
+    let written = write_request(stream, head, payload, half_close).await;
+    let read = read_frame(stream, |buf| wire::decode_response_header(buf, max_reply)).await;
     match read {
         Ok(Some((header, body))) => Ok(Response {
             status: header.status,
             body,
         }),
         Ok(None) => Err(match written {
-            Err(e) => classify(&stream, e),
+            Err(e) => classify(stream, e),
             Ok(()) => RequestError::Truncated { got: 0, want: 1 },
         }),
-        Err(ReadError::Io(e)) => Err(classify(&stream, e)),
+        Err(ReadError::Io(e)) => Err(classify(stream, e)),
         Err(ReadError::Wire(e)) => Err(RequestError::Wire(e)),
         Err(ReadError::Truncated { got, want }) => Err(RequestError::Truncated { got, want }),
     }
@@ -226,11 +281,13 @@ pub(super) async fn read_request(
     )
 }
 
-/// Writes a response (`head`, then `body`) and closes our side of the stream.
+/// Writes a response (`head`, then `body`), and closes our side of the stream when it
+/// carries no further request.
 pub(super) async fn write_response(
     stream: &mut Stream,
     mut head: BytesMut,
     body: &[u8],
+    half_close: bool,
 ) -> io::Result<()> {
     if body.len() <= COALESCE_LIMIT {
         head.extend_from_slice(body);
@@ -239,5 +296,8 @@ pub(super) async fn write_response(
         stream.write_all(&head).await?;
         stream.write_all(body).await?;
     }
-    stream.shutdown().await
+    if half_close {
+        stream.shutdown().await?;
+    }
+    Ok(())
 }

@@ -15,10 +15,31 @@ use crate::connection::{Connection, Stream};
 use crate::endpoint::StreamHandler as EndpointHandler;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
+use pheromone_core::identity::PeerId;
 use pheromone_core::multistream::Dialer;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Whether a request stream carries another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Again,
+    Done,
+}
+
+/// What a request stream's loop carries from one request to the next.
+struct KeptStream {
+    /// Long mode: the stream may carry further requests.
+    reuse: bool,
+    /// How long to wait for the next request.
+    wait: Duration,
+    /// The peer as handlers see it, looked up once per stream.
+    remote: Option<Peer>,
+    /// The access rules the peer was last checked against.
+    access_generation: u64,
+}
 
 /// Longest a handler waits for the identify answer that carries its peer's name.
 const NAME_WAIT: Duration = Duration::from_secs(2);
@@ -93,6 +114,8 @@ impl Inner {
         }
     }
 
+    /// Answers the requests on one stream: one in short mode, in long mode each until the
+    /// requester half-closes the stream (or leaves it idle past the responder's limit).
     async fn serve_request(
         self: Arc<Self>,
         handler: &ErasedRequestHandler,
@@ -100,6 +123,43 @@ impl Inner {
         conn: Connection,
         mut stream: Stream,
     ) {
+        let mut kept = KeptStream {
+            reuse: self.config.mode == ConnectionMode::Long,
+            wait: self.config.request_timeout,
+            remote: None,
+            // Negotiation checked access just now, under this generation or a later one.
+            access_generation: self.endpoint.access_generation(),
+        };
+        while self
+            .serve_one(handler, protocol, &conn, &mut stream, &mut kept)
+            .await
+            == Next::Again
+        {
+            kept.wait = self.config.responder_stream_idle();
+        }
+        self.finished_with(&conn);
+    }
+
+    /// Whether `peer` may still use `protocol` on a stream negotiated under the access
+    /// rules of `kept.access_generation`.
+    fn still_allowed(&self, protocol: &str, peer: &PeerId, kept: &mut KeptStream) -> bool {
+        let now = self.endpoint.access_generation();
+        if now == kept.access_generation {
+            return true;
+        }
+        kept.access_generation = now;
+        self.endpoint.allows(protocol, peer)
+    }
+
+    /// Reads one request (waiting at most `kept.wait`), runs the handler and answers.
+    async fn serve_one(
+        &self,
+        handler: &ErasedRequestHandler,
+        protocol: &str,
+        conn: &Connection,
+        stream: &mut Stream,
+        kept: &mut KeptStream,
+    ) -> Next {
         let peer = conn.remote_peer();
         let max = self.config.max_message_size;
         let mut out = BytesMut::new();
@@ -107,82 +167,73 @@ impl Inner {
             let limit = self.pending_in.limit();
             tracing::warn!(%peer, protocol, limit, "too many requests from this peer; answering busy");
             wire::encode_limit_response(Status::Busy, limit, &mut out);
-            self.answer(&conn, &mut stream, out, Bytes::new()).await;
-            return;
+            // The request stays unread, so the stream cannot carry another one.
+            return self.answer(conn, stream, out, Bytes::new(), false).await;
         };
-        let timeout = self.config.request_timeout;
-        let request = match crate::deadline::within(
-            timeout,
-            reqresp::read_request(&mut stream, max),
-        )
-        .await
+        let request = match crate::deadline::within(kept.wait, reqresp::read_request(stream, max))
+            .await
         {
             Ok(Ok(Some(request))) => request,
-            Ok(Ok(None)) => return,
+            Ok(Ok(None)) => {
+                // The requester is done with the stream: end ours too.
+                let _ = stream.shutdown().await;
+                return Next::Done;
+            }
             Ok(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
                 tracing::warn!(%peer, protocol, size = len, limit = max, "refusing oversized request");
                 wire::encode_limit_response(Status::TooLarge, max, &mut out);
-                self.answer(&conn, &mut stream, out, Bytes::new()).await;
-                return;
+                return self.answer(conn, stream, out, Bytes::new(), false).await;
             }
             Ok(Err(ReadError::Wire(e))) => {
                 tracing::debug!(%peer, protocol, error = %e, "malformed request");
-                wire::encode_text_response(
-                    Status::Error,
-                    &format!("malformed request: {e}"),
-                    &mut out,
-                );
-                self.answer(&conn, &mut stream, out, Bytes::new()).await;
-                return;
+                let text = format!("malformed request: {e}");
+                wire::encode_text_response(Status::Error, &text, &mut out);
+                return self.answer(conn, stream, out, Bytes::new(), false).await;
             }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, protocol, error = ?e, "request stream failed");
-                return;
+                return Next::Done;
             }
             Err(_) => {
-                tracing::debug!(%peer, protocol, ?timeout, "no request within the timeout");
-                return;
+                tracing::debug!(%peer, protocol, wait = ?kept.wait, "no request within the time allowed");
+                let _ = stream.shutdown().await;
+                return Next::Done;
             }
         };
-        let remote = self.peer_for(&conn).await;
+        if !self.still_allowed(protocol, &peer, kept) {
+            tracing::info!(%peer, protocol, "refused on a kept stream: access changed");
+            wire::encode_response(Status::Reopen, &[], &mut out);
+            return self.answer(conn, stream, out, Bytes::new(), false).await;
+        }
+        let remote = match &kept.remote {
+            Some(remote) => remote.clone(),
+            None => kept.remote.insert(self.peer_for(conn).await).clone(),
+        };
         let outcome = AssertUnwindSafe(handler(remote, request))
             .catch_unwind()
             .await;
-        let mut body = Bytes::new();
-        match outcome {
-            Ok(Ok(Some(reply))) if reply.len() > max => {
-                tracing::warn!(%peer, protocol, size = reply.len(), limit = max, "reply over the size limit not sent");
-                let text = format!(
-                    "reply of {} bytes exceeds the responder's limit of {max} bytes",
-                    reply.len()
-                );
-                wire::encode_text_response(Status::Error, &text, &mut out);
-            }
-            Ok(Ok(Some(reply))) => {
-                wire::encode_response_header(Status::Reply, reply.len(), &mut out);
-                body = reply;
-            }
-            Ok(Ok(None)) => wire::encode_response(Status::NoReply, &[], &mut out),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, protocol, error = %e, "handler failed");
-                wire::encode_text_response(Status::HandlerFailed, e.message(), &mut out);
-            }
-            Err(_) => {
-                tracing::error!(%peer, protocol, "request handler panicked");
-                wire::encode_text_response(Status::HandlerFailed, "handler panicked", &mut out);
-            }
-        }
-        self.answer(&conn, &mut stream, out, body).await;
+        let body = encode_outcome(outcome, max, &mut out, protocol, &peer);
+        self.answer(conn, stream, out, body, kept.reuse).await
     }
 
-    /// Writes an answer (`head` then `body`), closes the stream and, in short mode, the
-    /// connection.
-    async fn answer(&self, conn: &Connection, stream: &mut Stream, head: BytesMut, body: Bytes) {
-        let written = reqresp::write_response(stream, head, &body).await;
-        if let Err(e) = written {
-            tracing::debug!(peer = %conn.remote_peer(), error = %e, "could not write the answer");
+    /// Writes an answer (`head` then `body`); closes our side of the stream unless it may
+    /// carry another request.
+    async fn answer(
+        &self,
+        conn: &Connection,
+        stream: &mut Stream,
+        head: BytesMut,
+        body: Bytes,
+        keep_open: bool,
+    ) -> Next {
+        match reqresp::write_response(stream, head, &body, !keep_open).await {
+            Ok(()) if keep_open => Next::Again,
+            Ok(()) => Next::Done,
+            Err(e) => {
+                tracing::debug!(peer = %conn.remote_peer(), error = %e, "could not write the answer");
+                Next::Done
+            }
         }
-        self.finished_with(conn);
     }
 
     /// Short mode: the connection has served its purpose.
@@ -209,5 +260,44 @@ impl Inner {
             tracing::error!(peer = %conn.remote_peer(), "stream handler panicked");
         }
         self.finished_with(&conn);
+    }
+}
+
+/// Encodes the handler's outcome into `out`; returns the reply body to send behind it.
+fn encode_outcome(
+    outcome: std::thread::Result<super::handler::HandlerResult>,
+    max: usize,
+    out: &mut BytesMut,
+    protocol: &str,
+    peer: &PeerId,
+) -> Bytes {
+    match outcome {
+        Ok(Ok(Some(reply))) if reply.len() > max => {
+            tracing::warn!(%peer, protocol, size = reply.len(), limit = max, "reply over the size limit not sent");
+            let text = format!(
+                "reply of {} bytes exceeds the responder's limit of {max} bytes",
+                reply.len()
+            );
+            wire::encode_text_response(Status::Error, &text, out);
+            Bytes::new()
+        }
+        Ok(Ok(Some(reply))) => {
+            wire::encode_response_header(Status::Reply, reply.len(), out);
+            reply
+        }
+        Ok(Ok(None)) => {
+            wire::encode_response(Status::NoReply, &[], out);
+            Bytes::new()
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, protocol, error = %e, "handler failed");
+            wire::encode_text_response(Status::HandlerFailed, e.message(), out);
+            Bytes::new()
+        }
+        Err(_) => {
+            tracing::error!(%peer, protocol, "request handler panicked");
+            wire::encode_text_response(Status::HandlerFailed, "handler panicked", out);
+            Bytes::new()
+        }
     }
 }

@@ -34,6 +34,10 @@ pub enum Status {
     /// 5: the responder is already handling as many requests from us as it allows; the body
     /// is that limit as a uvarint. The request was not handled.
     Busy,
+    /// 6: on a stream kept from an earlier request, the responder no longer takes this
+    /// protocol from us (its access rules changed); the body is empty. The request was not
+    /// handled: send it on a new stream, whose negotiation decides.
+    Reopen,
 }
 
 impl Status {
@@ -46,6 +50,7 @@ impl Status {
             Status::HandlerFailed => 3,
             Status::Error => 4,
             Status::Busy => 5,
+            Status::Reopen => 6,
         }
     }
 
@@ -58,6 +63,7 @@ impl Status {
             3 => Status::HandlerFailed,
             4 => Status::Error,
             5 => Status::Busy,
+            6 => Status::Reopen,
             _ => return None,
         })
     }
@@ -66,7 +72,7 @@ impl Status {
     fn max_body(self, max_reply: usize) -> usize {
         match self {
             Status::Reply => max_reply,
-            Status::NoReply => 0,
+            Status::NoReply | Status::Reopen => 0,
             Status::TooLarge | Status::Busy => varint::MAX_LEN,
             Status::HandlerFailed | Status::Error => MAX_ERROR_TEXT,
         }
@@ -237,13 +243,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [Status; 6] = [
+    const ALL: [Status; 7] = [
         Status::Reply,
         Status::NoReply,
         Status::TooLarge,
         Status::HandlerFailed,
         Status::Error,
         Status::Busy,
+        Status::Reopen,
     ];
 
     #[test]
@@ -252,7 +259,7 @@ mod tests {
             assert_eq!(s.to_byte() as usize, i);
             assert_eq!(Status::from_byte(i as u8), Some(*s));
         }
-        assert_eq!(Status::from_byte(6), None);
+        assert_eq!(Status::from_byte(7), None);
         assert_eq!(
             decode_response_header(&[9, 0], 10),
             Err(WireError::UnknownStatus(9))
@@ -332,7 +339,7 @@ mod tests {
         #[test]
         fn response_round_trip(status in proptest::sample::select(ALL.to_vec()), body in proptest::collection::vec(any::<u8>(), 0..300)) {
             let body = match status {
-                Status::NoReply => Vec::new(),
+                Status::NoReply | Status::Reopen => Vec::new(),
                 Status::TooLarge | Status::Busy => {
                     let mut b = Vec::new();
                     varint::encode(body.len() as u64, &mut b);

@@ -1,0 +1,192 @@
+//! Request streams kept open between requests, per connection and protocol.
+//!
+//! A request on a stream of its own pays for opening the stream, negotiating the protocol
+//! and closing it again; on a stream kept from an earlier request of the same protocol it
+//! costs one frame each way. This pool holds such idle streams — at most
+//! [`MAX_IDLE_PER_PROTOCOL`] per connection and protocol — and hands out the most recently
+//! used first. A watcher task per connection half-closes idle streams once they have been
+//! idle for the idle limit (`NodeConfig::request_stream_idle`; responders wait longer, so
+//! the requester is the one that ends a stream), and all of them as soon as the connection goes away, so that
+//! idle detection still sees an unused connection and a closing one is not held up by
+//! streams nobody uses.
+//!
+//! The requester decides when a kept stream ends (it half-closes; the responder answers
+//! with its own FIN), which keeps "the responder dropped the stream while we were sending"
+//! out of normal operation. Nothing here reads or writes requests.
+
+use crate::connection::{Connection, ConnectionId, Stream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+/// Idle streams kept per connection and protocol: enough for 64 requests in flight to
+/// reuse theirs.
+pub(super) const MAX_IDLE_PER_PROTOCOL: usize = 64;
+
+/// Longest a half-closed stream waits for the responder's FIN before it is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+struct Idle {
+    stream: Stream,
+    since: Instant,
+}
+
+/// The idle streams of one connection.
+#[derive(Default)]
+struct ConnectionStreams {
+    by_protocol: HashMap<String, Vec<Idle>>,
+}
+
+impl ConnectionStreams {
+    fn is_empty(&self) -> bool {
+        self.by_protocol.values().all(Vec::is_empty)
+    }
+
+    /// Takes out the streams idle since before `cutoff` (all of them without one).
+    fn take_expired(&mut self, cutoff: Option<Instant>) -> Vec<Stream> {
+        let mut expired = Vec::new();
+        for list in self.by_protocol.values_mut() {
+            let keep: Vec<Idle> = std::mem::take(list)
+                .into_iter()
+                .filter_map(|idle| match cutoff {
+                    Some(cutoff) if idle.since >= cutoff => Some(idle),
+                    _ => {
+                        expired.push(idle.stream);
+                        None
+                    }
+                })
+                .collect();
+            *list = keep;
+        }
+        self.by_protocol.retain(|_, list| !list.is_empty());
+        expired
+    }
+}
+
+/// Idle request streams by connection and protocol.
+pub(super) struct RequestStreams {
+    idle: Mutex<HashMap<ConnectionId, ConnectionStreams>>,
+    idle_limit: Duration,
+}
+
+impl RequestStreams {
+    /// A pool whose streams are kept at most `idle_limit` between requests.
+    pub(super) fn new(idle_limit: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(HashMap::new()),
+            idle_limit,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, ConnectionStreams>> {
+        // Nothing here panics while holding the lock; if something did, the map is still
+        // a valid map.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A kept stream of `conn` negotiated for `protocol`, if one is idle and still open.
+    pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<Stream> {
+        if conn.is_going_away() {
+            return None;
+        }
+        let mut idle = self.lock();
+        let list = idle.get_mut(&conn.id())?.by_protocol.get_mut(protocol)?;
+        // A stream the responder ended meanwhile is dropped (it is closed already).
+        while let Some(entry) = list.pop() {
+            if entry.stream.is_open_and_drained() {
+                return Some(entry.stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps `stream` (negotiated for `protocol`, its last exchange complete) for the next
+    /// request, or half-closes it when it cannot be reused or there are enough idle ones.
+    pub(super) fn put(
+        self: &Arc<Self>,
+        conn: &Connection,
+        protocol: &str,
+        stream: Stream,
+        spawn: impl FnOnce(futures::future::BoxFuture<'static, ()>),
+    ) {
+        if conn.is_going_away() || !stream.is_open_and_drained() {
+            spawn(Box::pin(finish(vec![stream])));
+            return;
+        }
+        let mut idle = self.lock();
+        let first = !idle.contains_key(&conn.id());
+        let streams = idle.entry(conn.id()).or_default();
+        let list = streams.by_protocol.entry(protocol.to_owned()).or_default();
+        if list.len() >= MAX_IDLE_PER_PROTOCOL {
+            drop(idle);
+            spawn(Box::pin(finish(vec![stream])));
+            return;
+        }
+        list.push(Idle {
+            stream,
+            since: Instant::now(),
+        });
+        drop(idle);
+        if first {
+            spawn(Box::pin(self.clone().watch(conn.clone())));
+        }
+    }
+
+    /// Half-closes every idle stream (the node is closing).
+    pub(super) async fn close_all(&self) {
+        let streams: Vec<Stream> = self
+            .lock()
+            .drain()
+            .flat_map(|(_, mut s)| s.take_expired(None))
+            .collect();
+        finish(streams).await;
+    }
+
+    /// Expires `conn`'s idle streams as they age, and ends them all when it goes away.
+    async fn watch(self: Arc<Self>, conn: Connection) {
+        let tick = self.idle_limit / 2;
+        loop {
+            let going_away = tokio::select! {
+                () = conn.going_away() => true,
+                () = tokio::time::sleep(tick) => false,
+            };
+            let cutoff = match (going_away, Instant::now().checked_sub(self.idle_limit)) {
+                (true, _) => None,
+                (false, Some(cutoff)) => Some(cutoff),
+                // The clock started less than a limit ago: nothing can have expired.
+                (false, None) => continue,
+            };
+            let (expired, empty) = {
+                let mut idle = self.lock();
+                let Some(streams) = idle.get_mut(&conn.id()) else {
+                    return;
+                };
+                let expired = streams.take_expired(cutoff);
+                let empty = streams.is_empty();
+                if empty {
+                    idle.remove(&conn.id());
+                }
+                (expired, empty)
+            };
+            finish(expired).await;
+            if empty {
+                return;
+            }
+        }
+    }
+}
+
+/// Half-closes `streams` and waits (bounded) for each responder's FIN, so the streams end
+/// cleanly rather than with a reset.
+async fn finish(streams: Vec<Stream>) {
+    let each = streams.into_iter().map(|mut stream| async move {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async { while let Ok(Some(_)) = stream.read_chunk().await {} };
+        let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
+    });
+    futures::future::join_all(each).await;
+}
