@@ -5,6 +5,7 @@
 //! through [`Handshake::poll_transmit`]. It reads no clock (the driver owns the handshake
 //! timeout) and draws no randomness (the caller hands in both X25519 secrets).
 
+use super::dh::DhSecret;
 use super::frame::{self, LEN_PREFIX};
 use super::payload::{self, NoiseExtensions, RemoteIdentity, MAX_HANDSHAKE_PAYLOAD};
 use super::transport::NoiseTransport;
@@ -12,6 +13,7 @@ use super::xx::{Xx, MIN_MSG1_LEN, MIN_MSG2_LEN, MIN_MSG3_LEN};
 use super::NoiseError;
 use crate::identity::{Keypair, PeerId, PublicKey};
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 use zeroize::Zeroize;
 
 /// Largest message 1 we accept: the ephemeral key and a (clear, ignored) payload.
@@ -53,15 +55,15 @@ pub struct HandshakeConfig<'a> {
 /// computed once and reused for every handshake (as rust-libp2p does).
 #[derive(Clone)]
 pub struct StaticKey {
-    secret: [u8; 32],
-    public: [u8; 32],
+    /// Shared by every handshake that uses this key: preparing it costs a key parse.
+    secret: Arc<DhSecret>,
     payload: Vec<u8>,
 }
 
 impl std::fmt::Debug for StaticKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticKey")
-            .field("public", &self.public)
+            .field("public", &self.secret.public())
             .finish_non_exhaustive()
     }
 }
@@ -70,14 +72,9 @@ impl StaticKey {
     /// Derives the public key from `secret` and signs it with `identity`, advertising
     /// `stream_muxers` in the payload's extensions (none when empty).
     pub fn new(identity: &Keypair, secret: [u8; 32], stream_muxers: &[String]) -> Self {
-        let public =
-            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
-        let payload = payload::encode(identity, &public, stream_muxers);
-        Self {
-            secret,
-            public,
-            payload,
-        }
+        let secret = Arc::new(DhSecret::new(secret));
+        let payload = payload::encode(identity, &secret.public(), stream_muxers);
+        Self { secret, payload }
     }
 }
 
@@ -201,7 +198,7 @@ impl Handshake {
     fn new(cfg: HandshakeConfig<'_>, initiator: bool, state: State) -> Self {
         let (xx, local_payload) = match cfg.static_key {
             Some(key) => (
-                Xx::with_static_public(key.secret, key.public, cfg.ephemeral_secret, &[]),
+                Xx::with_static_key(Arc::clone(&key.secret), cfg.ephemeral_secret, &[]),
                 key.payload.clone(),
             ),
             None => {

@@ -5,8 +5,9 @@
 //! Everything here is sans-IO and deterministic: no sockets, no clock, no randomness. The
 //! caller draws both X25519 secrets from its RNG and hands them in; the handshake takes
 //! bytes in and hands framed bytes out. The Noise state machine is written here on plain
-//! primitives (x25519-dalek, SHA-256/HMAC, ring's ChaCha20-Poly1305) rather than on a Noise
-//! crate, because those draw their own randomness.
+//! primitives (X25519 from AWS-LC with x25519-dalek as fallback, in `dh.rs`; SHA-256/HMAC;
+//! ring's ChaCha20-Poly1305) rather than on a Noise crate, because those draw their own
+//! randomness.
 //!
 //! # Wire
 //!
@@ -62,6 +63,7 @@
 //! value 2^64-1 is never used, so a direction fails with [`NoiseError::NonceExhausted`]
 //! instead of wrapping. Only Ed25519 identity keys are accepted from remotes.
 
+mod dh;
 mod error;
 pub mod frame;
 mod handshake;

@@ -10,31 +10,20 @@
 //! message when is the caller's business (`handshake.rs` sequences it). It never draws
 //! randomness: both X25519 secrets are handed in.
 
+use super::dh::DhSecret;
+pub(crate) use super::dh::DH_LEN;
 use super::symmetric::{SymmetricState, HASH_LEN, KEY_LEN, TAG_LEN};
 use super::NoiseError;
-use x25519_dalek::{PublicKey as DhPublic, SharedSecret, StaticSecret};
+use std::sync::Arc;
 
 /// The Noise protocol name libp2p mandates.
 pub(crate) const PROTOCOL_NAME: &[u8] = b"Noise_XX_25519_ChaChaPoly_SHA256";
-/// Length of an X25519 public key, the Noise `DHLEN`.
-pub(crate) const DH_LEN: usize = 32;
 /// Shortest valid message 1: the initiator's ephemeral key.
 pub(crate) const MIN_MSG1_LEN: usize = DH_LEN;
 /// Shortest valid message 2: ephemeral key, encrypted static key, tag of the payload.
 pub(crate) const MIN_MSG2_LEN: usize = DH_LEN + DH_LEN + TAG_LEN + TAG_LEN;
 /// Shortest valid message 3: encrypted static key, tag of the payload.
 pub(crate) const MIN_MSG3_LEN: usize = DH_LEN + TAG_LEN + TAG_LEN;
-
-/// `DH(secret, public)`, refusing low-order points (they would make the secret all zeros,
-/// which Noise permits implementations to reject).
-fn dh(secret: &StaticSecret, public: &[u8; DH_LEN]) -> Result<SharedSecret, NoiseError> {
-    let shared = secret.diffie_hellman(&DhPublic::from(*public));
-    if shared.was_contributory() {
-        Ok(shared)
-    } else {
-        Err(NoiseError::LowOrderPoint)
-    }
-}
 
 fn key_at(msg: &[u8], at: usize) -> [u8; DH_LEN] {
     let mut key = [0u8; DH_LEN];
@@ -56,10 +45,9 @@ fn check_len(message: u8, msg: &[u8], min: usize) -> Result<(), NoiseError> {
 /// Noise `HandshakeState` for `XX` with one side's keys; either role.
 pub(crate) struct Xx {
     sym: SymmetricState,
-    s: StaticSecret,
-    s_pub: [u8; DH_LEN],
-    e: StaticSecret,
-    e_pub: [u8; DH_LEN],
+    /// Shared with the node's [`super::StaticKey`], which prepares it once.
+    s: Arc<DhSecret>,
+    e: DhSecret,
     re: Option<[u8; DH_LEN]>,
     rs: Option<[u8; DH_LEN]>,
 }
@@ -76,27 +64,22 @@ impl Xx {
         ephemeral_secret: [u8; KEY_LEN],
         prologue: &[u8],
     ) -> Self {
-        let s_pub = DhPublic::from(&StaticSecret::from(static_secret)).to_bytes();
-        Self::with_static_public(static_secret, s_pub, ephemeral_secret, prologue)
+        let s = Arc::new(DhSecret::new(static_secret));
+        Self::with_static_key(s, ephemeral_secret, prologue)
     }
 
-    /// [`Xx::with_prologue`] with the static public key already computed (it is the same
-    /// for every handshake of a node that keeps its static key).
-    pub(crate) fn with_static_public(
-        static_secret: [u8; KEY_LEN],
-        static_public: [u8; DH_LEN],
+    /// [`Xx::with_prologue`] with the static key already prepared (it is the same for
+    /// every handshake of a node that keeps its static key).
+    pub(crate) fn with_static_key(
+        s: Arc<DhSecret>,
         ephemeral_secret: [u8; KEY_LEN],
         prologue: &[u8],
     ) -> Self {
-        let s = StaticSecret::from(static_secret);
-        let e = StaticSecret::from(ephemeral_secret);
         let mut sym = SymmetricState::new(PROTOCOL_NAME);
         sym.mix_hash(prologue);
         Self {
-            s_pub: static_public,
-            e_pub: DhPublic::from(&e).to_bytes(),
             s,
-            e,
+            e: DhSecret::new(ephemeral_secret),
             sym,
             re: None,
             rs: None,
@@ -105,8 +88,9 @@ impl Xx {
 
     /// Initiator, `-> e` with an empty payload (libp2p sends none before secrecy).
     pub(crate) fn write_message_1(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.e_pub);
-        self.sym.mix_hash(&self.e_pub);
+        let e_pub = self.e.public();
+        out.extend_from_slice(&e_pub);
+        self.sym.mix_hash(&e_pub);
         // EncryptAndHash of the empty payload without a key is MixHash of nothing.
         self.sym.mix_hash(&[]);
     }
@@ -127,11 +111,12 @@ impl Xx {
         out: &mut Vec<u8>,
     ) -> Result<(), NoiseError> {
         let re = self.re.ok_or(NoiseError::HandshakeFailed)?;
-        out.extend_from_slice(&self.e_pub);
-        self.sym.mix_hash(&self.e_pub);
-        self.sym.mix_key(dh(&self.e, &re)?.as_bytes())?;
-        self.sym.encrypt_and_hash(&self.s_pub, out)?;
-        self.sym.mix_key(dh(&self.s, &re)?.as_bytes())?;
+        let e_pub = self.e.public();
+        out.extend_from_slice(&e_pub);
+        self.sym.mix_hash(&e_pub);
+        self.sym.mix_key(self.e.diffie_hellman(&re)?.as_slice())?;
+        self.sym.encrypt_and_hash(&self.s.public(), out)?;
+        self.sym.mix_key(self.s.diffie_hellman(&re)?.as_slice())?;
         self.sym.encrypt_and_hash(payload, out)
     }
 
@@ -142,12 +127,12 @@ impl Xx {
         let re = key_at(msg, 0);
         self.sym.mix_hash(&re);
         self.re = Some(re);
-        self.sym.mix_key(dh(&self.e, &re)?.as_bytes())?;
+        self.sym.mix_key(self.e.diffie_hellman(&re)?.as_slice())?;
         let rs_end = DH_LEN + DH_LEN + TAG_LEN;
         let rs = self.sym.decrypt_and_hash(&msg[DH_LEN..rs_end])?;
         let rs: [u8; DH_LEN] = rs.try_into().map_err(|_| NoiseError::Decrypt)?;
         self.rs = Some(rs);
-        self.sym.mix_key(dh(&self.e, &rs)?.as_bytes())?;
+        self.sym.mix_key(self.e.diffie_hellman(&rs)?.as_slice())?;
         self.sym.decrypt_and_hash(&msg[rs_end..])
     }
 
@@ -158,8 +143,8 @@ impl Xx {
         out: &mut Vec<u8>,
     ) -> Result<(), NoiseError> {
         let re = self.re.ok_or(NoiseError::HandshakeFailed)?;
-        self.sym.encrypt_and_hash(&self.s_pub, out)?;
-        self.sym.mix_key(dh(&self.s, &re)?.as_bytes())?;
+        self.sym.encrypt_and_hash(&self.s.public(), out)?;
+        self.sym.mix_key(self.s.diffie_hellman(&re)?.as_slice())?;
         self.sym.encrypt_and_hash(payload, out)
     }
 
@@ -174,7 +159,7 @@ impl Xx {
         let rs = self.sym.decrypt_and_hash(&msg[..rs_end])?;
         let rs: [u8; DH_LEN] = rs.try_into().map_err(|_| NoiseError::Decrypt)?;
         self.rs = Some(rs);
-        self.sym.mix_key(dh(&self.e, &rs)?.as_bytes())?;
+        self.sym.mix_key(self.e.diffie_hellman(&rs)?.as_slice())?;
         self.sym.decrypt_and_hash(&msg[rs_end..])
     }
 
@@ -185,7 +170,7 @@ impl Xx {
 
     /// Our static X25519 public key.
     pub(crate) fn local_static(&self) -> [u8; DH_LEN] {
-        self.s_pub
+        self.s.public()
     }
 
     /// `Split()`: (initiator-to-responder key, responder-to-initiator key).
