@@ -3,7 +3,8 @@
 //! `tokio::time::timeout` registers a timer before the first poll; on the request path most
 //! futures complete in that first poll (the request arrived with the stream's SYN), so the
 //! timer's insertion, removal and clock reads were pure overhead. [`within`] polls once
-//! first and arms the timer only if the future has to wait. Nothing else lives here.
+//! first and arms the timer only if the future has to wait. [`IdleLimit`] bounds a loop's
+//! waits with one timer that moves only when it fires. Nothing else lives here.
 
 use std::future::Future;
 use std::task::Poll;
@@ -20,4 +21,93 @@ pub(crate) async fn within<F: Future>(
         return Ok(out);
     }
     tokio::time::timeout(limit, future).await
+}
+
+/// A bound on how long a loop may wait for its next item, armed once and moved only when
+/// it fires: a wait costs a counter bump instead of a timer insertion and removal. A loop
+/// idle for its whole limit (no [`IdleLimit::touch`] since the timer was last set) ends
+/// within one to two limits.
+pub(crate) struct IdleLimit {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    activity: u64,
+    seen: u64,
+}
+
+impl IdleLimit {
+    /// A bound of `limit` from now.
+    pub(crate) fn new(limit: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            activity: 0,
+            seen: 0,
+        }
+    }
+
+    /// Records that the loop did something, so the next expiry only re-arms the timer.
+    pub(crate) fn touch(&mut self) {
+        self.activity = self.activity.wrapping_add(1);
+    }
+
+    /// `future`'s output, or `None` once the loop has been idle for its limit.
+    pub(crate) async fn within<F: Future>(&mut self, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            while self.sleep.as_mut().poll(cx).is_ready() {
+                if self.activity == self.seen {
+                    return Poll::Ready(None);
+                }
+                self.seen = self.activity;
+                let next = tokio::time::Instant::now() + self.limit;
+                self.sleep.as_mut().reset(next);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(40);
+
+    #[tokio::test]
+    async fn a_ready_future_needs_no_timer() {
+        let mut idle = IdleLimit::new(LIMIT);
+        assert_eq!(idle.within(async { 7 }).await, Some(7));
+        assert_eq!(within(LIMIT, async { 8 }).await.ok(), Some(8));
+    }
+
+    #[tokio::test]
+    async fn an_idle_loop_ends_within_two_limits() {
+        let mut idle = IdleLimit::new(LIMIT);
+        let start = tokio::time::Instant::now();
+        assert_eq!(idle.within(std::future::pending::<()>()).await, None);
+        let waited = start.elapsed();
+        assert!(waited >= LIMIT, "{waited:?}");
+        // Generous upper bound: a loaded machine may be slow to wake us.
+        assert!(waited < LIMIT * 50, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn activity_moves_the_limit() {
+        let mut idle = IdleLimit::new(LIMIT);
+        // Busy for three limits, touching every quarter limit: never idle.
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < LIMIT * 3 {
+            let slept = idle.within(tokio::time::sleep(LIMIT / 4)).await;
+            assert_eq!(slept, Some(()), "cut while active");
+            idle.touch();
+        }
+        // Then idle: cut, after at least one limit.
+        let quiet = tokio::time::Instant::now();
+        assert_eq!(idle.within(std::future::pending::<()>()).await, None);
+        assert!(quiet.elapsed() >= LIMIT / 4);
+    }
 }

@@ -453,41 +453,41 @@ fn answer(
     size: usize,
     response: Response,
 ) -> Result<Option<Bytes>, DispatchError> {
-    let protocol = protocol.to_owned();
+    let protocol = || protocol.to_owned();
     let text = || String::from_utf8_lossy(&response.body).into_owned();
     let limit = || wire::decode_limit(&response.body).unwrap_or(0);
-    match response.status {
-        Status::Reply => Ok(Some(response.body.clone())),
-        Status::NoReply => Ok(None),
-        Status::TooLarge => Err(DispatchError::RemoteRequestTooLarge {
+    Err(match response.status {
+        Status::Reply => return Ok(Some(response.body)),
+        Status::NoReply => return Ok(None),
+        Status::TooLarge => DispatchError::RemoteRequestTooLarge {
             peer,
-            protocol,
+            protocol: protocol(),
             size,
             max: limit(),
-        }),
-        Status::HandlerFailed => Err(DispatchError::HandlerFailed {
+        },
+        Status::HandlerFailed => DispatchError::HandlerFailed {
             peer,
-            protocol,
+            protocol: protocol(),
             message: text(),
-        }),
-        Status::Busy => Err(DispatchError::Busy {
+        },
+        Status::Busy => DispatchError::Busy {
             peer,
-            protocol,
+            protocol: protocol(),
             limit: limit(),
-        }),
-        Status::Error => Err(DispatchError::Remote {
+        },
+        Status::Error => DispatchError::Remote {
             peer,
-            protocol,
+            protocol: protocol(),
             message: text(),
-        }),
+        },
         // Only a kept stream is answered so, and a new stream's never is.
-        Status::Reopen => Err(DispatchError::Remote {
+        Status::Reopen => DispatchError::Remote {
             peer,
-            protocol,
+            protocol: protocol(),
             message: "the responder refused a request on a new stream as if it were kept"
                 .to_owned(),
-        }),
-    }
+        },
+    })
 }
 
 /// Turns a failed request into the call's error.

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::time::Instant;
 
 /// Idle streams kept per connection and protocol: enough for 64 requests in flight to
 /// reuse theirs.
@@ -30,13 +29,17 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 struct Idle {
     stream: Stream,
-    since: Instant,
+    /// Its connection's tick count when the stream went idle (reading a counter is cheaper
+    /// than reading the clock on every request).
+    since_tick: u64,
 }
 
 /// The idle streams of one connection.
 #[derive(Default)]
 struct ConnectionStreams {
     by_protocol: HashMap<String, Vec<Idle>>,
+    /// Periods of half the idle limit counted by this connection's watcher.
+    tick: u64,
 }
 
 impl ConnectionStreams {
@@ -44,14 +47,14 @@ impl ConnectionStreams {
         self.by_protocol.values().all(Vec::is_empty)
     }
 
-    /// Takes out the streams idle since before `cutoff` (all of them without one).
-    fn take_expired(&mut self, cutoff: Option<Instant>) -> Vec<Stream> {
+    /// Takes out the streams idle since before tick `cutoff` (all of them without one).
+    fn take_expired(&mut self, cutoff: Option<u64>) -> Vec<Stream> {
         let mut expired = Vec::new();
         for list in self.by_protocol.values_mut() {
             let keep: Vec<Idle> = std::mem::take(list)
                 .into_iter()
                 .filter_map(|idle| match cutoff {
-                    Some(cutoff) if idle.since >= cutoff => Some(idle),
+                    Some(cutoff) if idle.since_tick >= cutoff => Some(idle),
                     _ => {
                         expired.push(idle.stream);
                         None
@@ -118,16 +121,18 @@ impl RequestStreams {
         let mut idle = self.lock();
         let first = !idle.contains_key(&conn.id());
         let streams = idle.entry(conn.id()).or_default();
-        let list = streams.by_protocol.entry(protocol.to_owned()).or_default();
+        let since_tick = streams.tick;
+        // Look the protocol up before inserting: the name is allocated only once.
+        let list = match streams.by_protocol.get_mut(protocol) {
+            Some(list) => list,
+            None => streams.by_protocol.entry(protocol.to_owned()).or_default(),
+        };
         if list.len() >= MAX_IDLE_PER_PROTOCOL {
             drop(idle);
             spawn(Box::pin(finish(vec![stream])));
             return;
         }
-        list.push(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        list.push(Idle { stream, since_tick });
         drop(idle);
         if first {
             spawn(Box::pin(self.clone().watch(conn.clone())));
@@ -145,6 +150,8 @@ impl RequestStreams {
     }
 
     /// Expires `conn`'s idle streams as they age, and ends them all when it goes away.
+    /// A stream idle for two ticks of half the idle limit has been idle for at least the
+    /// limit (and at most one and a half times it).
     async fn watch(self: Arc<Self>, conn: Connection) {
         let tick = self.idle_limit / 2;
         loop {
@@ -152,17 +159,14 @@ impl RequestStreams {
                 () = conn.going_away() => true,
                 () = tokio::time::sleep(tick) => false,
             };
-            let cutoff = match (going_away, Instant::now().checked_sub(self.idle_limit)) {
-                (true, _) => None,
-                (false, Some(cutoff)) => Some(cutoff),
-                // The clock started less than a limit ago: nothing can have expired.
-                (false, None) => continue,
-            };
             let (expired, empty) = {
                 let mut idle = self.lock();
                 let Some(streams) = idle.get_mut(&conn.id()) else {
                     return;
                 };
+                streams.tick += 1;
+                // Streams put before the previous tick have been idle a whole limit.
+                let cutoff = (!going_away).then(|| streams.tick.saturating_sub(1));
                 let expired = streams.take_expired(cutoff);
                 let empty = streams.is_empty();
                 if empty {

@@ -12,6 +12,7 @@ use super::reqresp::{self, ReadError};
 use super::wire::{self, Status, WireError};
 use super::{Inner, NodeError};
 use crate::connection::{Connection, Stream};
+use crate::deadline::IdleLimit;
 use crate::endpoint::StreamHandler as EndpointHandler;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
@@ -33,8 +34,10 @@ enum Next {
 struct KeptStream {
     /// Long mode: the stream may carry further requests.
     reuse: bool,
-    /// How long to wait for the next request.
+    /// How long to wait for the stream's first request.
     wait: Duration,
+    /// Bounds the wait for each later request (set after the first).
+    idle: Option<IdleLimit>,
     /// The peer as handlers see it, looked up once per stream.
     remote: Option<Peer>,
     /// The access rules the peer was last checked against.
@@ -126,6 +129,7 @@ impl Inner {
         let mut kept = KeptStream {
             reuse: self.config.mode == ConnectionMode::Long,
             wait: self.config.request_timeout,
+            idle: None,
             remote: None,
             // Negotiation checked access just now, under this generation or a later one.
             access_generation: self.endpoint.access_generation(),
@@ -135,7 +139,9 @@ impl Inner {
             .await
             == Next::Again
         {
-            kept.wait = self.config.responder_stream_idle();
+            kept.idle
+                .get_or_insert_with(|| IdleLimit::new(self.config.responder_stream_idle()))
+                .touch();
         }
         self.finished_with(&conn);
     }
@@ -151,7 +157,8 @@ impl Inner {
         self.endpoint.allows(protocol, peer)
     }
 
-    /// Reads one request (waiting at most `kept.wait`), runs the handler and answers.
+    /// Reads one request (the first within `kept.wait`, later ones within the idle limit),
+    /// runs the handler and answers.
     async fn serve_one(
         &self,
         handler: &ErasedRequestHandler,
@@ -170,32 +177,36 @@ impl Inner {
             // The request stays unread, so the stream cannot carry another one.
             return self.answer(conn, stream, out, Bytes::new(), false).await;
         };
-        let request = match crate::deadline::within(kept.wait, reqresp::read_request(stream, max))
-            .await
-        {
-            Ok(Ok(Some(request))) => request,
-            Ok(Ok(None)) => {
+        let read = reqresp::read_request(stream, max);
+        let read = match &mut kept.idle {
+            // The first request: within the request timeout.
+            None => crate::deadline::within(kept.wait, read).await.ok(),
+            Some(idle) => idle.within(read).await,
+        };
+        let request = match read {
+            Some(Ok(Some(request))) => request,
+            Some(Ok(None)) => {
                 // The requester is done with the stream: end ours too.
                 let _ = stream.shutdown().await;
                 return Next::Done;
             }
-            Ok(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
+            Some(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
                 tracing::warn!(%peer, protocol, size = len, limit = max, "refusing oversized request");
                 wire::encode_limit_response(Status::TooLarge, max, &mut out);
                 return self.answer(conn, stream, out, Bytes::new(), false).await;
             }
-            Ok(Err(ReadError::Wire(e))) => {
+            Some(Err(ReadError::Wire(e))) => {
                 tracing::debug!(%peer, protocol, error = %e, "malformed request");
                 let text = format!("malformed request: {e}");
                 wire::encode_text_response(Status::Error, &text, &mut out);
                 return self.answer(conn, stream, out, Bytes::new(), false).await;
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::debug!(%peer, protocol, error = ?e, "request stream failed");
                 return Next::Done;
             }
-            Err(_) => {
-                tracing::debug!(%peer, protocol, wait = ?kept.wait, "no request within the time allowed");
+            None => {
+                tracing::debug!(%peer, protocol, "no request within the time allowed");
                 let _ = stream.shutdown().await;
                 return Next::Done;
             }
