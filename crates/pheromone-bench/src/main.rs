@@ -1,6 +1,6 @@
 //! `pheromone-bench`: measures throughput, request/response and connection set-up for
-//! each stack (plain TCP, TCP + ChaCha20-Poly1305, rust-libp2p; pheromone once its
-//! connection layer exists) in one process on 127.0.0.1, and prints one JSON object per
+//! each stack (plain TCP, TCP + ChaCha20-Poly1305, TCP + AES-256-GCM, rust-libp2p,
+//! pheromone) in one process on 127.0.0.1, and prints one JSON object per
 //! line on stdout. Diagnostics go to stderr so stdout stays machine-readable.
 //!
 //! # Layout
@@ -67,6 +67,10 @@ struct Args {
     /// Give up on any single run after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// The `pheromone` stack: do not offer AES-256-GCM, so its Noise transport is
+    /// ChaCha20-Poly1305 even on a CPU with AES hardware.
+    #[arg(long)]
+    no_aes_gcm: bool,
 }
 
 /// The resolved sizes of one invocation.
@@ -164,6 +168,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if args.no_aes_gcm {
+        stacks::pheromone::disable_aes_gcm();
+    }
     let plan = match Plan::from_args(args) {
         Ok(plan) => plan,
         Err(e) => {

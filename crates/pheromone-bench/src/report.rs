@@ -19,6 +19,11 @@ pub struct ThroughputResult {
     /// User + system CPU seconds of the whole process (sender and receiver both live in
     /// it) per 10^9 payload bytes.
     pub cpu_s_per_gb: f64,
+    /// The transport cipher the connection negotiated (`aes256gcm` or
+    /// `chacha20poly1305`); only on the `pheromone` line, whose cipher depends on the CPU
+    /// and `--no-aes-gcm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<&'static str>,
 }
 
 /// Request/response round trips.
@@ -217,7 +222,14 @@ impl ThroughputResult {
             stack,
             mb_per_s: round(bytes as f64 / 1e6 / secs, 1),
             cpu_s_per_gb: round(cpu.as_secs_f64() / gb, 3),
+            cipher: None,
         }
+    }
+
+    /// Names the transport cipher the run used.
+    pub fn with_cipher(mut self, cipher: &'static str) -> Self {
+        self.cipher = Some(cipher);
+        self
     }
 }
 

@@ -51,7 +51,7 @@ fn quick_run_prints_one_valid_line_per_measurement() {
     let (ok, stdout, stderr) = run(&[
         "--quick",
         "--stacks",
-        "tcp,tcp+chacha20poly1305,libp2p",
+        "tcp,tcp+chacha20poly1305,tcp+aes256gcm,libp2p",
         "--timeout-secs",
         "60",
     ]);
@@ -110,6 +110,7 @@ fn quick_run_prints_one_valid_line_per_measurement() {
     let mut expected: Vec<(String, String, u64)> = [
         ("throughput", "tcp", 0),
         ("throughput", "tcp+chacha20poly1305", 0),
+        ("throughput", "tcp+aes256gcm", 0),
         ("throughput", "libp2p", 0),
         ("rr", "tcp", 1),
         ("rr", "tcp", 64),
@@ -170,6 +171,32 @@ fn pheromone_dispatch_lines() {
     positive(&lines[3], "rss_large_kib");
     assert_eq!(lines[4]["peers"], 10);
     positive(&lines[4], "per_s");
+}
+
+#[test]
+fn pheromone_throughput_line_names_its_cipher() {
+    let auto = if pheromone::cpu_has_fast_aes_gcm() {
+        "aes256gcm"
+    } else {
+        "chacha20poly1305"
+    };
+    for (extra, cipher) in [(None, auto), (Some("--no-aes-gcm"), "chacha20poly1305")] {
+        let mut args = vec!["--quick", "--only", "throughput", "--stacks", "pheromone"];
+        args.extend(extra);
+        let (ok, stdout, stderr) = run(&args);
+        assert!(ok, "stderr:\n{stderr}");
+        let texts: Vec<&str> = stdout.lines().collect();
+        assert_eq!(texts.len(), 1, "{stdout}");
+        let line: Value = serde_json::from_str(texts[0]).expect("json");
+        assert_keys(
+            texts[0],
+            &line,
+            &["bench", "stack", "mb_per_s", "cpu_s_per_gb", "cipher"],
+        );
+        assert_eq!(line["stack"], "pheromone");
+        assert_eq!(line["cipher"], cipher, "{extra:?}");
+        positive(&line, "mb_per_s");
+    }
 }
 
 #[test]

@@ -44,7 +44,10 @@ pub mod routing;
 pub mod transport;
 pub mod upgrade;
 
-pub use connection::{Connection, ConnectionError, ConnectionInfo, Direction, Stream};
+pub use connection::{
+    cpu_has_fast_aes_gcm, Connection, ConnectionError, ConnectionInfo, Direction, Stream,
+    TransportCipher,
+};
 pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
 pub use node::{
     ConnectionMode, DispatchError, DispatchOptions, Node, NodeBuilder, NodeError, NodeEvent, Peer,

@@ -197,8 +197,9 @@ async fn outbound_inner(
     };
     let mut security =
         Dialer::lazy(noise::PROTOCOL_ID.to_owned()).map_err(|e| io.negotiate_err(e))?;
-    let mut hs_config =
-        HandshakeConfig::new(keypair, [0; 32], x25519_secret()).with_static_key(static_key);
+    let mut hs_config = HandshakeConfig::new(keypair, [0; 32], x25519_secret())
+        .with_static_key(static_key)
+        .with_aes_gcm(config.connection.aes_gcm);
     if let Some(peer) = expected {
         hs_config = hs_config.with_expected_remote(peer);
     }
@@ -252,7 +253,7 @@ async fn outbound_inner(
         .map_err(|e| io.noise_err(e))?;
     io.write(&wire).await?;
 
-    let info = connection_info(&io, remote_peer, remote_key, Direction::Outbound);
+    let info = connection_info(&io, (remote_peer, remote_key), Direction::Outbound, &sender);
     Ok(start(
         io,
         info,
@@ -283,7 +284,9 @@ async fn inbound_inner(
     .map_err(|e| io.negotiate_err(e))?;
 
     let mut handshake = Handshake::responder(
-        HandshakeConfig::new(keypair, [0; 32], x25519_secret()).with_static_key(static_key),
+        HandshakeConfig::new(keypair, [0; 32], x25519_secret())
+            .with_static_key(static_key)
+            .with_aes_gcm(config.connection.aes_gcm),
     );
     loop {
         handshake
@@ -334,7 +337,7 @@ async fn inbound_inner(
         io.read_more().await?;
     }
 
-    let info = connection_info(&io, remote_peer, remote_key, Direction::Inbound);
+    let info = connection_info(&io, (remote_peer, remote_key), Direction::Inbound, &sender);
     Ok(start(
         io,
         info,
@@ -354,11 +357,12 @@ fn drain_into(out: &mut Vec<u8>, mut next: impl FnMut() -> Option<bytes::Bytes>)
 
 fn connection_info(
     io: &Io,
-    remote_peer: PeerId,
-    remote_public_key: pheromone_core::identity::PublicKey,
+    (remote_peer, remote_public_key): (PeerId, pheromone_core::identity::PublicKey),
     direction: Direction,
+    sender: &NoiseSender,
 ) -> ConnectionInfo {
     ConnectionInfo {
+        cipher: sender.cipher(),
         id: ConnectionId::next(),
         remote_peer,
         remote_public_key,

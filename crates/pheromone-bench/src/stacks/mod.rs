@@ -11,6 +11,7 @@ pub mod pheromone_forward;
 pub mod pheromone_node;
 pub mod pheromone_relay;
 pub mod tcp;
+pub mod tcp_aes;
 pub mod tcp_chacha;
 
 use anyhow::{bail, Result};
@@ -61,6 +62,10 @@ pub enum Stack {
     /// TCP with every chunk sealed by ChaCha20-Poly1305: the crypto ceiling.
     #[value(name = "tcp+chacha20poly1305")]
     TcpChacha,
+    /// TCP with every chunk sealed by AES-256-GCM: the ceiling when two pheromone nodes
+    /// negotiate AES-256-GCM.
+    #[value(name = "tcp+aes256gcm")]
+    TcpAes,
     /// rust-libp2p: TCP + Noise + yamux, raw streams via libp2p-stream.
     #[value(name = "libp2p")]
     Libp2p,
@@ -71,10 +76,11 @@ pub enum Stack {
 
 impl Stack {
     /// Every stack, in the order a full run prints them.
-    pub const ALL: [Stack; 4] = [
+    pub const ALL: [Stack; 5] = [
         Stack::Pheromone,
         Stack::Tcp,
         Stack::TcpChacha,
+        Stack::TcpAes,
         Stack::Libp2p,
     ];
 
@@ -83,6 +89,7 @@ impl Stack {
         match self {
             Stack::Tcp => tcp::NAME,
             Stack::TcpChacha => tcp_chacha::NAME,
+            Stack::TcpAes => tcp_aes::NAME,
             Stack::Libp2p => libp2p::NAME,
             Stack::Pheromone => pheromone::NAME,
         }
@@ -94,7 +101,7 @@ impl Stack {
             Stack::Pheromone => true,
             Stack::Libp2p => !matches!(bench, Bench::Relay | Bench::Forward),
             Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Relay | Bench::Forward),
-            Stack::TcpChacha => bench == Bench::Throughput,
+            Stack::TcpChacha | Stack::TcpAes => bench == Bench::Throughput,
         }
     }
 
@@ -107,7 +114,9 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_long(concurrency, requests).await,
             Stack::Libp2p => libp2p_rr::dispatch_long(concurrency, requests).await,
-            Stack::Tcp | Stack::TcpChacha => bail!("{} has no dispatch bench", self.name()),
+            Stack::Tcp | Stack::TcpChacha | Stack::TcpAes => {
+                bail!("{} has no dispatch bench", self.name())
+            }
         }
     }
 
@@ -116,7 +125,9 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_short(n).await,
             Stack::Libp2p => libp2p_rr::dispatch_short(n).await,
-            Stack::Tcp | Stack::TcpChacha => bail!("{} has no dispatch bench", self.name()),
+            Stack::Tcp | Stack::TcpChacha | Stack::TcpAes => {
+                bail!("{} has no dispatch bench", self.name())
+            }
         }
     }
 
@@ -157,6 +168,7 @@ impl Stack {
         match self {
             Stack::Tcp => tcp::throughput(total).await,
             Stack::TcpChacha => tcp_chacha::throughput(total).await,
+            Stack::TcpAes => tcp_aes::throughput(total).await,
             Stack::Libp2p => libp2p::throughput(total).await,
             Stack::Pheromone => pheromone::throughput(total).await,
         }
@@ -168,7 +180,7 @@ impl Stack {
             Stack::Tcp => tcp::request_response(concurrency, requests).await,
             Stack::Libp2p => libp2p::request_response(concurrency, requests).await,
             Stack::Pheromone => pheromone::request_response(concurrency, requests).await,
-            Stack::TcpChacha => bail!("{} has no rr bench", self.name()),
+            Stack::TcpChacha | Stack::TcpAes => bail!("{} has no rr bench", self.name()),
         }
     }
 
@@ -178,7 +190,9 @@ impl Stack {
             Stack::Tcp => tcp::connect(n).await,
             Stack::Libp2p => libp2p::connect(n).await,
             Stack::Pheromone => pheromone::connect(n).await,
-            Stack::TcpChacha => bail!("{} has no connect bench", self.name()),
+            Stack::TcpChacha | Stack::TcpAes => {
+                bail!("{} has no connect bench", self.name())
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! pheromone: TCP + Noise XX + yamux of our own, streams opened with lazy
 //! multistream-select, on two endpoints in this process.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,16 +20,31 @@ pub const NAME: &str = "pheromone";
 const BENCH: &str = "/bench/1.0.0";
 const PING: &str = "/ipfs/ping/1.0.0";
 
+/// Set by `--no-aes-gcm`: the endpoints do not offer AES-256-GCM, so the transport is
+/// ChaCha20-Poly1305 whatever the CPU.
+static NO_AES_GCM: AtomicBool = AtomicBool::new(false);
+
+/// Makes every pheromone endpoint of this process skip the AES-256-GCM offer.
+pub fn disable_aes_gcm() {
+    NO_AES_GCM.store(true, Ordering::Relaxed);
+}
+
+/// The endpoint settings every pheromone stack runs with.
+pub fn endpoint_config() -> EndpointConfig {
+    let mut config = EndpointConfig::default();
+    if NO_AES_GCM.load(Ordering::Relaxed) {
+        config.connection.aes_gcm = false;
+    }
+    config
+}
+
 /// A client endpoint and a server endpoint whose `BENCH` handler is `serve`.
 async fn pair<F, Fut>(serve: F) -> Result<(Endpoint, Endpoint, Multiaddr)>
 where
     F: Fn(Stream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let server = Endpoint::new(
-        Keypair::generate(&mut rand::rngs::OsRng),
-        EndpointConfig::default(),
-    );
+    let server = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), endpoint_config());
     let addr = server.listen(&"/ip4/127.0.0.1/tcp/0".parse()?)?;
     let serve = Arc::new(serve);
     server.set_handler(
@@ -36,10 +52,7 @@ where
         Arc::new(move |_conn, stream| serve(stream).boxed()),
         Access::Open,
     );
-    let client = Endpoint::new(
-        Keypair::generate(&mut rand::rngs::OsRng),
-        EndpointConfig::default(),
-    );
+    let client = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), endpoint_config());
     Ok((client, server, addr))
 }
 
@@ -66,7 +79,7 @@ pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let (wall, cpu) = measure.stop();
     let got = done_rx.recv().await.context("receiver stopped")?;
     ensure!(got == total, "receiver got {got} of {total} bytes");
-    Ok(ThroughputResult::new(NAME, total, wall, cpu))
+    Ok(ThroughputResult::new(NAME, total, wall, cpu).with_cipher(conn.info().cipher.as_str()))
 }
 
 /// `requests` round trips of 64 bytes over `concurrency` streams of one connection.

@@ -87,6 +87,22 @@ pub enum NoiseError {
     /// The handshake already failed with an earlier error; it cannot be resumed.
     #[error("noise handshake already failed")]
     HandshakeFailed,
+    /// The remote's handshake payload listed more transport ciphers (field 1001) than
+    /// [`super::MAX_TRANSPORT_CIPHERS`]. Only a hostile or broken peer does this.
+    #[error("noise handshake payload offers more than {max} transport ciphers")]
+    TooManyTransportCiphers {
+        /// The limit.
+        max: usize,
+    },
+    /// A transport-cipher name in the remote's handshake payload was longer than
+    /// [`super::MAX_TRANSPORT_CIPHER_NAME`] bytes.
+    #[error("transport cipher name of {len} bytes exceeds the limit of {max} bytes")]
+    TransportCipherNameTooLong {
+        /// The name's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The AEAD implementation refused a 32-byte key. ChaCha20-Poly1305 accepts every 32-byte
     /// key, so this means the crypto backend is broken; it is reported instead of panicking.
     #[error("the AEAD backend rejected a key")]

@@ -7,7 +7,9 @@
 
 use super::dh::DhSecret;
 use super::frame::{self, LEN_PREFIX};
-use super::payload::{self, NoiseExtensions, RemoteIdentity, MAX_HANDSHAKE_PAYLOAD};
+use super::payload::{
+    self, NoiseExtensions, RemoteIdentity, TransportCipher, MAX_HANDSHAKE_PAYLOAD,
+};
 use super::transport::NoiseTransport;
 use super::xx::{Xx, MIN_MSG1_LEN, MIN_MSG2_LEN, MIN_MSG3_LEN};
 use super::NoiseError;
@@ -49,6 +51,11 @@ pub struct HandshakeConfig<'a> {
     /// `static_dh_secret` and `stream_muxers`, saving a scalar multiplication and a
     /// signature per handshake.
     pub static_key: Option<&'a StaticKey>,
+    /// Offer AES-256-GCM for the transport phase (field 1001 of our payload). The
+    /// transport uses it only when the remote offered it too; otherwise — and always with
+    /// libp2p peers, which never offer it — the transport is ChaChaPoly as the libp2p spec
+    /// says. Off by default: the caller turns it on when its CPU has AES hardware.
+    pub offer_aes_gcm: bool,
 }
 
 /// A node's static Noise key with its public half and the signed handshake payload,
@@ -85,12 +92,13 @@ impl std::fmt::Debug for HandshakeConfig<'_> {
             .field("identity", &self.identity)
             .field("expected_remote", &self.expected_remote)
             .field("stream_muxers", &self.stream_muxers)
+            .field("offer_aes_gcm", &self.offer_aes_gcm)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> HandshakeConfig<'a> {
-    /// A config with no expected remote and no muxer list.
+    /// A config with no expected remote, no muxer list and no AES-GCM offer.
     pub fn new(
         identity: &'a Keypair,
         static_dh_secret: [u8; 32],
@@ -103,7 +111,14 @@ impl<'a> HandshakeConfig<'a> {
             expected_remote: None,
             stream_muxers: Vec::new(),
             static_key: None,
+            offer_aes_gcm: false,
         }
+    }
+
+    /// Offers AES-256-GCM for the transport phase (see [`HandshakeConfig::offer_aes_gcm`]).
+    pub fn with_aes_gcm(mut self, offer: bool) -> Self {
+        self.offer_aes_gcm = offer;
+        self
     }
 
     /// Uses a prepared static key instead of `static_dh_secret` and `stream_muxers`.
@@ -160,6 +175,8 @@ pub struct Handshake {
     state: State,
     /// Our signed payload, sent in message 2 (responder) or 3 (initiator).
     local_payload: Vec<u8>,
+    /// Whether our payload offers AES-256-GCM.
+    offer_aes_gcm: bool,
     expected_remote: Option<PeerId>,
     /// Framed messages not yet taken by `poll_transmit`.
     outbox: BytesMut,
@@ -171,6 +188,7 @@ impl std::fmt::Debug for Handshake {
         f.debug_struct("Handshake")
             .field("initiator", &self.initiator)
             .field("state", &self.state)
+            .field("offer_aes_gcm", &self.offer_aes_gcm)
             .field("expected_remote", &self.expected_remote)
             .field("remote", &self.remote.as_ref().map(|r| r.peer))
             .finish_non_exhaustive()
@@ -196,7 +214,7 @@ impl Handshake {
     }
 
     fn new(cfg: HandshakeConfig<'_>, initiator: bool, state: State) -> Self {
-        let (xx, local_payload) = match cfg.static_key {
+        let (xx, mut local_payload) = match cfg.static_key {
             Some(key) => (
                 Xx::with_static_key(Arc::clone(&key.secret), cfg.ephemeral_secret, &[]),
                 key.payload.clone(),
@@ -207,11 +225,15 @@ impl Handshake {
                 (xx, payload)
             }
         };
+        if cfg.offer_aes_gcm {
+            payload::append_aes_gcm_offer(&mut local_payload);
+        }
         Self {
             xx,
             initiator,
             state,
             local_payload,
+            offer_aes_gcm: cfg.offer_aes_gcm,
             expected_remote: cfg.expected_remote,
             outbox: BytesMut::new(),
             remote: None,
@@ -342,13 +364,26 @@ impl Handshake {
         self.remote.as_ref().and_then(|r| r.extensions.as_ref())
     }
 
+    /// The cipher the transport phase will use, once the remote's payload verified:
+    /// AES-256-GCM iff both payloads offered it, else ChaChaPoly. Both sides reach the same
+    /// answer from the same two payloads, which the handshake hash authenticates.
+    pub fn transport_cipher(&self) -> Option<TransportCipher> {
+        let remote = self.remote.as_ref()?;
+        Some(if self.offer_aes_gcm && remote.offers_aes_gcm {
+            TransportCipher::AesGcm
+        } else {
+            TransportCipher::ChaChaPoly
+        })
+    }
+
     /// The Noise handshake hash, equal on both sides once complete (usable for channel
     /// binding); `None` before that.
     pub fn handshake_hash(&self) -> Option<[u8; 32]> {
         (self.state == State::Done).then(|| self.xx.handshake_hash())
     }
 
-    /// The transport ciphers and the remote's verified peer ID and identity key.
+    /// The transport ciphers and the remote's verified peer ID and identity key. The
+    /// cipher is [`Handshake::transport_cipher`]'s; [`NoiseTransport::cipher`] reports it.
     ///
     /// Fails with [`NoiseError::HandshakeIncomplete`] unless [`Handshake::is_complete`],
     /// and with [`NoiseError::HandshakeFailed`] after an error.
@@ -358,12 +393,13 @@ impl Handshake {
             _ if !self.is_complete() => return Err(NoiseError::HandshakeIncomplete),
             _ => {}
         }
+        let cipher = self.transport_cipher().ok_or(NoiseError::HandshakeFailed)?;
         let remote = self.remote.as_ref().ok_or(NoiseError::HandshakeFailed)?;
         let (mut initiator_to_responder, mut responder_to_initiator) = self.xx.split();
         let transport = if self.initiator {
-            NoiseTransport::new(&initiator_to_responder, &responder_to_initiator)
+            NoiseTransport::with_cipher(cipher, &initiator_to_responder, &responder_to_initiator)
         } else {
-            NoiseTransport::new(&responder_to_initiator, &initiator_to_responder)
+            NoiseTransport::with_cipher(cipher, &responder_to_initiator, &initiator_to_responder)
         };
         initiator_to_responder.zeroize();
         responder_to_initiator.zeroize();

@@ -25,6 +25,15 @@
 //! `"noise-libp2p-static-key:" ‖ static X25519 public key` ([`STATIC_KEY_DOMAIN`]), and
 //! optionally `NoiseExtensions` with the muxers it supports. The prologue is empty.
 //!
+//! # Transport cipher
+//!
+//! The transport phase is ChaCha20-Poly1305, as the libp2p spec says, unless both payloads
+//! offered AES-256-GCM in our field 1001 ([`TRANSPORT_CIPHERS_FIELD`], ignored by libp2p
+//! decoders) — see [`HandshakeConfig::offer_aes_gcm`]. Then each direction uses
+//! AES-256-GCM under `HMAC-SHA256(split key, AES_GCM_KEY_DOMAIN)` with Noise's AESGCM nonce
+//! (counter big-endian). The handshake messages are ChaChaPoly either way. The offers are
+//! encrypted and bound into the handshake hash, so they cannot be stripped unnoticed.
+//!
 //! # Use
 //!
 //! ```
@@ -73,15 +82,21 @@ mod transport;
 mod xx;
 
 #[cfg(test)]
+mod cipher_tests;
+#[cfg(test)]
 mod snow_tests;
 #[cfg(test)]
 mod tests;
 
 pub use error::NoiseError;
 pub use handshake::{Handshake, HandshakeConfig, StaticKey};
-pub use payload::{NoiseExtensions, MAX_HANDSHAKE_PAYLOAD, STATIC_KEY_DOMAIN};
+pub use payload::{
+    NoiseExtensions, TransportCipher, MAX_HANDSHAKE_PAYLOAD, MAX_TRANSPORT_CIPHERS,
+    MAX_TRANSPORT_CIPHER_NAME, STATIC_KEY_DOMAIN, TRANSPORT_CIPHERS_FIELD,
+};
 pub use transport::{
-    encrypted_len, NoiseReceiver, NoiseSender, NoiseTransport, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN,
+    encrypted_len, NoiseReceiver, NoiseSender, NoiseTransport, AES_GCM_KEY_DOMAIN, FRAME_OVERHEAD,
+    MAX_PLAINTEXT_LEN,
 };
 
 /// The protocol ID multistream-select negotiates for this channel.
@@ -132,6 +147,12 @@ pub mod fuzzing {
     /// Decodes and verifies `data` as a remote handshake payload.
     pub fn fuzz_decode_payload(data: &[u8]) {
         let _ = payload::decode_and_verify(data, &[0x42; 32]);
+    }
+
+    /// Scans `data` for a transport-cipher offer (field 1001), as a handshake does with a
+    /// verified payload.
+    pub fn fuzz_decode_transport_ciphers(data: &[u8]) {
+        let _ = payload::decode_transport_ciphers(data);
     }
 
     /// Feeds `data` to a responder as messages 1 and 3.
@@ -191,13 +212,16 @@ pub mod fuzzing {
         }
     }
 
-    /// Decrypts `data` as a stream of transport frames under a fixed key.
+    /// Decrypts `data` as a stream of transport frames under a fixed key, with each
+    /// cipher.
     pub fn fuzz_transport_decrypt(data: &[u8]) {
-        let Ok(mut transport) = NoiseTransport::new(&[7; 32], &[7; 32]) else {
-            return;
-        };
-        let mut input = BytesMut::from(data);
-        while let Ok(Some(_)) = transport.receiver.decrypt_frame(&mut input) {}
+        for cipher in [TransportCipher::ChaChaPoly, TransportCipher::AesGcm] {
+            let Ok(mut transport) = NoiseTransport::with_cipher(cipher, &[7; 32], &[7; 32]) else {
+                return;
+            };
+            let mut input = BytesMut::from(data);
+            while let Ok(Some(_)) = transport.receiver.decrypt_frame(&mut input) {}
+        }
         // A fresh pair under one key must round-trip whatever the fuzzer hands it.
         let Ok(mut fresh) = NoiseTransport::new(&[8; 32], &[8; 32]) else {
             return;

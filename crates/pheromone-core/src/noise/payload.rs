@@ -10,11 +10,15 @@
 //!     optional bytes identity_key = 1;          // libp2p PublicKey protobuf
 //!     optional bytes identity_sig = 2;          // sig("noise-libp2p-static-key:" ‖ s)
 //!     optional NoiseExtensions extensions = 4;
+//!     repeated string transport_ciphers = 1001; // pheromone only: ["AESGCM"]
 //! }
 //! ```
 //!
 //! Decoding caps the input at [`MAX_HANDSHAKE_PAYLOAD`] before prost sees it, and only
-//! hands back an identity whose signature checked out. Nothing here touches Noise state.
+//! hands back an identity whose signature checked out. Field 1001 is ours (libp2p decoders
+//! skip it as unknown): prost never sees it as a field of ours, a non-allocating scanner
+//! reads it, with the number and length of its entries capped. Nothing here touches Noise
+//! state.
 
 use super::NoiseError;
 use crate::identity::{IdentityError, Keypair, PeerId, PublicKey};
@@ -27,6 +31,54 @@ pub const MAX_HANDSHAKE_PAYLOAD: usize = 8 * 1024;
 
 /// What the identity key signs: this prefix followed by the 32-byte static X25519 key.
 pub const STATIC_KEY_DOMAIN: &[u8] = b"noise-libp2p-static-key:";
+
+/// The field number of our transport-cipher offer in `NoiseHandshakePayload`: far above
+/// anything libp2p assigns, so a libp2p peer skips it as an unknown field.
+pub const TRANSPORT_CIPHERS_FIELD: u32 = 1001;
+
+/// Most entries a peer's transport-cipher list may have; more fails the handshake with
+/// [`NoiseError::TooManyTransportCiphers`].
+pub const MAX_TRANSPORT_CIPHERS: usize = 8;
+
+/// Longest name in a peer's transport-cipher list, in bytes; longer fails the handshake
+/// with [`NoiseError::TransportCipherNameTooLong`].
+pub const MAX_TRANSPORT_CIPHER_NAME: usize = 32;
+
+/// The cipher of the Noise transport phase (the handshake itself is always ChaChaPoly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportCipher {
+    /// ChaCha20-Poly1305, the libp2p noise spec's cipher; what every libp2p peer gets.
+    ChaChaPoly,
+    /// AES-256-GCM under keys derived from the Noise split keys; only between two
+    /// pheromone nodes that both offered it.
+    AesGcm,
+}
+
+impl TransportCipher {
+    /// A short lowercase name for logs, status output and benchmark JSON:
+    /// `chacha20poly1305` or `aes256gcm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportCipher::ChaChaPoly => "chacha20poly1305",
+            TransportCipher::AesGcm => "aes256gcm",
+        }
+    }
+
+    /// The name offered on the wire in field 1001 (the Noise spec's cipher name).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            TransportCipher::ChaChaPoly => "ChaChaPoly",
+            TransportCipher::AesGcm => "AESGCM",
+        }
+    }
+}
+
+impl std::fmt::Display for TransportCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The `NoiseExtensions` a peer sent in its handshake payload. Only made available once the
 /// payload's signature verified.
@@ -62,6 +114,8 @@ pub(crate) struct RemoteIdentity {
     pub(crate) key: PublicKey,
     pub(crate) peer: PeerId,
     pub(crate) extensions: Option<NoiseExtensions>,
+    /// Whether the payload offered AES-256-GCM for the transport phase.
+    pub(crate) offers_aes_gcm: bool,
 }
 
 /// The message the identity key signs for `static_key`.
@@ -101,6 +155,102 @@ pub(crate) fn encode(
     encode_raw(&identity.public(), &sig, stream_muxers)
 }
 
+/// Appends our transport-cipher offer (field 1001, `"AESGCM"`) to an encoded payload.
+/// Concatenated protobuf encodings decode as one message, so this works on a payload
+/// signed and encoded once in advance.
+pub(crate) fn append_aes_gcm_offer(payload: &mut Vec<u8>) {
+    append_transport_cipher(payload, TransportCipher::AesGcm.wire_name().as_bytes());
+}
+
+/// Appends one entry of field 1001 naming `name` (tests forge odd lists with it).
+pub(crate) fn append_transport_cipher(payload: &mut Vec<u8>, name: &[u8]) {
+    crate::varint::encode(u64::from(TRANSPORT_CIPHERS_FIELD) << 3 | WIRE_LEN, payload);
+    crate::varint::encode(name.len() as u64, payload);
+    payload.extend_from_slice(name);
+}
+
+const WIRE_VARINT: u64 = 0;
+const WIRE_FIXED64: u64 = 1;
+const WIRE_LEN: u64 = 2;
+const WIRE_FIXED32: u64 = 5;
+
+/// A protobuf varint as prost reads it: up to ten bytes, non-minimal forms allowed.
+fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Scans the top level of an encoded `NoiseHandshakePayload` for field 1001 and reports
+/// whether it offers AES-256-GCM. Allocates nothing.
+///
+/// Unknown cipher names are ignored (a later version may offer more). More than
+/// [`MAX_TRANSPORT_CIPHERS`] entries or a name longer than [`MAX_TRANSPORT_CIPHER_NAME`]
+/// is an error. Bytes this scanner cannot walk (groups, truncation — which prost rejects
+/// first anyway) end the scan with what was found before them: only the sender can lose by
+/// that, since a wrong decision just makes the first transport frame fail.
+pub(crate) fn decode_transport_ciphers(payload: &[u8]) -> Result<bool, NoiseError> {
+    let mut pos = 0;
+    let mut count = 0usize;
+    let mut aes_gcm = false;
+    while pos < payload.len() {
+        let Some(key) = read_varint(payload, &mut pos) else {
+            break;
+        };
+        let skip = match key & 7 {
+            WIRE_VARINT => {
+                if read_varint(payload, &mut pos).is_none() {
+                    break;
+                }
+                0
+            }
+            WIRE_FIXED64 => 8,
+            WIRE_FIXED32 => 4,
+            WIRE_LEN => {
+                let Some(len) = read_varint(payload, &mut pos) else {
+                    break;
+                };
+                let Some(len) = usize::try_from(len)
+                    .ok()
+                    .filter(|&len| len <= payload.len() - pos)
+                else {
+                    break;
+                };
+                if key >> 3 == u64::from(TRANSPORT_CIPHERS_FIELD) {
+                    count += 1;
+                    if count > MAX_TRANSPORT_CIPHERS {
+                        return Err(NoiseError::TooManyTransportCiphers {
+                            max: MAX_TRANSPORT_CIPHERS,
+                        });
+                    }
+                    if len > MAX_TRANSPORT_CIPHER_NAME {
+                        return Err(NoiseError::TransportCipherNameTooLong {
+                            len,
+                            max: MAX_TRANSPORT_CIPHER_NAME,
+                        });
+                    }
+                    let name = &payload[pos..pos + len];
+                    aes_gcm |= name == TransportCipher::AesGcm.wire_name().as_bytes();
+                }
+                len
+            }
+            _ => break,
+        };
+        if skip > payload.len() - pos {
+            break;
+        }
+        pos += skip;
+    }
+    Ok(aes_gcm)
+}
+
 /// Decodes a remote payload and checks that its identity key signed `remote_static`.
 pub(crate) fn decode_and_verify(
     payload: &[u8],
@@ -124,6 +274,7 @@ pub(crate) fn decode_and_verify(
     if !key.verify(&signed_message(remote_static), &proto.identity_sig) {
         return Err(NoiseError::BadSignature { peer });
     }
+    let offers_aes_gcm = decode_transport_ciphers(payload)?;
     let extensions = proto.extensions.map(|ext| NoiseExtensions {
         webtransport_certhashes: ext.webtransport_certhashes,
         stream_muxers: ext.stream_muxers,
@@ -132,6 +283,7 @@ pub(crate) fn decode_and_verify(
         key,
         peer,
         extensions,
+        offers_aes_gcm,
     })
 }
 
@@ -220,6 +372,111 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_offer_is_field_1001_and_libp2p_fields_still_decode() {
+        let kp = keypair(5);
+        let plain = encode(&kp, &[3; 32], &["/yamux/1.0.0".to_owned()]);
+        let mut offered = plain.clone();
+        append_aes_gcm_offer(&mut offered);
+        // key (1001 << 3 | 2) = 8010 = varint ca 3e, length 6, "AESGCM".
+        assert_eq!(&offered[plain.len()..], b"\xca\x3e\x06AESGCM");
+        let id = decode_and_verify(&offered, &[3; 32]).expect("valid");
+        assert!(id.offers_aes_gcm);
+        assert_eq!(id.peer, kp.peer_id());
+        assert_eq!(
+            id.extensions.expect("extensions").stream_muxers,
+            ["/yamux/1.0.0"]
+        );
+        assert!(
+            !decode_and_verify(&plain, &[3; 32])
+                .expect("valid")
+                .offers_aes_gcm
+        );
+    }
+
+    #[test]
+    fn unknown_cipher_names_are_ignored() {
+        let mut p = encode(&keypair(6), &[1; 32], &[]);
+        for name in [
+            &b"ChaChaPoly"[..],
+            b"AESGCM-SIV",
+            b"aesgcm",
+            b"",
+            b"\xff\xfe",
+        ] {
+            append_transport_cipher(&mut p, name);
+        }
+        assert_eq!(decode_transport_ciphers(&p), Ok(false));
+        append_transport_cipher(&mut p, b"AESGCM");
+        assert_eq!(decode_transport_ciphers(&p), Ok(true));
+        assert!(
+            decode_and_verify(&p, &[1; 32])
+                .expect("valid")
+                .offers_aes_gcm
+        );
+        // The same name under another field number, or as another wire type, is no offer.
+        let mut other = Vec::new();
+        crate::varint::encode(1002 << 3 | WIRE_LEN, &mut other);
+        other.extend_from_slice(b"\x06AESGCM");
+        crate::varint::encode(1001 << 3 | WIRE_VARINT, &mut other);
+        other.push(6);
+        assert_eq!(decode_transport_ciphers(&other), Ok(false));
+    }
+
+    #[test]
+    fn oversized_cipher_lists_are_typed_errors() {
+        let mut p = encode(&keypair(7), &[1; 32], &[]);
+        for _ in 0..MAX_TRANSPORT_CIPHERS {
+            append_transport_cipher(&mut p, b"AESGCM");
+        }
+        assert_eq!(decode_transport_ciphers(&p), Ok(true));
+        append_transport_cipher(&mut p, b"x");
+        assert_eq!(
+            decode_transport_ciphers(&p),
+            Err(NoiseError::TooManyTransportCiphers {
+                max: MAX_TRANSPORT_CIPHERS
+            })
+        );
+        assert_eq!(
+            decode_and_verify(&p, &[1; 32]),
+            Err(NoiseError::TooManyTransportCiphers {
+                max: MAX_TRANSPORT_CIPHERS
+            })
+        );
+        let mut long = encode(&keypair(7), &[1; 32], &[]);
+        append_transport_cipher(&mut long, &[b'A'; MAX_TRANSPORT_CIPHER_NAME]);
+        assert_eq!(decode_transport_ciphers(&long), Ok(false));
+        append_transport_cipher(&mut long, &[b'A'; MAX_TRANSPORT_CIPHER_NAME + 1]);
+        assert_eq!(
+            decode_transport_ciphers(&long),
+            Err(NoiseError::TransportCipherNameTooLong {
+                len: MAX_TRANSPORT_CIPHER_NAME + 1,
+                max: MAX_TRANSPORT_CIPHER_NAME
+            })
+        );
+    }
+
+    #[test]
+    fn the_scanner_walks_every_wire_type_and_stops_on_junk() {
+        let mut p = Vec::new();
+        p.extend_from_slice(&[0x08, 0x96, 0x01]); // field 1 varint 150
+        p.extend_from_slice(&[0x11, 1, 2, 3, 4, 5, 6, 7, 8]); // field 2 fixed64
+        p.extend_from_slice(&[0x1d, 1, 2, 3, 4]); // field 3 fixed32
+                                                  // A non-minimal length varint, as prost accepts.
+        crate::varint::encode(1001 << 3 | WIRE_LEN, &mut p);
+        p.extend_from_slice(&[0x86, 0x00]);
+        p.extend_from_slice(b"AESGCM");
+        assert_eq!(decode_transport_ciphers(&p), Ok(true));
+        // An offer behind a group or a truncated field is not reached.
+        let mut grouped = vec![0x0b];
+        append_aes_gcm_offer(&mut grouped);
+        assert_eq!(decode_transport_ciphers(&grouped), Ok(false));
+        let mut truncated = vec![0x12, 50, 1];
+        append_aes_gcm_offer(&mut truncated);
+        assert_eq!(decode_transport_ciphers(&truncated), Ok(false));
+        assert_eq!(decode_transport_ciphers(&[0xff; 11]), Ok(false));
+    }
+
     proptest! {
         // Ed25519 in a debug build is slow; 64 keys are plenty for an encoding round trip.
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -238,6 +495,20 @@ mod tests {
         #[test]
         fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = decode_and_verify(&data, &[1; 32]);
+            let _ = decode_transport_ciphers(&data);
+        }
+
+        #[test]
+        fn cipher_lists_round_trip(names in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..=MAX_TRANSPORT_CIPHER_NAME),
+            0..=MAX_TRANSPORT_CIPHERS)
+        ) {
+            let mut p = vec![0x0a, 0];
+            for name in &names {
+                append_transport_cipher(&mut p, name);
+            }
+            let offered = names.iter().any(|n| n == b"AESGCM");
+            prop_assert_eq!(decode_transport_ciphers(&p), Ok(offered));
         }
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn nonce(n: u64) -> Nonce {
 }
 
 /// HMAC-SHA256 over the concatenation of `parts`.
-fn hmac(key: &[u8; HASH_LEN], parts: &[&[u8]]) -> [u8; HASH_LEN] {
+pub(crate) fn hmac(key: &[u8; HASH_LEN], parts: &[&[u8]]) -> [u8; HASH_LEN] {
     // HMAC zero-pads short keys to the block size itself, so handing it the padded block is
     // the same MAC — and the fixed-size constructor cannot fail, unlike `new_from_slice`.
     let mut block = [0u8; BLOCK_LEN];

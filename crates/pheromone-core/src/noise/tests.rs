@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use rand::{RngCore, SeedableRng};
 
-fn kp(seed: u8) -> Keypair {
+pub(super) fn kp(seed: u8) -> Keypair {
     Keypair::from_seed([seed; 32])
 }
 
@@ -21,20 +21,20 @@ fn secrets(rng: &mut rand::rngs::StdRng) -> ([u8; 32], [u8; 32]) {
     (s, e)
 }
 
-fn cfg<'a>(identity: &'a Keypair, rng: &mut rand::rngs::StdRng) -> HandshakeConfig<'a> {
+pub(super) fn cfg<'a>(identity: &'a Keypair, rng: &mut rand::rngs::StdRng) -> HandshakeConfig<'a> {
     let (s, e) = secrets(rng);
     HandshakeConfig::new(identity, s, e)
 }
 
 /// Which side failed, and how.
 #[derive(Debug, PartialEq)]
-enum Failure {
+pub(super) enum Failure {
     Initiator(NoiseError),
     Responder(NoiseError),
 }
 
 /// Moves bytes between the two until both are complete or one fails.
-fn drive(i: &mut Handshake, r: &mut Handshake) -> Result<(), Failure> {
+pub(super) fn drive(i: &mut Handshake, r: &mut Handshake) -> Result<(), Failure> {
     let mut to_r = BytesMut::new();
     let mut to_i = BytesMut::new();
     for _ in 0..4 {

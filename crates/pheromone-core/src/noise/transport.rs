@@ -1,5 +1,11 @@
 //! Post-handshake Noise transport: the two `CipherState`s, one per direction, sealing and
-//! opening length-prefixed ChaCha20-Poly1305 frames.
+//! opening length-prefixed frames with ChaCha20-Poly1305 (libp2p's cipher) or, between two
+//! pheromone nodes that both offered it, AES-256-GCM.
+//!
+//! The AES keys are never the split keys themselves: each is
+//! `HMAC-SHA256(split key, AES_GCM_KEY_DOMAIN)`, so no key is used with two ciphers. The
+//! AES nonce is Noise's AESGCM one (§12.4): four zero bytes, then the counter big-endian;
+//! ChaChaPoly's (§12.3) has the counter little-endian.
 //!
 //! This is the throughput ceiling of the whole stack, so neither direction allocates per
 //! frame: sealing copies the plaintext once into the caller's buffer and encrypts it there,
@@ -7,10 +13,58 @@
 //! share nothing, so a connection driver may move them to different places.
 
 use super::frame::{self, LEN_PREFIX, MAX_FRAME_LEN};
-use super::symmetric::{aead_key, nonce, KEY_LEN, TAG_LEN};
+use super::payload::TransportCipher;
+use super::symmetric::{aead_key, hmac, nonce, KEY_LEN, TAG_LEN};
 use super::NoiseError;
 use bytes::{BufMut, BytesMut};
-use ring::aead::{Aad, LessSafeKey};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use zeroize::Zeroize;
+
+/// The HMAC-SHA256 message that turns a Noise split key into its AES-256-GCM key.
+pub const AES_GCM_KEY_DOMAIN: &[u8] = b"pheromone noise aes-256-gcm";
+
+/// One direction's AEAD key and the nonce layout its cipher uses.
+struct CipherKey {
+    key: LessSafeKey,
+    cipher: TransportCipher,
+}
+
+impl CipherKey {
+    /// The key for `cipher` from a 32-byte Noise split key.
+    fn new(cipher: TransportCipher, split_key: &[u8; KEY_LEN]) -> Result<Self, NoiseError> {
+        let key = match cipher {
+            TransportCipher::AesGcm => {
+                let mut derived = aes_gcm_key(split_key);
+                let key = UnboundKey::new(&AES_256_GCM, &derived)
+                    .map(LessSafeKey::new)
+                    .map_err(|_| NoiseError::KeyRejected);
+                derived.zeroize();
+                key?
+            }
+            TransportCipher::ChaChaPoly => aead_key(split_key)?,
+        };
+        Ok(Self { key, cipher })
+    }
+
+    fn nonce(&self, n: u64) -> Nonce {
+        match self.cipher {
+            TransportCipher::AesGcm => aes_gcm_nonce(n),
+            TransportCipher::ChaChaPoly => nonce(n),
+        }
+    }
+}
+
+/// `HMAC-SHA256(split_key, AES_GCM_KEY_DOMAIN)`: the AES-256-GCM key of one direction.
+pub(crate) fn aes_gcm_key(split_key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    hmac(split_key, &[AES_GCM_KEY_DOMAIN])
+}
+
+/// The AESGCM nonce of Noise §12.4: 32 zero bits, then `n` big-endian.
+pub(crate) fn aes_gcm_nonce(n: u64) -> Nonce {
+    let mut bytes = [0u8; 12];
+    bytes[4..].copy_from_slice(&n.to_be_bytes());
+    Nonce::assume_unique_for_key(bytes)
+}
 
 /// Most plaintext one transport frame carries: the 65535-byte Noise message less its tag.
 pub const MAX_PLAINTEXT_LEN: usize = MAX_FRAME_LEN - TAG_LEN;
@@ -28,33 +82,48 @@ pub struct NoiseTransport {
 }
 
 impl NoiseTransport {
-    /// Builds both directions from their 32-byte keys.
+    /// Builds both ChaChaPoly directions from their 32-byte keys.
     pub(crate) fn new(
+        send_key: &[u8; KEY_LEN],
+        recv_key: &[u8; KEY_LEN],
+    ) -> Result<Self, NoiseError> {
+        Self::with_cipher(TransportCipher::ChaChaPoly, send_key, recv_key)
+    }
+
+    /// Builds both directions of `cipher` from the two Noise split keys.
+    pub(crate) fn with_cipher(
+        cipher: TransportCipher,
         send_key: &[u8; KEY_LEN],
         recv_key: &[u8; KEY_LEN],
     ) -> Result<Self, NoiseError> {
         Ok(Self {
             sender: NoiseSender {
-                key: aead_key(send_key)?,
+                key: CipherKey::new(cipher, send_key)?,
                 nonce: 0,
             },
             receiver: NoiseReceiver {
-                key: aead_key(recv_key)?,
+                key: CipherKey::new(cipher, recv_key)?,
                 nonce: 0,
             },
         })
+    }
+
+    /// The cipher both directions use.
+    pub fn cipher(&self) -> TransportCipher {
+        self.sender.cipher()
     }
 }
 
 /// The sending `CipherState`: turns plaintext into Noise transport frames.
 pub struct NoiseSender {
-    key: LessSafeKey,
+    key: CipherKey,
     nonce: u64,
 }
 
 impl std::fmt::Debug for NoiseSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoiseSender")
+            .field("cipher", &self.key.cipher)
             .field("nonce", &self.nonce)
             .finish_non_exhaustive()
     }
@@ -88,8 +157,8 @@ impl NoiseSender {
             out.put_u16((chunk.len() + TAG_LEN) as u16);
             let body = out.len();
             out.extend_from_slice(chunk);
-            let sealed = self.key.seal_in_place_separate_tag(
-                nonce(self.nonce),
+            let sealed = self.key.key.seal_in_place_separate_tag(
+                self.key.nonce(self.nonce),
                 Aad::empty(),
                 &mut out[body..],
             );
@@ -108,6 +177,11 @@ impl NoiseSender {
         self.nonce
     }
 
+    /// The cipher this direction seals with.
+    pub fn cipher(&self) -> TransportCipher {
+        self.key.cipher
+    }
+
     #[cfg(test)]
     pub(crate) fn set_nonce(&mut self, nonce: u64) {
         self.nonce = nonce;
@@ -116,13 +190,14 @@ impl NoiseSender {
 
 /// The receiving `CipherState`: turns Noise transport frames back into plaintext.
 pub struct NoiseReceiver {
-    key: LessSafeKey,
+    key: CipherKey,
     nonce: u64,
 }
 
 impl std::fmt::Debug for NoiseReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoiseReceiver")
+            .field("cipher", &self.key.cipher)
             .field("nonce", &self.nonce)
             .finish_non_exhaustive()
     }
@@ -150,7 +225,8 @@ impl NoiseReceiver {
         }
         let plain_len = self
             .key
-            .open_in_place(nonce(self.nonce), Aad::empty(), &mut frame)
+            .key
+            .open_in_place(self.key.nonce(self.nonce), Aad::empty(), &mut frame)
             .map_err(|_| NoiseError::Decrypt)?
             .len();
         frame.truncate(plain_len);
@@ -161,6 +237,11 @@ impl NoiseReceiver {
     /// How many frames this direction has received (the next nonce).
     pub fn nonce(&self) -> u64 {
         self.nonce
+    }
+
+    /// The cipher this direction opens with.
+    pub fn cipher(&self) -> TransportCipher {
+        self.key.cipher
     }
 
     #[cfg(test)]
@@ -296,7 +377,102 @@ mod tests {
         );
     }
 
+    fn linked_aes() -> (NoiseTransport, NoiseTransport) {
+        let cipher = TransportCipher::AesGcm;
+        let a = NoiseTransport::with_cipher(cipher, &[1; 32], &[2; 32]).expect("keys");
+        let b = NoiseTransport::with_cipher(cipher, &[2; 32], &[1; 32]).expect("keys");
+        (a, b)
+    }
+
+    #[test]
+    fn aes_gcm_round_trips_and_reports_its_cipher() {
+        let (mut a, mut b) = linked_aes();
+        assert_eq!(a.cipher(), TransportCipher::AesGcm);
+        assert_eq!(b.receiver.cipher(), TransportCipher::AesGcm);
+        assert_eq!(linked().0.cipher(), TransportCipher::ChaChaPoly);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let mut wire = BytesMut::new();
+        a.sender.encrypt(&data, &mut wire).expect("encrypt");
+        assert_eq!(wire.len(), encrypted_len(data.len()));
+        assert_eq!(drain(&mut b.receiver, &mut wire), data);
+        // And back the other way.
+        b.sender.encrypt(b"pong", &mut wire).expect("encrypt");
+        assert_eq!(drain(&mut a.receiver, &mut wire), b"pong");
+    }
+
+    #[test]
+    fn aes_gcm_detects_tampering_and_cipher_mismatch() {
+        let (mut a, _) = linked_aes();
+        let mut wire = BytesMut::new();
+        a.sender
+            .encrypt(b"attack at dawn", &mut wire)
+            .expect("encrypt");
+        for i in LEN_PREFIX..wire.len() {
+            let mut bad = wire.clone();
+            bad[i] ^= 0x01;
+            let (_, mut fresh) = linked_aes();
+            assert_eq!(
+                fresh.receiver.decrypt_frame(&mut bad),
+                Err(NoiseError::Decrypt)
+            );
+        }
+        // The same split keys under ChaChaPoly must not open an AES frame.
+        let (_, mut chacha) = linked();
+        assert_eq!(
+            chacha.receiver.decrypt_frame(&mut wire.clone()),
+            Err(NoiseError::Decrypt)
+        );
+        let (_, mut aes) = linked_aes();
+        assert!(aes.receiver.decrypt_frame(&mut wire).expect("ok").is_some());
+    }
+
+    #[test]
+    fn aes_gcm_frame_matches_a_direct_encryption() {
+        use hmac::{Hmac, Mac};
+        let split_key = [0x5cu8; 32];
+        // The expected key, computed with the variable-key HMAC API rather than ours.
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&split_key).expect("key");
+        mac.update(b"pheromone noise aes-256-gcm");
+        let derived: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_ne!(derived, split_key);
+        assert_eq!(aes_gcm_key(&split_key), derived);
+
+        let counter = 0x0102_0304_0506_0708u64;
+        let mut tx = NoiseTransport::with_cipher(TransportCipher::AesGcm, &split_key, &[0; 32])
+            .expect("keys");
+        tx.sender.set_nonce(counter);
+        let mut wire = BytesMut::new();
+        tx.sender
+            .encrypt(b"exact bytes", &mut wire)
+            .expect("encrypt");
+
+        let direct = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &derived).expect("key"));
+        let nonce = [0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let mut expected = b"exact bytes".to_vec();
+        direct
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut expected,
+            )
+            .expect("seal");
+        assert_eq!(&wire[..LEN_PREFIX], &(expected.len() as u16).to_be_bytes());
+        assert_eq!(&wire[LEN_PREFIX..], &expected[..]);
+    }
+
     proptest! {
+        #[test]
+        fn aes_gcm_round_trips(chunks in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..3000), 0..6)
+        ) {
+            let (mut a, mut b) = linked_aes();
+            let mut wire = BytesMut::new();
+            for chunk in &chunks {
+                a.sender.encrypt(chunk, &mut wire).expect("encrypt");
+            }
+            prop_assert_eq!(drain(&mut b.receiver, &mut wire), chunks.concat());
+        }
+
         #[test]
         fn round_trips(chunks in proptest::collection::vec(
             proptest::collection::vec(any::<u8>(), 0..3000), 0..6)

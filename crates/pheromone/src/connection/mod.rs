@@ -21,6 +21,7 @@ pub use stream::Stream;
 pub(crate) use cork::Corked;
 
 use pheromone_core::identity::{PeerId, PublicKey};
+pub use pheromone_core::noise::TransportCipher;
 pub(crate) use shared::Shared;
 pub(crate) use socket::{Circuit, Socket};
 use std::net::SocketAddr;
@@ -73,6 +74,9 @@ pub struct ConnectionInfo {
     /// For a relayed connection, the first relay on the way to the peer (the remote
     /// address is then that relay's); `None` for a direct link.
     pub relay: Option<PeerId>,
+    /// The cipher of the Noise transport phase: AES-256-GCM when both nodes offered it
+    /// ([`ConnectionConfig::aes_gcm`]), ChaCha20-Poly1305 otherwise (always with libp2p).
+    pub cipher: TransportCipher,
 }
 
 /// Why a connection or one of its streams failed.
@@ -160,6 +164,26 @@ pub struct ConnectionConfig {
     /// Plaintext bytes queued for the socket above which stream writes wait. Bounds memory
     /// per connection when the socket is slower than the writers.
     pub send_buffer_high_water: usize,
+    /// Offer AES-256-GCM for the Noise transport phase. It is used only when the remote
+    /// offers it too — other pheromone nodes, never libp2p peers, which keep the spec's
+    /// ChaCha20-Poly1305. Defaults to [`cpu_has_fast_aes_gcm`]: on a CPU with AES and
+    /// carry-less multiply instructions AES-GCM costs much less CPU per byte. Turn it off to
+    /// force ChaCha20-Poly1305 on every connection this side makes or accepts.
+    pub aes_gcm: bool,
+}
+
+/// Whether this CPU runs AES-256-GCM in hardware — x86 AES-NI and PCLMULQDQ — which is
+/// when it beats ChaCha20-Poly1305. Always `false` on other architectures, where we do not
+/// know without measuring.
+pub fn cpu_has_fast_aes_gcm() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        false
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -168,6 +192,7 @@ impl Default for ConnectionConfig {
             yamux: pheromone_core::yamux::Config::default(),
             close_grace: Duration::from_secs(5),
             send_buffer_high_water: 1024 * 1024,
+            aes_gcm: cpu_has_fast_aes_gcm(),
         }
     }
 }

@@ -439,7 +439,7 @@ impl Endpoint {
     fn adopt(&self, upgraded: upgrade::Upgraded) -> Connection {
         let upgrade::Upgraded { connection, driver } = upgraded;
         let info = connection.info().clone();
-        tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, "connection established");
+        tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
         self.inner
             .connections
             .lock()

@@ -299,6 +299,7 @@ mod tests {
             local_addr: addr,
             direction,
             relay: None,
+            cipher: pheromone_core::noise::TransportCipher::ChaChaPoly,
         }
     }
 
