@@ -32,7 +32,8 @@ pub(super) struct StreamWakers {
 /// Everything behind the lock.
 pub(super) struct State {
     pub(super) session: Session,
-    pub(super) wakers: HashMap<StreamId, StreamWakers>,
+    /// foldhash (seeded per process): looked up on every read and write.
+    pub(super) wakers: HashMap<StreamId, StreamWakers, foldhash::fast::RandomState>,
     /// Writers parked because the outgoing buffer is above the high-water mark.
     pub(super) parked_writers: Vec<Waker>,
     pub(super) accept_waker: Option<Waker>,
@@ -112,7 +113,7 @@ impl Shared {
             socket,
             state: Mutex::new(State {
                 session,
-                wakers: HashMap::new(),
+                wakers: HashMap::default(),
                 parked_writers: Vec::new(),
                 accept_waker: None,
                 driver_waker: None,
@@ -388,7 +389,7 @@ impl Shared {
 }
 
 impl State {
-    fn is_going_away(&self) -> bool {
+    pub(super) fn is_going_away(&self) -> bool {
         self.closed.is_some()
             || self.closing
             || self.session.remote_go_away().is_some()

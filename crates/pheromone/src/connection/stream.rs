@@ -74,7 +74,7 @@ impl Stream {
 
     /// Whether the stream can carry another exchange of a protocol that frames its
     /// messages: both directions open, nothing received and unread, no negotiation
-    /// pending.
+    /// pending, and the connection not going away.
     pub(crate) fn is_open_and_drained(&self) -> bool {
         if !self.unread.is_empty()
             || self.eof
@@ -84,7 +84,10 @@ impl Stream {
             return false;
         }
         let state = self.shared.lock();
-        state.session.stream_state(self.id) == Some(StreamState::Open)
+        // A connection that takes no new streams is winding down: its streams are not
+        // kept for more requests either.
+        !state.is_going_away()
+            && state.session.stream_state(self.id) == Some(StreamState::Open)
             && state.session.buffered(self.id) == Some(0)
     }
 

@@ -308,6 +308,10 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
+/// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
+/// foldhash, seeded per process, instead of SipHash.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The node's state, shared by handles, handlers and tasks.
 pub(crate) struct Inner {
     endpoint: Endpoint,

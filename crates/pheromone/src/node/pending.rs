@@ -5,14 +5,14 @@
 //! returns to zero, so the table holds only peers with requests in flight. A std mutex:
 //! nothing awaits while it is held.
 
+use super::FastMap;
 use pheromone_core::identity::PeerId;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Requests in flight per peer.
 #[derive(Debug)]
 pub(super) struct PendingTable {
-    counts: Mutex<HashMap<PeerId, usize>>,
+    counts: Mutex<FastMap<PeerId, usize>>,
     limit: usize,
 }
 
@@ -26,7 +26,7 @@ pub(super) struct PendingGuard {
 impl PendingTable {
     pub(super) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            counts: Mutex::new(HashMap::new()),
+            counts: Mutex::new(FastMap::default()),
             limit: limit.max(1),
         })
     }
@@ -64,7 +64,7 @@ impl PendingTable {
         self.lock().contains_key(peer)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<PeerId, usize>> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -14,10 +14,10 @@
 //! tables return to empty.
 
 use super::error::DispatchError;
+use super::FastMap;
 use crate::connection::{Connection, ConnectionId, ConnectionInfo, Direction};
 use futures::future::{BoxFuture, Shared};
 use pheromone_core::identity::PeerId;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -105,8 +105,8 @@ impl Slot {
 
 #[derive(Default)]
 struct State {
-    conns: HashMap<ConnectionId, Tracked>,
-    peers: HashMap<PeerId, Slot>,
+    conns: FastMap<ConnectionId, Tracked>,
+    peers: FastMap<PeerId, Slot>,
 }
 
 /// Connections by id and, in long mode, the chosen one by peer.

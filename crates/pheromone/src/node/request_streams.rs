@@ -14,8 +14,8 @@
 //! with its own FIN), which keeps "the responder dropped the stream while we were sending"
 //! out of normal operation. Nothing here reads or writes requests.
 
+use super::FastMap;
 use crate::connection::{Connection, ConnectionId, Stream};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -37,7 +37,7 @@ struct Idle {
 /// The idle streams of one connection.
 #[derive(Default)]
 struct ConnectionStreams {
-    by_protocol: HashMap<String, Vec<Idle>>,
+    by_protocol: FastMap<String, Vec<Idle>>,
     /// Periods of half the idle limit counted by this connection's watcher.
     tick: u64,
 }
@@ -70,7 +70,7 @@ impl ConnectionStreams {
 
 /// Idle request streams by connection and protocol.
 pub(super) struct RequestStreams {
-    idle: Mutex<HashMap<ConnectionId, ConnectionStreams>>,
+    idle: Mutex<FastMap<ConnectionId, ConnectionStreams>>,
     idle_limit: Duration,
 }
 
@@ -78,12 +78,12 @@ impl RequestStreams {
     /// A pool whose streams are kept at most `idle_limit` between requests.
     pub(super) fn new(idle_limit: Duration) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(FastMap::default()),
             idle_limit,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, ConnectionStreams>> {
+    fn lock(&self) -> MutexGuard<'_, FastMap<ConnectionId, ConnectionStreams>> {
         // Nothing here panics while holding the lock; if something did, the map is still
         // a valid map.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
@@ -91,6 +91,8 @@ impl RequestStreams {
 
     /// A kept stream of `conn` negotiated for `protocol`, if one is idle and still open.
     pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<Stream> {
+        // Streams of a connection going away are left to the watcher, which ends them
+        // cleanly.
         if conn.is_going_away() {
             return None;
         }
@@ -114,7 +116,7 @@ impl RequestStreams {
         stream: Stream,
         spawn: impl FnOnce(futures::future::BoxFuture<'static, ()>),
     ) {
-        if conn.is_going_away() || !stream.is_open_and_drained() {
+        if !stream.is_open_and_drained() {
             spawn(Box::pin(finish(vec![stream])));
             return;
         }
