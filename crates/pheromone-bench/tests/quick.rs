@@ -29,6 +29,18 @@ fn positive(line: &Value, key: &str) -> f64 {
     v
 }
 
+/// Runs the binary with `args`, expects exactly one line, checks it has exactly `keys` in
+/// that order, and returns it parsed.
+fn one_line(args: &[&str], keys: &[&str]) -> Value {
+    let (ok, stdout, stderr) = run(args);
+    assert!(ok, "stderr:\n{stderr}");
+    let texts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(texts.len(), 1, "{stdout}");
+    let line: Value = serde_json::from_str(texts[0]).expect("json");
+    assert_keys(texts[0], &line, keys);
+    line
+}
+
 /// Checks the object has exactly `keys`, printed in that order.
 fn assert_keys(text: &str, line: &Value, keys: &[&str]) {
     assert_eq!(
@@ -183,14 +195,8 @@ fn pheromone_throughput_line_names_its_cipher() {
     for (extra, cipher) in [(None, auto), (Some("--no-aes-gcm"), "chacha20poly1305")] {
         let mut args = vec!["--quick", "--only", "throughput", "--stacks", "pheromone"];
         args.extend(extra);
-        let (ok, stdout, stderr) = run(&args);
-        assert!(ok, "stderr:\n{stderr}");
-        let texts: Vec<&str> = stdout.lines().collect();
-        assert_eq!(texts.len(), 1, "{stdout}");
-        let line: Value = serde_json::from_str(texts[0]).expect("json");
-        assert_keys(
-            texts[0],
-            &line,
+        let line = one_line(
+            &args,
             &["bench", "stack", "mb_per_s", "cpu_s_per_gb", "cipher"],
         );
         assert_eq!(line["stack"], "pheromone");
@@ -210,14 +216,8 @@ fn bad_arguments_are_rejected() {
 
 #[test]
 fn pheromone_forward_line() {
-    let (ok, stdout, stderr) = run(&["--quick", "--only", "forward", "--stacks", "pheromone"]);
-    assert!(ok, "stderr:\n{stderr}");
-    let texts: Vec<&str> = stdout.lines().collect();
-    assert_eq!(texts.len(), 1, "{stdout}");
-    let line: Value = serde_json::from_str(texts[0]).expect("json");
-    assert_keys(
-        texts[0],
-        &line,
+    let line = one_line(
+        &["--quick", "--only", "forward", "--stacks", "pheromone"],
         &[
             "bench",
             "stack",

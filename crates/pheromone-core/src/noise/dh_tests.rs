@@ -58,7 +58,12 @@ fn low_order_points() -> Vec<[u8; 32]> {
         p_plus(0),
         p_plus(1),
     ];
-    // The same with the top bit set, which RFC 7748 says to ignore.
+    with_high_bit_copies(&mut points);
+    points
+}
+
+/// Appends a copy of each point with the top bit set, which RFC 7748 says to ignore.
+fn with_high_bit_copies(points: &mut Vec<[u8; 32]>) {
     let high: Vec<[u8; 32]> = points
         .iter()
         .map(|p| {
@@ -68,7 +73,6 @@ fn low_order_points() -> Vec<[u8; 32]> {
         })
         .collect();
     points.extend(high);
-    points
 }
 
 #[test]
@@ -154,15 +158,7 @@ fn edge_u_values_match_the_ladder() {
     nine[0] = 9;
     edges.push(nine);
     edges.push([0xff; 32]); // 2^256 - 1: top bit masked, then 2^255 - 1 ≡ 18
-    let high: Vec<[u8; 32]> = edges
-        .iter()
-        .map(|u| {
-            let mut u = *u;
-            u[31] |= 0x80;
-            u
-        })
-        .collect();
-    edges.extend(high);
+    with_high_bit_copies(&mut edges);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7748);
     for u in edges {
         for _ in 0..4 {

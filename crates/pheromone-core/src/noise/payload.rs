@@ -174,20 +174,6 @@ const WIRE_FIXED64: u64 = 1;
 const WIRE_LEN: u64 = 2;
 const WIRE_FIXED32: u64 = 5;
 
-/// A protobuf varint as prost reads it: up to ten bytes, non-minimal forms allowed.
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// Scans the top level of an encoded `NoiseHandshakePayload` for field 1001 and reports
 /// whether it offers AES-256-GCM. Allocates nothing.
 ///
@@ -197,16 +183,19 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 /// first anyway) end the scan with what was found before them: only the sender can lose by
 /// that, since a wrong decision just makes the first transport frame fail.
 pub(crate) fn decode_transport_ciphers(payload: &[u8]) -> Result<bool, NoiseError> {
-    let mut pos = 0;
+    // Varints are read the way prost reads them (up to ten bytes, non-minimal forms
+    // allowed), by prost itself; `rest` advances past what was read.
+    let varint = |rest: &mut &[u8]| prost::encoding::decode_varint(rest).ok();
+    let mut rest = payload;
     let mut count = 0usize;
     let mut aes_gcm = false;
-    while pos < payload.len() {
-        let Some(key) = read_varint(payload, &mut pos) else {
+    while !rest.is_empty() {
+        let Some(key) = varint(&mut rest) else {
             break;
         };
         let skip = match key & 7 {
             WIRE_VARINT => {
-                if read_varint(payload, &mut pos).is_none() {
+                if varint(&mut rest).is_none() {
                     break;
                 }
                 0
@@ -214,12 +203,9 @@ pub(crate) fn decode_transport_ciphers(payload: &[u8]) -> Result<bool, NoiseErro
             WIRE_FIXED64 => 8,
             WIRE_FIXED32 => 4,
             WIRE_LEN => {
-                let Some(len) = read_varint(payload, &mut pos) else {
-                    break;
-                };
-                let Some(len) = usize::try_from(len)
-                    .ok()
-                    .filter(|&len| len <= payload.len() - pos)
+                let Some(len) = varint(&mut rest)
+                    .and_then(|len| usize::try_from(len).ok())
+                    .filter(|&len| len <= rest.len())
                 else {
                     break;
                 };
@@ -236,17 +222,16 @@ pub(crate) fn decode_transport_ciphers(payload: &[u8]) -> Result<bool, NoiseErro
                             max: MAX_TRANSPORT_CIPHER_NAME,
                         });
                     }
-                    let name = &payload[pos..pos + len];
-                    aes_gcm |= name == TransportCipher::AesGcm.wire_name().as_bytes();
+                    aes_gcm |= &rest[..len] == TransportCipher::AesGcm.wire_name().as_bytes();
                 }
                 len
             }
             _ => break,
         };
-        if skip > payload.len() - pos {
+        let Some(after) = rest.get(skip..) else {
             break;
-        }
-        pos += skip;
+        };
+        rest = after;
     }
     Ok(aes_gcm)
 }
