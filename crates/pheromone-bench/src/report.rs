@@ -72,6 +72,14 @@ pub struct DispatchResult {
     pub per_s: f64,
     /// Median request latency in microseconds.
     pub p50_us: f64,
+    /// Round trips per second of the same messages on raw streams between the same two
+    /// nodes, measured in blocks interleaved with the dispatch blocks (pheromone, long
+    /// mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_stream_per_s: Option<f64>,
+    /// `per_s / raw_stream_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_raw_stream: Option<f64>,
 }
 
 /// `Node::dispatch_all` to many in-process peers.
@@ -286,7 +294,17 @@ impl DispatchResult {
             concurrency,
             per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
             p50_us: round(micros(percentile(latencies, 50.0)), 1),
+            raw_stream_per_s: None,
+            vs_raw_stream: None,
         }
+    }
+
+    /// Adds the raw-stream baseline: `round_trips` completed in `wall`.
+    pub fn against_raw_stream(mut self, round_trips: usize, wall: Duration) -> Self {
+        let raw = round_trips as f64 / wall.as_secs_f64().max(1e-9);
+        self.raw_stream_per_s = Some(round(raw, 1));
+        self.vs_raw_stream = Some(round(self.per_s / raw.max(f64::MIN_POSITIVE), 3));
+        self
     }
 }
 

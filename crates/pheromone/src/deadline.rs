@@ -4,7 +4,8 @@
 //! futures complete in that first poll (the request arrived with the stream's SYN), so the
 //! timer's insertion, removal and clock reads were pure overhead. [`within`] polls once
 //! first and arms the timer only if the future has to wait. [`IdleLimit`] bounds a loop's
-//! waits with one timer that moves only when it fires. Nothing else lives here.
+//! waits with one timer that moves only when it fires; [`ReusableTimer`] does the same
+//! for a sequence of deadlines. Nothing else lives here.
 
 use std::future::Future;
 use std::task::Poll;
@@ -21,6 +22,19 @@ pub(crate) async fn within<F: Future>(
         return Ok(out);
     }
     tokio::time::timeout(limit, future).await
+}
+
+/// `future`'s output, or `Err(Elapsed)` if `deadline` passes first; no timer is armed
+/// when it is ready on the first poll.
+pub(crate) async fn before<F: Future>(
+    deadline: tokio::time::Instant,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(out) = futures::poll!(future.as_mut()) {
+        return Ok(out);
+    }
+    tokio::time::timeout_at(deadline, future).await
 }
 
 /// A bound on how long a loop may wait for its next item, armed once and moved only when
@@ -71,6 +85,49 @@ impl IdleLimit {
     }
 }
 
+/// One timer for a sequence of deadlines, such as the requests on a kept stream: it is
+/// moved only when it fires before the deadline in force (or when a deadline is earlier
+/// than the one it is set for), so a wait usually costs a clock read and a comparison
+/// instead of a timer insertion and removal.
+pub(crate) struct ReusableTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl ReusableTimer {
+    /// A timer first set for `deadline`.
+    pub(crate) fn new(deadline: tokio::time::Instant) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// `future`'s output, or `None` if `deadline` passes first.
+    pub(crate) async fn until<F: Future>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        future: F,
+    ) -> Option<F::Output> {
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            // Set for an earlier deadline (an earlier request's): move on to this one.
+            while self.sleep.as_mut().poll(cx).is_ready() {
+                if self.sleep.deadline() >= deadline {
+                    return Poll::Ready(None);
+                }
+                self.sleep.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +166,26 @@ mod tests {
         let quiet = tokio::time::Instant::now();
         assert_eq!(idle.within(std::future::pending::<()>()).await, None);
         assert!(quiet.elapsed() >= LIMIT / 4);
+    }
+
+    #[tokio::test]
+    async fn a_reused_timer_keeps_each_deadline() {
+        let now = tokio::time::Instant::now;
+        let mut timer = ReusableTimer::new(now() + LIMIT);
+        // Done in time: the timer is left set for the first deadline.
+        assert_eq!(timer.until(now() + LIMIT, async { 1 }).await, Some(1));
+        // A later deadline outlives the first one's expiry.
+        let later = now() + LIMIT * 3;
+        let slept = timer.until(later, tokio::time::sleep(LIMIT * 2)).await;
+        assert_eq!(slept, Some(()), "cut at an earlier request's deadline");
+        // An earlier deadline than the timer's is kept too.
+        let start = now();
+        let cut = timer
+            .until(start + LIMIT / 2, std::future::pending::<()>())
+            .await;
+        assert_eq!(cut, None);
+        let waited = start.elapsed();
+        assert!(waited >= LIMIT / 2, "{waited:?}");
+        assert!(waited < LIMIT * 50, "{waited:?}");
     }
 }

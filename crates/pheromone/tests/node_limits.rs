@@ -366,3 +366,42 @@ async fn many_requests_leave_nothing_behind() {
     })
     .await;
 }
+
+/// A kept request stream carries one timer for all its requests: each call must still get
+/// exactly its own deadline, shorter or longer than the previous call's.
+#[tokio::test]
+async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
+    bounded(async {
+        let server = listening("server")
+            .handle_requests(SLOW, slow)
+            .build()
+            .await
+            .expect("server");
+        let client = node("client").await;
+        client
+            .add_route("server", addr(&server))
+            .await
+            .expect("route");
+        let within = |ms| DispatchOptions::new().timeout(Duration::from_millis(ms));
+        // A 400 ms handler: in time for 600 ms; the stream is kept.
+        let first = client.dispatch_with("server", SLOW, "a", &within(600)).await;
+        assert_eq!(first.expect("first call").as_deref(), Some(&b"a"[..]));
+        // Starts about 400 ms in and ends past the first call's deadline: not cut by it.
+        let second = client.dispatch_with("server", SLOW, "b", &within(5_000)).await;
+        assert_eq!(second.expect("second call").as_deref(), Some(&b"b"[..]));
+        // A deadline shorter than the reply takes is kept too.
+        let third = client.dispatch_with("server", SLOW, "c", &within(100)).await;
+        match third {
+            Err(DispatchError::Timeout { timeout, .. }) => {
+                assert_eq!(timeout, Duration::from_millis(100));
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        // The connection survives the abandoned request.
+        let fourth = client.dispatch_with("server", SLOW, "d", &within(5_000)).await;
+        assert_eq!(fourth.expect("after a timeout").as_deref(), Some(&b"d"[..]));
+        client.close().await;
+        server.close().await;
+    })
+    .await;
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
 use bytes::Bytes;
-use pheromone::node::{ConnectionMode, HandlerResult, Node, Peer};
+use pheromone::node::{ConnectionMode, HandlerResult, Node, NodeStream, Peer};
 
 use crate::{
     report::{self, DispatchAllResult, DispatchMemoryResult, DispatchResult},
@@ -17,6 +17,8 @@ use crate::{
 /// The name printed in the `stack` field.
 pub const NAME: &str = "pheromone";
 const PROTOCOL: &str = "/bench/rr/1.0.0";
+/// The raw-stream echo the long-mode dispatch figure is compared with.
+const RAW: &str = "/bench/raw/1.0.0";
 
 async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
     Ok(Some(request))
@@ -33,6 +35,9 @@ async fn pair(mode: ConnectionMode) -> Result<(Node, Node)> {
         .mode(mode)
         .listen("/ip4/127.0.0.1/tcp/0")
         .handle_requests(PROTOCOL, echo)
+        .handle_streams(RAW, |_peer, stream| async move {
+            let _ = workload::echo(stream).await;
+        })
         .build()
         .await?;
     let client = Node::builder()
@@ -79,30 +84,72 @@ async fn run(
     Ok((all, start.elapsed()))
 }
 
-/// `requests` 64-byte dispatches with `concurrency` in flight on one long connection.
+/// Blocks each kind of run is split into, alternating, so that both see the same machine.
+const INTERLEAVED_BLOCKS: usize = 8;
+
+/// `requests` 64-byte dispatches with `concurrency` in flight on one long connection,
+/// against the same round trips on `concurrency` raw streams between the same two nodes:
+/// blocks of each alternate, and each kind's rate is its round trips over its blocks'
+/// summed wall time.
 pub async fn dispatch_long(concurrency: usize, requests: usize) -> Result<DispatchResult> {
     let concurrency = concurrency.max(1);
     let (client, server) = pair(ConnectionMode::Long).await?;
     let target = server.peer_id();
+    let mut streams = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        streams.push(
+            client
+                .open_stream(target, RAW)
+                .await
+                .context("raw stream")?,
+        );
+    }
     // Warm-up, as the rr bench: not timed.
-    run(
-        &client,
-        target,
-        concurrency,
-        (requests / concurrency / 10).clamp(1, 200),
-    )
-    .await?;
-    let (mut latencies, wall) =
-        run(&client, target, concurrency, requests.div_ceil(concurrency)).await?;
+    let warm = (requests / concurrency / 10).clamp(1, 200);
+    run(&client, target, concurrency, warm).await?;
+    let (back, _) = raw_round_trips(streams, warm).await?;
+    streams = back;
+    let per_block = requests.div_ceil(concurrency * INTERLEAVED_BLOCKS).max(1);
+    let (mut latencies, mut wall) = (Vec::new(), Duration::ZERO);
+    let (mut raw_wall, mut raw_count) = (Duration::ZERO, 0);
+    for _ in 0..INTERLEAVED_BLOCKS {
+        let (back, took) = raw_round_trips(streams, per_block).await?;
+        streams = back;
+        raw_wall += took;
+        raw_count += per_block * concurrency;
+        let (block, took) = run(&client, target, concurrency, per_block).await?;
+        latencies.extend(block);
+        wall += took;
+    }
+    drop(streams);
     client.close().await;
     server.close().await;
-    Ok(DispatchResult::new(
-        NAME,
-        "long",
-        concurrency,
-        &mut latencies,
-        wall,
-    ))
+    Ok(
+        DispatchResult::new(NAME, "long", concurrency, &mut latencies, wall)
+            .against_raw_stream(raw_count, raw_wall),
+    )
+}
+
+/// `count` round trips on each of `streams` at once; the streams back and the wall time.
+async fn raw_round_trips(
+    streams: Vec<NodeStream>,
+    count: usize,
+) -> Result<(Vec<NodeStream>, Duration)> {
+    let start = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            AbortOnDrop(tokio::spawn(async move {
+                workload::round_trips(&mut stream, count, None).await?;
+                Ok::<_, std::io::Error>(stream)
+            }))
+        })
+        .collect();
+    let mut back = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        back.push(task.join().await??);
+    }
+    Ok((back, start.elapsed()))
 }
 
 /// `n` sequential dispatches, each dialling, upgrading, sending, reading the reply and

@@ -24,6 +24,7 @@ use pheromone_core::identity::PeerId;
 use pheromone_core::multistream::NegotiationError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Tries per call: a connection replaced mid-call costs one, a lost race one more.
 const ATTEMPTS: usize = 4;
@@ -57,21 +58,15 @@ impl Inner {
                 peer,
                 limit: self.pending_out.limit(),
             })?;
-        let timeout = options.timeout.unwrap_or(self.config.request_timeout);
-        let mode = options.mode.unwrap_or(self.config.mode);
-        let call = async {
-            match mode {
-                ConnectionMode::Long => self.request_long(peer, protocol, &request).await,
-                ConnectionMode::Short => self.request_short(peer, protocol, &request).await,
+        let deadline = CallDeadline::after(options.timeout.unwrap_or(self.config.request_timeout));
+        match options.mode.unwrap_or(self.config.mode) {
+            ConnectionMode::Long => self.request_long(peer, protocol, &request, deadline).await,
+            ConnectionMode::Short => {
+                let call = self.request_short(peer, protocol, &request, deadline);
+                crate::deadline::before(deadline.at, call)
+                    .await
+                    .unwrap_or_else(|_| Err(deadline.missed(peer, protocol)))
             }
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(DispatchError::Timeout {
-                peer,
-                protocol: protocol.to_owned(),
-                timeout,
-            }),
         }
     }
 
@@ -82,31 +77,38 @@ impl Inner {
         }
     }
 
+    /// A request on the peer's long-mode connection, by `deadline`. Waits that usually do
+    /// not happen (a dial, a lost race) arm a timer only when they do; the exchange uses
+    /// the kept stream's own timer.
     async fn request_long(
         self: &Arc<Self>,
         peer: PeerId,
         protocol: &str,
         payload: &[u8],
+        deadline: CallDeadline,
     ) -> Result<Option<Bytes>, DispatchError> {
         let max = self.config.max_message_size;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let conn = self.connection_to(peer).await?;
+            let conn = crate::deadline::before(deadline.at, self.connection_to(peer))
+                .await
+                .map_err(|_| deadline.missed(peer, protocol))??;
+            let streams = &self.request_streams;
             let result =
-                reqresp::request_reusing(&conn, &self.request_streams, protocol, payload, max)
-                    .await;
+                reqresp::request_reusing(&conn, streams, protocol, payload, max, deadline.at).await;
             match result {
                 Ok((response, stream)) => {
-                    self.request_streams
-                        .put(&conn, protocol, stream, |task| drop(self.tasks.spawn(task)));
+                    streams.put(&conn, protocol, stream, |task| drop(self.tasks.spawn(task)));
                     return answer(peer, protocol, payload.len(), response);
                 }
                 Err(e) if attempt < ATTEMPTS && never_delivered(&e, &conn) => {
                     tracing::debug!(%peer, protocol, id = %conn.id(), error = ?e, "request not delivered; retrying on the peer's current connection");
-                    self.after_undelivered(peer, &conn).await;
+                    tokio::time::timeout_at(deadline.at, self.after_undelivered(peer, &conn))
+                        .await
+                        .map_err(|_| deadline.missed(peer, protocol))?;
                 }
-                Err(e) => return Err(failure(peer, protocol, e, &conn)),
+                Err(e) => return Err(failure(peer, protocol, e, &conn, deadline)),
             }
         }
     }
@@ -116,6 +118,7 @@ impl Inner {
         peer: PeerId,
         protocol: &str,
         payload: &[u8],
+        deadline: CallDeadline,
     ) -> Result<Option<Bytes>, DispatchError> {
         let conn = self.dial_short(peer).await?;
         let max = self.config.max_message_size;
@@ -123,7 +126,7 @@ impl Inner {
         conn.close().await;
         match result {
             Ok(response) => answer(peer, protocol, payload.len(), response),
-            Err(e) => Err(failure(peer, protocol, e, &conn)),
+            Err(e) => Err(failure(peer, protocol, e, &conn, deadline)),
         }
     }
 
@@ -320,7 +323,9 @@ impl Inner {
         if self.is_closed() {
             return Err(DispatchError::Closed);
         }
-        self.dial(peer).await
+        // Boxed: a dial (DHT lookup, relayed handshake) holds kilobytes of state, and every
+        // dispatch future — long mode's too — would otherwise carry and move it.
+        Box::pin(self.dial(peer)).await
     }
 
     /// [`Node::open_stream_with`](super::Node::open_stream_with).
@@ -490,8 +495,39 @@ fn answer(
     })
 }
 
+/// When a call must be answered by, and how long it was given.
+#[derive(Debug, Clone, Copy)]
+struct CallDeadline {
+    at: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl CallDeadline {
+    fn after(timeout: Duration) -> Self {
+        Self {
+            at: tokio::time::Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// The error of a call that missed this deadline.
+    fn missed(&self, peer: PeerId, protocol: &str) -> DispatchError {
+        DispatchError::Timeout {
+            peer,
+            protocol: protocol.to_owned(),
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// Turns a failed request into the call's error.
-fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> DispatchError {
+fn failure(
+    peer: PeerId,
+    protocol: &str,
+    e: RequestError,
+    conn: &Connection,
+    deadline: CallDeadline,
+) -> DispatchError {
     let protocol = protocol.to_owned();
     match e {
         RequestError::Open(ConnectionError::StreamLimit { reason, .. }) => {
@@ -546,5 +582,26 @@ fn failure(peer: PeerId, protocol: &str, e: RequestError, conn: &Connection) -> 
             protocol,
             reason: format!("the reply stream ended after {got} bytes (expected {want})"),
         },
+        RequestError::TimedOut => deadline.missed(peer, &protocol),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Node;
+    use bytes::Bytes;
+
+    /// A call's future is copied whole when it is made and moved, and every dispatch
+    /// carries the states of all the paths it might take: the rare ones (a dial, a DHT
+    /// lookup, a relayed handshake: kilobytes) are boxed so the common one stays cheap.
+    #[tokio::test]
+    async fn a_dispatch_future_carries_no_dial_state() {
+        let node = Node::builder().build().await.expect("node");
+        let call = node.dispatch(node.peer_id(), "/x", Bytes::new());
+        let size = std::mem::size_of_val(&call);
+        eprintln!("dispatch future: {size} bytes");
+        drop(call);
+        node.close().await;
+        assert!(size <= 4096, "a dispatch future takes {size} bytes");
     }
 }

@@ -1,32 +1,47 @@
 //! Counts of requests in flight per peer, with a cap.
 //!
 //! A [`PendingGuard`] holds one slot and gives it back when dropped, whatever way the
-//! request ends (reply, error, timeout, cancellation). Entries vanish when their count
-//! returns to zero, so the table holds only peers with requests in flight. A std mutex:
-//! nothing awaits while it is held.
+//! request ends (reply, error, timeout, cancellation). Each peer's count is an atomic the
+//! guard holds, so giving a slot back takes neither the lock nor a lookup; counts at zero
+//! that no guard holds are swept out when the table has doubled since the last sweep, so
+//! it stays proportional to the peers with requests in flight. A std mutex: nothing awaits
+//! while it is held.
 
 use super::FastMap;
 use pheromone_core::identity::PeerId;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Entries kept before the first sweep.
+const MIN_SWEEP: usize = 64;
 
 /// Requests in flight per peer.
 #[derive(Debug)]
 pub(super) struct PendingTable {
-    counts: Mutex<FastMap<PeerId, usize>>,
+    counts: Mutex<Counts>,
     limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    by_peer: FastMap<PeerId, Arc<AtomicUsize>>,
+    /// Size at which idle entries are swept out.
+    sweep_at: usize,
 }
 
 /// One request's slot; released on drop.
 #[derive(Debug)]
 pub(super) struct PendingGuard {
-    table: Arc<PendingTable>,
-    peer: PeerId,
+    count: Arc<AtomicUsize>,
 }
 
 impl PendingTable {
     pub(super) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            counts: Mutex::new(FastMap::default()),
+            counts: Mutex::new(Counts {
+                by_peer: FastMap::default(),
+                sweep_at: MIN_SWEEP,
+            }),
             limit: limit.max(1),
         })
     }
@@ -36,48 +51,71 @@ impl PendingTable {
     }
 
     /// Takes a slot for `peer`; `None` when it already has `limit` requests in flight.
-    pub(super) fn acquire(self: &Arc<Self>, peer: PeerId) -> Option<PendingGuard> {
-        let mut counts = self.lock();
-        let count = counts.entry(peer).or_insert(0);
-        if *count >= self.limit {
+    pub(super) fn acquire(&self, peer: PeerId) -> Option<PendingGuard> {
+        let count = {
+            let mut counts = self.lock();
+            match counts.by_peer.get(&peer) {
+                Some(count) => count.clone(),
+                None => counts.insert(peer),
+            }
+        };
+        if count.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            count.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        *count += 1;
-        Some(PendingGuard {
-            table: self.clone(),
-            peer,
-        })
+        Some(PendingGuard { count })
     }
 
     /// Requests in flight, over all peers.
     pub(super) fn total(&self) -> usize {
-        self.lock().values().sum()
+        self.lock()
+            .by_peer
+            .values()
+            .map(|c| c.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Peers with requests in flight.
     pub(super) fn peers(&self) -> usize {
-        self.lock().len()
+        let counts = self.lock();
+        counts
+            .by_peer
+            .values()
+            .filter(|c| c.load(Ordering::Acquire) > 0)
+            .count()
     }
 
     /// Whether `peer` has anything in flight.
     pub(super) fn has(&self, peer: &PeerId) -> bool {
-        self.lock().contains_key(peer)
+        self.lock()
+            .by_peer
+            .get(peer)
+            .is_some_and(|c| c.load(Ordering::Acquire) > 0)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<PeerId, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Counts {
+    /// A new count for `peer`, after sweeping out idle ones if the table has grown.
+    fn insert(&mut self, peer: PeerId) -> Arc<AtomicUsize> {
+        if self.by_peer.len() >= self.sweep_at {
+            // Counts are cloned only under this lock, so one held by the table alone has
+            // no guard now and cannot get one while we sweep.
+            self.by_peer.retain(|_, c| Arc::strong_count(c) > 1);
+            self.sweep_at = (self.by_peer.len() * 2).max(MIN_SWEEP);
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        self.by_peer.insert(peer, count.clone());
+        count
     }
 }
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        let mut counts = self.table.lock();
-        if let Some(count) = counts.get_mut(&self.peer) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.peer);
-            }
-        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -106,5 +144,24 @@ mod tests {
         assert!(t.acquire(a).is_none());
         drop(g);
         assert_eq!(t.peers(), 0);
+    }
+
+    #[test]
+    fn idle_counts_are_swept_as_peers_come_and_go() {
+        let table = PendingTable::new(4);
+        let held = table.acquire(Keypair::from_seed([0; 32]).peer_id());
+        for i in 1..=1000u16 {
+            let mut seed = [0u8; 32];
+            seed[..2].copy_from_slice(&i.to_le_bytes());
+            drop(table.acquire(Keypair::from_seed(seed).peer_id()));
+        }
+        let size = table.lock().by_peer.len();
+        assert!(
+            size <= MIN_SWEEP + 1,
+            "{size} entries kept for 1 peer in flight"
+        );
+        assert_eq!((table.total(), table.peers()), (1, 1));
+        drop(held);
+        assert_eq!(table.total(), 0);
     }
 }

@@ -11,9 +11,10 @@
 //! This file knows nothing of peers, pools or handlers; it also classifies failures so the
 //! caller can tell "never reached the peer" (safe to retry) from "lost mid-way".
 
-use super::request_streams::RequestStreams;
+use super::request_streams::{RequestStream, RequestStreams};
 use super::wire::{self, Header, Status, WireError};
 use crate::connection::{Connection, ConnectionError, Stream};
+use crate::deadline::ReusableTimer;
 use crate::negotiate;
 use bytes::{Bytes, BytesMut};
 use pheromone_core::yamux::StreamError;
@@ -22,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 /// Requests up to this size are copied behind their length prefix and written once;
 /// larger ones are written in place, after the prefix.
-const COALESCE_LIMIT: usize = 16 * 1024;
+pub(super) const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// A decoded response.
 #[derive(Debug)]
@@ -81,6 +82,8 @@ pub(super) enum RequestError {
         /// Bytes expected.
         want: usize,
     },
+    /// The call's deadline passed before the response arrived.
+    TimedOut,
 }
 
 /// Reads one frame whose header `decode` recognises. `Ok(None)` when the stream ends
@@ -175,29 +178,40 @@ pub(super) async fn request(
 }
 
 /// Sends one request on a stream of `conn` kept from an earlier request of `protocol`
-/// (a new one when none is idle) and reads the response, leaving the stream open. The
-/// caller hands the stream back to `streams` for the next request.
+/// (a new one when none is idle) and reads the response by `deadline`, leaving the stream
+/// open. The caller hands the stream back to `streams` for the next request.
 pub(super) async fn request_reusing(
     conn: &Connection,
     streams: &RequestStreams,
     protocol: &str,
     payload: &[u8],
     max_reply: usize,
-) -> Result<(Response, Stream), RequestError> {
+    deadline: tokio::time::Instant,
+) -> Result<(Response, RequestStream), RequestError> {
     // Corked: a new stream's SYN, proposal and request leave in one frame.
     conn.cork(async {
-        if let Some(mut stream) = streams.take(conn, protocol) {
+        if let Some(mut kept) = streams.take(conn, protocol) {
             let head = request_buffer(0, payload.len());
-            let response = exchange(&mut stream, head, payload, max_reply, false).await?;
+            let exchange = exchange(&mut kept.stream, head, payload, max_reply, false);
+            let response = kept
+                .timer
+                .until(deadline, exchange)
+                .await
+                .ok_or(RequestError::TimedOut)??;
             if response.status != Status::Reopen {
-                return Ok((response, stream));
+                return Ok((response, kept));
             }
             // The responder's access rules changed since the stream was negotiated; it did
             // not handle the request. A new stream's negotiation decides.
         }
         let (mut stream, head) = open(conn, protocol, payload.len())?;
-        let response = exchange(&mut stream, head, payload, max_reply, false).await?;
-        Ok((response, stream))
+        let mut timer = ReusableTimer::new(deadline);
+        let exchange = exchange(&mut stream, head, payload, max_reply, false);
+        let response = timer
+            .until(deadline, exchange)
+            .await
+            .ok_or(RequestError::TimedOut)??;
+        Ok((response, RequestStream { stream, timer }))
     })
     .await
 }

@@ -16,6 +16,7 @@
 
 use super::FastMap;
 use crate::connection::{Connection, ConnectionId, Stream};
+use crate::deadline::ReusableTimer;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -27,43 +28,58 @@ pub(super) const MAX_IDLE_PER_PROTOCOL: usize = 64;
 /// Longest a half-closed stream waits for the responder's FIN before it is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// A request stream and the timer that bounds each of its requests' waits (kept with it,
+/// so a request on a kept stream arms no timer of its own).
+pub(super) struct RequestStream {
+    pub(super) stream: Stream,
+    pub(super) timer: ReusableTimer,
+}
+
 struct Idle {
-    stream: Stream,
+    kept: RequestStream,
     /// Its connection's tick count when the stream went idle (reading a counter is cheaper
     /// than reading the clock on every request).
     since_tick: u64,
 }
 
-/// The idle streams of one connection.
+/// The idle streams of one connection, by protocol. A connection carries requests of a
+/// few protocols, so a list compared by name beats hashing the name on every request.
 #[derive(Default)]
 struct ConnectionStreams {
-    by_protocol: FastMap<String, Vec<Idle>>,
+    by_protocol: Vec<(Box<str>, Vec<Idle>)>,
     /// Periods of half the idle limit counted by this connection's watcher.
     tick: u64,
 }
 
 impl ConnectionStreams {
     fn is_empty(&self) -> bool {
-        self.by_protocol.values().all(Vec::is_empty)
+        self.by_protocol.iter().all(|(_, list)| list.is_empty())
+    }
+
+    fn list(&mut self, protocol: &str) -> Option<&mut Vec<Idle>> {
+        self.by_protocol
+            .iter_mut()
+            .find(|(p, _)| &**p == protocol)
+            .map(|(_, list)| list)
     }
 
     /// Takes out the streams idle since before tick `cutoff` (all of them without one).
     fn take_expired(&mut self, cutoff: Option<u64>) -> Vec<Stream> {
         let mut expired = Vec::new();
-        for list in self.by_protocol.values_mut() {
+        for (_, list) in &mut self.by_protocol {
             let keep: Vec<Idle> = std::mem::take(list)
                 .into_iter()
                 .filter_map(|idle| match cutoff {
                     Some(cutoff) if idle.since_tick >= cutoff => Some(idle),
                     _ => {
-                        expired.push(idle.stream);
+                        expired.push(idle.kept.stream);
                         None
                     }
                 })
                 .collect();
             *list = keep;
         }
-        self.by_protocol.retain(|_, list| !list.is_empty());
+        self.by_protocol.retain(|(_, list)| !list.is_empty());
         expired
     }
 }
@@ -90,51 +106,61 @@ impl RequestStreams {
     }
 
     /// A kept stream of `conn` negotiated for `protocol`, if one is idle and still open.
-    pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<Stream> {
+    pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<RequestStream> {
         // Streams of a connection going away are left to the watcher, which ends them
         // cleanly.
         if conn.is_going_away() {
             return None;
         }
         let mut idle = self.lock();
-        let list = idle.get_mut(&conn.id())?.by_protocol.get_mut(protocol)?;
+        let list = idle.get_mut(&conn.id())?.list(protocol)?;
         // A stream the responder ended meanwhile is dropped (it is closed already).
         while let Some(entry) = list.pop() {
-            if entry.stream.is_open_and_drained() {
-                return Some(entry.stream);
+            if entry.kept.stream.is_open_and_drained() {
+                return Some(entry.kept);
             }
         }
         None
     }
 
-    /// Keeps `stream` (negotiated for `protocol`, its last exchange complete) for the next
+    /// Keeps `kept` (negotiated for `protocol`, its last exchange complete) for the next
     /// request, or half-closes it when it cannot be reused or there are enough idle ones.
     pub(super) fn put(
         self: &Arc<Self>,
         conn: &Connection,
         protocol: &str,
-        stream: Stream,
+        kept: RequestStream,
         spawn: impl FnOnce(futures::future::BoxFuture<'static, ()>),
     ) {
-        if !stream.is_open_and_drained() {
-            spawn(Box::pin(finish(vec![stream])));
+        if !kept.stream.is_open_and_drained() {
+            spawn(Box::pin(finish(vec![kept.stream])));
             return;
         }
         let mut idle = self.lock();
-        let first = !idle.contains_key(&conn.id());
-        let streams = idle.entry(conn.id()).or_default();
+        let mut first = false;
+        let streams = idle.entry(conn.id()).or_insert_with(|| {
+            first = true;
+            ConnectionStreams::default()
+        });
         let since_tick = streams.tick;
-        // Look the protocol up before inserting: the name is allocated only once.
-        let list = match streams.by_protocol.get_mut(protocol) {
-            Some(list) => list,
-            None => streams.by_protocol.entry(protocol.to_owned()).or_default(),
+        let list = match streams
+            .by_protocol
+            .iter()
+            .position(|(p, _)| &**p == protocol)
+        {
+            Some(i) => &mut streams.by_protocol[i].1,
+            None => {
+                let i = streams.by_protocol.len();
+                streams.by_protocol.push((protocol.into(), Vec::new()));
+                &mut streams.by_protocol[i].1
+            }
         };
         if list.len() >= MAX_IDLE_PER_PROTOCOL {
             drop(idle);
-            spawn(Box::pin(finish(vec![stream])));
+            spawn(Box::pin(finish(vec![kept.stream])));
             return;
         }
-        list.push(Idle { stream, since_tick });
+        list.push(Idle { kept, since_tick });
         drop(idle);
         if first {
             spawn(Box::pin(self.clone().watch(conn.clone())));

@@ -293,6 +293,11 @@ fn encode_outcome(
             Bytes::new()
         }
         Ok(Ok(Some(reply))) => {
+            // Room for the reply too: `answer` writes a small one behind its header.
+            out.reserve(
+                1 + wire::request_header_len(reply.len())
+                    + reply.len().min(reqresp::COALESCE_LIMIT),
+            );
             wire::encode_response_header(Status::Reply, reply.len(), out);
             reply
         }
