@@ -384,13 +384,19 @@ async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
             .expect("route");
         let within = |ms| DispatchOptions::new().timeout(Duration::from_millis(ms));
         // A 400 ms handler: in time for 600 ms; the stream is kept.
-        let first = client.dispatch_with("server", SLOW, "a", &within(600)).await;
+        let first = client
+            .dispatch_with("server", SLOW, "a", &within(600))
+            .await;
         assert_eq!(first.expect("first call").as_deref(), Some(&b"a"[..]));
         // Starts about 400 ms in and ends past the first call's deadline: not cut by it.
-        let second = client.dispatch_with("server", SLOW, "b", &within(5_000)).await;
+        let second = client
+            .dispatch_with("server", SLOW, "b", &within(5_000))
+            .await;
         assert_eq!(second.expect("second call").as_deref(), Some(&b"b"[..]));
         // A deadline shorter than the reply takes is kept too.
-        let third = client.dispatch_with("server", SLOW, "c", &within(100)).await;
+        let third = client
+            .dispatch_with("server", SLOW, "c", &within(100))
+            .await;
         match third {
             Err(DispatchError::Timeout { timeout, .. }) => {
                 assert_eq!(timeout, Duration::from_millis(100));
@@ -398,7 +404,9 @@ async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
             other => panic!("expected a timeout, got {other:?}"),
         }
         // The connection survives the abandoned request.
-        let fourth = client.dispatch_with("server", SLOW, "d", &within(5_000)).await;
+        let fourth = client
+            .dispatch_with("server", SLOW, "d", &within(5_000))
+            .await;
         assert_eq!(fourth.expect("after a timeout").as_deref(), Some(&b"d"[..]));
         client.close().await;
         server.close().await;

@@ -4,10 +4,11 @@
 //! flag, so the queue never holds a stream twice and never grows beyond the number of
 //! streams; session-wide events are single slots. Nothing here touches frames.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::frame::GoAwayCode;
+use super::session::StreamMap;
 use super::stream::{Stream, StreamId, EV_READABLE, EV_RESET, EV_WRITABLE};
 
 /// Something the driver should act on; see [`Session::poll_event`](super::Session::poll_event).
@@ -114,7 +115,7 @@ impl EventQueue {
         self.incoming = false;
     }
 
-    pub(crate) fn pop(&mut self, streams: &mut HashMap<u32, Stream>) -> Option<Event> {
+    pub(crate) fn pop(&mut self, streams: &mut StreamMap) -> Option<Event> {
         if let Some(code) = self.go_away.take() {
             return Some(Event::GoAwayReceived(code));
         }

@@ -6,6 +6,11 @@
 //! out through [`Session::outgoing`].
 
 use std::collections::{HashMap, VecDeque};
+
+/// The session's streams by ID. Seeded foldhash: every frame looks its stream up, SipHash
+/// cost more than the rest of that lookup, and a per-process seed still keeps a peer from
+/// choosing colliding IDs.
+pub(crate) type StreamMap = HashMap<u32, Stream, foldhash::fast::RandomState>;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
@@ -57,7 +62,7 @@ use super::stream::{ReadOutcome, Stream, StreamId, StreamState, EV_READABLE};
 pub struct Session {
     mode: Mode,
     pub(crate) config: Config,
-    pub(crate) streams: HashMap<u32, Stream>,
+    pub(crate) streams: StreamMap,
     /// Our next id; `u64` so that running past `u32::MAX` is noticed, not wrapped.
     next_outbound_id: u64,
     /// Highest id the peer opened; lower ids of its parity are closed or rejected.
@@ -117,7 +122,7 @@ impl Session {
             mode,
             max_body: config.receive_window,
             config,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             next_outbound_id: match mode {
                 Mode::Client => 1,
                 Mode::Server => 2,
@@ -477,7 +482,7 @@ impl Session {
                 put(&mut self.out, Header::go_away(code));
                 self.local_go_away = Some(code);
             }
-            self.streams = HashMap::new();
+            self.streams = StreamMap::default();
             self.accept_queue = VecDeque::new();
             self.events.clear();
             self.granted_total = 0;

@@ -29,6 +29,26 @@ struct Counts {
     sweep_at: usize,
 }
 
+/// One peer's count in a [`PendingTable`].
+#[derive(Debug)]
+pub(super) struct PeerCounter {
+    count: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl PeerCounter {
+    /// Takes a slot; `None` when the peer already has `limit` requests in flight.
+    pub(super) fn acquire(&self) -> Option<PendingGuard> {
+        if self.count.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(PendingGuard {
+            count: self.count.clone(),
+        })
+    }
+}
+
 /// One request's slot; released on drop.
 #[derive(Debug)]
 pub(super) struct PendingGuard {
@@ -52,6 +72,12 @@ impl PendingTable {
 
     /// Takes a slot for `peer`; `None` when it already has `limit` requests in flight.
     pub(super) fn acquire(&self, peer: PeerId) -> Option<PendingGuard> {
+        self.counter(peer).acquire()
+    }
+
+    /// `peer`'s count, to take slots from without looking the peer up each time (a loop
+    /// answering one peer's requests). Holding it keeps the entry in the table.
+    pub(super) fn counter(&self, peer: PeerId) -> PeerCounter {
         let count = {
             let mut counts = self.lock();
             match counts.by_peer.get(&peer) {
@@ -59,11 +85,10 @@ impl PendingTable {
                 None => counts.insert(peer),
             }
         };
-        if count.fetch_add(1, Ordering::AcqRel) >= self.limit {
-            count.fetch_sub(1, Ordering::AcqRel);
-            return None;
+        PeerCounter {
+            count,
+            limit: self.limit,
         }
-        Some(PendingGuard { count })
     }
 
     /// Requests in flight, over all peers.

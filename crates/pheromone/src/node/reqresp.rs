@@ -142,16 +142,16 @@ pub(super) async fn read_frame(
 /// frame; half-closes the stream when it carries no further request.
 async fn write_request(
     stream: &mut Stream,
-    mut out: BytesMut,
+    out: &mut BytesMut,
     payload: &[u8],
     half_close: bool,
 ) -> io::Result<()> {
-    wire::encode_request_header(payload.len(), &mut out);
+    wire::encode_request_header(payload.len(), out);
     if payload.len() <= COALESCE_LIMIT {
         out.extend_from_slice(payload);
-        stream.write_all(&out).await?;
+        stream.write_all(out).await?;
     } else {
-        stream.write_all(&out).await?;
+        stream.write_all(out).await?;
         stream.write_all(payload).await?;
     }
     if half_close {
@@ -171,8 +171,8 @@ pub(super) async fn request(
 ) -> Result<Response, RequestError> {
     // Corked: the SYN, the proposal, the request and the FIN leave in one frame.
     conn.cork(async {
-        let (mut stream, head) = open(conn, protocol, payload.len())?;
-        exchange(&mut stream, head, payload, max_reply, true).await
+        let (mut stream, mut head) = open(conn, protocol, payload.len())?;
+        exchange(&mut stream, &mut head, payload, max_reply, true).await
     })
     .await
 }
@@ -188,39 +188,41 @@ pub(super) async fn request_reusing(
     max_reply: usize,
     deadline: tokio::time::Instant,
 ) -> Result<(Response, RequestStream), RequestError> {
+    if let Some(mut kept) = streams.take(conn, protocol) {
+        // The stream's buffer from its last request: no allocation. Not corked: the
+        // request is one write, one frame.
+        kept.buf.clear();
+        kept.buf.reserve(request_len(0, payload.len()));
+        let exchange = exchange(&mut kept.stream, &mut kept.buf, payload, max_reply, false);
+        let response = kept
+            .timer
+            .until(deadline, exchange)
+            .await
+            .ok_or(RequestError::TimedOut)??;
+        if response.status != Status::Reopen {
+            return Ok((response, kept));
+        }
+        // The responder's access rules changed since the stream was negotiated; it did not
+        // handle the request. A new stream's negotiation decides.
+    }
     // Corked: a new stream's SYN, proposal and request leave in one frame.
     conn.cork(async {
-        if let Some(mut kept) = streams.take(conn, protocol) {
-            let head = request_buffer(0, payload.len());
-            let exchange = exchange(&mut kept.stream, head, payload, max_reply, false);
-            let response = kept
-                .timer
-                .until(deadline, exchange)
-                .await
-                .ok_or(RequestError::TimedOut)??;
-            if response.status != Status::Reopen {
-                return Ok((response, kept));
-            }
-            // The responder's access rules changed since the stream was negotiated; it did
-            // not handle the request. A new stream's negotiation decides.
-        }
-        let (mut stream, head) = open(conn, protocol, payload.len())?;
+        let (mut stream, mut buf) = open(conn, protocol, payload.len())?;
         let mut timer = ReusableTimer::new(deadline);
-        let exchange = exchange(&mut stream, head, payload, max_reply, false);
+        let exchange = exchange(&mut stream, &mut buf, payload, max_reply, false);
         let response = timer
             .until(deadline, exchange)
             .await
             .ok_or(RequestError::TimedOut)??;
-        Ok((response, RequestStream { stream, timer }))
+        Ok((response, RequestStream { stream, timer, buf }))
     })
     .await
 }
 
-/// A buffer for a request frame behind `prefix` bytes of negotiation.
-fn request_buffer(prefix: usize, payload: usize) -> BytesMut {
-    BytesMut::with_capacity(
-        prefix + wire::request_header_len(payload) + payload.min(COALESCE_LIMIT),
-    )
+/// Bytes a request frame takes behind `prefix` bytes of negotiation, as far as it is
+/// written in one piece.
+fn request_len(prefix: usize, payload: usize) -> usize {
+    prefix + wire::request_header_len(payload) + payload.min(COALESCE_LIMIT)
 }
 
 /// Opens a stream on `conn` with a lazy proposal of `protocol` written into the returned
@@ -231,7 +233,7 @@ fn open(
     payload: usize,
 ) -> Result<(Stream, BytesMut), RequestError> {
     let mut stream = conn.open_stream().map_err(RequestError::Open)?;
-    let mut head = request_buffer(protocol.len() + 32, payload);
+    let mut head = BytesMut::with_capacity(request_len(protocol.len() + 32, payload));
     negotiate::propose_lazy(&mut stream, protocol, &mut head)
         .map_err(|e| RequestError::InvalidProtocol(e.to_string()))?;
     Ok((stream, head))
@@ -240,7 +242,7 @@ fn open(
 /// Writes the request behind `head` and reads the response.
 async fn exchange(
     stream: &mut Stream,
-    head: BytesMut,
+    head: &mut BytesMut,
     payload: &[u8],
     max_reply: usize,
     half_close: bool,
@@ -299,15 +301,15 @@ pub(super) async fn read_request(
 /// carries no further request.
 pub(super) async fn write_response(
     stream: &mut Stream,
-    mut head: BytesMut,
+    head: &mut BytesMut,
     body: &[u8],
     half_close: bool,
 ) -> io::Result<()> {
     if body.len() <= COALESCE_LIMIT {
         head.extend_from_slice(body);
-        stream.write_all(&head).await?;
+        stream.write_all(head).await?;
     } else {
-        stream.write_all(&head).await?;
+        stream.write_all(head).await?;
         stream.write_all(body).await?;
     }
     if half_close {

@@ -25,14 +25,20 @@ use tokio::io::AsyncWriteExt;
 /// reuse theirs.
 pub(super) const MAX_IDLE_PER_PROTOCOL: usize = 64;
 
+/// Largest request buffer kept with an idle stream; a bigger one (a request of up to the
+/// coalescing limit went out) is dropped rather than held by every idle stream.
+pub(super) const KEPT_BUFFER_MAX: usize = 4096;
+
 /// Longest a half-closed stream waits for the responder's FIN before it is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// A request stream and the timer that bounds each of its requests' waits (kept with it,
-/// so a request on a kept stream arms no timer of its own).
+/// A request stream with what its requests reuse: the timer that bounds each one's wait
+/// (a request on a kept stream arms no timer of its own) and the buffer its requests are
+/// written from.
 pub(super) struct RequestStream {
     pub(super) stream: Stream,
     pub(super) timer: ReusableTimer,
+    pub(super) buf: bytes::BytesMut,
 }
 
 struct Idle {
@@ -129,12 +135,15 @@ impl RequestStreams {
         self: &Arc<Self>,
         conn: &Connection,
         protocol: &str,
-        kept: RequestStream,
+        mut kept: RequestStream,
         spawn: impl FnOnce(futures::future::BoxFuture<'static, ()>),
     ) {
         if !kept.stream.is_open_and_drained() {
             spawn(Box::pin(finish(vec![kept.stream])));
             return;
+        }
+        if kept.buf.capacity() > KEPT_BUFFER_MAX {
+            kept.buf = bytes::BytesMut::new();
         }
         let mut idle = self.lock();
         let mut first = false;

@@ -8,7 +8,9 @@
 
 use super::config::ConnectionMode;
 use super::handler::{ErasedRequestHandler, ErasedStreamHandler, Peer};
+use super::pending::PeerCounter;
 use super::reqresp::{self, ReadError};
+use super::request_streams::KEPT_BUFFER_MAX;
 use super::wire::{self, Status, WireError};
 use super::{Inner, NodeError};
 use crate::connection::{Connection, Stream};
@@ -42,6 +44,10 @@ struct KeptStream {
     remote: Option<Peer>,
     /// The access rules the peer was last checked against.
     access_generation: u64,
+    /// The peer's count of requests in flight, looked up once per stream.
+    pending: PeerCounter,
+    /// The answer being written; its allocation serves every request on the stream.
+    out: BytesMut,
 }
 
 /// Longest a handler waits for the identify answer that carries its peer's name.
@@ -133,6 +139,8 @@ impl Inner {
             remote: None,
             // Negotiation checked access just now, under this generation or a later one.
             access_generation: self.endpoint.access_generation(),
+            pending: self.pending_in.counter(conn.remote_peer()),
+            out: BytesMut::new(),
         };
         while self
             .serve_one(handler, protocol, &conn, &mut stream, &mut kept)
@@ -169,13 +177,16 @@ impl Inner {
     ) -> Next {
         let peer = conn.remote_peer();
         let max = self.config.max_message_size;
-        let mut out = BytesMut::new();
-        let Some(_slot) = self.pending_in.acquire(peer) else {
+        let mut out = std::mem::take(&mut kept.out);
+        out.clear();
+        let Some(_slot) = kept.pending.acquire() else {
             let limit = self.pending_in.limit();
             tracing::warn!(%peer, protocol, limit, "too many requests from this peer; answering busy");
             wire::encode_limit_response(Status::Busy, limit, &mut out);
             // The request stays unread, so the stream cannot carry another one.
-            return self.answer(conn, stream, out, Bytes::new(), false).await;
+            return self
+                .answer(conn, stream, &mut out, Bytes::new(), false)
+                .await;
         };
         let read = reqresp::read_request(stream, max);
         let read = match &mut kept.idle {
@@ -193,13 +204,17 @@ impl Inner {
             Some(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
                 tracing::warn!(%peer, protocol, size = len, limit = max, "refusing oversized request");
                 wire::encode_limit_response(Status::TooLarge, max, &mut out);
-                return self.answer(conn, stream, out, Bytes::new(), false).await;
+                return self
+                    .answer(conn, stream, &mut out, Bytes::new(), false)
+                    .await;
             }
             Some(Err(ReadError::Wire(e))) => {
                 tracing::debug!(%peer, protocol, error = %e, "malformed request");
                 let text = format!("malformed request: {e}");
                 wire::encode_text_response(Status::Error, &text, &mut out);
-                return self.answer(conn, stream, out, Bytes::new(), false).await;
+                return self
+                    .answer(conn, stream, &mut out, Bytes::new(), false)
+                    .await;
             }
             Some(Err(e)) => {
                 tracing::debug!(%peer, protocol, error = ?e, "request stream failed");
@@ -214,7 +229,9 @@ impl Inner {
         if !self.still_allowed(protocol, &peer, kept) {
             tracing::info!(%peer, protocol, "refused on a kept stream: access changed");
             wire::encode_response(Status::Reopen, &[], &mut out);
-            return self.answer(conn, stream, out, Bytes::new(), false).await;
+            return self
+                .answer(conn, stream, &mut out, Bytes::new(), false)
+                .await;
         }
         let remote = match &kept.remote {
             Some(remote) => remote.clone(),
@@ -224,7 +241,12 @@ impl Inner {
             .catch_unwind()
             .await;
         let body = encode_outcome(outcome, max, &mut out, protocol, &peer);
-        self.answer(conn, stream, out, body, kept.reuse).await
+        let next = self.answer(conn, stream, &mut out, body, kept.reuse).await;
+        // Kept for the next answer unless a large reply grew it.
+        if out.capacity() <= KEPT_BUFFER_MAX {
+            kept.out = out;
+        }
+        next
     }
 
     /// Writes an answer (`head` then `body`); closes our side of the stream unless it may
@@ -233,7 +255,7 @@ impl Inner {
         &self,
         conn: &Connection,
         stream: &mut Stream,
-        head: BytesMut,
+        head: &mut BytesMut,
         body: Bytes,
         keep_open: bool,
     ) -> Next {
