@@ -17,10 +17,23 @@ const MAX_PEER_ID_LEN: usize = MAX_INLINE_KEY_LEN + 2;
 /// Ed25519 keys are short enough to be inlined (identity multihash), so the public key can
 /// be recovered from the ID; longer keys (RSA peers of other implementations) are hashed
 /// with SHA-256 and only compared.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerId {
     len: u8,
     bytes: [u8; MAX_PEER_ID_LEN],
+}
+
+/// Hashes the ID's last eight bytes: the tail of a public key or of a SHA-256 digest,
+/// uniform already, so hashing the whole array (every map lookup by peer does) buys no
+/// spread; equal IDs have equal tails, as `Hash` requires.
+impl std::hash::Hash for PeerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let used = &self.bytes[..usize::from(self.len)];
+        let tail = &used[used.len().saturating_sub(8)..];
+        let mut word = [0u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        state.write_u64(u64::from_le_bytes(word));
+    }
 }
 
 impl PeerId {

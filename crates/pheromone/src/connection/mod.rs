@@ -16,6 +16,7 @@ mod shared;
 mod socket;
 mod stream;
 
+pub(crate) use stream::Reuse;
 pub use stream::Stream;
 
 pub(crate) use cork::Corked;

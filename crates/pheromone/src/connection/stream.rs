@@ -18,6 +18,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// What a stream kept between exchanges can do next (see [`Stream::reuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Open both ways and drained: it can carry another exchange.
+    Ready,
+    /// Ended, half-ended, or holding unread bytes: it cannot.
+    Ended,
+    /// Its connection takes no new streams: it should be closed cleanly, not reused.
+    WindingDown,
+}
+
 /// A bidirectional byte stream multiplexed over a [`Connection`](super::Connection).
 pub struct Stream {
     id: StreamId,
@@ -76,19 +87,32 @@ impl Stream {
     /// messages: both directions open, nothing received and unread, no negotiation
     /// pending, and the connection not going away.
     pub(crate) fn is_open_and_drained(&self) -> bool {
+        self.reuse() == Reuse::Ready
+    }
+
+    /// Whether the stream, kept between exchanges, can carry another one; one look at the
+    /// connection's state.
+    pub(crate) fn reuse(&self) -> Reuse {
         if !self.unread.is_empty()
             || self.eof
             || self.confirmation.is_some()
             || self.prefix.is_some()
         {
-            return false;
+            return Reuse::Ended;
         }
         let state = self.shared.lock();
         // A connection that takes no new streams is winding down: its streams are not
         // kept for more requests either.
-        !state.is_going_away()
-            && state.session.stream_state(self.id) == Some(StreamState::Open)
+        if state.is_going_away() {
+            return Reuse::WindingDown;
+        }
+        if state.session.stream_state(self.id) == Some(StreamState::Open)
             && state.session.buffered(self.id) == Some(0)
+        {
+            Reuse::Ready
+        } else {
+            Reuse::Ended
+        }
     }
 
     /// Resets the stream: the remote sees an error, not an orderly end.

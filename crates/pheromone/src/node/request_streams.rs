@@ -15,7 +15,7 @@
 //! out of normal operation. Nothing here reads or writes requests.
 
 use super::FastMap;
-use crate::connection::{Connection, ConnectionId, Stream};
+use crate::connection::{Connection, ConnectionId, Reuse, Stream};
 use crate::deadline::ReusableTimer;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -113,17 +113,19 @@ impl RequestStreams {
 
     /// A kept stream of `conn` negotiated for `protocol`, if one is idle and still open.
     pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<RequestStream> {
-        // Streams of a connection going away are left to the watcher, which ends them
-        // cleanly.
-        if conn.is_going_away() {
-            return None;
-        }
         let mut idle = self.lock();
         let list = idle.get_mut(&conn.id())?.list(protocol)?;
-        // A stream the responder ended meanwhile is dropped (it is closed already).
         while let Some(entry) = list.pop() {
-            if entry.kept.stream.is_open_and_drained() {
-                return Some(entry.kept);
+            match entry.kept.stream.reuse() {
+                Reuse::Ready => return Some(entry.kept),
+                // The responder ended it meanwhile: it is closed already.
+                Reuse::Ended => {}
+                // Streams of a connection going away are left to the watcher, which ends
+                // them cleanly.
+                Reuse::WindingDown => {
+                    list.push(entry);
+                    return None;
+                }
             }
         }
         None
