@@ -77,6 +77,9 @@ pub struct DispatchResult {
     /// mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_stream_per_s: Option<f64>,
+    /// Median raw-stream round trip in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_stream_p50_us: Option<f64>,
     /// `per_s / raw_stream_per_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_raw_stream: Option<f64>,
@@ -295,14 +298,18 @@ impl DispatchResult {
             per_s: round(latencies.len() as f64 / wall.as_secs_f64().max(1e-9), 1),
             p50_us: round(micros(percentile(latencies, 50.0)), 1),
             raw_stream_per_s: None,
+            raw_stream_p50_us: None,
             vs_raw_stream: None,
         }
     }
 
-    /// Adds the raw-stream baseline: `round_trips` completed in `wall`.
-    pub fn against_raw_stream(mut self, round_trips: usize, wall: Duration) -> Self {
-        let raw = round_trips as f64 / wall.as_secs_f64().max(1e-9);
+    /// Adds the raw-stream baseline: round trips of `latencies` completed in `wall`.
+    /// `latencies` is sorted in place.
+    pub fn against_raw_stream(mut self, latencies: &mut [Duration], wall: Duration) -> Self {
+        latencies.sort_unstable();
+        let raw = latencies.len() as f64 / wall.as_secs_f64().max(1e-9);
         self.raw_stream_per_s = Some(round(raw, 1));
+        self.raw_stream_p50_us = Some(round(micros(percentile(latencies, 50.0)), 1));
         self.vs_raw_stream = Some(round(self.per_s / raw.max(f64::MIN_POSITIVE), 3));
         self
     }

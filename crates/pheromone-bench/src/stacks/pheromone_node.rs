@@ -85,7 +85,7 @@ async fn run(
 }
 
 /// Blocks each kind of run is split into, alternating, so that both see the same machine.
-const INTERLEAVED_BLOCKS: usize = 8;
+const INTERLEAVED_BLOCKS: usize = 16;
 
 /// `requests` 64-byte dispatches with `concurrency` in flight on one long connection,
 /// against the same round trips on `concurrency` raw streams between the same two nodes:
@@ -107,16 +107,16 @@ pub async fn dispatch_long(concurrency: usize, requests: usize) -> Result<Dispat
     // Warm-up, as the rr bench: not timed.
     let warm = (requests / concurrency / 10).clamp(1, 200);
     run(&client, target, concurrency, warm).await?;
-    let (back, _) = raw_round_trips(streams, warm).await?;
+    let (back, _, _) = raw_round_trips(streams, warm).await?;
     streams = back;
     let per_block = requests.div_ceil(concurrency * INTERLEAVED_BLOCKS).max(1);
     let (mut latencies, mut wall) = (Vec::new(), Duration::ZERO);
-    let (mut raw_wall, mut raw_count) = (Duration::ZERO, 0);
+    let (mut raw_latencies, mut raw_wall) = (Vec::new(), Duration::ZERO);
     for _ in 0..INTERLEAVED_BLOCKS {
-        let (back, took) = raw_round_trips(streams, per_block).await?;
+        let (back, block, took) = raw_round_trips(streams, per_block).await?;
         streams = back;
+        raw_latencies.extend(block);
         raw_wall += took;
-        raw_count += per_block * concurrency;
         let (block, took) = run(&client, target, concurrency, per_block).await?;
         latencies.extend(block);
         wall += took;
@@ -126,32 +126,34 @@ pub async fn dispatch_long(concurrency: usize, requests: usize) -> Result<Dispat
     server.close().await;
     Ok(
         DispatchResult::new(NAME, "long", concurrency, &mut latencies, wall)
-            .against_raw_stream(raw_count, raw_wall),
+            .against_raw_stream(&mut raw_latencies, raw_wall),
     )
 }
 
-/// `count` round trips on each of `streams` at once; the streams back and the wall time.
+/// `count` round trips on each of `streams` at once; the streams back, every latency and
+/// the wall time.
 async fn raw_round_trips(
     streams: Vec<NodeStream>,
     count: usize,
-) -> Result<(Vec<NodeStream>, Duration)> {
+) -> Result<(Vec<NodeStream>, Vec<Duration>, Duration)> {
     let start = Instant::now();
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
             AbortOnDrop(tokio::spawn(async move {
-                // Latencies recorded as the dispatch loop records them, for the same cost.
                 let mut latencies = Vec::with_capacity(count);
                 workload::round_trips(&mut stream, count, Some(&mut latencies)).await?;
-                Ok::<_, std::io::Error>(stream)
+                Ok::<_, std::io::Error>((stream, latencies))
             }))
         })
         .collect();
-    let mut back = Vec::with_capacity(tasks.len());
+    let (mut back, mut all) = (Vec::with_capacity(tasks.len()), Vec::new());
     for task in tasks {
-        back.push(task.join().await??);
+        let (stream, latencies) = task.join().await??;
+        back.push(stream);
+        all.extend(latencies);
     }
-    Ok((back, start.elapsed()))
+    Ok((back, all, start.elapsed()))
 }
 
 /// `n` sequential dispatches, each dialling, upgrading, sending, reading the reply and
