@@ -178,7 +178,14 @@ fn pheromone_dispatch_lines() {
         ],
         "{stdout}"
     );
+    // Long mode carries its same-run raw-stream baseline; short mode has none.
+    for long in &lines[..2] {
+        positive(long, "raw_stream_per_s");
+        positive(long, "raw_stream_p50_us");
+        positive(long, "vs_raw_stream");
+    }
     assert_eq!(lines[2]["mode"], "short");
+    assert!(lines[2].get("vs_raw_stream").is_none(), "{stdout}");
     assert_eq!(lines[3]["streams_after"], 0);
     positive(&lines[3], "rss_large_kib");
     assert_eq!(lines[4]["peers"], 10);
