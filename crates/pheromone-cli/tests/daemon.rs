@@ -82,6 +82,13 @@ fn three_daemons_connect_and_report() {
         assert_eq!(p["name"], name, "{p}");
         assert_eq!(p["direction"], "outbound", "{p}");
         assert_eq!(p["connections"], 1, "{p}");
+        // Two pheromone daemons pick AES-256-GCM where the CPU has it.
+        let cipher = if pheromone::cpu_has_fast_aes_gcm() {
+            "aes256gcm"
+        } else {
+            "chacha20poly1305"
+        };
+        assert_eq!(p["cipher"], cipher, "{p}");
         let port = other.addr.split('/').nth(4).expect("port");
         assert_eq!(
             p["addrs"],
@@ -121,7 +128,9 @@ fn three_daemons_connect_and_report() {
     let human = a.cli(&["peers"]);
     assert!(human.status.success());
     assert!(
-        human.stdout.contains("beta") && human.stdout.contains(&c.peer_id),
+        human.stdout.contains("beta")
+            && human.stdout.contains(&c.peer_id)
+            && human.stdout.contains("CIPHER"),
         "{human:?}"
     );
 

@@ -56,18 +56,19 @@ pub async fn peers(ctx: &Ctx) -> Result<()> {
         .unwrap_or(1)
         .max(4);
     let header = format!(
-        "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  ADDRESS",
-        "PEER ID", "NAME", "DIRECTION", "SINCE", "RTT"
+        "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {:<16}  ADDRESS",
+        "PEER ID", "NAME", "DIRECTION", "SINCE", "RTT", "CIPHER"
     );
     println!("{}", paint(&header, Paint::Bold));
     for p in &peers {
         println!(
-            "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {}",
+            "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {:<16}  {}",
             p.peer_id,
             p.name.as_deref().unwrap_or("-"),
             p.direction,
             human_secs(p.connected_secs),
             rtt(p.rtt_ms),
+            p.cipher.as_deref().unwrap_or("-"),
             p.addrs.join(", ")
         );
     }

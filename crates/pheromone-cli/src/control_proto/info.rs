@@ -50,6 +50,10 @@ pub struct PeerInfo {
     /// (`addrs` are then the relay's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<String>,
+    /// The transport cipher of the oldest connection (`aes256gcm` or `chacha20poly1305`;
+    /// a libp2p peer always gets the latter). Absent when no connection is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
 }
 
 /// A way to reach a peer.

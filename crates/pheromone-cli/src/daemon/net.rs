@@ -352,6 +352,7 @@ impl Net {
                     } else {
                         oldest.info().relay.map(|r| r.to_string())
                     },
+                    cipher: Some(oldest.info().cipher.as_str().to_owned()),
                 }
             })
             .collect();
@@ -472,6 +473,7 @@ impl Net {
             rtt_ms: None,
             connections: 0,
             relay: None,
+            cipher: None,
         })
     }
 
