@@ -205,8 +205,9 @@ pub(super) async fn request_reusing(
         // The responder's access rules changed since the stream was negotiated; it did not
         // handle the request. A new stream's negotiation decides.
     }
-    // Corked: a new stream's SYN, proposal and request leave in one frame.
-    conn.cork(async {
+    // Corked: a new stream's SYN, proposal and request leave in one frame. Boxed: taken
+    // once per stream, its state would otherwise enlarge every request's future.
+    Box::pin(conn.cork(async {
         let (mut stream, mut buf) = open(conn, protocol, payload.len())?;
         let mut timer = ReusableTimer::new(deadline);
         let exchange = exchange(&mut stream, &mut buf, payload, max_reply, false);
@@ -215,7 +216,7 @@ pub(super) async fn request_reusing(
             .await
             .ok_or(RequestError::TimedOut)??;
         Ok((response, RequestStream { stream, timer, buf }))
-    })
+    }))
     .await
 }
 
