@@ -188,17 +188,12 @@ pub(super) async fn request_reusing(
     max_reply: usize,
     deadline: tokio::time::Instant,
 ) -> Result<(Response, RequestStream), RequestError> {
-    if let Some(mut kept) = streams.take(conn, protocol) {
-        // The stream's buffer from its last request: no allocation. Not corked: the
-        // request is one write, one frame.
-        kept.buf.clear();
-        kept.buf.reserve(request_len(0, payload.len()));
-        let exchange = exchange(&mut kept.stream, &mut kept.buf, payload, max_reply, false);
-        let response = kept
-            .timer
-            .until(deadline, exchange)
-            .await
-            .ok_or(RequestError::TimedOut)??;
+    if let Some(kept) = streams.take(conn, protocol) {
+        // Corked too: with many requests in flight, a write deferred to the end of its
+        // poll often leaves in one system call with other tasks' (c=64: +15 %).
+        let (response, kept) = conn
+            .cork(on_kept(kept, payload, max_reply, deadline))
+            .await?;
         if response.status != Status::Reopen {
             return Ok((response, kept));
         }
@@ -218,6 +213,25 @@ pub(super) async fn request_reusing(
         Ok((response, RequestStream { stream, timer, buf }))
     }))
     .await
+}
+
+/// One request on a kept stream, written from the stream's own buffer (no allocation)
+/// and bounded by its own timer.
+async fn on_kept(
+    mut kept: RequestStream,
+    payload: &[u8],
+    max_reply: usize,
+    deadline: tokio::time::Instant,
+) -> Result<(Response, RequestStream), RequestError> {
+    kept.buf.clear();
+    kept.buf.reserve(request_len(0, payload.len()));
+    let exchange = exchange(&mut kept.stream, &mut kept.buf, payload, max_reply, false);
+    let response = kept
+        .timer
+        .until(deadline, exchange)
+        .await
+        .ok_or(RequestError::TimedOut)??;
+    Ok((response, kept))
 }
 
 /// Bytes a request frame takes behind `prefix` bytes of negotiation, as far as it is
