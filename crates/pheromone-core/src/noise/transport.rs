@@ -379,7 +379,10 @@ mod tests {
             a.sender.encrypt(&data, &mut appended).expect("encrypt");
             // Room beyond the frames is left alone.
             let mut room = vec![0xa5u8; encrypted_len(data.len()) + 7];
-            let n = a2.sender.encrypt_into(&data, &mut room).expect("encrypt_into");
+            let n = a2
+                .sender
+                .encrypt_into(&data, &mut room)
+                .expect("encrypt_into");
             assert_eq!(n, encrypted_len(data.len()));
             assert_eq!(&room[..n], &appended[..]);
             assert_eq!(&room[n..], &[0xa5; 7]);
