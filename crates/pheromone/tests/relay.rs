@@ -129,6 +129,61 @@ async fn a_large_stream_crosses_the_circuit_intact() {
     .await;
 }
 
+/// Writes of odd sizes — a byte, a Noise frame's worth and one more, a yamux frame and
+/// one more — cross two relays byte for byte; a large request and its echo cross both
+/// ways. The relays move whatever has arrived in one batch, so chunk boundaries shift at
+/// every hop.
+#[tokio::test]
+async fn odd_sized_writes_cross_two_relays_intact() {
+    bounded(async {
+        let nodes = line(4, |_| NodeConfig::default()).await;
+        let last = nodes[3].peer_id();
+        eventually(|| routed(&nodes, 0, &last)).await;
+        let mut stream = nodes[0].open_stream(last, SINK).await.expect("open");
+        let mut hasher = Sha256::new();
+        let sizes = [
+            1usize, 7, 65_519, 65_520, 262_144, 262_145, 3, 100_003, 1_000_001,
+        ];
+        let mut total = 0u64;
+        let mut seed = 7u32;
+        for (round, size) in sizes.iter().cycle().take(3 * sizes.len()).enumerate() {
+            let block: Vec<u8> = (0..*size)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            stream.write_all(&block).await.expect("write");
+            if round % 4 == 0 {
+                // Let some writes leave alone and others pile up behind them.
+                tokio::task::yield_now().await;
+            }
+            hasher.update(&block);
+            total += *size as u64;
+        }
+        stream.shutdown().await.expect("half-close");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("answer");
+        assert_eq!(answer.len(), 40);
+        assert_eq!(
+            u64::from_be_bytes(answer[..8].try_into().expect("8")),
+            total
+        );
+        assert_eq!(&answer[8..], &hasher.finalize()[..]);
+
+        let request: Vec<u8> = (0..700_001u32).map(|i| (i % 253) as u8).collect();
+        let echoed = nodes[0]
+            .dispatch(last, ECHO, request.clone())
+            .await
+            .expect("echo through two relays");
+        assert_eq!(&echoed[..], &request[..]);
+        for node in &nodes {
+            node.close().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_node_that_does_not_relay_refuses_circuits() {
     bounded(async {

@@ -80,6 +80,16 @@ pub enum NoiseError {
     /// the connection must be closed and re-established.
     #[error("noise nonce exhausted; the connection must be re-established")]
     NonceExhausted,
+    /// [`super::NoiseSender::encrypt_into`] was given an output shorter than the frames it
+    /// must write ([`super::encrypted_len`] of the plaintext). A bug in the caller; nothing
+    /// was written.
+    #[error("noise output buffer of {got} bytes cannot hold {needed} bytes of frames")]
+    BufferTooSmall {
+        /// Bytes the frames need.
+        needed: usize,
+        /// Bytes the buffer had.
+        got: usize,
+    },
     /// [`super::Handshake::into_transport`] was called before the handshake finished, or
     /// before its last message was taken with [`super::Handshake::poll_transmit`].
     #[error("noise handshake is not complete")]

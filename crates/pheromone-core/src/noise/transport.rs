@@ -8,17 +8,83 @@
 //! ChaChaPoly's (§12.3) has the counter little-endian.
 //!
 //! This is the throughput ceiling of the whole stack, so neither direction allocates per
-//! frame: sealing copies the plaintext once into the caller's buffer and encrypts it there,
-//! opening splits the frame off the input buffer and decrypts it in place. The two halves
-//! share nothing, so a connection driver may move them to different places.
+//! frame. Opening splits the frame off the input buffer and decrypts it in place (ring).
+//! Sealing AES-256-GCM reads the plaintext and writes the ciphertext into the caller's
+//! buffer in one pass (AWS-LC's out-of-place seal), so a sent byte is not first copied to
+//! where it is encrypted; ChaCha20-Poly1305 copies the plaintext into place and seals it
+//! there (ring). The two halves share nothing, so a connection driver may move them to
+//! different places.
 
 use super::frame::{self, LEN_PREFIX, MAX_FRAME_LEN};
 use super::payload::TransportCipher;
 use super::symmetric::{aead_key, hmac, nonce, KEY_LEN, TAG_LEN};
 use super::NoiseError;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use zeroize::Zeroize;
+
+/// A sending direction's key: the out-of-place AES-256-GCM seal of AWS-LC, or ring's
+/// ChaCha20-Poly1305, which seals in place.
+enum SealKey {
+    /// AES-256-GCM (AWS-LC) and the Noise §12.4 nonce layout.
+    AesGcm(aws_lc_rs::aead::LessSafeKey),
+    /// ChaCha20-Poly1305 (ring) and the Noise §12.3 nonce layout. Boxed: ring's key holds
+    /// its whole schedule inline, twenty times AWS-LC's handle.
+    ChaChaPoly(Box<LessSafeKey>),
+}
+
+impl SealKey {
+    /// The key for `cipher` from a 32-byte Noise split key.
+    fn new(cipher: TransportCipher, split_key: &[u8; KEY_LEN]) -> Result<Self, NoiseError> {
+        match cipher {
+            TransportCipher::AesGcm => {
+                let mut derived = aes_gcm_key(split_key);
+                let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &derived)
+                    .map(aws_lc_rs::aead::LessSafeKey::new)
+                    .map_err(|_| NoiseError::KeyRejected);
+                derived.zeroize();
+                Ok(SealKey::AesGcm(key?))
+            }
+            TransportCipher::ChaChaPoly => Ok(SealKey::ChaChaPoly(Box::new(aead_key(split_key)?))),
+        }
+    }
+
+    fn cipher(&self) -> TransportCipher {
+        match self {
+            SealKey::AesGcm(_) => TransportCipher::AesGcm,
+            SealKey::ChaChaPoly(_) => TransportCipher::ChaChaPoly,
+        }
+    }
+
+    /// Seals `plaintext` under nonce `n` into `out`: exactly `plaintext.len() + TAG_LEN`
+    /// bytes, ciphertext then tag.
+    fn seal(&self, n: u64, plaintext: &[u8], out: &mut [u8]) -> Result<(), NoiseError> {
+        let (body, tag) = out.split_at_mut(plaintext.len());
+        match self {
+            SealKey::AesGcm(key) => {
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&n.to_be_bytes());
+                key.seal_out_of_place_scatter(
+                    aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                    aws_lc_rs::aead::Aad::empty(),
+                    plaintext,
+                    body,
+                    &[],
+                    tag,
+                )
+                .map_err(|_| NoiseError::KeyRejected)
+            }
+            SealKey::ChaChaPoly(key) => {
+                body.copy_from_slice(plaintext);
+                let sealed = key
+                    .seal_in_place_separate_tag(nonce(n), Aad::empty(), body)
+                    .map_err(|_| NoiseError::KeyRejected)?;
+                tag.copy_from_slice(sealed.as_ref());
+                Ok(())
+            }
+        }
+    }
+}
 
 /// The HMAC-SHA256 message that turns a Noise split key into its AES-256-GCM key.
 pub const AES_GCM_KEY_DOMAIN: &[u8] = b"pheromone noise aes-256-gcm";
@@ -98,7 +164,7 @@ impl NoiseTransport {
     ) -> Result<Self, NoiseError> {
         Ok(Self {
             sender: NoiseSender {
-                key: CipherKey::new(cipher, send_key)?,
+                key: SealKey::new(cipher, send_key)?,
                 nonce: 0,
             },
             receiver: NoiseReceiver {
@@ -116,14 +182,14 @@ impl NoiseTransport {
 
 /// The sending `CipherState`: turns plaintext into Noise transport frames.
 pub struct NoiseSender {
-    key: CipherKey,
+    key: SealKey,
     nonce: u64,
 }
 
 impl std::fmt::Debug for NoiseSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoiseSender")
-            .field("cipher", &self.key.cipher)
+            .field("cipher", &self.key.cipher())
             .field("nonce", &self.nonce)
             .finish_non_exhaustive()
     }
@@ -138,38 +204,53 @@ impl NoiseSender {
     /// Appends `plaintext` to `out` as one or more Noise frames, each as full as the spec
     /// allows (≤ [`MAX_PLAINTEXT_LEN`] plaintext, ≤ 65535 bytes on the wire after the prefix).
     ///
-    /// `out` grows once by [`encrypted_len`]; the plaintext is copied into it and sealed in
-    /// place, so nothing else is allocated. Empty `plaintext` appends nothing. Fails with
-    /// [`NoiseError::NonceExhausted`] — before writing anything — when the frames would need
-    /// the reserved nonce 2^64-1; the connection must then be closed.
+    /// `out` grows once by [`encrypted_len`] (zero-filled, then overwritten; see
+    /// [`NoiseSender::encrypt_into`] for the form that reuses a buffer). Empty `plaintext`
+    /// appends nothing. Fails with [`NoiseError::NonceExhausted`] — before writing anything
+    /// — when the frames would need the reserved nonce 2^64-1; the connection must then be
+    /// closed.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), NoiseError> {
-        if plaintext.is_empty() {
-            return Ok(());
+        let start_len = out.len();
+        out.resize(start_len + encrypted_len(plaintext.len()), 0);
+        let result = self.encrypt_into(plaintext, &mut out[start_len..]);
+        if result.is_err() {
+            out.truncate(start_len);
+        }
+        result.map(|_| ())
+    }
+
+    /// Writes `plaintext` as Noise frames (filled as [`NoiseSender::encrypt`] fills them)
+    /// to the front of `out`, which must hold at least [`encrypted_len`] bytes; returns that
+    /// length. The plaintext is read once and the ciphertext written once: no copy besides
+    /// the cipher's own pass (AES-256-GCM; ChaCha20-Poly1305 copies, then seals in place).
+    ///
+    /// Fails with [`NoiseError::NonceExhausted`] before writing anything when the frames
+    /// would need the reserved nonce, and with [`NoiseError::BufferTooSmall`] when `out` is
+    /// too short.
+    pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, NoiseError> {
+        let total = encrypted_len(plaintext.len());
+        if out.len() < total {
+            return Err(NoiseError::BufferTooSmall {
+                needed: total,
+                got: out.len(),
+            });
         }
         let frames = plaintext.len().div_ceil(MAX_PLAINTEXT_LEN) as u64;
         if u64::MAX - self.nonce < frames {
             return Err(NoiseError::NonceExhausted);
         }
-        let start_len = out.len();
-        out.reserve(encrypted_len(plaintext.len()));
+        let mut at = 0;
         for chunk in plaintext.chunks(MAX_PLAINTEXT_LEN) {
-            // chunk.len() + TAG_LEN ≤ MAX_FRAME_LEN by the chunk size, so this fits a u16.
-            out.put_u16((chunk.len() + TAG_LEN) as u16);
-            let body = out.len();
-            out.extend_from_slice(chunk);
-            let sealed = self.key.key.seal_in_place_separate_tag(
-                self.key.nonce(self.nonce),
-                Aad::empty(),
-                &mut out[body..],
-            );
-            let Ok(tag) = sealed else {
-                out.truncate(start_len);
-                return Err(NoiseError::KeyRejected);
-            };
-            out.extend_from_slice(tag.as_ref());
+            let sealed_len = chunk.len() + TAG_LEN;
+            // sealed_len ≤ MAX_FRAME_LEN by the chunk size, so it fits a u16.
+            out[at..at + LEN_PREFIX].copy_from_slice(&(sealed_len as u16).to_be_bytes());
+            at += LEN_PREFIX;
+            self.key
+                .seal(self.nonce, chunk, &mut out[at..at + sealed_len])?;
+            at += sealed_len;
             self.nonce += 1;
         }
-        Ok(())
+        Ok(at)
     }
 
     /// How many frames this direction has sent (the next nonce).
@@ -179,7 +260,7 @@ impl NoiseSender {
 
     /// The cipher this direction seals with.
     pub fn cipher(&self) -> TransportCipher {
-        self.key.cipher
+        self.key.cipher()
     }
 
     #[cfg(test)]
@@ -283,6 +364,39 @@ mod tests {
         assert_eq!(drain(&mut b.receiver, &mut wire), data);
         assert_eq!(b.receiver.nonce(), 4);
         assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn encrypt_into_writes_what_encrypt_appends_and_checks_its_room() {
+        for (mut a, mut b) in [linked(), linked_aes()] {
+            let (mut a2, _) = if a.cipher() == TransportCipher::AesGcm {
+                linked_aes()
+            } else {
+                linked()
+            };
+            let data: Vec<u8> = (0..150_000u32).map(|i| (i * 13) as u8).collect();
+            let mut appended = BytesMut::new();
+            a.sender.encrypt(&data, &mut appended).expect("encrypt");
+            // Room beyond the frames is left alone.
+            let mut room = vec![0xa5u8; encrypted_len(data.len()) + 7];
+            let n = a2
+                .sender
+                .encrypt_into(&data, &mut room)
+                .expect("encrypt_into");
+            assert_eq!(n, encrypted_len(data.len()));
+            assert_eq!(&room[..n], &appended[..]);
+            assert_eq!(&room[n..], &[0xa5; 7]);
+            let mut short = vec![0u8; n - 1];
+            assert_eq!(
+                a2.sender.encrypt_into(&data, &mut short),
+                Err(NoiseError::BufferTooSmall {
+                    needed: n,
+                    got: n - 1
+                })
+            );
+            assert_eq!(a2.sender.nonce(), a.sender.nonce(), "no nonce spent");
+            assert_eq!(drain(&mut b.receiver, &mut appended), data);
+        }
     }
 
     #[test]

@@ -72,6 +72,19 @@ impl Drop for Guard {
     }
 }
 
+/// Runs `f` with the flushes of `shared` asked for on this thread deferred, then flushes
+/// once if any was: for a caller that makes many writes in one go (the relay's splice moves
+/// every chunk that has arrived), so they leave as one encryption and one system call
+/// instead of one per write.
+pub(crate) fn with_cork<R>(shared: &Shared, f: impl FnOnce() -> R) -> R {
+    let guard = Guard::enter(shared);
+    let result = f();
+    if guard.exit() {
+        shared.flush_or_wake();
+    }
+    result
+}
+
 pin_project_lite::pin_project! {
     /// A future whose first poll writes to its connection's socket at most once; see the
     /// module docs.

@@ -14,7 +14,7 @@
 //! until the peer closes too, at most another close grace. When the peer sends GoAway
 //! first we answer with ours.
 
-use super::read_buffers::ReadBuffers;
+use super::read_buffers::{ReadBuffers, FRAME_ROOM};
 use super::shared::{Flush, Shared, ToWake};
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
@@ -122,8 +122,13 @@ impl Driver {
                 }
                 Poll::Ready(Ok(())) => {}
             }
-            self.read_bufs.reserve(READ_CHUNK);
-            let n = match self.shared.socket.try_read_buf(self.read_bufs.current()) {
+            self.read_bufs.reserve(READ_CHUNK + FRAME_ROOM);
+            let limit = self.read_bufs.read_limit();
+            let n = match self
+                .shared
+                .socket
+                .try_read_buf(self.read_bufs.current(), limit)
+            {
                 Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer() }),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

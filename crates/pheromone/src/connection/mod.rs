@@ -12,6 +12,7 @@
 mod cork;
 pub(crate) mod driver;
 mod read_buffers;
+mod send_buffer;
 mod shared;
 mod socket;
 mod stream;

@@ -8,11 +8,15 @@
 //! streams have let go of, with `BytesMut::try_reclaim`.
 
 use bytes::BytesMut;
+use pheromone_core::noise::frame;
 
 /// Size of each buffer: several socket reads fit before rotating.
 const BUFFER_CAPACITY: usize = 1024 * 1024;
 /// Buffers kept for reuse besides the current one; beyond that the oldest is let go.
 const MAX_SPARES: usize = 8;
+/// Room kept free behind a read for the rest of a partial frame: one whole Noise frame
+/// with its length prefix.
+pub(super) const FRAME_ROOM: usize = frame::LEN_PREFIX + frame::MAX_FRAME_LEN;
 
 /// The current receive buffer and the ones waiting to be reclaimed.
 pub(super) struct ReadBuffers {
@@ -32,6 +36,15 @@ impl ReadBuffers {
     /// The buffer that holds unprocessed ciphertext (at most a partial frame between reads).
     pub(super) fn current(&mut self) -> &mut BytesMut {
         &mut self.current
+    }
+
+    /// Most bytes the next read may put into the current buffer: its spare room less one
+    /// whole Noise frame. A read that filled the buffer to the brim would leave a partial
+    /// frame with no room for its rest, and the frame decoder would then grow the buffer
+    /// with a fresh allocation outside this pool — allocated and freed at every rotation,
+    /// which made the allocator hand the memory back to the kernel and fault it in again.
+    pub(super) fn read_limit(&self) -> usize {
+        (self.current.capacity() - self.current.len()).saturating_sub(FRAME_ROOM)
     }
 
     /// Makes room for at least `additional` more bytes in the current buffer, preferring a
@@ -65,6 +78,7 @@ impl ReadBuffers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Buf;
 
     /// Fills the current buffer and hands all of it out, as decryption does.
     fn fill_and_hand_out(buffers: &mut ReadBuffers) -> bytes::Bytes {
@@ -89,6 +103,24 @@ mod tests {
         buffers.reserve(1000);
         assert_eq!(buffers.current().as_ptr(), first);
         drop(held_too);
+    }
+
+    #[test]
+    fn a_full_read_leaves_room_for_the_rest_of_its_last_frame() {
+        let mut buffers = ReadBuffers::new(BytesMut::new());
+        buffers.reserve(256 * 1024 + FRAME_ROOM);
+        let limit = buffers.read_limit();
+        let before = (buffers.current().as_ptr(), buffers.current().capacity());
+        // A read of everything allowed whose last bytes start the largest frame there is.
+        let current = buffers.current();
+        current.extend_from_slice(&vec![0u8; limit - 3]);
+        current.extend_from_slice(&[0xff, 0xff, 0]);
+        current.advance(limit - 3);
+        assert_eq!(frame::decode(current, frame::MAX_FRAME_LEN), Ok(None));
+        // The decoder found room for the rest where it was: no allocation.
+        let after = buffers.current();
+        assert_eq!(after.as_ptr(), before.0.wrapping_add(limit - 3));
+        assert!(after.capacity() >= frame::LEN_PREFIX + frame::MAX_FRAME_LEN);
     }
 
     #[test]

@@ -11,11 +11,12 @@
 //! driver task. Only when the socket is full, or another task holds the writer, is the
 //! driver woken to finish the job. Lock order: `writer` before `state`.
 
+use super::send_buffer::SendBuffer;
 use super::socket::Socket;
 use super::ConnectionError;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use pheromone_core::identity::PeerId;
-use pheromone_core::noise::NoiseSender;
+use pheromone_core::noise::{encrypted_len, NoiseSender};
 use pheromone_core::yamux::{self, Session, StreamId};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -54,8 +55,8 @@ pub(super) struct State {
 /// The sending half: the Noise sender and the ciphertext not yet taken by the socket.
 pub(super) struct Writer {
     sender: NoiseSender,
-    /// Ciphertext waiting for the socket.
-    buf: BytesMut,
+    /// Ciphertext waiting for the socket (sealed straight into it).
+    buf: SendBuffer,
     /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
     spare: BytesMut,
 }
@@ -107,7 +108,7 @@ impl Shared {
         Self {
             writer: Mutex::new(Writer {
                 sender,
-                buf: BytesMut::with_capacity(256 * 1024),
+                buf: SendBuffer::with_capacity(256 * 1024),
                 spare: BytesMut::with_capacity(256 * 1024),
             }),
             socket,
@@ -146,14 +147,9 @@ impl Shared {
             if writer.buf.is_empty() && !self.take_outgoing(writer)? {
                 return Ok(Flush::Done);
             }
-            match self.socket.try_write(&writer.buf) {
+            match self.socket.try_write(writer.buf.pending()) {
                 Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer }),
-                Ok(n) => {
-                    writer.buf.advance(n);
-                    if writer.buf.is_empty() {
-                        writer.buf.clear();
-                    }
-                }
+                Ok(n) => writer.buf.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) => {
                     return Err(ConnectionError::Io {
@@ -180,8 +176,11 @@ impl Shared {
             }
         }
         to_wake.wake();
-        let result = writer.sender.encrypt(&writer.spare, &mut writer.buf);
-        writer.spare.clear();
+        let Writer { sender, buf, spare } = writer;
+        let result = buf.append_with(encrypted_len(spare.len()), |room| {
+            sender.encrypt_into(spare, room)
+        });
+        spare.clear();
         result.map_err(|e| ConnectionError::Noise {
             peer: self.peer,
             reason: e.to_string(),

@@ -8,7 +8,7 @@
 //! `AsyncWrite` side. This file only adapts; it frames and encrypts nothing.
 
 use super::stream::Stream;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pheromone_core::identity::PeerId;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -119,12 +119,13 @@ impl Socket {
         }
     }
 
-    /// Reads without waiting into `buf`'s spare room (`Ok(0)` at the end).
-    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+    /// Reads without waiting into `buf`'s spare room, at most `max` bytes (`Ok(0)` at the
+    /// end).
+    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.try_read_buf(buf),
+            Socket::Tcp(s) => s.try_read_buf(&mut buf.limit(max)),
             Socket::Circuit(c) => {
-                let chunk = c.lock().try_take(usize::MAX)?;
+                let chunk = c.lock().try_take(max)?;
                 buf.extend_from_slice(&chunk);
                 Ok(chunk.len())
             }

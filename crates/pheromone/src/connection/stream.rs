@@ -115,6 +115,18 @@ impl Stream {
         }
     }
 
+    /// Runs `f` with this stream's connection corked: the writes `f` makes to any stream of
+    /// that connection leave together, in one encryption and one socket write, when `f`
+    /// returns (see `cork.rs`).
+    pub(crate) fn corked<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
+        super::cork::with_cork(shared, f)
+    }
+
+    /// The connection state this stream writes to, for [`Stream::corked`].
+    pub(crate) fn connection_shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
         self.shared.lock().session.reset(self.id);
