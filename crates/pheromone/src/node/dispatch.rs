@@ -51,7 +51,7 @@ impl Inner {
                 max,
             });
         }
-        let _slot = self
+        let slot = self
             .pending_out
             .acquire(peer)
             .ok_or(DispatchError::TooManyPending {
@@ -60,7 +60,11 @@ impl Inner {
             })?;
         let deadline = CallDeadline::after(options.timeout.unwrap_or(self.config.request_timeout));
         match options.mode.unwrap_or(self.config.mode) {
-            ConnectionMode::Long => self.request_long(peer, protocol, &request, deadline).await,
+            ConnectionMode::Long => {
+                let busy = slot.had_others();
+                self.request_long(peer, protocol, &request, deadline, busy)
+                    .await
+            }
             ConnectionMode::Short => {
                 // Boxed: a short call's state (its own connection's) would otherwise
                 // enlarge every long-mode call too.
@@ -88,6 +92,7 @@ impl Inner {
         protocol: &str,
         payload: &[u8],
         deadline: CallDeadline,
+        busy: bool,
     ) -> Result<Option<Bytes>, DispatchError> {
         let max = self.config.max_message_size;
         let mut attempt = 0;
@@ -97,8 +102,14 @@ impl Inner {
                 .await
                 .map_err(|_| deadline.missed(peer, protocol))??;
             let streams = &self.request_streams;
-            let result =
-                reqresp::request_reusing(&conn, streams, protocol, payload, max, deadline.at).await;
+            let call = reqresp::Call {
+                protocol,
+                payload,
+                max_reply: max,
+                deadline: deadline.at,
+                busy,
+            };
+            let result = reqresp::request_reusing(&conn, streams, call).await;
             match result {
                 Ok((response, stream)) => {
                     streams.put(&conn, protocol, stream, |task| drop(self.tasks.spawn(task)));

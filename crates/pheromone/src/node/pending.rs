@@ -39,12 +39,14 @@ pub(super) struct PeerCounter {
 impl PeerCounter {
     /// Takes a slot; `None` when the peer already has `limit` requests in flight.
     pub(super) fn acquire(&self) -> Option<PendingGuard> {
-        if self.count.fetch_add(1, Ordering::AcqRel) >= self.limit {
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
+        if before >= self.limit {
             self.count.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(PendingGuard {
             count: self.count.clone(),
+            others: before > 0,
         })
     }
 }
@@ -53,6 +55,15 @@ impl PeerCounter {
 #[derive(Debug)]
 pub(super) struct PendingGuard {
     count: Arc<AtomicUsize>,
+    /// Whether the peer had other requests in flight when this slot was taken.
+    others: bool,
+}
+
+impl PendingGuard {
+    /// Whether the peer had other requests in flight when this slot was taken.
+    pub(super) fn had_others(&self) -> bool {
+        self.others
+    }
 }
 
 impl PendingTable {
