@@ -56,6 +56,13 @@ where
     Ok((client, server, addr))
 }
 
+/// Closes both endpoints, so nothing of this bench (connections, keep-alive timers,
+/// listeners, buffers) is left running under the next one in the process.
+async fn close_pair(client: &Endpoint, server: &Endpoint) {
+    client.close().await;
+    server.close().await;
+}
+
 async fn dial(client: &Endpoint, addr: &Multiaddr) -> Result<Connection> {
     client.dial(addr).await.context("dial")
 }
@@ -63,7 +70,7 @@ async fn dial(client: &Endpoint, addr: &Multiaddr) -> Result<Connection> {
 /// Bulk transfer of `total` bytes over one stream.
 pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let (done_tx, mut done_rx) = mpsc::channel(1);
-    let (client, _server, addr) = pair(move |mut stream| {
+    let (client, server, addr) = pair(move |mut stream| {
         let done = done_tx.clone();
         async move {
             if let Ok(got) = workload::sink_bulk(&mut stream).await {
@@ -79,12 +86,15 @@ pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let (wall, cpu) = measure.stop();
     let got = done_rx.recv().await.context("receiver stopped")?;
     ensure!(got == total, "receiver got {got} of {total} bytes");
-    Ok(ThroughputResult::new(NAME, total, wall, cpu).with_cipher(conn.info().cipher.as_str()))
+    let cipher = conn.info().cipher.as_str();
+    drop(stream);
+    close_pair(&client, &server).await;
+    Ok(ThroughputResult::new(NAME, total, wall, cpu).with_cipher(cipher))
 }
 
 /// `requests` round trips of 64 bytes over `concurrency` streams of one connection.
 pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrResult> {
-    let (client, _server, addr) = pair(|stream| async move {
+    let (client, server, addr) = pair(|stream| async move {
         let _ = workload::echo(stream).await;
     })
     .await?;
@@ -94,6 +104,7 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
         streams.push(client.open_stream(&conn, BENCH).await?);
     }
     let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
+    close_pair(&client, &server).await;
     Ok(RrResult::new(
         NAME,
         concurrency.max(1),
@@ -104,7 +115,7 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
 
 /// `n` sequential connections: dial, full upgrade, one `/ipfs/ping/1.0.0`, close.
 pub async fn connect(n: usize) -> Result<ConnectResult> {
-    let (client, _server, addr) = pair(|_stream| async {}).await?;
+    let (client, server, addr) = pair(|_stream| async {}).await?;
     let mut latencies = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
@@ -117,5 +128,6 @@ pub async fn connect(n: usize) -> Result<ConnectResult> {
         conn.close().await;
     }
     let wall = start.elapsed();
+    close_pair(&client, &server).await;
     Ok(ConnectResult::new(NAME, &mut latencies, wall))
 }
