@@ -100,23 +100,12 @@ async fn a_large_stream_crosses_the_circuit_intact() {
         let mut sent = 0u64;
         let mut seed = 1u32;
         while sent < total {
-            for b in block.iter_mut() {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                *b = (seed >> 24) as u8;
-            }
+            fill(&mut seed, &mut block);
             stream.write_all(&block).await.expect("write");
             hasher.update(&block);
             sent += block.len() as u64;
         }
-        stream.shutdown().await.expect("half-close");
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.expect("answer");
-        assert_eq!(answer.len(), 40);
-        assert_eq!(
-            u64::from_be_bytes(answer[..8].try_into().expect("8")),
-            total
-        );
-        assert_eq!(&answer[8..], &hasher.finalize()[..]);
+        expect_sink_answer(&mut stream, total, hasher).await;
         let relayed = nodes[1].relay().expect("relay").stats().bytes_relayed;
         assert!(
             relayed > total,
@@ -147,12 +136,8 @@ async fn odd_sized_writes_cross_two_relays_intact() {
         let mut total = 0u64;
         let mut seed = 7u32;
         for (round, size) in sizes.iter().cycle().take(3 * sizes.len()).enumerate() {
-            let block: Vec<u8> = (0..*size)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (seed >> 24) as u8
-                })
-                .collect();
+            let mut block = vec![0u8; *size];
+            fill(&mut seed, &mut block);
             stream.write_all(&block).await.expect("write");
             if round % 4 == 0 {
                 // Let some writes leave alone and others pile up behind them.
@@ -161,15 +146,7 @@ async fn odd_sized_writes_cross_two_relays_intact() {
             hasher.update(&block);
             total += *size as u64;
         }
-        stream.shutdown().await.expect("half-close");
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.expect("answer");
-        assert_eq!(answer.len(), 40);
-        assert_eq!(
-            u64::from_be_bytes(answer[..8].try_into().expect("8")),
-            total
-        );
-        assert_eq!(&answer[8..], &hasher.finalize()[..]);
+        expect_sink_answer(&mut stream, total, hasher).await;
 
         let request: Vec<u8> = (0..700_001u32).map(|i| (i % 253) as u8).collect();
         let echoed = nodes[0]
@@ -315,4 +292,26 @@ async fn a_forwarded_port_works_through_a_relay() {
         }
     })
     .await;
+}
+
+/// Fills `block` with the test's pseudo-random bytes, continuing from `seed`.
+fn fill(seed: &mut u32, block: &mut [u8]) {
+    for b in block {
+        *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *b = (*seed >> 24) as u8;
+    }
+}
+
+/// Half-closes `stream` and checks the sink's answer: the byte count and SHA-256 of
+/// everything written.
+async fn expect_sink_answer(stream: &mut pheromone::node::NodeStream, total: u64, hasher: Sha256) {
+    stream.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("answer");
+    assert_eq!(answer.len(), 40);
+    assert_eq!(
+        u64::from_be_bytes(answer[..8].try_into().expect("8")),
+        total
+    );
+    assert_eq!(&answer[8..], &hasher.finalize()[..]);
 }
