@@ -17,11 +17,7 @@ pub(crate) async fn within<F: Future>(
     limit: Duration,
     future: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
-    let mut future = std::pin::pin!(future);
-    if let Poll::Ready(out) = futures::poll!(future.as_mut()) {
-        return Ok(out);
-    }
-    tokio::time::timeout(limit, future).await
+    after_first_poll(Bound::For(limit), future).await
 }
 
 /// `future`'s output, or `Err(Elapsed)` if `deadline` passes first; no timer is armed
@@ -30,11 +26,28 @@ pub(crate) async fn before<F: Future>(
     deadline: tokio::time::Instant,
     future: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
+    after_first_poll(Bound::Until(deadline), future).await
+}
+
+/// How long [`after_first_poll`] lets a future wait.
+enum Bound {
+    For(Duration),
+    Until(tokio::time::Instant),
+}
+
+/// Polls `future` once; only if it must wait is a timer armed for `bound`.
+async fn after_first_poll<F: Future>(
+    bound: Bound,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut future = std::pin::pin!(future);
     if let Poll::Ready(out) = futures::poll!(future.as_mut()) {
         return Ok(out);
     }
-    tokio::time::timeout_at(deadline, future).await
+    match bound {
+        Bound::For(limit) => tokio::time::timeout(limit, future).await,
+        Bound::Until(deadline) => tokio::time::timeout_at(deadline, future).await,
+    }
 }
 
 /// A bound on how long a loop may wait for its next item, armed once and moved only when
