@@ -56,26 +56,34 @@ impl SealKey {
         }
     }
 
-    /// Seals `plaintext` under nonce `n` into `out`: exactly `plaintext.len() + TAG_LEN`
-    /// bytes, ciphertext then tag.
-    fn seal(&self, n: u64, plaintext: &[u8], out: &mut [u8]) -> Result<(), NoiseError> {
-        let (body, tag) = out.split_at_mut(plaintext.len());
+    /// Seals the plaintext `head` then `tail` under nonce `n` into `out`: exactly
+    /// `head.len() + tail.len() + TAG_LEN` bytes, ciphertext then tag. Two pieces so that a
+    /// frame's plaintext need not be gathered first (a data frame's header and its body).
+    fn seal(&self, n: u64, head: &[u8], tail: &[u8], out: &mut [u8]) -> Result<(), NoiseError> {
+        let (head, tail) = if head.is_empty() {
+            (tail, &[][..])
+        } else {
+            (head, tail)
+        };
         match self {
             SealKey::AesGcm(key) => {
                 let mut nonce = [0u8; 12];
                 nonce[4..].copy_from_slice(&n.to_be_bytes());
+                let (body, tail_and_tag) = out.split_at_mut(head.len());
                 key.seal_out_of_place_scatter(
                     aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
                     aws_lc_rs::aead::Aad::empty(),
-                    plaintext,
+                    head,
                     body,
-                    &[],
-                    tag,
+                    tail,
+                    tail_and_tag,
                 )
                 .map_err(|_| NoiseError::KeyRejected)
             }
             SealKey::ChaChaPoly(key) => {
-                body.copy_from_slice(plaintext);
+                let (body, tag) = out.split_at_mut(head.len() + tail.len());
+                body[..head.len()].copy_from_slice(head);
+                body[head.len()..].copy_from_slice(tail);
                 let sealed = key
                     .seal_in_place_separate_tag(nonce(n), Aad::empty(), body)
                     .map_err(|_| NoiseError::KeyRejected)?;
@@ -195,6 +203,19 @@ impl std::fmt::Debug for NoiseSender {
     }
 }
 
+/// The parts of `first` and `second` that bytes `range` of their concatenation cover.
+fn pieces<'a>(
+    first: &'a [u8],
+    second: &'a [u8],
+    range: std::ops::Range<usize>,
+) -> (&'a [u8], &'a [u8]) {
+    let split = first.len();
+    (
+        &first[range.start.min(split)..range.end.min(split)],
+        &second[range.start.saturating_sub(split)..range.end.saturating_sub(split)],
+    )
+}
+
 /// Bytes [`NoiseSender::encrypt`] appends for `plaintext_len` bytes of plaintext.
 pub fn encrypted_len(plaintext_len: usize) -> usize {
     plaintext_len + plaintext_len.div_ceil(MAX_PLAINTEXT_LEN) * FRAME_OVERHEAD
@@ -228,25 +249,42 @@ impl NoiseSender {
     /// would need the reserved nonce, and with [`NoiseError::BufferTooSmall`] when `out` is
     /// too short.
     pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, NoiseError> {
-        let total = encrypted_len(plaintext.len());
+        self.encrypt_pair_into(plaintext, &[], out)
+    }
+
+    /// [`NoiseSender::encrypt_into`] for the plaintext `first` followed by `second`: the
+    /// same frames, bytes and nonces as for their concatenation, without making it. A
+    /// connection seals what its session queued (ending in a data frame's header) and the
+    /// application's buffer (that frame's body) this way, so the body is not first copied
+    /// into the queue. With ChaCha20-Poly1305 both pieces are copied into place as usual.
+    pub fn encrypt_pair_into(
+        &mut self,
+        first: &[u8],
+        second: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, NoiseError> {
+        let len = first.len() + second.len();
+        let total = encrypted_len(len);
         if out.len() < total {
             return Err(NoiseError::BufferTooSmall {
                 needed: total,
                 got: out.len(),
             });
         }
-        let frames = plaintext.len().div_ceil(MAX_PLAINTEXT_LEN) as u64;
+        let frames = len.div_ceil(MAX_PLAINTEXT_LEN) as u64;
         if u64::MAX - self.nonce < frames {
             return Err(NoiseError::NonceExhausted);
         }
         let mut at = 0;
-        for chunk in plaintext.chunks(MAX_PLAINTEXT_LEN) {
-            let sealed_len = chunk.len() + TAG_LEN;
-            // sealed_len ≤ MAX_FRAME_LEN by the chunk size, so it fits a u16.
+        for start in (0..len).step_by(MAX_PLAINTEXT_LEN) {
+            let end = (start + MAX_PLAINTEXT_LEN).min(len);
+            let (head, tail) = pieces(first, second, start..end);
+            let sealed_len = end - start + TAG_LEN;
+            // sealed_len ≤ MAX_FRAME_LEN by the frame size, so it fits a u16.
             out[at..at + LEN_PREFIX].copy_from_slice(&(sealed_len as u16).to_be_bytes());
             at += LEN_PREFIX;
             self.key
-                .seal(self.nonce, chunk, &mut out[at..at + sealed_len])?;
+                .seal(self.nonce, head, tail, &mut out[at..at + sealed_len])?;
             at += sealed_len;
             self.nonce += 1;
         }
@@ -364,6 +402,42 @@ mod tests {
         assert_eq!(drain(&mut b.receiver, &mut wire), data);
         assert_eq!(b.receiver.nonce(), 4);
         assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn a_pair_seals_to_the_bytes_of_its_concatenation() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let m = MAX_PLAINTEXT_LEN;
+        // Splits inside a frame, on frame edges, one byte around them, and at either end.
+        for split in [
+            0,
+            1,
+            12,
+            m - 1,
+            m,
+            m + 1,
+            2 * m + 5,
+            data.len() - 1,
+            data.len(),
+        ] {
+            for aes in [false, true] {
+                let link = || if aes { linked_aes() } else { linked() };
+                let (mut whole, _) = link();
+                let (mut pair, mut b) = link();
+                let mut expected = BytesMut::new();
+                whole.sender.encrypt(&data, &mut expected).expect("encrypt");
+                let mut room = vec![0u8; encrypted_len(data.len())];
+                let n = pair
+                    .sender
+                    .encrypt_pair_into(&data[..split], &data[split..], &mut room)
+                    .expect("encrypt_pair_into");
+                assert_eq!(n, expected.len(), "split {split}, aes {aes}");
+                assert!(room == expected[..], "split {split}, aes {aes}");
+                assert_eq!(pair.sender.nonce(), whole.sender.nonce());
+                let mut wire = BytesMut::from(&room[..]);
+                assert_eq!(drain(&mut b.receiver, &mut wire), data);
+            }
+        }
     }
 
     #[test]

@@ -267,6 +267,35 @@ impl Session {
         Ok(n)
     }
 
+    /// Queues the header of one data frame of up to `len` bytes whose body the caller
+    /// sends itself; returns the body's length (as many bytes as the send window and
+    /// [`Config::max_frame_data`] allow), and `Ok(0)` as [`write`](Session::write) does.
+    ///
+    /// The header is the last thing in [`outgoing`](Session::outgoing) when this returns:
+    /// the caller must send what `outgoing()` holds, then exactly that many body bytes, and
+    /// only then anything queued later. A connection that encrypts straight from the
+    /// application's buffer uses this to skip copying the body into the queue.
+    pub fn write_header(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
+        let max_frame = self.config.max_frame_data as usize;
+        let stream = self.visible_stream(id)?;
+        if stream.reset {
+            return Err(StreamError::Reset(id));
+        }
+        if stream.write_closed {
+            return Err(StreamError::WriteClosed(id));
+        }
+        let n = len.min(stream.send_window as usize);
+        stream.write_blocked = n < len;
+        let n = n.min(max_frame);
+        if n == 0 {
+            return Ok(0);
+        }
+        // `n` fits in u32: it is at most the send window.
+        stream.send_window -= n as u32;
+        put(&mut self.out, Header::data(id.get(), Flags::NONE, n as u32));
+        Ok(n)
+    }
+
     /// The next chunk of received data (see [`ReadOutcome`]). Same as
     /// [`read_up_to`](Session::read_up_to) without a limit.
     pub fn read(&mut self, id: StreamId) -> Result<ReadOutcome, StreamError> {

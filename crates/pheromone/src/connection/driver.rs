@@ -28,10 +28,15 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::time::Sleep;
 
-/// Ciphertext read per `read` call; a little over one full Noise frame.
-const READ_CHUNK: usize = 256 * 1024;
-/// Bytes read from the socket in one poll before writing gets a turn.
-const READ_BUDGET: usize = 4 * 1024 * 1024;
+/// Most ciphertext one `read` call takes: two full Noise frames.
+///
+/// Small reads and rounds keep what was read in the core's cache (about 1 MiB of L2 here)
+/// until it is decrypted and handed on. Measured on the relay bench: with reads of up to
+/// 1 MiB and a 4 MiB round, relayed throughput was about a fifth lower than with 128 KiB
+/// of each, and the direct link did not gain from the bigger reads either.
+const READ_CHUNK: usize = 128 * 1024;
+/// Bytes read from the socket in one round before the driver writes what is queued.
+const READ_BUDGET: usize = 128 * 1024;
 /// Read/write rounds in one poll before yielding to other tasks.
 const ROUNDS_PER_POLL: usize = 16;
 /// Bytes the remote's frames made the session queue (ping answers, RSTs for refused
@@ -123,7 +128,7 @@ impl Driver {
                 Poll::Ready(Ok(())) => {}
             }
             self.read_bufs.reserve(READ_CHUNK + FRAME_ROOM);
-            let limit = self.read_bufs.read_limit();
+            let limit = self.read_bufs.read_limit().min(READ_CHUNK);
             let n = match self
                 .shared
                 .socket

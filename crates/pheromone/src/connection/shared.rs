@@ -9,7 +9,10 @@
 //! that returns window, the driver) encrypts and writes them to the socket at once if the
 //! writer lock is free and the socket takes them, so a request costs no wake-up of the
 //! driver task. Only when the socket is full, or another task holds the writer, is the
-//! driver woken to finish the job. Lock order: `writer` before `state`.
+//! driver woken to finish the job. A large stream write goes one step further: only its
+//! frame header is queued, and its body is sealed straight from the caller's buffer, so
+//! the body is read once, by the cipher ([`Shared::send_through`]). Lock order: `writer`
+//! before `state`.
 
 use super::send_buffer::SendBuffer;
 use super::socket::Socket;
@@ -164,28 +167,78 @@ impl Shared {
     /// Moves the session's outgoing plaintext into the writer as ciphertext; false when
     /// there was nothing to move.
     fn take_outgoing(&self, writer: &mut Writer) -> Result<bool, ConnectionError> {
-        let mut to_wake = ToWake::default();
-        {
-            let mut state = self.lock();
-            if state.session.outgoing().is_empty() {
-                return Ok(false);
-            }
-            std::mem::swap(state.session.outgoing(), &mut writer.spare);
-            for w in state.parked_writers.drain(..) {
-                to_wake.push(Some(w));
-            }
+        let mut state = self.lock();
+        if state.session.outgoing().is_empty() {
+            return Ok(false);
         }
+        self.seal_outgoing(state, writer, &[])?;
+        Ok(true)
+    }
+
+    /// Seals what the session queued, then `body`, into the writer's buffer; releases the
+    /// state lock first (sealing takes the time, and the writer lock keeps the order).
+    fn seal_outgoing(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        writer: &mut Writer,
+        body: &[u8],
+    ) -> Result<(), ConnectionError> {
+        let mut to_wake = ToWake::default();
+        std::mem::swap(state.session.outgoing(), &mut writer.spare);
+        for w in state.parked_writers.drain(..) {
+            to_wake.push(Some(w));
+        }
+        drop(state);
         to_wake.wake();
         let Writer { sender, buf, spare } = writer;
-        let result = buf.append_with(encrypted_len(spare.len()), |room| {
-            sender.encrypt_into(spare, room)
+        let result = buf.append_with(encrypted_len(spare.len() + body.len()), |room| {
+            sender.encrypt_pair_into(spare, body, room)
         });
         spare.clear();
-        result.map_err(|e| ConnectionError::Noise {
+        result.map(|_| ()).map_err(|e| ConnectionError::Noise {
             peer: self.peer,
             reason: e.to_string(),
-        })?;
-        Ok(true)
+        })
+    }
+
+    /// The writer, if no one else holds it and less than the high-water mark of
+    /// ciphertext waits in it: then a large write may be sealed straight from the caller's
+    /// buffer ([`Shared::send_through`]).
+    pub(super) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        let writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        (writer.buf.pending().len() < self.high_water).then_some(writer)
+    }
+
+    /// Sends a data frame whose header the session just queued
+    /// ([`Session::write_header`](pheromone_core::yamux::Session::write_header)) with
+    /// `body` sealed straight from the caller's buffer: the body is read once, by the
+    /// cipher, instead of being copied into the session's queue first. Writes the socket
+    /// at once unless the connection is corked; the driver finishes what the socket does
+    /// not take.
+    pub(super) fn send_through(
+        &self,
+        state: MutexGuard<'_, State>,
+        mut writer: MutexGuard<'_, Writer>,
+        body: &[u8],
+    ) -> Result<(), ConnectionError> {
+        if let Err(e) = self.seal_outgoing(state, &mut writer, body) {
+            drop(writer);
+            self.fail(e.clone());
+            return Err(e);
+        }
+        if super::cork::defer_flush(self) {
+            return Ok(());
+        }
+        let flushed = matches!(self.flush_locked(&mut writer), Ok(Flush::Done));
+        drop(writer);
+        if !flushed {
+            self.wake_driver();
+        }
+        Ok(())
     }
 
     /// The driver's flush: waits for the writer lock (held only for non-blocking steps).

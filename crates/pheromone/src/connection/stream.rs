@@ -1,12 +1,19 @@
 //! One yamux stream as a tokio `AsyncRead + AsyncWrite`.
 //!
 //! Reads take `Bytes` chunks out of the session and keep the unread rest locally, so the
-//! lock is taken once per chunk, not per caller buffer. Writes copy into the session's
-//! outgoing buffer and wake the driver; they wait when the send window is exhausted or the
-//! connection's outgoing buffer is above its high-water mark. Dropping a stream tells the
+//! lock is taken once per chunk, not per caller buffer. Small writes copy into the session's
+//! outgoing buffer and send it (or wake the driver); a large write whose connection writer
+//! is free is sealed straight from the caller's buffer, with only its frame header queued.
+//! Writes wait when the send window is exhausted or the connection's outgoing buffer is
+//! above its high-water mark. Dropping a stream tells the
 //! session, which resets it if it was not closed cleanly.
 
 use super::shared::Shared;
+
+/// Writes of at least this many bytes are sealed straight from the caller's buffer when
+/// the connection's writer is free; smaller ones are copied into the session's queue,
+/// where several coalesce into one frame and one system call.
+const WRITE_THROUGH_MIN: usize = 16 * 1024;
 use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
@@ -354,14 +361,19 @@ impl AsyncWrite for Stream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let writer = if data.len() >= WRITE_THROUGH_MIN {
+            this.shared.try_writer()
+        } else {
+            None
+        };
         let mut state = this.shared.lock();
         if state.closed.is_some() {
-            drop(state);
+            drop((state, writer));
             return Poll::Ready(Err(this.closed_error()));
         }
         if state.session.outgoing().len() >= this.shared.high_water {
             state.parked_writers.push(cx.waker().clone());
-            drop(state);
+            drop((state, writer));
             // Whoever drains the queue wakes us; make sure somebody is draining it.
             this.shared.wake_driver();
             return Poll::Pending;
@@ -371,18 +383,28 @@ impl AsyncWrite for Stream {
                 return Poll::Ready(Err(e));
             }
         }
-        match state.session.write(this.id, data) {
+        let written = match writer {
+            Some(_) => state.session.write_header(this.id, data.len()),
+            None => state.session.write(this.id, data),
+        };
+        match written {
             Ok(0) if !data.is_empty() => {
                 if let Some(w) = state.wakers.get_mut(&this.id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
-            Ok(n) => {
-                drop(state);
-                this.shared.flush_or_wake();
-                Poll::Ready(Ok(n))
-            }
+            Ok(n) => match writer {
+                Some(writer) => match this.shared.send_through(state, writer, &data[..n]) {
+                    Ok(()) => Poll::Ready(Ok(n)),
+                    Err(e) => Poll::Ready(Err(e.into())),
+                },
+                None => {
+                    drop(state);
+                    this.shared.flush_or_wake();
+                    Poll::Ready(Ok(n))
+                }
+            },
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
         }
     }

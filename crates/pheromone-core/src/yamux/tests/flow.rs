@@ -519,3 +519,36 @@ fn large_frames_delivered_piecewise_keep_data_and_flags() {
         assert_eq!(read_all(&mut server, id), (data, true), "piece {piece}");
     }
 }
+
+#[test]
+fn a_header_written_alone_carries_the_body_sent_after_it() {
+    let config = Config {
+        receive_window: DEFAULT_WINDOW,
+        max_frame_data: 100 * 1024,
+        ..Config::default()
+    };
+    let mut pair = Pair::with(config.clone(), config);
+    let (id, _) = pair.open();
+    let body: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    // One frame per call: the frame limit first, then what is left of the window.
+    for expected in [100 * 1024, 100 * 1024, 56 * 1024, 0] {
+        let n = pair.client.write_header(id, body.len() - sent).unwrap();
+        assert_eq!(n, expected);
+        pair.client
+            .outgoing()
+            .extend_from_slice(&body[sent..sent + n]);
+        sent += n;
+    }
+    assert_eq!(pair.client.send_window(id), Some(0));
+    pair.pump();
+    let (got, _) = read_all(&mut pair.server, id);
+    assert_eq!(got, body[..sent]);
+    pair.pump();
+    assert_eq!(events(&mut pair.client), vec![Event::Writable(id)]);
+    pair.client.close_write(id).unwrap();
+    assert_eq!(
+        pair.client.write_header(id, 1),
+        Err(StreamError::WriteClosed(id))
+    );
+}
