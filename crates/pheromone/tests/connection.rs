@@ -292,3 +292,47 @@ async fn small_and_large_writes_interleave_intact_on_concurrent_streams() {
     .await
     .expect("test timed out");
 }
+
+/// Both ends keep at most 32 KiB of ciphertext queued, and the reader stalls every 2 MiB:
+/// writers behind the full sockets (the client's and the echo handler's) wait and are
+/// woken again each time, and every byte comes back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_behind_a_full_socket_wait_and_resume() {
+    tokio::time::timeout(LIMIT, async {
+        let mut config = pheromone::EndpointConfig::default();
+        config.connection.send_buffer_high_water = 32 * 1024;
+        let (a, _) = common::endpoint_with(config.clone()).await;
+        let (_b, b_addr) = common::endpoint_with(config).await;
+        let conn = a.dial(&b_addr).await.expect("dial");
+        let data = pattern(16 << 20, 9);
+        let mut s = a.open_stream(&conn, ECHO).await.expect("open");
+        let (mut r, mut w) = tokio::io::split(&mut s);
+        let writer = async {
+            for piece in data.chunks(200 * 1024) {
+                w.write_all(piece).await.expect("write");
+            }
+            w.shutdown().await.expect("shutdown");
+        };
+        let reader = async {
+            let mut back = Vec::with_capacity(data.len());
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut next_stall = 2 << 20;
+            loop {
+                let n = r.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break back;
+                }
+                back.extend_from_slice(&buf[..n]);
+                if back.len() >= next_stall {
+                    next_stall += 2 << 20;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let ((), back) = tokio::join!(writer, reader);
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "the echo differs from what was sent");
+    })
+    .await
+    .expect("test timed out");
+}

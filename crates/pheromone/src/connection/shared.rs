@@ -22,6 +22,7 @@ use pheromone_core::identity::PeerId;
 use pheromone_core::noise::{encrypted_len, NoiseSender};
 use pheromone_core::yamux::{self, Session, StreamId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -80,6 +81,10 @@ pub(crate) struct Shared {
     pub(super) socket: Socket,
     pub(super) peer: PeerId,
     pub(super) high_water: usize,
+    /// Ciphertext waiting in the writer: its length, readable without the writer lock.
+    backlog: AtomicUsize,
+    /// A writer parked on `parked_writers` until `backlog` falls below `high_water`.
+    backlog_waiters: AtomicBool,
 }
 
 /// Wakers collected under the lock, woken after it is released.
@@ -130,6 +135,8 @@ impl Shared {
             }),
             peer,
             high_water,
+            backlog: AtomicUsize::new(0),
+            backlog_waiters: AtomicBool::new(false),
         }
     }
 
@@ -152,7 +159,10 @@ impl Shared {
             }
             match self.socket.try_write(writer.buf.pending()) {
                 Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer }),
-                Ok(n) => writer.buf.advance(n),
+                Ok(n) => {
+                    writer.buf.advance(n);
+                    self.note_backlog(writer);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) => {
                     return Err(ConnectionError::Io {
@@ -195,22 +205,48 @@ impl Shared {
             sender.encrypt_pair_into(spare, body, room)
         });
         spare.clear();
+        self.note_backlog(writer);
         result.map(|_| ()).map_err(|e| ConnectionError::Noise {
             peer: self.peer,
             reason: e.to_string(),
         })
     }
 
-    /// The writer, if no one else holds it and less than the high-water mark of
-    /// ciphertext waits in it: then a large write may be sealed straight from the caller's
-    /// buffer ([`Shared::send_through`]).
+    /// The writer, if no one else holds it: then a large write may be sealed straight
+    /// from the caller's buffer ([`Shared::send_through`]).
     pub(super) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        let writer = match self.writer.try_lock() {
-            Ok(writer) => writer,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        (writer.buf.pending().len() < self.high_water).then_some(writer)
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Whether the ciphertext waiting for the socket is above the high-water mark; if so,
+    /// the writers the caller parks on `parked_writers` (holding the state lock from this
+    /// call until then) are woken once it falls below. Large writes wait for that rather
+    /// than be copied into the session's queue behind a full socket, where the copy would
+    /// only wait to be sealed.
+    pub(super) fn over_backlog(&self) -> bool {
+        if self.backlog.load(Ordering::SeqCst) < self.high_water {
+            return false;
+        }
+        self.backlog_waiters.store(true, Ordering::SeqCst);
+        // Checked again after announcing the wait: a flush that drained the backlog before
+        // it saw the announcement has lowered the count, and the caller goes on instead.
+        self.backlog.load(Ordering::SeqCst) >= self.high_water
+    }
+
+    /// Records the writer's backlog and wakes writers waiting for it to fall.
+    fn note_backlog(&self, writer: &Writer) {
+        let backlog = writer.buf.pending().len();
+        self.backlog.store(backlog, Ordering::SeqCst);
+        if backlog < self.high_water && self.backlog_waiters.swap(false, Ordering::SeqCst) {
+            let parked = std::mem::take(&mut self.lock().parked_writers);
+            for w in parked {
+                w.wake();
+            }
+        }
     }
 
     /// Sends a data frame whose header the session just queued

@@ -281,7 +281,7 @@ impl Stream {
             drop(state);
             return Poll::Ready(Err(self.closed_error()));
         }
-        if state.session.outgoing().len() >= self.shared.high_water {
+        if state.session.outgoing().len() >= self.shared.high_water || self.shared.over_backlog() {
             state.parked_writers.push(cx.waker().clone());
             drop(state);
             self.shared.wake_driver();
@@ -371,7 +371,9 @@ impl AsyncWrite for Stream {
             drop((state, writer));
             return Poll::Ready(Err(this.closed_error()));
         }
-        if state.session.outgoing().len() >= this.shared.high_water {
+        if state.session.outgoing().len() >= this.shared.high_water
+            || (data.len() >= WRITE_THROUGH_MIN && this.shared.over_backlog())
+        {
             state.parked_writers.push(cx.waker().clone());
             drop((state, writer));
             // Whoever drains the queue wakes us; make sure somebody is draining it.
