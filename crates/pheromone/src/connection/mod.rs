@@ -163,8 +163,9 @@ pub struct ConnectionConfig {
     pub yamux: pheromone_core::yamux::Config,
     /// How long [`Connection::close`] waits for open streams to finish before dropping them.
     pub close_grace: Duration,
-    /// Plaintext bytes queued for the socket above which stream writes wait. Bounds memory
-    /// per connection when the socket is slower than the writers.
+    /// Plaintext bytes queued for the socket above which stream writes wait; writes of
+    /// 16 KiB or more also wait while this much ciphertext waits for the socket. Bounds
+    /// memory per connection when the socket is slower than the writers.
     pub send_buffer_high_water: usize,
     /// Offer AES-256-GCM for the Noise transport phase. It is used only when the remote
     /// offers it too — other pheromone nodes, never libp2p peers, which keep the spec's

@@ -5,15 +5,11 @@
 //! outgoing buffer and send it (or wake the driver); a large write whose connection writer
 //! is free is sealed straight from the caller's buffer, with only its frame header queued.
 //! Writes wait when the send window is exhausted or the connection's outgoing buffer is
-//! above its high-water mark. Dropping a stream tells the
-//! session, which resets it if it was not closed cleanly.
+//! above its high-water mark; large ones also while more than that much ciphertext waits
+//! for the socket. Dropping a stream tells the session, which resets it if it was not
+//! closed cleanly.
 
 use super::shared::Shared;
-
-/// Writes of at least this many bytes are sealed straight from the caller's buffer when
-/// the connection's writer is free; smaller ones are copied into the session's queue,
-/// where several coalesce into one frame and one system call.
-const WRITE_THROUGH_MIN: usize = 16 * 1024;
 use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
@@ -24,6 +20,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Writes of at least this many bytes are sealed straight from the caller's buffer when
+/// the connection's writer is free; smaller ones are copied into the session's queue,
+/// where several coalesce into one frame and one system call.
+const WRITE_THROUGH_MIN: usize = 16 * 1024;
 
 /// What a stream kept between exchanges can do next (see [`Stream::reuse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
