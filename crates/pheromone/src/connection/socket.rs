@@ -110,6 +110,29 @@ impl CircuitInner {
     }
 }
 
+/// Reads what the socket has into `buf`, at most `max` bytes. A read that comes back
+/// shorter than the room it was offered has emptied the socket's receive queue, so the
+/// readiness is cleared at once, as tokio's own `poll_read` does: otherwise the next
+/// readiness check would pass and cost a `recv` that only returns `WouldBlock`, one per
+/// message in request/response traffic. Readiness that arrived after the read is kept
+/// (tokio compares the event it cleared with the current one).
+fn try_read_tcp(socket: &TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    let offered = max.min(buf.capacity() - buf.len());
+    let mut got = 0;
+    let result = socket.try_io(tokio::io::Interest::READABLE, || {
+        got = socket.try_read_buf(&mut buf.limit(max))?;
+        if got > 0 && got < offered {
+            // Drained: report it as `WouldBlock` so `try_io` clears the readiness.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
+    }
+}
+
 impl Socket {
     /// Waits until a read may make progress.
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -123,7 +146,7 @@ impl Socket {
     /// end).
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.try_read_buf(&mut buf.limit(max)),
+            Socket::Tcp(s) => try_read_tcp(s, buf, max),
             Socket::Circuit(c) => {
                 let chunk = c.lock().try_take(max)?;
                 buf.extend_from_slice(&chunk);
