@@ -244,6 +244,24 @@ impl Session {
     /// [`Event::Writable`]. Any short write arms that event.
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
         let max_frame = self.config.max_frame_data as usize;
+        let n = self.take_send_window(id, data.len(), usize::MAX)?;
+        let out = &mut self.out;
+        out.reserve(n + HEADER_LEN * n.div_ceil(max_frame));
+        for chunk in data[..n].chunks(max_frame) {
+            put(out, Header::data(id.get(), Flags::NONE, chunk.len() as u32));
+            out.put_slice(chunk);
+        }
+        Ok(n)
+    }
+
+    /// Takes up to `want` bytes of the stream's send window, at most `cap`, for a write;
+    /// returns how many. A write the window cuts short arms [`Event::Writable`].
+    fn take_send_window(
+        &mut self,
+        id: StreamId,
+        want: usize,
+        cap: usize,
+    ) -> Result<usize, StreamError> {
         let stream = self.visible_stream(id)?;
         if stream.reset {
             return Err(StreamError::Reset(id));
@@ -251,19 +269,11 @@ impl Session {
         if stream.write_closed {
             return Err(StreamError::WriteClosed(id));
         }
-        let n = data.len().min(stream.send_window as usize);
-        stream.write_blocked = n < data.len();
-        if n == 0 {
-            return Ok(0);
-        }
+        let n = want.min(stream.send_window as usize);
+        stream.write_blocked = n < want;
+        let n = n.min(cap);
         // `n` fits in u32: it is at most the send window.
         stream.send_window -= n as u32;
-        let out = &mut self.out;
-        out.reserve(n + HEADER_LEN * n.div_ceil(max_frame));
-        for chunk in data[..n].chunks(max_frame) {
-            put(out, Header::data(id.get(), Flags::NONE, chunk.len() as u32));
-            out.put_slice(chunk);
-        }
         Ok(n)
     }
 
@@ -277,22 +287,10 @@ impl Session {
     /// application's buffer uses this to skip copying the body into the queue.
     pub fn write_header(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
         let max_frame = self.config.max_frame_data as usize;
-        let stream = self.visible_stream(id)?;
-        if stream.reset {
-            return Err(StreamError::Reset(id));
+        let n = self.take_send_window(id, len, max_frame)?;
+        if n > 0 {
+            put(&mut self.out, Header::data(id.get(), Flags::NONE, n as u32));
         }
-        if stream.write_closed {
-            return Err(StreamError::WriteClosed(id));
-        }
-        let n = len.min(stream.send_window as usize);
-        stream.write_blocked = n < len;
-        let n = n.min(max_frame);
-        if n == 0 {
-            return Ok(0);
-        }
-        // `n` fits in u32: it is at most the send window.
-        stream.send_window -= n as u32;
-        put(&mut self.out, Header::data(id.get(), Flags::NONE, n as u32));
         Ok(n)
     }
 
