@@ -9,6 +9,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Writes `data` to an echo stream in writes of `sizes` (which add up to its length), then
+/// half-closes, while reading everything that comes back.
+async fn echo_in_pieces(
+    mut stream: pheromone::Stream,
+    data: &[u8],
+    sizes: impl IntoIterator<Item = usize>,
+) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(&mut stream);
+    let writer = async {
+        let mut at = 0;
+        for n in sizes {
+            w.write_all(&data[at..at + n]).await.expect("write");
+            at += n;
+        }
+        w.shutdown().await.expect("shutdown");
+    };
+    let reader = async {
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await.expect("read");
+        back
+    };
+    let ((), back) = tokio::join!(writer, reader);
+    back
+}
+
 #[tokio::test]
 async fn dial_authenticates_both_sides_and_pings() {
     tokio::time::timeout(LIMIT, async {
@@ -96,18 +121,8 @@ async fn hundred_concurrent_streams_both_directions() {
                 let c = c.clone();
                 tasks.push(tokio::spawn(async move {
                     let data = pattern(10_000 + i as usize * 1000, i ^ side);
-                    let mut s = ep.open_stream(&c, ECHO).await.expect("open");
-                    let (mut r, mut w) = tokio::io::split(&mut s);
-                    let writer = async {
-                        w.write_all(&data).await.expect("write");
-                        w.shutdown().await.expect("shutdown");
-                    };
-                    let reader = async {
-                        let mut back = Vec::new();
-                        r.read_to_end(&mut back).await.expect("read");
-                        back
-                    };
-                    let ((), back) = tokio::join!(writer, reader);
+                    let s = ep.open_stream(&c, ECHO).await.expect("open");
+                    let back = echo_in_pieces(s, &data, [data.len()]).await;
                     assert!(
                         back == data,
                         "stream {i} side {side}: got {} bytes, sent {}",
@@ -260,22 +275,8 @@ async fn small_and_large_writes_interleave_intact_on_concurrent_streams() {
                         }
                     });
                     let data = pattern(sizes.clone().sum(), i);
-                    let mut s = a.open_stream(&conn, ECHO).await.expect("open");
-                    let (mut r, mut w) = tokio::io::split(&mut s);
-                    let writer = async {
-                        let mut at = 0;
-                        for n in sizes {
-                            w.write_all(&data[at..at + n]).await.expect("write");
-                            at += n;
-                        }
-                        w.shutdown().await.expect("shutdown");
-                    };
-                    let reader = async {
-                        let mut back = Vec::new();
-                        r.read_to_end(&mut back).await.expect("read");
-                        back
-                    };
-                    let ((), back) = tokio::join!(writer, reader);
+                    let s = a.open_stream(&conn, ECHO).await.expect("open");
+                    let back = echo_in_pieces(s, &data, sizes).await;
                     assert!(
                         back == data,
                         "stream {i}, aes {aes_gcm}: {} bytes back of {}",
