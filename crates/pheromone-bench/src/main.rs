@@ -31,6 +31,10 @@ const DEFAULT_BYTES: u64 = 1 << 30;
 const DEFAULT_REQUESTS: usize = 20_000;
 /// Connections per connect run by default.
 const DEFAULT_CONNECTIONS: usize = 2_000;
+/// Rounds of every measurement by default; the printed figure is their median.
+const DEFAULT_RUNS: usize = 5;
+/// A bound on `--runs`, so a typo cannot start a day-long run.
+const MAX_RUNS: usize = 101;
 /// `--quick` sizes: enough to exercise every path in well under a second per run.
 const QUICK_BYTES: u64 = 4 << 20;
 const QUICK_REQUESTS: usize = 500;
@@ -64,6 +68,11 @@ struct Args {
     /// Small sizes for a fast smoke run (explicit sizes still win).
     #[arg(long)]
     quick: bool,
+    /// Rounds: every selected measurement runs this many times, interleaved round by round
+    /// (so a slow minute of the machine hits every stack alike), and each printed figure is
+    /// the median with the min and max beside it (default 5; 1 with --quick).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Give up on any single run after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -83,6 +92,7 @@ struct Plan {
     concurrency: Vec<usize>,
     timeout: Duration,
     quick: bool,
+    runs: usize,
 }
 
 /// One measurement of a bench: its size or variant.
@@ -131,7 +141,12 @@ impl Plan {
             concurrency: args.concurrency,
             timeout: Duration::from_secs(args.timeout_secs),
             quick: args.quick,
+            runs: args.runs.unwrap_or(pick(args.quick, 1, DEFAULT_RUNS)),
         };
+        ensure!(
+            (1..=MAX_RUNS).contains(&plan.runs),
+            "--runs must be within 1..={MAX_RUNS}"
+        );
         ensure!(plan.bytes > 0, "--bytes must be positive");
         ensure!(plan.requests > 0, "--requests must be positive");
         ensure!(plan.connections > 0, "--connections must be positive");
@@ -201,10 +216,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs every selected (bench, stack, size) once, printing each result as it arrives.
-/// Returns how many runs failed; a failure is reported on stderr and the rest go on.
-async fn run(plan: &Plan) -> usize {
-    let mut failures = 0;
+/// Every selected (bench, stack, run) of one invocation, in the order they run each round.
+fn measurements(plan: &Plan) -> Vec<(Bench, Stack, Run)> {
+    let mut all = Vec::new();
     for &bench in &plan.benches {
         for &stack in &plan.stacks {
             if !stack.supports(bench) {
@@ -228,22 +242,49 @@ async fn run(plan: &Plan) -> usize {
                     runs
                 }
             };
-            for run in runs {
-                let outcome = tokio::time::timeout(plan.timeout, one(plan, bench, stack, run))
-                    .await
-                    .with_context(|| format!("timed out after {:?}", plan.timeout))
-                    .and_then(|r| r);
-                match outcome.and_then(|record| Ok(serde_json::to_string(&record)?)) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => {
-                        failures += 1;
-                        eprintln!(
-                            "pheromone-bench: {bench:?} on {} failed: {e:#}",
-                            stack.name()
-                        );
+            all.extend(runs.into_iter().map(|run| (bench, stack, run)));
+        }
+    }
+    all
+}
+
+/// Runs every selected measurement `plan.runs` times, round by round, then prints one line
+/// per measurement: the median of its rounds with their min and max (a single round is
+/// printed as it is). Returns how many runs failed; a failure is reported on stderr and
+/// the rest go on, and a measurement with no successful round prints nothing.
+async fn run(plan: &Plan) -> usize {
+    let measurements = measurements(plan);
+    let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(); measurements.len()];
+    let mut failures = 0;
+    for round in 0..plan.runs {
+        if plan.runs > 1 {
+            eprintln!("pheromone-bench: round {} of {}", round + 1, plan.runs);
+        }
+        for (i, &(bench, stack, run)) in measurements.iter().enumerate() {
+            let outcome = tokio::time::timeout(plan.timeout, one(plan, bench, stack, run))
+                .await
+                .with_context(|| format!("timed out after {:?}", plan.timeout))
+                .and_then(|r| r);
+            match outcome.and_then(|record| Ok(serde_json::to_value(&record)?)) {
+                Ok(value) => {
+                    if plan.runs > 1 {
+                        eprintln!("  {value}");
                     }
+                    results[i].push(value);
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!(
+                        "pheromone-bench: {bench:?} on {} failed: {e:#}",
+                        stack.name()
+                    );
                 }
             }
+        }
+    }
+    for rounds in &results {
+        if let Some(line) = report::summarise(rounds) {
+            println!("{line}");
         }
     }
     failures

@@ -334,6 +334,70 @@ impl DispatchAllResult {
     }
 }
 
+/// Keys that say what was measured rather than how it went: equal in every round of one
+/// measurement, so they are printed once and never summarised.
+const IDENTITY_KEYS: &[&str] = &[
+    "bench",
+    "stack",
+    "mode",
+    "concurrency",
+    "bytes",
+    "relays",
+    "peers",
+    "small",
+    "large",
+    "cipher",
+];
+
+/// One printed line from the rounds of one measurement (JSON objects of one shape, in
+/// round order): a single round as it is; several as the median of every figure, followed
+/// by `runs` and the `min` and `max` of every figure. Ratios are the median of the rounds'
+/// ratios, so each stays a same-round comparison. `None` for no rounds.
+pub fn summarise(rounds: &[serde_json::Value]) -> Option<serde_json::Value> {
+    use serde_json::{Map, Value};
+    let first = rounds.first()?.as_object()?;
+    if rounds.len() == 1 {
+        return Some(rounds[0].clone());
+    }
+    let (mut line, mut min, mut max) = (Map::new(), Map::new(), Map::new());
+    for (key, value) in first {
+        let figures: Option<Vec<f64>> = rounds.iter().map(|r| r.get(key)?.as_f64()).collect();
+        match figures {
+            Some(mut figures) if !IDENTITY_KEYS.contains(&key.as_str()) => {
+                figures.sort_by(f64::total_cmp);
+                let integral = value.is_u64() || value.is_i64();
+                let number = |x: f64| {
+                    if integral {
+                        Value::from(x.round() as u64)
+                    } else {
+                        Value::from(x)
+                    }
+                };
+                line.insert(key.clone(), number(median(&figures)));
+                min.insert(key.clone(), number(figures[0]));
+                max.insert(key.clone(), number(figures[figures.len() - 1]));
+            }
+            _ => {
+                line.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    line.insert("runs".into(), Value::from(rounds.len()));
+    line.insert("min".into(), Value::Object(min));
+    line.insert("max".into(), Value::Object(max));
+    Some(Value::Object(line))
+}
+
+/// The median of sorted figures: the middle one, or the mean of the middle two.
+fn median(sorted: &[f64]) -> f64 {
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
 /// This process's resident set size in KiB (`VmRSS` in `/proc/self/status`); 0 where
 /// that file does not exist.
 pub fn resident_kib() -> u64 {
@@ -470,6 +534,30 @@ mod tests {
             r#"{"bench":"dispatch","stack":"pheromone","mode":"long","concurrency":64,"per_s":3.0,"p50_us":20.0}"#
         );
         assert!(resident_kib() > 0);
+    }
+
+    #[test]
+    fn rounds_summarise_to_median_min_and_max() {
+        let rounds: Vec<serde_json::Value> = [(300.0, 9, 2.5), (100.0, 7, 1.5), (200.0, 8, 0.5)]
+            .iter()
+            .map(|&(per_s, after, ratio)| {
+                serde_json::json!({"bench": "rr", "stack": "tcp", "concurrency": 64,
+                    "per_s": per_s, "streams_after": after, "ratio": ratio})
+            })
+            .collect();
+        let line = summarise(&rounds).unwrap().to_string();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"bench":"rr","stack":"tcp","concurrency":64,"per_s":200.0,"streams_after":8,"#,
+                r#""ratio":1.5,"runs":3,"min":{"per_s":100.0,"streams_after":7,"ratio":0.5},"#,
+                r#""max":{"per_s":300.0,"streams_after":9,"ratio":2.5}}"#
+            )
+        );
+        // An even count takes the mean of the middle two; one round prints as it is.
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+        assert_eq!(summarise(&rounds[..1]).unwrap(), rounds[0]);
+        assert!(summarise(&[]).is_none());
     }
 
     #[test]

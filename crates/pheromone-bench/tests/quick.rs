@@ -241,3 +241,22 @@ fn pheromone_forward_line() {
     positive(&line, "raw_stream_mb_per_s");
     positive(&line, "ratio");
 }
+
+#[test]
+fn several_runs_print_the_median_with_min_and_max() {
+    let line = one_line(
+        &[
+            "--quick", "--runs", "3", "--only", "connect", "--stacks", "tcp",
+        ],
+        &["bench", "stack", "per_s", "p50_us", "runs", "min", "max"],
+    );
+    assert_eq!(line["runs"], 3);
+    let per_s = positive(&line, "per_s");
+    let (min, max) = (
+        positive(&line["min"], "per_s"),
+        positive(&line["max"], "per_s"),
+    );
+    assert!(min <= per_s && per_s <= max, "{line}");
+    let (ok, _, _) = run(&["--quick", "--runs", "0"]);
+    assert!(!ok, "--runs 0 must be refused");
+}
