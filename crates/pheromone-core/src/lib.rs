@@ -11,6 +11,8 @@
 //!   and the `host:port` dial form.
 //! - [`broadcast`]: storm-free topic pub/sub — signed messages, seen-cache, flood and
 //!   Plumtree (epidemic broadcast tree) strategies, interest gradients.
+//! - [`connmgr`]: the connection manager (watermarks, pinned peers, dial spreading,
+//!   pruning) as an overlay with no wire of its own.
 //! - [`exec`]: the fleet exec wire format (`/pheromone/exec/1.0.0`): a request naming a
 //!   program, then output chunks and an exit status.
 //! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
@@ -21,8 +23,13 @@
 //! - [`multistream`]: multistream-select 1.0 protocol negotiation, dialer and listener.
 //! - [`noise`]: the libp2p Noise XX handshake (signed identity payload) and the framed
 //!   ChaCha20-Poly1305 transport ciphers that follow it.
+//! - [`overlay`]: the one contract every protocol over neighbour links implements
+//!   ([`overlay::Overlay`]: neighbours up and down, frames, requests, dials, timeouts,
+//!   outputs), driven by the tokio glue and by the simulator alike.
 //! - [`relay`]: the `/pheromone/relay/1.0.0` circuit handshake codec (CONNECT and its
 //!   status response) that relays exchange before splicing streams.
+//! - [`reqresp`]: the request/response wire format of user protocols (status, length,
+//!   body), for `Node::dispatch` and its handlers.
 //! - [`route`]: loop-free distance-vector routing (Babel-style feasibility, sequence
 //!   numbers, triggered updates) as a sans-IO state machine, and its wire format.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
@@ -33,14 +40,17 @@
 
 pub mod addr;
 pub mod broadcast;
+pub mod connmgr;
 pub mod exec;
 pub mod identify;
 pub mod identity;
 pub mod kad;
 pub mod multistream;
 pub mod noise;
+pub mod overlay;
 mod reader;
 pub mod relay;
+pub mod reqresp;
 pub mod route;
 pub mod varint;
 pub mod yamux;

@@ -105,6 +105,15 @@ pub struct Config {
     pub first_seq: u64,
     /// Whether a node's own published messages are delivered to its local subscribers.
     pub deliver_own: bool,
+    /// Per-origin ordering of deliveries (see [`OrderedDelivery`](super::OrderedDelivery)):
+    /// how long a message waits for an earlier one of its origin before it is delivered
+    /// anyway. `None` delivers every message the moment it arrives. Default 2 s (a few
+    /// pull timeouts).
+    pub order_window: Option<Duration>,
+    /// Messages held back per origin while waiting for a gap to fill.
+    pub order_max_held: usize,
+    /// Origins whose sequence the ordering remembers.
+    pub order_max_origins: usize,
 }
 
 impl Default for Config {
@@ -132,6 +141,9 @@ impl Default for Config {
             max_missing: 4096,
             first_seq: 1,
             deliver_own: false,
+            order_window: Some(Duration::from_secs(2)),
+            order_max_held: 4096,
+            order_max_origins: 4096,
         }
     }
 }

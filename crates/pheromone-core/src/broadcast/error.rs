@@ -1,9 +1,9 @@
 //! Errors of the broadcast protocol: why a frame could not be decoded, and why a local
 //! `publish` or `subscribe` was refused.
 //!
-//! Decoding errors never reach the application as failures of an operation: the state
-//! machine drops the frame and counts it in [`Metrics`](super::Metrics). They are public so
-//! that the IO side and fuzz targets can inspect them.
+//! A refused frame never reaches the application as a failure of an operation: the state
+//! machine drops it, counts it in [`Metrics`](super::Metrics) and returns a
+//! [`FrameError`] so that the driver can log it and drop the stream it came on.
 
 use thiserror::Error;
 
@@ -54,6 +54,29 @@ pub enum DecodeError {
     /// Bytes were left over after the last field.
     #[error("{0} trailing bytes after the frame")]
     TrailingBytes(usize),
+}
+
+/// Why the state machine refused a frame from a neighbour.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The sender is not a neighbour (no live link); broadcast frames are only taken
+    /// from neighbours.
+    #[error("broadcast frame from a peer that is not a neighbour")]
+    NotANeighbour,
+    /// The frame is malformed; see [`DecodeError`].
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A message whose origin signature does not verify: forged or tampered with.
+    #[error("message from origin {origin} with a bad signature")]
+    BadSignature {
+        /// The origin it claims.
+        origin: crate::identity::PeerId,
+    },
+    /// A request or response reached the broadcast layer, which speaks only in frames on
+    /// neighbour links: the driver mixed up its streams.
+    #[error("the broadcast protocol has no requests")]
+    NotARequest,
 }
 
 /// Why `publish` refused a message.

@@ -8,7 +8,7 @@ use super::interest::weight_gen;
 use super::recovery::{Recent, Timer, HAS, TOLD};
 use super::state::Broadcast;
 use super::wire::{self, Entry, Gossip};
-use super::{Message, MessageId, Output, SignatureVerifier, Strategy, Topic};
+use super::{FrameError, Message, MessageId, SignatureVerifier, Strategy, Topic};
 use crate::identity::PeerId;
 use bytes::Bytes;
 use std::time::Instant;
@@ -30,18 +30,17 @@ impl<V: SignatureVerifier> Broadcast<V> {
         link: u64,
         frame: &[u8],
         g: Gossip<'_>,
-    ) {
+    ) -> Result<(), FrameError> {
         self.metrics.gossip_received += 1;
         let id = MessageId::new(&g.origin, g.seq);
         if self.seen.contains(now, &id) {
             self.on_duplicate(now, from, link, id, &g);
-            return;
+            return Ok(());
         }
         wire::signing_input(g.signed, &mut self.scratch);
         if !self.verifier.verify(&g.origin, &self.scratch, g.signature) {
-            tracing::debug!(%from, origin = %g.origin, "dropping message with a bad signature");
             self.metrics.dropped.bad_signature += 1;
-            return;
+            return Err(FrameError::BadSignature { origin: g.origin });
         }
         self.seen.insert(now, id);
         let topic = self.canonical_topic(g.topic);
@@ -61,14 +60,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
         }
         if self.is_subscribed(g.topic) {
             self.metrics.delivered += 1;
-            self.outputs.push_back(Output::Deliver(Message {
+            let message = Message {
                 id,
                 origin: g.origin,
                 topic: topic.clone(),
                 seq: g.seq,
                 data: Bytes::copy_from_slice(g.data),
                 hops: g.hops,
-            }));
+            };
+            self.deliver(now, message);
         }
         let frame = Bytes::copy_from_slice(frame);
         // The sender has it and waits for our "I have it".
@@ -80,6 +80,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
             from: Some((from, link)),
         };
         self.accept_new(now, id, topic, frame, first);
+        Ok(())
     }
 
     /// A copy of a message we already handled: never delivered nor forwarded. With the

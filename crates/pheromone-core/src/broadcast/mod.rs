@@ -47,16 +47,15 @@
 //!
 //! # Calling contract
 //!
-//! 1. Create with [`Broadcast::new`]; call [`Broadcast::add_neighbour`] when a link to a
-//!    peer comes up and [`Broadcast::remove_neighbour`] when it goes down.
-//! 2. Feed every frame a neighbour sends with [`Broadcast::handle_message`], local
-//!    commands with [`Broadcast::subscribe`], [`Broadcast::unsubscribe`],
-//!    [`Broadcast::publish`].
-//! 3. After every input, drain [`Broadcast::poll_output`] until `None`: send each
-//!    [`Output::Send`] frame to its peer (in order), hand each [`Output::Deliver`] to the
-//!    application.
-//! 4. Then read [`Broadcast::poll_timeout`] and call [`Broadcast::handle_timeout`] once
-//!    that instant has passed (calling it early is harmless).
+//! The [`Overlay`](crate::overlay::Overlay) trait's, with [`Wire::Frames`](crate::overlay::Wire):
+//! create with [`Broadcast::new`]; a neighbour is a peer with any connection (relayed
+//! ones included: a relay circuit is as good a path for a message as a direct link) that
+//! speaks [`PROTOCOL`]; every frame a neighbour sends goes to `handle_frame`; local
+//! commands are [`Broadcast::subscribe`], [`Broadcast::unsubscribe`] and
+//! [`Broadcast::publish`]. After every input drain `poll_output`: send each
+//! [`Output::Send`] frame to its peer (in order), hand each [`Event::Delivered`] to the
+//! application; then arm `handle_timeout` at `poll_timeout`. Deliveries come in
+//! per-origin order ([`Config::order_window`]).
 //!
 //! `now` must never go backwards between calls.
 
@@ -73,7 +72,7 @@ mod tree;
 pub mod wire;
 
 pub use config::{Config, Strategy};
-pub use error::{DecodeError, PublishError, TopicError};
+pub use error::{DecodeError, FrameError, PublishError, TopicError};
 pub use metrics::{DropCounts, Metrics};
 pub use order::OrderedDelivery;
 pub use state::Broadcast;
@@ -190,19 +189,20 @@ pub struct Message {
     pub hops: u8,
 }
 
-/// What the state machine asks its driver to do.
+/// What the broadcast layer tells the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send `bytes` (one whole frame) to neighbour `to`.
-    Send {
-        /// The neighbour.
-        to: PeerId,
-        /// The frame.
-        bytes: Bytes,
-    },
+#[non_exhaustive]
+pub enum Event {
     /// Hand a message to the local subscribers of its topic.
-    Deliver(Message),
+    Delivered(Message),
 }
+
+/// What the state machine asks its driver to do: [`Output::Send`] frames to neighbours
+/// and [`Output::Event`]s.
+pub type Output = crate::overlay::Output<Event>;
+
+/// The broadcast protocol id.
+pub const PROTOCOL: &str = "/pheromone/broadcast/1.0.0";
 
 /// Checks origin signatures. The production implementation is [`Ed25519Verifier`]; a
 /// simulator may wrap it to memoize results (verification is a pure function of its
@@ -231,6 +231,7 @@ impl SignatureVerifier for Ed25519Verifier {
 #[doc(hidden)]
 pub mod fuzzing {
     use super::*;
+    use crate::overlay::Overlay;
 
     /// Decodes `data` as a broadcast frame under the default limits and walks it.
     pub fn fuzz_decode(data: &[u8]) {
@@ -254,9 +255,9 @@ pub mod fuzzing {
     pub fn fuzz_handle_message(start: std::time::Instant, data: &[u8]) {
         let local = crate::identity::Keypair::from_seed([7; 32]);
         let peer = crate::identity::Keypair::from_seed([8; 32]).peer_id();
-        let mut node = Broadcast::new(local, Config::default(), start);
-        node.add_neighbour(start, peer);
-        node.handle_message(start, peer, data);
+        let mut node = Broadcast::new(local, Config::default());
+        node.neighbour_up(start, peer.into());
+        let _ = node.handle_frame(start, peer, data);
         while node.poll_output().is_some() {}
         node.handle_timeout(start + std::time::Duration::from_secs(1));
         while node.poll_output().is_some() {}

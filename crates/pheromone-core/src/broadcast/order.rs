@@ -3,7 +3,8 @@
 //! The broadcast state machine delivers each message once, as soon as it arrives; a copy
 //! repaired by a pull (after a loss or while the tree re-forms) can arrive after later
 //! messages of the same origin. Subscribers want each origin's messages in the order it
-//! published them, so deliveries pass through this buffer: a message is released when
+//! published them, so [`Broadcast`](super::Broadcast) passes its deliveries through this
+//! buffer (see [`Config::order_window`](super::Config::order_window)): a message is released when
 //! every earlier message of its origin has been, or when it has waited `window` for the gap
 //! to fill (a message that never comes must not hold back the rest forever). The first
 //! message heard from an origin is released at once and starts its sequence. Memory is
@@ -11,7 +12,7 @@
 
 use super::Message;
 use crate::identity::PeerId;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// What one origin's sequence looks like from here.
@@ -34,7 +35,8 @@ pub struct OrderedDelivery {
     window: Duration,
     max_held: usize,
     max_origins: usize,
-    origins: HashMap<PeerId, Origin>,
+    // Ordered, so that which idle origin is evicted never depends on hashing.
+    origins: BTreeMap<PeerId, Origin>,
     ready: VecDeque<Message>,
 }
 
@@ -45,7 +47,7 @@ impl OrderedDelivery {
             window,
             max_held: max_held.max(1),
             max_origins: max_origins.max(1),
-            origins: HashMap::new(),
+            origins: BTreeMap::new(),
             ready: VecDeque::new(),
         }
     }

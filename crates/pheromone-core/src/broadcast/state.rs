@@ -8,14 +8,18 @@
 use super::gossip::FirstCopy;
 use super::interest::TopicState;
 use super::metrics::Metrics;
+use super::order::OrderedDelivery;
 use super::recovery::{History, Missing, Timer};
 use super::seen::SeenCache;
 use super::wire::{self, Entry, Frame, Limits};
 use super::{
-    Config, Ed25519Verifier, Message, MessageId, Output, PublishError, SignatureVerifier, Strategy,
-    Topic, TopicError,
+    Config, Ed25519Verifier, Event, FrameError, Message, MessageId, Output, PublishError,
+    SignatureVerifier, Strategy, Topic, TopicError,
 };
 use crate::identity::{Keypair, PeerId};
+use crate::overlay::{
+    InboundId, Neighbour as OverlayNeighbour, Overlay, RequestFailure, RequestId, Wire,
+};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -63,6 +67,8 @@ pub struct Broadcast<V: SignatureVerifier = Ed25519Verifier> {
     pub(super) flush_at: Option<Instant>,
     pub(super) urgent: Vec<PeerId>,
     pub(super) outputs: VecDeque<Output>,
+    /// Deliveries on their way to `outputs` in per-origin order (`None`: straight through).
+    pub(super) order: Option<OrderedDelivery>,
     pub(super) metrics: Metrics,
     pub(super) scratch: Vec<u8>,
 }
@@ -80,16 +86,20 @@ impl<V: SignatureVerifier> std::fmt::Debug for Broadcast<V> {
 }
 
 impl Broadcast<Ed25519Verifier> {
-    /// A node with identity `keypair` that verifies signatures with Ed25519.
-    pub fn new(keypair: Keypair, config: Config, now: Instant) -> Self {
-        Self::with_verifier(keypair, config, now, Ed25519Verifier)
+    /// A node with identity `keypair` that verifies signatures with Ed25519. It starts
+    /// with no neighbours and no timers, so it takes no `now`.
+    pub fn new(keypair: Keypair, config: Config) -> Self {
+        Self::with_verifier(keypair, config, Ed25519Verifier)
     }
 }
 
 impl<V: SignatureVerifier> Broadcast<V> {
     /// A node with identity `keypair` that checks signatures with `verifier`.
-    pub fn with_verifier(keypair: Keypair, config: Config, _now: Instant, verifier: V) -> Self {
+    pub fn with_verifier(keypair: Keypair, config: Config, verifier: V) -> Self {
         let local = keypair.peer_id();
+        let order = config
+            .order_window
+            .map(|w| OrderedDelivery::new(w, config.order_max_held, config.order_max_origins));
         Self {
             local,
             limits: Limits::from_config(&config),
@@ -109,6 +119,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
             flush_at: None,
             urgent: Vec::new(),
             outputs: VecDeque::new(),
+            order,
             metrics: Metrics::default(),
             scratch: Vec::new(),
         }
@@ -199,7 +210,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
     /// A link to `peer` came up: it starts lazy (the root tree decides which links are
     /// eager) and is told every topic this node wants through it. Adding a current neighbour again
     /// changes nothing.
-    pub fn add_neighbour(&mut self, now: Instant, peer: PeerId) {
+    fn add_neighbour(&mut self, now: Instant, peer: PeerId) {
         if peer == self.local || self.neighbours.contains_key(&peer) {
             return;
         }
@@ -220,7 +231,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
     }
 
     /// The link to `peer` went down: forget its interest and stop sending to it.
-    pub fn remove_neighbour(&mut self, now: Instant, peer: PeerId) {
+    fn remove_neighbour(&mut self, now: Instant, peer: PeerId) {
         if self.neighbours.remove(&peer).is_none() {
             return;
         }
@@ -285,14 +296,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.metrics.published += 1;
         if self.config.deliver_own && self.is_subscribed(topic.as_str()) {
             self.metrics.delivered += 1;
-            self.outputs.push_back(Output::Deliver(Message {
+            let message = Message {
                 id,
                 origin: self.local,
                 topic: topic.clone(),
                 seq,
                 data: Bytes::copy_from_slice(data),
                 hops: 0,
-            }));
+            };
+            self.deliver(now, message);
         }
         let topic = self.canonical_topic(topic.as_str());
         let first = FirstCopy {
@@ -306,34 +318,65 @@ impl<V: SignatureVerifier> Broadcast<V> {
         Ok(id)
     }
 
-    /// A whole frame arrived from neighbour `from`. Invalid frames are dropped and counted.
-    pub fn handle_message(&mut self, now: Instant, from: PeerId, bytes: &[u8]) {
+    /// A whole frame arrived from neighbour `from`. Invalid frames are dropped, counted,
+    /// and reported.
+    fn receive_frame(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        bytes: &[u8],
+    ) -> Result<(), FrameError> {
         let Some(link) = self.neighbours.get(&from).map(|n| n.link) else {
             self.metrics.dropped.not_a_neighbour += 1;
-            return;
+            return Err(FrameError::NotANeighbour);
         };
         let limits = self.limits;
-        match wire::decode(bytes, &limits) {
+        let result = match wire::decode(bytes, &limits) {
             Ok(Frame::Gossip(gossip)) => self.on_gossip(now, from, link, bytes, gossip),
             Ok(Frame::Control(control)) => {
                 self.metrics.control_received += 1;
                 control.for_each(|topic, entry| self.on_control(now, from, link, topic, entry));
+                Ok(())
             }
             Err(error) => {
-                tracing::debug!(%from, %error, "dropping broadcast frame");
                 let dropped = &mut self.metrics.dropped;
                 match error {
                     super::DecodeError::Oversized { .. } => dropped.oversized += 1,
                     super::DecodeError::UnsupportedVersion(_) => dropped.unsupported_version += 1,
                     _ => dropped.malformed += 1,
                 }
+                Err(error.into())
             }
-        }
+        };
         self.after_input(now);
+        result
+    }
+
+    /// Hands a message to the application, through the per-origin ordering if it is on.
+    pub(super) fn deliver(&mut self, now: Instant, message: Message) {
+        match self.order.as_mut() {
+            Some(order) => {
+                order.push(now, message);
+                while let Some(message) = order.pop() {
+                    self.outputs
+                        .push_back(Output::Event(Event::Delivered(message)));
+                }
+            }
+            None => self
+                .outputs
+                .push_back(Output::Event(Event::Delivered(message))),
+        }
     }
 
     /// Runs every timer due at or before `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn run_timers(&mut self, now: Instant) {
+        if let Some(order) = self.order.as_mut() {
+            order.handle_timeout(now);
+            while let Some(message) = order.pop() {
+                self.outputs
+                    .push_back(Output::Event(Event::Delivered(message)));
+            }
+        }
         self.history.expire(now, &self.config);
         self.seen.expire(now);
         while let Some(Reverse((at, _, timer))) = self.timers.peek() {
@@ -353,18 +396,11 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.after_input(now);
     }
 
-    /// The next output, if any. Drain until `None` after every input.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
-    }
-
-    /// When [`Broadcast::handle_timeout`] should next be called, if ever.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When the timers are next due.
+    fn next_timer(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        match (timer, self.flush_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let order = self.order.as_ref().and_then(OrderedDelivery::poll_timeout);
+        [timer, self.flush_at, order].into_iter().flatten().min()
     }
 
     fn check_topic(&self, topic: &str) -> Result<(), TopicError> {
@@ -391,7 +427,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
     pub(super) fn send_gossip(&mut self, to: PeerId, bytes: Bytes) {
         self.metrics.gossip_sent += 1;
         self.metrics.gossip_bytes_sent += bytes.len() as u64;
-        self.outputs.push_back(Output::Send { to, bytes });
+        self.outputs.push_back(Output::Send { to, frame: bytes });
     }
 
     pub(super) fn schedule(&mut self, at: Instant, timer: Timer) {
@@ -481,7 +517,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
     fn push_control(&mut self, to: PeerId, bytes: Bytes) {
         self.metrics.control_sent += 1;
         self.metrics.control_bytes_sent += bytes.len() as u64;
-        self.outputs.push_back(Output::Send { to, bytes });
+        self.outputs.push_back(Output::Send { to, frame: bytes });
     }
 
     /// Ends every input: urgent control entries leave now.
@@ -556,3 +592,71 @@ impl<V: SignatureVerifier> Broadcast<V> {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+impl<V: SignatureVerifier> Overlay for Broadcast<V> {
+    type Event = Event;
+    type Error = FrameError;
+
+    fn protocol(&self) -> Option<&str> {
+        Some(super::PROTOCOL)
+    }
+
+    fn wire(&self) -> Wire {
+        Wire::Frames
+    }
+
+    fn accepts_relayed(&self) -> bool {
+        true
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.config.max_frame_len()
+    }
+
+    fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    fn neighbour_up(&mut self, now: Instant, neighbour: OverlayNeighbour) {
+        self.add_neighbour(now, neighbour.peer);
+    }
+
+    fn neighbour_down(&mut self, now: Instant, peer: PeerId) {
+        self.remove_neighbour(now, peer);
+    }
+
+    fn handle_frame(&mut self, now: Instant, from: PeerId, frame: &[u8]) -> Result<(), FrameError> {
+        self.receive_frame(now, from, frame)
+    }
+
+    fn handle_request(
+        &mut self,
+        _now: Instant,
+        _from: PeerId,
+        _id: InboundId,
+        _request: &[u8],
+    ) -> Result<(), FrameError> {
+        Err(FrameError::NotARequest)
+    }
+
+    fn handle_response(
+        &mut self,
+        _now: Instant,
+        _id: RequestId,
+        _response: Result<&[u8], RequestFailure>,
+    ) -> Result<(), FrameError> {
+        Err(FrameError::NotARequest)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}

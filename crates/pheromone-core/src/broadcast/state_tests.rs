@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::broadcast::test_now;
+use crate::broadcast::DecodeError;
+use crate::overlay::Overlay;
 use std::time::Duration;
 
 fn keypair(seed: u8) -> Keypair {
@@ -28,7 +30,7 @@ impl Net {
     fn new(count: u8, config: Config) -> Self {
         let now = test_now();
         let nodes = (0..count)
-            .map(|i| Broadcast::new(keypair(i + 1), config.clone(), now))
+            .map(|i| Broadcast::new(keypair(i + 1), config.clone()))
             .collect();
         Self {
             nodes,
@@ -51,8 +53,8 @@ impl Net {
 
     fn link(&mut self, a: usize, b: usize) {
         let (pa, pb) = (self.id(a), self.id(b));
-        self.nodes[a].add_neighbour(self.now, pb);
-        self.nodes[b].add_neighbour(self.now, pa);
+        self.nodes[a].neighbour_up(self.now, pb.into());
+        self.nodes[b].neighbour_up(self.now, pa.into());
         self.settle();
     }
 
@@ -71,13 +73,16 @@ impl Net {
                 while let Some(out) = self.nodes[i].poll_output() {
                     moved = true;
                     match out {
-                        Output::Send { to, bytes } => {
+                        Output::Send { to, frame: bytes } => {
                             let j = self.index(&to);
                             self.sent.push((i, j, bytes.clone()));
                             let from = self.id(i);
-                            self.nodes[j].handle_message(self.now, from, &bytes);
+                            self.nodes[j]
+                                .handle_frame(self.now, from, &bytes)
+                                .expect("an honest frame is taken");
                         }
-                        Output::Deliver(m) => self.delivered.push((i, m)),
+                        Output::Event(Event::Delivered(m)) => self.delivered.push((i, m)),
+                        other => panic!("broadcast asked for {other:?}"),
                     }
                 }
             }
@@ -198,7 +203,9 @@ fn replays_within_the_window_are_neither_delivered_nor_forwarded() {
     let (sent_before, delivered_before) = (net.gossip_frames().len(), net.delivered.len());
     net.now += Duration::from_secs(60);
     let from = net.id(0);
-    net.nodes[1].handle_message(net.now, from, &frame);
+    net.nodes[1]
+        .handle_frame(net.now, from, &frame)
+        .expect("an honest frame is taken");
     net.settle();
     assert_eq!(net.delivered.len(), delivered_before);
     assert_eq!(net.gossip_frames().len(), sent_before);
@@ -219,18 +226,36 @@ fn forged_tampered_oversized_and_malformed_frames_are_dropped_and_counted() {
     let mut tampered = good.to_vec();
     let last_data = tampered.len() - wire::SIGNATURE_LEN - 1;
     tampered[last_data] ^= 1;
-    node.handle_message(now, from, &tampered);
+    let bad_signature = FrameError::BadSignature {
+        origin: origin.peer_id(),
+    };
+    assert_eq!(
+        node.handle_frame(now, from, &tampered),
+        Err(bad_signature.clone())
+    );
 
     // Signed by someone else but claiming origin 1.
     let mallory = keypair(99);
     let forged = wire::encode_gossip(6, &origin.peer_id(), "t", b"data", |m| mallory.sign(m));
-    node.handle_message(now, from, &forged);
+    assert_eq!(node.handle_frame(now, from, &forged), Err(bad_signature));
 
     let huge = vec![0u8; node.config().max_frame_len() + 1];
-    node.handle_message(now, from, &huge);
-    node.handle_message(now, from, &good[..good.len() - 1]);
-    node.handle_message(now, from, &[9, wire::KIND_GOSSIP]);
-    node.handle_message(now, keypair(50).peer_id(), &good);
+    assert!(matches!(
+        node.handle_frame(now, from, &huge),
+        Err(FrameError::Decode(DecodeError::Oversized { .. }))
+    ));
+    assert!(matches!(
+        node.handle_frame(now, from, &good[..good.len() - 1]),
+        Err(FrameError::Decode(_))
+    ));
+    assert!(matches!(
+        node.handle_frame(now, from, &[9, wire::KIND_GOSSIP]),
+        Err(FrameError::Decode(DecodeError::UnsupportedVersion(9)))
+    ));
+    assert_eq!(
+        node.handle_frame(now, keypair(50).peer_id(), &good),
+        Err(FrameError::NotANeighbour)
+    );
 
     let m = node.metrics();
     assert_eq!(m.dropped.bad_signature, 2);
@@ -242,14 +267,15 @@ fn forged_tampered_oversized_and_malformed_frames_are_dropped_and_counted() {
     assert!(node
         .poll_output()
         .into_iter()
-        .all(|o| !matches!(o, Output::Deliver(_))));
+        .all(|o| !matches!(o, Output::Event(Event::Delivered(_)))));
 
     // The genuine frame still gets through.
-    node.handle_message(now, from, &good);
+    node.handle_frame(now, from, &good)
+        .expect("a genuine frame is taken");
     let delivered: Vec<Message> = std::iter::from_fn(|| node.poll_output())
         .filter_map(|o| match o {
-            Output::Deliver(m) => Some(m),
-            Output::Send { .. } => None,
+            Output::Event(Event::Delivered(m)) => Some(m),
+            _ => None,
         })
         .collect();
     assert_eq!(delivered.len(), 1);
@@ -326,8 +352,8 @@ fn tree_is_a_spanning_tree_and_heals_after_a_link_dies() {
     let p2 = net.id(2);
     for peer in net.nodes[2].eager_peers("t") {
         let j = net.index(&peer);
-        net.nodes[j].remove_neighbour(net.now, p2);
-        net.nodes[2].remove_neighbour(net.now, peer);
+        net.nodes[j].neighbour_down(net.now, p2);
+        net.nodes[2].neighbour_down(net.now, peer);
     }
     net.settle();
     if net.nodes[2].neighbours().count() == 0 {
@@ -358,15 +384,18 @@ fn a_lost_push_is_pulled_without_adding_a_tree_edge() {
     let mut dropped = None;
     while let Some(out) = net.nodes[origin].poll_output() {
         match out {
-            Output::Send { to, bytes } if bytes[1] == wire::KIND_GOSSIP && dropped.is_none() => {
+            Output::Send { to, frame: bytes }
+                if bytes[1] == wire::KIND_GOSSIP && dropped.is_none() =>
+            {
                 dropped = Some(net.index(&to));
             }
-            Output::Send { to, bytes } => {
+            Output::Send { to, frame: bytes } => {
                 let j = net.index(&to);
                 let from = net.id(origin);
-                net.nodes[j].handle_message(net.now, from, &bytes);
+                let _ = net.nodes[j].handle_frame(net.now, from, &bytes);
             }
-            Output::Deliver(_) => {}
+            Output::Event(Event::Delivered(_)) => {}
+            other => panic!("broadcast asked for {other:?}"),
         }
     }
     let victim = dropped.expect("the origin pushed over a tree edge");
@@ -407,7 +436,9 @@ fn the_cycle_rule_prunes_only_the_heaviest_grafted_edge() {
         }][..],
     )]);
     let from = net.id(y);
-    net.nodes[x].handle_message(net.now, from, &graft);
+    net.nodes[x]
+        .handle_frame(net.now, from, &graft)
+        .expect("an honest frame is taken");
     net.settle();
     assert!(net.nodes[x].eager_peers("t").contains(&net.id(y)));
     // Now x sees the same message first over the tree, then from y over the grafted link.
@@ -423,8 +454,12 @@ fn the_cycle_rule_prunes_only_the_heaviest_grafted_edge() {
     let (now, y_id) = (net.now, net.id(y));
     let first = wire::relay_copy(&frame, 1, light, light);
     let second = wire::relay_copy(&frame, 2, heavy, heavy);
-    net.nodes[x].handle_message(now, tree_peer, &first);
-    net.nodes[x].handle_message(now, y_id, &second);
+    net.nodes[x]
+        .handle_frame(now, tree_peer, &first)
+        .expect("an honest frame is taken");
+    net.nodes[x]
+        .handle_frame(now, y_id, &second)
+        .expect("an honest frame is taken");
     assert_eq!(net.nodes[x].metrics().prunes_sent, 1);
     assert!(!net.nodes[x].eager_peers("t").contains(&net.id(y)));
     assert!(
@@ -456,7 +491,9 @@ fn ihave_for_unknown_ids_is_bounded_and_given_up() {
         .collect();
     let frame = wire::encode_control([("t", entries.as_slice())]);
     let from = net.id(0);
-    net.nodes[1].handle_message(net.now, from, &frame);
+    net.nodes[1]
+        .handle_frame(net.now, from, &frame)
+        .expect("an honest frame is taken");
     assert_eq!(net.nodes[1].missing_len(), 10);
     assert_eq!(net.nodes[1].metrics().missing_dropped, 40);
     net.run_for(Duration::from_secs(10), Duration::from_millis(50));
@@ -470,7 +507,7 @@ fn ihave_for_unknown_ids_is_bounded_and_given_up() {
 #[test]
 fn publish_checks_sizes_and_topics() {
     let now = test_now();
-    let mut node = Broadcast::new(keypair(1), Config::default(), now);
+    let mut node = Broadcast::new(keypair(1), Config::default());
     let big = vec![0u8; Config::default().max_data_len + 1];
     assert!(matches!(
         node.publish(now, &topic("t"), &big),
@@ -504,7 +541,9 @@ fn memory_stays_bounded_under_a_flood_of_unique_messages() {
     for seq in 0..500u64 {
         let frame = wire::encode_gossip(seq, &origin.peer_id(), "t", b"x", |m| origin.sign(m));
         net.now += Duration::from_millis(1);
-        net.nodes[1].handle_message(net.now, from, &frame);
+        net.nodes[1]
+            .handle_frame(net.now, from, &frame)
+            .expect("an honest frame is taken");
         while net.nodes[1].poll_output().is_some() {}
     }
     assert!(net.nodes[1].seen_len() <= 200);

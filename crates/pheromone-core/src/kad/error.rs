@@ -4,29 +4,19 @@
 //! Every variant is something a remote peer can cause; none of them is a bug of ours, and
 //! none of them should take more down than the one stream it arrived on.
 
-use crate::varint::VarintError;
-
 /// A kad message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// The length prefix is not a valid varint. Reset the stream.
-    #[error("bad length prefix: {0}")]
-    Varint(#[from] VarintError),
-    /// The length prefix announces more than the cap. Reset the stream without reading on.
+    /// The message is longer than its cap ([`super::wire::MAX_REQUEST_LEN`] or
+    /// [`super::wire::MAX_RESPONSE_LEN`]); it was not parsed.
     #[error("message of {len} bytes exceeds the {max}-byte cap")]
     FrameTooLarge {
-        /// Announced length.
+        /// Its length.
         len: u64,
-        /// The cap ([`super::MAX_MESSAGE_LEN`]).
+        /// The cap.
         max: usize,
     },
-    /// The stream ended before the whole message arrived.
-    #[error("message truncated")]
-    Truncated,
-    /// Bytes follow the one message a request or response may carry.
-    #[error("{0} bytes after the message")]
-    TrailingBytes(usize),
     /// The body is not a valid `Message` protobuf.
     #[error("malformed protobuf: {0}")]
     Protobuf(String),
@@ -79,4 +69,11 @@ pub enum KadError {
     /// The peer is our own ID.
     #[error("that is our own peer ID")]
     SelfPeer,
+    /// A frame on a neighbour link reached Kademlia, which speaks only in requests and
+    /// responses: the driver mixed up its streams.
+    #[error("kad frame from {peer}: the kad protocol has only requests and responses")]
+    NotAFrame {
+        /// Who sent it.
+        peer: crate::identity::PeerId,
+    },
 }

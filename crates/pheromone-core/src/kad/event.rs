@@ -1,122 +1,19 @@
-//! What goes into and comes out of [`super::Kademlia`]: [`Input`], [`Output`], [`Event`],
-//! the ids that tie them together, and the metrics.
+//! What comes out of [`super::Kademlia`] besides the overlay contract's own types:
+//! [`Output`], [`Event`], query ids and results, and the metrics.
 //!
 //! Plain data; the behaviour is in `state.rs`.
 
 use crate::addr::Multiaddr;
 use crate::identity::PeerId;
-use bytes::Bytes;
 use std::time::Duration;
-
-/// An outbound request, numbered by the state machine; the driver quotes it back with the
-/// response or the failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
-
-/// An inbound request, numbered by the driver (one per inbound stream); the state machine
-/// quotes it in the [`Output::SendResponse`] that answers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InboundId(pub u64);
 
 /// A lookup started by a command; its [`QueryResult`] carries the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryId(pub u64);
 
-/// Who opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// We dialled: the address used is known to work.
-    Outbound,
-    /// The peer dialled us: its source address is ephemeral, so the driver passes the
-    /// listen addresses the peer announced (identify), or none.
-    Inbound,
-}
-
-/// Why an outbound request produced no response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    /// No connection could be made to any of the addresses.
-    Dial,
-    /// The peer does not speak the kad protocol id (negotiation failed).
-    Unsupported,
-    /// The stream broke or was reset before a whole response arrived.
-    Io,
-    /// The driver gave up waiting (the state machine also times requests out itself).
-    Timeout,
-}
-
-/// One input for [`super::Kademlia::handle_input`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input<'a> {
-    /// A connection to `peer` came up; `addrs` are where it can be dialled, as far as the
-    /// driver knows (see [`Direction`]). The peer is not put in the table for this: only
-    /// a kad exchange proves it serves kad.
-    Connected {
-        /// The peer.
-        peer: PeerId,
-        /// Dialable addresses.
-        addrs: Vec<Multiaddr>,
-        /// Who dialled.
-        direction: Direction,
-    },
-    /// The last connection to `peer` closed. Its table entry stays (connections come and
-    /// go; liveness checks decide).
-    Disconnected {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// A whole framed request (see [`super::wire::split_frame`], cap
-    /// [`super::wire::MAX_REQUEST_LEN`]) arrived from `peer` on an inbound stream `id`.
-    InboundRequest {
-        /// The sender.
-        peer: PeerId,
-        /// The driver's number for the stream.
-        id: InboundId,
-        /// The frame, length prefix included.
-        bytes: &'a [u8],
-    },
-    /// A whole framed response (cap [`super::wire::MAX_RESPONSE_LEN`]) to request `id`.
-    Response {
-        /// The request it answers.
-        id: RequestId,
-        /// The frame, length prefix included.
-        bytes: &'a [u8],
-    },
-    /// Request `id` will get no response.
-    RequestFailed {
-        /// The request.
-        id: RequestId,
-        /// Why.
-        reason: FailureReason,
-    },
-}
-
-/// What the state machine asks of its driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Open a stream to `peer` (dialling one of `addrs` if not connected), negotiate the
-    /// kad protocol id, write `bytes`, read one framed response and hand it back as
-    /// [`Input::Response`] with `id`, or report [`Input::RequestFailed`].
-    SendRequest {
-        /// Quote it back.
-        id: RequestId,
-        /// The peer.
-        peer: PeerId,
-        /// Where to dial it if there is no connection.
-        addrs: Vec<Multiaddr>,
-        /// The framed request.
-        bytes: Bytes,
-    },
-    /// Write `bytes` on inbound stream `id`, then close it.
-    SendResponse {
-        /// The driver's number for the stream.
-        id: InboundId,
-        /// The framed response.
-        bytes: Bytes,
-    },
-    /// Something for the application.
-    Event(Event),
-}
+/// What Kademlia asks of its driver: [`Output::Request`]s, [`Output::Respond`]s and
+/// [`Output::Event`]s.
+pub type Output = crate::overlay::Output<Event>;
 
 /// Application-level news.
 #[derive(Debug, Clone, PartialEq, Eq)]

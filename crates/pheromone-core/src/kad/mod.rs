@@ -2,20 +2,14 @@
 //! FIND_NODE lookups, liveness checks and refreshes, as one sans-IO state machine,
 //! [`Kademlia`].
 //!
-//! Nothing here opens a stream or reads a clock. The driver (the tokio glue, or the
-//! simulator) opens one stream per request under [`Config::protocol`], and moves bytes:
-//!
-//! ```text
-//! driver                                   Kademlia
-//! connection up / down          ──────▶    handle_input(now, Input::Connected / Disconnected)
-//! inbound stream, one frame     ──────▶    handle_input(now, Input::InboundRequest { id, .. })
-//!                               ◀──────    Output::SendResponse { id, bytes }
-//!                               ◀──────    Output::SendRequest { id, peer, addrs, bytes }
-//! response frame / failure      ──────▶    handle_input(now, Input::Response / RequestFailed)
-//! timer                         ──────▶    handle_timeout(now); poll_timeout()
-//! application                   ──────▶    bootstrap(now), find_peer(now, peer), add_address(..)
-//!                               ◀──────    Output::Event(Event::QueryFinished { .. } …)
-//! ```
+//! Nothing here opens a stream or reads a clock. [`Kademlia`] implements the
+//! [`Overlay`](crate::overlay::Overlay) contract with
+//! [`Wire::Requests`](crate::overlay::Wire): one stream per request under
+//! [`Config::protocol`], to any peer. A neighbour is a peer with a direct connection that
+//! speaks that protocol (the driver knows it from identify), so it enters the table at
+//! once; other peers enter after a kad exchange. Commands of its own:
+//! [`Kademlia::bootstrap`], [`Kademlia::find_peer`], [`Kademlia::add_address`]; lookups end
+//! in [`Event::QueryFinished`].
 //!
 //! The protocol is described for humans in `docs/protocols/kad.md`.
 //!
@@ -25,8 +19,8 @@
 //! - `table.rs`: [`RoutingTable`] — buckets, replacement lists, diversity limits.
 //! - `query.rs`: the bookkeeping of one iterative lookup.
 //! - `state.rs`: [`Kademlia`], the state machine.
-//! - `event.rs`: [`Input`], [`Output`], [`Event`], ids and [`Metrics`].
-//! - `wire.rs`: the `Message` protobuf, [`Request`]/[`Response`], framing ([`wire`]).
+//! - `event.rs`: [`Output`], [`Event`], query ids and results, [`Metrics`].
+//! - `wire.rs`: the `Message` protobuf, [`Request`]/[`Response`] ([`wire`]).
 //! - `config.rs`, `error.rs`: [`Config`]; [`WireError`] and [`KadError`].
 
 mod config;
@@ -40,10 +34,7 @@ pub mod wire;
 
 pub use config::{Config, IpRange, DEFAULT_PROTOCOL, IPFS_PROTOCOL};
 pub use error::{KadError, WireError};
-pub use event::{
-    Direction, Event, FailureReason, InboundId, Input, Metrics, Output, QueryId, QueryKind,
-    QueryOutcome, QueryResult, RequestId,
-};
+pub use event::{Event, Metrics, Output, QueryId, QueryKind, QueryOutcome, QueryResult};
 pub use key::{Distance, Key};
 pub use state::Kademlia;
 pub use table::{Entry, InsertOutcome, RoutingTable, Subnet, NUM_BUCKETS};
@@ -91,29 +82,25 @@ pub mod fuzzing {
     /// the bootstrap lookup it sends; it must never panic. `now` comes from the caller
     /// (this crate never reads the clock).
     pub fn fuzz_state(now: std::time::Instant, data: &[u8]) {
-        use super::{Config, InboundId, Input, Kademlia, Output};
+        use super::{Config, Kademlia, Output};
         use crate::addr::Multiaddr;
         use crate::identity::Keypair;
+        use crate::overlay::{InboundId, Overlay};
         let local = Keypair::from_seed([1; 32]).peer_id();
         let remote = Keypair::from_seed([2; 32]).peer_id();
         let mut kad = Kademlia::new(local, Config::default(), now, 0);
         let addr = Multiaddr::from_socket_addr(([1, 2, 3, 4], 4001).into());
         let _ = kad.add_address(now, remote, addr);
-        let inbound = Input::InboundRequest {
-            peer: remote,
-            id: InboundId(0),
-            bytes: data,
-        };
-        let _ = kad.handle_input(now, inbound);
+        let _ = kad.handle_request(now, remote, InboundId(0), data);
         kad.bootstrap(now);
         let mut sent = None;
         while let Some(out) = kad.poll_output() {
-            if let Output::SendRequest { id, .. } = out {
+            if let Output::Request { id, .. } = out {
                 sent = Some(id);
             }
         }
         if let Some(id) = sent {
-            let _ = kad.handle_input(now, Input::Response { id, bytes: data });
+            let _ = kad.handle_response(now, id, Ok(data));
         }
         while kad.poll_output().is_some() {}
     }

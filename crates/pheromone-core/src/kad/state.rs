@@ -9,10 +9,7 @@
 
 use super::config::Config;
 use super::error::KadError;
-use super::event::{
-    Direction, Event, FailureReason, InboundId, Input, Metrics, Output, QueryId, QueryKind,
-    QueryOutcome, QueryResult, RequestId,
-};
+use super::event::{Event, Metrics, Output, QueryId, QueryKind, QueryOutcome, QueryResult};
 use super::key::{Distance, Key};
 use super::query::Lookup;
 use super::table::{InsertOutcome, RoutingTable};
@@ -21,6 +18,7 @@ use super::wire::{
 };
 use crate::addr::{Multiaddr, Protocol};
 use crate::identity::PeerId;
+use crate::overlay::{Direction, InboundId, Neighbour, Overlay, RequestFailure, RequestId, Wire};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -116,11 +114,6 @@ impl Kademlia {
         }
     }
 
-    /// Our peer ID.
-    pub fn local_peer(&self) -> PeerId {
-        self.local
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -146,52 +139,37 @@ impl Kademlia {
         self.requests.len()
     }
 
-    /// Feeds one input. An `Err` means the input was refused (see [`KadError`]); the state
-    /// stays consistent and the driver should drop the stream concerned.
-    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), KadError> {
-        match input {
-            Input::Connected {
-                peer,
-                addrs,
-                direction,
-            } => {
-                if peer != self.local {
-                    let mut addrs: Vec<Multiaddr> = addrs
-                        .into_iter()
-                        .filter(|a| self.usable(&peer, a))
-                        .take(self.config.max_addrs_per_peer)
-                        .collect();
-                    if direction == Direction::Inbound {
-                        // Keep what an earlier outbound dial proved over announced ones.
-                        if let Some(known) = self.connected.get(&peer) {
-                            addrs.extend(known.iter().cloned());
-                            addrs.dedup();
-                            addrs.truncate(self.config.max_addrs_per_peer);
-                        }
-                    }
-                    if !addrs.is_empty() && self.requested_unvouched.remove(&peer) {
-                        self.offer(now, peer, &addrs);
-                    }
-                    self.connected.insert(peer, addrs);
-                }
-                Ok(())
-            }
-            Input::Disconnected { peer } => {
-                self.connected.remove(&peer);
-                Ok(())
-            }
-            Input::InboundRequest { peer, id, bytes } => self.on_request(now, peer, id, bytes),
-            Input::Response { id, bytes } => self.on_response(now, id, bytes),
-            Input::RequestFailed { id, reason } => {
-                let Some(pending) = self.take_request(id) else {
-                    self.metrics.unsolicited += 1;
-                    return Err(KadError::UnknownRequest(id.0));
-                };
-                self.on_failure(now, id, pending, reason);
-                self.step_queries(now);
-                Ok(())
+    /// A connection to a peer that speaks kad came up. The driver vouches for `addrs`
+    /// (see [`Direction`]); since the peer serves kad, it goes into the table at once when
+    /// one of them is usable (an inbound peer that announced none waits for an exchange).
+    fn add_neighbour(&mut self, now: Instant, neighbour: Neighbour) {
+        let Neighbour {
+            peer,
+            addrs,
+            direction,
+            ..
+        } = neighbour;
+        if peer == self.local {
+            return;
+        }
+        let mut addrs: Vec<Multiaddr> = addrs
+            .into_iter()
+            .filter(|a| self.usable(&peer, a))
+            .take(self.config.max_addrs_per_peer)
+            .collect();
+        if direction == Direction::Inbound {
+            // Keep what an earlier outbound dial proved over announced ones.
+            if let Some(known) = self.connected.get(&peer) {
+                addrs.extend(known.iter().cloned());
+                addrs.dedup();
+                addrs.truncate(self.config.max_addrs_per_peer);
             }
         }
+        if !addrs.is_empty() {
+            self.requested_unvouched.remove(&peer);
+            self.offer(now, peer, &addrs);
+        }
+        self.connected.insert(peer, addrs);
     }
 
     /// Starts a lookup of our own ID, which fills the buckets near us and tells the peers
@@ -257,16 +235,16 @@ impl Kademlia {
     }
 
     /// The next output, if any.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    fn next_output(&mut self) -> Option<Output> {
         let out = self.outputs.pop_front()?;
-        if matches!(out, Output::SendResponse { .. }) {
+        if matches!(out, Output::Respond { .. }) {
             self.responses_queued -= 1;
         }
         Some(out)
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should run next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When the timers are next due.
+    fn next_timer(&self) -> Option<Instant> {
         let mut at = self.deadlines.first().map(|(at, _)| *at);
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
         if let Some((t, _)) = self.slow.first() {
@@ -283,7 +261,7 @@ impl Kademlia {
     }
 
     /// Expires requests and lookups, runs due liveness checks and refreshes.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn run_timers(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -293,7 +271,7 @@ impl Kademlia {
                 if let Some(at) = pending.slow_at {
                     self.slow.remove(&(at, id));
                 }
-                self.on_failure(now, id, pending, FailureReason::Timeout);
+                self.on_failure(now, id, pending, RequestFailure::Timeout);
             }
         }
         while let Some(&(at, id)) = self.slow.first() {
@@ -384,9 +362,9 @@ impl Kademlia {
             }
         };
         self.responses_queued += 1;
-        self.outputs.push_back(Output::SendResponse {
+        self.outputs.push_back(Output::Respond {
             id,
-            bytes: Bytes::from(out),
+            response: Bytes::from(out),
         });
         // The requester is alive and serves kad; it joins the table if the driver vouches
         // for an address of it (or it is there already).
@@ -429,7 +407,7 @@ impl Kademlia {
             Err(source) => {
                 self.metrics.malformed += 1;
                 let peer = pending.peer;
-                self.on_failure(now, id, pending, FailureReason::Io);
+                self.on_failure(now, id, pending, RequestFailure::Io);
                 self.step_queries(now);
                 return Err(KadError::Wire { peer, source });
             }
@@ -495,7 +473,7 @@ impl Kademlia {
         unusable(peer, addr, self.config.allow_private_addrs).is_none()
     }
 
-    fn on_failure(&mut self, now: Instant, id: RequestId, pending: Pending, _: FailureReason) {
+    fn on_failure(&mut self, now: Instant, id: RequestId, pending: Pending, _: RequestFailure) {
         self.metrics.requests_failed += 1;
         if self.liveness_in_flight == Some(id) {
             self.liveness_in_flight = None;
@@ -584,11 +562,11 @@ impl Kademlia {
         );
         self.deadlines.insert((deadline, id));
         self.metrics.requests_sent += 1;
-        self.outputs.push_back(Output::SendRequest {
+        self.outputs.push_back(Output::Request {
             id,
-            peer,
+            to: peer,
             addrs,
-            bytes: Bytes::from(bytes),
+            request: Bytes::from(bytes),
         });
         id
     }
@@ -819,4 +797,90 @@ pub(crate) fn unusable(
         }
     }
     None
+}
+
+impl Overlay for Kademlia {
+    type Event = Event;
+    type Error = KadError;
+
+    fn protocol(&self) -> Option<&str> {
+        Some(&self.config.protocol)
+    }
+
+    fn wire(&self) -> Wire {
+        Wire::Requests
+    }
+
+    fn max_message_len(&self) -> usize {
+        super::wire::MAX_RESPONSE_LEN
+    }
+
+    fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    fn neighbour_up(&mut self, now: Instant, neighbour: Neighbour) {
+        self.add_neighbour(now, neighbour);
+    }
+
+    /// The peer's table entry stays: connections come and go, liveness checks decide.
+    fn neighbour_down(&mut self, _now: Instant, peer: PeerId) {
+        self.connected.remove(&peer);
+    }
+
+    fn handle_frame(&mut self, _now: Instant, from: PeerId, _frame: &[u8]) -> Result<(), KadError> {
+        Err(KadError::NotAFrame { peer: from })
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        id: InboundId,
+        request: &[u8],
+    ) -> Result<(), KadError> {
+        if request.len() > super::wire::MAX_REQUEST_LEN {
+            self.metrics.malformed += 1;
+            return Err(KadError::Wire {
+                peer: from,
+                source: super::WireError::FrameTooLarge {
+                    len: request.len() as u64,
+                    max: super::wire::MAX_REQUEST_LEN,
+                },
+            });
+        }
+        self.on_request(now, from, id, request)
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        response: Result<&[u8], RequestFailure>,
+    ) -> Result<(), KadError> {
+        match response {
+            Ok(bytes) => self.on_response(now, id, bytes),
+            Err(reason) => {
+                let Some(pending) = self.take_request(id) else {
+                    self.metrics.unsolicited += 1;
+                    return Err(KadError::UnknownRequest(id.0));
+                };
+                self.on_failure(now, id, pending, reason);
+                self.step_queries(now);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.next_output()
+    }
 }

@@ -5,10 +5,56 @@ use super::wire::{MessageProto, PeerProto};
 use super::*;
 use crate::addr::Multiaddr;
 use crate::identity::{Keypair, PeerId};
+use crate::overlay::{Direction, InboundId, Neighbour, Overlay, RequestFailure, RequestId};
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// The inputs these tests feed, spelled as the driver sees them, and mapped onto the
+/// overlay contract by [`Feed::handle_input`].
+enum Input<'a> {
+    Connected {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        direction: Direction,
+    },
+    InboundRequest {
+        peer: PeerId,
+        id: InboundId,
+        bytes: &'a [u8],
+    },
+    Response {
+        id: RequestId,
+        bytes: &'a [u8],
+    },
+    RequestFailed {
+        id: RequestId,
+        reason: RequestFailure,
+    },
+}
+
+trait Feed {
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), KadError>;
+}
+
+impl Feed for Kademlia {
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), KadError> {
+        match input {
+            Input::Connected {
+                peer,
+                addrs,
+                direction,
+            } => {
+                self.neighbour_up(now, Neighbour::direct(peer, addrs, direction));
+                Ok(())
+            }
+            Input::InboundRequest { peer, id, bytes } => self.handle_request(now, peer, id, bytes),
+            Input::Response { id, bytes } => self.handle_response(now, id, Ok(bytes)),
+            Input::RequestFailed { id, reason } => self.handle_response(now, id, Err(reason)),
+        }
+    }
+}
 
 /// Tests need some origin for the clock; only differences from it matter.
 #[allow(clippy::disallowed_methods)]
@@ -34,11 +80,11 @@ fn requests(outputs: &[Output]) -> Vec<(RequestId, PeerId, Vec<Multiaddr>, Bytes
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::SendRequest {
+            Output::Request {
                 id,
-                peer,
+                to: peer,
                 addrs,
-                bytes,
+                request: bytes,
             } => Some((*id, *peer, addrs.clone(), bytes.clone())),
             _ => None,
         })
@@ -91,20 +137,23 @@ impl Net {
             .collect();
         while let Some((node, out)) = queue.pop_front() {
             match out {
-                Output::SendRequest {
-                    id, peer, bytes, ..
+                Output::Request {
+                    id,
+                    to: peer,
+                    request: bytes,
+                    ..
                 } => {
                     let to = self.index[&peer];
                     if self.dead[to] {
                         let fail = Input::RequestFailed {
                             id,
-                            reason: FailureReason::Dial,
+                            reason: RequestFailure::Dial,
                         };
                         self.nodes[node].handle_input(self.now, fail).unwrap();
                         queue.extend(drain(&mut self.nodes[node]).into_iter().map(|o| (node, o)));
                         continue;
                     }
-                    let me = self.nodes[node].local_peer();
+                    let me = self.nodes[node].local_peer_id();
                     let now = self.now;
                     let target = &mut self.nodes[to];
                     let connected = Input::Connected {
@@ -122,7 +171,9 @@ impl Net {
                     let mut response = None;
                     for o in drain(target) {
                         match o {
-                            Output::SendResponse { bytes, .. } => response = Some(bytes),
+                            Output::Respond {
+                                response: bytes, ..
+                            } => response = Some(bytes),
                             other => queue.push_back((to, other)),
                         }
                     }
@@ -138,9 +189,10 @@ impl Net {
                     .unwrap();
                     queue.extend(drain(src).into_iter().map(|o| (node, o)));
                 }
-                Output::SendResponse { .. } => {}
+                Output::Respond { .. } => {}
                 Output::Event(Event::QueryFinished(r)) => self.results.push((node, r)),
                 Output::Event(_) => {}
+                other => panic!("kad asked for {other:?}"),
             }
         }
     }
@@ -299,8 +351,6 @@ fn a_huge_response_is_capped_and_listed_peers_are_not_trusted() {
         });
     }
     let mut bytes = Vec::new();
-    let len = prost::Message::encoded_len(&message);
-    crate::varint::encode(len as u64, &mut bytes);
     prost::Message::encode(&message, &mut bytes).unwrap();
     kad.handle_input(
         now,
@@ -440,7 +490,7 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
     let out = drain(&mut kad);
     assert!(matches!(
         out[0],
-        Output::SendResponse {
+        Output::Respond {
             id: InboundId(1),
             ..
         }
@@ -453,7 +503,10 @@ fn inbound_requesters_join_the_table_only_with_vouched_addresses() {
     assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
     // The requester is not told about itself; the response lists peer 1.
     let out = drain(&mut kad);
-    let Some(Output::SendResponse { bytes, .. }) = out.first() else {
+    let Some(Output::Respond {
+        response: bytes, ..
+    }) = out.first()
+    else {
         panic!("no response: {out:?}")
     };
     match Response::decode(bytes, 4, DecodeLimits::default()).unwrap() {
@@ -474,9 +527,10 @@ fn a_requester_vouched_for_after_its_request_joins_the_table() {
     // Identify answers: the requester joins without having to ask again.
     vouched_inbound(&mut kad, now, 9);
     assert_eq!(kad.table().get(&peer(9)).unwrap().addrs, vec![addr_of(9)]);
-    // A peer that never asked anything is only remembered as connected.
+    // A neighbour that never asked anything joins too: the driver makes a peer a kad
+    // neighbour only when its identify lists the kad protocol.
     vouched_inbound(&mut kad, now, 10);
-    assert!(kad.table().get(&peer(10)).is_none());
+    assert_eq!(kad.table().get(&peer(10)).unwrap().addrs, vec![addr_of(10)]);
 }
 
 #[test]

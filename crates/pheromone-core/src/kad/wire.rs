@@ -1,5 +1,6 @@
 //! The libp2p kad `Message` protobuf, the typed requests and responses we serve
-//! (`FIND_NODE`, `PING`), and the varint-length-prefixed framing.
+//! (`FIND_NODE`, `PING`). On a stream each message is length-prefixed (an unsigned
+//! varint); that framing is the overlay driver's, so the bytes here are bare messages.
 //!
 //! Encoding goes through a prost-derived [`MessageProto`] that mirrors the spec's message
 //! (proto3 in libp2p/specs `kad-dht/README.md`). Decoding does not: a prost decode would
@@ -150,37 +151,20 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Splits one length-prefixed message off the front of `buf`: its body and the bytes it
-/// took. `Ok(None)` until the whole message is there; the prefix is checked against `max`
-/// before anything is buffered for it. The driver reads a stream until this returns
-/// `Some` and hands the first `used` bytes to the state machine.
-pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, WireError> {
-    let Some((len, prefix)) = varint::decode(buf)? else {
-        return Ok(None);
-    };
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|&len| len <= max)
-        .ok_or(WireError::FrameTooLarge { len, max })?;
-    let Some(body) = buf.get(prefix..prefix + len) else {
-        return Ok(None);
-    };
-    Ok(Some((body, prefix + len)))
-}
-
-/// Exactly one whole frame: its body.
-fn whole_frame(frame: &[u8], max: usize) -> Result<&[u8], WireError> {
-    let (body, used) = split_frame(frame, max)?.ok_or(WireError::Truncated)?;
-    if used != frame.len() {
-        return Err(WireError::TrailingBytes(frame.len() - used));
+/// The body itself when it fits `max`; on a stream the driver has already cut it out of
+/// its length prefix, so this only guards callers that did not.
+fn checked_body(body: &[u8], max: usize) -> Result<&[u8], WireError> {
+    if body.len() > max {
+        return Err(WireError::FrameTooLarge {
+            len: body.len() as u64,
+            max,
+        });
     }
     Ok(body)
 }
 
-fn write_frame(message: &MessageProto, out: &mut Vec<u8>) {
-    let len = prost::Message::encoded_len(message);
-    out.reserve(len + varint::MAX_LEN);
-    varint::encode(len as u64, out);
+fn write_body(message: &MessageProto, out: &mut Vec<u8>) {
+    out.reserve(prost::Message::encoded_len(message));
     // Encoding into a Vec cannot run out of space.
     let _ = prost::Message::encode(message, out);
 }
@@ -204,18 +188,18 @@ impl Request {
         }
     }
 
-    /// Appends the framed request to `out`.
+    /// Appends the request's bytes (no length prefix: the stream framing adds it) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut message = empty(self.message_type());
         if let Self::FindNode { key } = self {
             message.key.clone_from(key);
         }
-        write_frame(&message, out);
+        write_body(&message, out);
     }
 
-    /// Reads one whole framed request (length prefix included, nothing after it).
+    /// Reads one whole request (the bytes between its length prefix and the next).
     pub fn decode(frame: &[u8]) -> Result<Self, WireError> {
-        let body = whole_frame(frame, MAX_REQUEST_LEN)?;
+        let body = checked_body(frame, MAX_REQUEST_LEN)?;
         let mut r#type = 0i32;
         let mut key: Option<&[u8]> = None;
         for field in Fields(body) {
@@ -248,7 +232,8 @@ impl Response {
         }
     }
 
-    /// Appends the framed response to `out` (`ignored` and `invalid` are not sent).
+    /// Appends the response's bytes (no length prefix) to `out` (`ignored` and `invalid`
+    /// are not sent).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Self::FindNode { closer_peers, .. } => encode_find_node_response(
@@ -257,14 +242,14 @@ impl Response {
                     .map(|p| (&p.id, p.addrs.as_slice(), p.connection)),
                 out,
             ),
-            Self::Ping => write_frame(&empty(TYPE_PING), out),
+            Self::Ping => write_body(&empty(TYPE_PING), out),
         }
     }
 
-    /// Reads one whole framed response to a request of type `expected` (see
+    /// Reads one whole response (no length prefix) to a request of type `expected` (see
     /// [`Request::message_type`]), decoding at most `limits` worth of peers.
     pub fn decode(frame: &[u8], expected: i32, limits: DecodeLimits) -> Result<Self, WireError> {
-        let body = whole_frame(frame, MAX_RESPONSE_LEN)?;
+        let body = checked_body(frame, MAX_RESPONSE_LEN)?;
         let mut r#type = 0i32;
         let mut closer_peers = Vec::new();
         let (mut ignored, mut invalid) = (0, 0);
@@ -303,7 +288,7 @@ impl Response {
     }
 }
 
-/// Appends a framed FIND_NODE response listing `peers` (ID, addresses, connection) to
+/// Appends a FIND_NODE response listing `peers` (ID, addresses, connection) to
 /// `out`, straight from borrowed data: the table answers every FIND_NODE, and building an
 /// owned message first would copy every listed address once more. The bytes are those
 /// prost writes for the same `MessageProto` (the tests compare them).
@@ -343,21 +328,20 @@ pub(crate) fn encode_find_node_response_from_fields<F: AsRef<[u8]>>(
     peers: impl Iterator<Item = (F, ConnectionType)>,
     out: &mut Vec<u8>,
 ) {
-    let mut body = Vec::with_capacity(1024);
+    let body = out;
+    body.reserve(1024);
     body.extend_from_slice(&[0x08, TYPE_FIND_NODE as u8]);
     for (fields, connection) in peers {
         let fields = fields.as_ref();
         let connection = connection.to_i32();
         let len = fields.len() + if connection != 0 { 2 } else { 0 };
         body.push(0x42);
-        varint::encode(len as u64, &mut body);
+        varint::encode(len as u64, body);
         body.extend_from_slice(fields);
         if connection != 0 {
             body.extend_from_slice(&[0x18, connection as u8]);
         }
     }
-    varint::encode(body.len() as u64, out);
-    out.extend_from_slice(&body);
 }
 
 /// One `Peer` entry: `None` when its ID does not parse (the entry is skipped, the message

@@ -54,7 +54,7 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
-/// Why [`Router::handle_message`](super::Router::handle_message) dropped a frame. The node
+/// Why the [`Router`](super::Router) dropped a frame. The node
 /// keeps running either way; the IO side may log this or penalise the peer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -66,6 +66,10 @@ pub enum MessageError {
     /// `link_down` was); routing information is only taken from neighbours.
     #[error("frame from a peer that is not a neighbour")]
     NotANeighbour,
+    /// A request or response reached the router, which speaks only in frames on neighbour
+    /// links: the driver mixed up its streams.
+    #[error("the route protocol has no requests")]
+    NotARequest,
     /// A trace frame whose path does not end with the sender, or a trace reply whose path
     /// does not hold us just before the sender: forged or misrouted, dropped.
     #[error("trace frame with an inconsistent path")]

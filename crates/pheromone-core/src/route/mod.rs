@@ -3,9 +3,10 @@
 //! node, fed `(now, input)`, drained with [`Router::poll_output`].
 //!
 //! This module decides which routes exist and what to tell which neighbour; it never
-//! touches a socket, never reads a clock and never draws a random number. The `pheromone`
-//! crate maps live connections to [`Router::link_up`] / [`Router::link_down`] and carries
-//! frames; `pheromone-sim` runs hundreds of routers on a virtual clock. Wire format and
+//! touches a socket, never reads a clock and never draws a random number. [`Router`]
+//! implements the [`Overlay`](crate::overlay::Overlay) contract: the `pheromone` crate's
+//! overlay driver maps direct connections to neighbours and carries frames;
+//! `pheromone-sim` runs thousands of routers on a virtual clock. Wire format and
 //! rules: `docs/protocols/route.md`.
 //!
 //! # How routes are kept right
@@ -34,16 +35,13 @@
 //!
 //! # Calling contract
 //!
-//! 1. Create with [`Router::new`]. Call [`Router::link_up`] when a connection to a peer
-//!    is established (and the peer speaks the protocol), [`Router::link_down`] when it
-//!    closes.
-//! 2. Feed every frame a neighbour sends with [`Router::handle_message`] (frames arrive
-//!    whole; on a byte stream use [`wire::decode_length_prefixed`]).
-//! 3. After every input, drain [`Router::poll_output`] until `None`: send each
-//!    [`Output::Send`] to its peer (in order; a frame to a peer that is gone may be
-//!    dropped), hand each [`Output::Event`] to the application.
-//! 4. Then read [`Router::poll_timeout`] and call [`Router::handle_timeout`] once that
-//!    instant has passed (calling it early is harmless).
+//! The [`Overlay`](crate::overlay::Overlay) trait's, with [`Wire::Frames`](crate::overlay::Wire):
+//! create with [`Router::new`]; a neighbour is a peer with a *direct* connection that
+//! speaks [`PROTOCOL`] (a relayed circuit never counts, or routes would lean on
+//! themselves); every frame a neighbour sends goes to `handle_frame` (frames arrive whole;
+//! on a byte stream use [`wire::decode_length_prefixed`]); after every input drain
+//! `poll_output` and arm `handle_timeout` at `poll_timeout`. Commands of its own:
+//! [`Router::trace`], [`Router::neighbour_up_with_cost`], [`Router::set_link_cost`].
 //!
 //! `now` must never go backwards between calls.
 
@@ -60,7 +58,6 @@ pub use state::Router;
 pub use wire::TraceStatus;
 
 use crate::identity::PeerId;
-use bytes::Bytes;
 use std::time::Duration;
 
 /// Where traffic for a destination goes next.
@@ -124,19 +121,11 @@ pub enum Event {
     TraceFinished(TraceOutcome),
 }
 
-/// What the router asks its driver to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send one frame to a neighbour (length-prefix it on a byte stream).
-    Send {
-        /// The neighbour.
-        to: PeerId,
-        /// The frame.
-        bytes: Bytes,
-    },
-    /// Report an event to the application.
-    Event(Event),
-}
+/// What the router asks its driver to do: only [`Output::Send`] and [`Output::Event`].
+pub type Output = crate::overlay::Output<Event>;
+
+/// The routing protocol id.
+pub const PROTOCOL: &str = "/pheromone/route/1.0.0";
 
 /// Counters of one router, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,6 +156,7 @@ pub struct Metrics {
 #[doc(hidden)]
 pub mod fuzzing {
     use super::*;
+    use crate::overlay::Overlay;
 
     /// Decodes `data` as a routing frame under the default limits, and as a stream of
     /// length-prefixed frames.
@@ -191,15 +181,15 @@ pub mod fuzzing {
         let local = crate::identity::Keypair::from_seed([7; 32]).peer_id();
         let a = crate::identity::Keypair::from_seed([8; 32]).peer_id();
         let b = crate::identity::Keypair::from_seed([9; 32]).peer_id();
-        let mut router = Router::new(local, Config::default());
-        router.link_up(start, a);
-        router.link_up(start, b);
-        let _ = router.handle_message(start, a, data);
+        let mut router = Router::new(local, Config::default(), start);
+        router.neighbour_up(start, a.into());
+        router.neighbour_up(start, b.into());
+        let _ = router.handle_frame(start, a, data);
         while router.poll_output().is_some() {}
         if let Some(at) = router.poll_timeout() {
             router.handle_timeout(at);
         }
-        router.link_down(start + Duration::from_secs(1), a);
+        router.neighbour_down(start + Duration::from_secs(1), a);
         while router.poll_output().is_some() {}
     }
 }

@@ -9,6 +9,9 @@ use super::table::{feasible, seq_ge, seq_gt, Dest, Learned, Pending, Selected};
 use super::wire::{self, Limits, Message, RequestEntry, UpdateEntry, INFINITY};
 use super::{Config, Event, MessageError, Metrics, NextHop, Output, RouteEntry, TraceId};
 use crate::identity::PeerId;
+use crate::overlay::{
+    self, InboundId, Neighbour as NewNeighbour, Overlay, RequestFailure, RequestId, Wire,
+};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -62,9 +65,10 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for the node `local`, with no neighbours yet.
-    pub fn new(local: PeerId, config: Config) -> Self {
-        Self {
+    /// A router for the node `local`, with no neighbours yet; its housekeeping clock
+    /// starts at `now`.
+    pub fn new(local: PeerId, config: Config, now: Instant) -> Self {
+        let mut router = Self {
             local,
             limits: Limits::from_config(&config),
             seqno: config.initial_seqno,
@@ -82,7 +86,9 @@ impl Router {
             flush_at: None,
             outputs: VecDeque::new(),
             metrics: Metrics::default(),
-        }
+        };
+        router.wake(now);
+        router
     }
 
     /// This node's peer ID.
@@ -155,16 +161,12 @@ impl Router {
         self.dests.len()
     }
 
-    /// A link to `peer` came up with the default cost: the peer is sent our whole table
-    /// at once and every `update_interval` after. Ignored for ourselves, for a peer
-    /// already linked, and beyond `max_neighbours`.
-    pub fn link_up(&mut self, now: Instant, peer: PeerId) {
-        self.link_up_with_cost(now, peer, self.config.default_link_cost);
-    }
-
-    /// Like [`Router::link_up`] with an explicit link cost (at least 1; e.g. derived from
-    /// the round-trip time). Routes then minimise the sum of costs.
-    pub fn link_up_with_cost(&mut self, now: Instant, peer: PeerId, cost: u16) {
+    /// A link to `peer` came up with an explicit cost (at least 1; e.g. derived from the
+    /// round-trip time), where [`Overlay::neighbour_up`] gives it the default cost. Routes
+    /// minimise the sum of costs. The peer is sent our whole table at once and every
+    /// `update_interval` after. Ignored for ourselves, for a peer already linked, and
+    /// beyond `max_neighbours`.
+    pub fn neighbour_up_with_cost(&mut self, now: Instant, peer: PeerId, cost: u16) {
         self.wake(now);
         if peer == self.local || self.neighbours.contains_key(&peer) {
             return;
@@ -204,7 +206,7 @@ impl Router {
 
     /// The link to `peer` went down: every route through it is dropped at once, and the
     /// destinations that lose their route are retracted (or rerouted) right away.
-    pub fn link_down(&mut self, now: Instant, peer: PeerId) {
+    fn remove_neighbour(&mut self, now: Instant, peer: PeerId) {
         self.wake(now);
         if self.neighbours.remove(&peer).is_none() {
             return;
@@ -226,7 +228,7 @@ impl Router {
 
     /// A frame from `from`. Malformed frames and frames from non-neighbours are dropped
     /// (and counted); the error says why.
-    pub fn handle_message(
+    fn receive_frame(
         &mut self,
         now: Instant,
         from: PeerId,
@@ -234,7 +236,7 @@ impl Router {
     ) -> Result<(), MessageError> {
         self.wake(now);
         self.metrics.frames_received += 1;
-        let result = self.handle_frame(now, from, bytes);
+        let result = self.dispatch_frame(now, from, bytes);
         if result.is_err() {
             self.metrics.frames_rejected += 1;
         }
@@ -242,7 +244,7 @@ impl Router {
         result
     }
 
-    fn handle_frame(
+    fn dispatch_frame(
         &mut self,
         now: Instant,
         from: PeerId,
@@ -271,7 +273,7 @@ impl Router {
 
     /// Timers: periodic dumps, request resends, expiry, garbage collection, trace
     /// timeouts. Harmless to call early.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn run_timers(&mut self, now: Instant) {
         self.wake(now);
         let due: Vec<PeerId> = self
             .neighbours
@@ -297,13 +299,8 @@ impl Router {
         self.flush(now);
     }
 
-    /// The next output, if any.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
-    }
-
-    /// When [`Router::handle_timeout`] should next run; `None` before the first input.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When the timers are next due.
+    fn next_timer(&self) -> Option<Instant> {
         let dumps = self.neighbours.values().map(|n| n.next_dump).min();
         [
             dumps,
@@ -715,6 +712,75 @@ impl Router {
         let bytes = Bytes::from(message.to_vec());
         self.metrics.frames_sent += 1;
         self.metrics.bytes_sent += bytes.len() as u64;
-        self.outputs.push_back(Output::Send { to, bytes });
+        self.outputs.push_back(Output::Send { to, frame: bytes });
+    }
+}
+
+impl Overlay for Router {
+    type Event = Event;
+    type Error = MessageError;
+
+    fn protocol(&self) -> Option<&str> {
+        Some(super::PROTOCOL)
+    }
+
+    fn wire(&self) -> Wire {
+        Wire::Frames
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.config.max_frame_len
+    }
+
+    fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    fn neighbour_up(&mut self, now: Instant, neighbour: NewNeighbour) {
+        self.neighbour_up_with_cost(now, neighbour.peer, self.config.default_link_cost);
+    }
+
+    fn neighbour_down(&mut self, now: Instant, peer: PeerId) {
+        self.remove_neighbour(now, peer);
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        frame: &[u8],
+    ) -> Result<(), MessageError> {
+        self.receive_frame(now, from, frame)
+    }
+
+    fn handle_request(
+        &mut self,
+        _now: Instant,
+        _from: PeerId,
+        _id: InboundId,
+        _request: &[u8],
+    ) -> Result<(), MessageError> {
+        Err(MessageError::NotARequest)
+    }
+
+    fn handle_response(
+        &mut self,
+        _now: Instant,
+        _id: RequestId,
+        _response: Result<&[u8], RequestFailure>,
+    ) -> Result<(), MessageError> {
+        Err(MessageError::NotARequest)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer()
+    }
+
+    fn poll_output(&mut self) -> Option<overlay::Output<Event>> {
+        self.outputs.pop_front()
     }
 }

@@ -4,6 +4,7 @@
 use super::wire::{self, Message, UpdateEntry, INFINITY};
 use super::*;
 use crate::identity::Keypair;
+use crate::overlay::Overlay;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ impl Net {
         Self {
             routers: ids
                 .iter()
-                .map(|p| Router::new(*p, config.clone()))
+                .map(|p| Router::new(*p, config.clone(), start()))
                 .collect(),
             ids,
             links: BTreeSet::new(),
@@ -56,8 +57,8 @@ impl Net {
         self.links.insert((a.min(b), a.max(b)));
         let (pa, pb) = (self.ids[a], self.ids[b]);
         let now = self.now;
-        self.routers[a].link_up(now, pb);
-        self.routers[b].link_up(now, pa);
+        self.routers[a].neighbour_up(now, pb.into());
+        self.routers[b].neighbour_up(now, pa.into());
         self.pump();
     }
 
@@ -65,8 +66,8 @@ impl Net {
         self.links.remove(&(a.min(b), a.max(b)));
         let (pa, pb) = (self.ids[a], self.ids[b]);
         let now = self.now;
-        self.routers[a].link_down(now, pb);
-        self.routers[b].link_down(now, pa);
+        self.routers[a].neighbour_down(now, pb);
+        self.routers[b].neighbour_down(now, pa);
         self.pump();
     }
 
@@ -76,8 +77,9 @@ impl Net {
             for (i, r) in self.routers.iter_mut().enumerate() {
                 while let Some(out) = r.poll_output() {
                     match out {
-                        Output::Send { to, bytes } => queue.push_back((i, to, bytes)),
+                        Output::Send { to, frame: bytes } => queue.push_back((i, to, bytes)),
                         Output::Event(e) => self.events.push((i, e)),
+                        other => panic!("the router asked for {other:?}"),
                     }
                 }
             }
@@ -94,7 +96,7 @@ impl Net {
             let sender = self.ids[from];
             let now = self.now;
             self.routers[to]
-                .handle_message(now, sender, &bytes)
+                .handle_frame(now, sender, &bytes)
                 .expect("accepted");
         }
     }
@@ -240,9 +242,9 @@ fn the_next_hop_hears_a_poisoned_route() {
 fn unfeasible_advertisements_are_not_used() {
     let now = start();
     let (me, a, b, d) = (peer(1), peer(2), peer(3), peer(4));
-    let mut r = Router::new(me, Config::default());
-    r.link_up(now, a);
-    r.link_up(now, b);
+    let mut r = Router::new(me, Config::default(), now);
+    r.neighbour_up(now, a.into());
+    r.neighbour_up(now, b.into());
     let update = |dest, seqno, metric, hops| {
         Message::Update(vec![UpdateEntry {
             destination: dest,
@@ -252,17 +254,16 @@ fn unfeasible_advertisements_are_not_used() {
         }])
         .to_vec()
     };
-    r.handle_message(now, a, &update(d, 5, 2, 2)).unwrap();
+    r.handle_frame(now, a, &update(d, 5, 2, 2)).unwrap();
     assert_eq!(r.next_hop(&d).map(|h| (h.peer, h.metric)), Some((a, 3)));
     // Same seqno, metric 3 from b: not strictly better than our FD (5, 3).
-    r.handle_message(now, b, &update(d, 5, 3, 3)).unwrap();
-    r.handle_message(now, a, &update(d, 5, INFINITY, 0))
-        .unwrap();
+    r.handle_frame(now, b, &update(d, 5, 3, 3)).unwrap();
+    r.handle_frame(now, a, &update(d, 5, INFINITY, 0)).unwrap();
     assert_eq!(r.next_hop(&d), None);
     // We asked for seqno 6.
     let mut asked = false;
     while let Some(out) = r.poll_output() {
-        if let Output::Send { bytes, .. } = out {
+        if let Output::Send { frame: bytes, .. } = out {
             if let Ok(Message::Request(es)) =
                 wire::decode(&bytes, &wire::Limits::from_config(r.config()))
             {
@@ -272,7 +273,7 @@ fn unfeasible_advertisements_are_not_used() {
     }
     assert!(asked);
     // A newer seqno is feasible whatever its metric.
-    r.handle_message(now, b, &update(d, 6, 9, 9)).unwrap();
+    r.handle_frame(now, b, &update(d, 6, 9, 9)).unwrap();
     assert_eq!(r.next_hop(&d).map(|h| (h.peer, h.hops)), Some((b, 10)));
 }
 
@@ -290,7 +291,7 @@ fn a_restarted_node_jumps_past_its_old_seqno() {
     }])
     .to_vec();
     let from = net.ids[1];
-    net.routers[2].handle_message(now, from, &request).unwrap();
+    net.routers[2].handle_frame(now, from, &request).unwrap();
     net.pump();
     assert_eq!(net.routers[2].seqno(), 40);
     // 2 restarts with seqno 0; 0's FD for 2 is (40, 2).
@@ -301,6 +302,7 @@ fn a_restarted_node_jumps_past_its_old_seqno() {
             triggered_delay: Duration::ZERO,
             ..Config::default()
         },
+        net.now,
     );
     net.link(1, 2);
     assert!(net.routers[2].seqno() > 40);
@@ -312,8 +314,8 @@ fn routes_expire_when_not_refreshed() {
     let now = start();
     let config = Config::default();
     let (me, a, d) = (peer(1), peer(2), peer(4));
-    let mut r = Router::new(me, config.clone());
-    r.link_up(now, a);
+    let mut r = Router::new(me, config.clone(), now);
+    r.neighbour_up(now, a.into());
     let update = Message::Update(vec![UpdateEntry {
         destination: d,
         seqno: 1,
@@ -321,7 +323,7 @@ fn routes_expire_when_not_refreshed() {
         hops: 1,
     }])
     .to_vec();
-    r.handle_message(now, a, &update).unwrap();
+    r.handle_frame(now, a, &update).unwrap();
     assert!(r.next_hop(&d).is_some());
     let mut t = now;
     while t < now + config.route_expiry + Duration::from_secs(2) {
@@ -339,8 +341,8 @@ fn the_table_is_bounded() {
         max_destinations: 10,
         ..Config::default()
     };
-    let mut r = Router::new(peer(1), config);
-    r.link_up(now, peer(2));
+    let mut r = Router::new(peer(1), config, now);
+    r.neighbour_up(now, peer(2).into());
     let entries: Vec<UpdateEntry> = (10..40)
         .map(|n| UpdateEntry {
             destination: peer(n),
@@ -349,7 +351,7 @@ fn the_table_is_bounded() {
             hops: 1,
         })
         .collect();
-    r.handle_message(now, peer(2), &Message::Update(entries).to_vec())
+    r.handle_frame(now, peer(2), &Message::Update(entries).to_vec())
         .unwrap();
     assert_eq!(r.destinations(), 10);
     assert_eq!(r.metrics().table_full_drops, 20);
@@ -361,14 +363,14 @@ fn the_table_is_bounded() {
 #[test]
 fn hostile_frames_are_refused_not_panicked_on() {
     let now = start();
-    let mut r = Router::new(peer(1), Config::default());
+    let mut r = Router::new(peer(1), Config::default(), now);
     assert_eq!(
-        r.handle_message(now, peer(2), &[1, 1, 0]),
+        r.handle_frame(now, peer(2), &[1, 1, 0]),
         Err(MessageError::NotANeighbour)
     );
-    r.link_up(now, peer(2));
+    r.neighbour_up(now, peer(2).into());
     assert!(matches!(
-        r.handle_message(now, peer(2), &[1, 7]),
+        r.handle_frame(now, peer(2), &[1, 7]),
         Err(MessageError::Decode(DecodeError::UnknownKind(7)))
     ));
     assert_eq!(r.metrics().frames_rejected, 2);
@@ -380,7 +382,7 @@ fn hostile_frames_are_refused_not_panicked_on() {
         path: vec![peer(9)],
     });
     assert_eq!(
-        r.handle_message(now, peer(2), &probe.to_vec()),
+        r.handle_frame(now, peer(2), &probe.to_vec()),
         Err(MessageError::BadTracePath)
     );
 }
@@ -419,15 +421,15 @@ fn traces_report_the_path() {
 fn traces_time_out() {
     let now = start();
     let (me, a, d) = (peer(1), peer(2), peer(4));
-    let mut r = Router::new(me, Config::default());
-    r.link_up(now, a);
+    let mut r = Router::new(me, Config::default(), now);
+    r.neighbour_up(now, a.into());
     let update = Message::Update(vec![UpdateEntry {
         destination: d,
         seqno: 1,
         metric: 1,
         hops: 1,
     }]);
-    r.handle_message(now, a, &update.to_vec()).unwrap();
+    r.handle_frame(now, a, &update.to_vec()).unwrap();
     let id = r.trace(now, d).unwrap();
     let mut finished = None;
     let mut t = now;

@@ -42,7 +42,6 @@ mod routes;
 mod server;
 mod stream;
 mod topics;
-pub mod wire;
 
 pub use crate::endpoint::Access;
 pub use builder::NodeBuilder;

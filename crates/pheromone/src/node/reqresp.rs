@@ -12,11 +12,11 @@
 //! caller can tell "never reached the peer" (safe to retry) from "lost mid-way".
 
 use super::request_streams::{RequestStream, RequestStreams};
-use super::wire::{self, Header, Status, WireError};
 use crate::connection::{Connection, ConnectionError, Stream};
 use crate::deadline::ReusableTimer;
 use crate::negotiate;
 use bytes::{Bytes, BytesMut};
+use pheromone_core::reqresp::wire::{self, Header, Status, WireError};
 use pheromone_core::yamux::StreamError;
 use std::io;
 use tokio::io::AsyncWriteExt;

@@ -4,10 +4,11 @@
 //! Decoders look at a prefix of what has arrived and answer "not enough bytes yet"
 //! (`Ok(None)`), "a header: this status, this many body bytes after `header_len`", or a
 //! typed error. Every length is checked against the caller's maximum before anyone
-//! allocates for it. No IO and no state here: `reqresp.rs` moves the bytes.
+//! allocates for it. No IO and no state here: the node in the `pheromone` crate moves the
+//! bytes.
 
+use crate::varint::{self, VarintError};
 use bytes::{BufMut, BytesMut};
-use pheromone_core::varint::{self, VarintError};
 use thiserror::Error;
 
 /// Longest text a response carries for an error status (handler failed, other error);
