@@ -1,39 +1,63 @@
-//! Deterministic multi-node simulator for pheromone's sans-IO state machines.
+//! Deterministic multi-node simulator for pheromone's overlays.
 //!
-//! N nodes run the real core state machines behind a small [`Protocol`] trait; a virtual
-//! clock jumps from event to event; links have seeded latency, jitter and loss; the network
+//! N nodes each run a [`Stack`] of the core's real overlays — anything that implements
+//! [`pheromone_core::overlay::Overlay`], the same trait the tokio driver runs in production
+//! — with no adapter in between. A virtual clock jumps from event to event; links have
+//! seeded latency, jitter and loss; hosts without a link reach each other through a
+//! seeded latency model when an overlay dials or sends a request ([`Reach`]); the network
 //! can be partitioned and nodes killed and revived. Everything random comes from one seed,
 //! and every table whose iteration order could reach an output is ordered, so the same
 //! seed replays the same run bit for bit. One thread, no sleeping, no real IO.
 //!
+//! # What the simulator plays
+//!
+//! - **Links** are connections: [`Sim::connect`] (or an overlay's
+//!   [`Output::Dial`](pheromone_core::overlay::Output)) makes one, and every overlay of
+//!   either end whose protocol the other end also runs gets
+//!   `neighbour_up` — as the production driver does once identify lists the protocol.
+//!   Frames ([`Wire::Frames`](pheromone_core::overlay::Wire)) travel only over links.
+//! - **Requests** go to any peer: over the link if there is one, otherwise after a dial
+//!   that makes one (with [`Reach`] latency; without reachability they fail at once), as
+//!   the driver connects to a peer it must ask. Links made only for requests close once
+//!   idle ([`Sim::set_idle_timeout`]). A request in flight to a node that dies is lost, so
+//!   the requester's own timeout notices.
+//! - **Dials** take one and a half round trips (TCP, then Noise XX) and end in a link, or
+//!   fail after one round trip when nobody is there.
+//!
 //! # Layout
 //!
-//! - [`Sim`]: the simulator itself (this file); [`Protocol`], [`LinkConfig`] and
-//!   [`NetStats`]: what it drives and measures (`protocol.rs`).
+//! - [`Sim`]: the public face (this file); its event loop in `engine.rs`.
+//! - [`Stack`], [`slot`], [`SimOverlay`]: what a node runs (`stack.rs`).
+//! - [`LinkConfig`], [`Reach`], [`NetStats`]: the network's properties (`net.rs`).
 //! - [`graph`]: random connected topologies.
-//! - [`scenario`]: ready-made experiments (the `broadcast` and `kad` scenarios) used by the
-//!   tests and by the `pheromone-sim` command.
+//! - [`scenario`]: ready-made experiments used by the tests and the `pheromone-sim`
+//!   command.
 //!
 //! # Driving a simulation
 //!
 //! Add nodes with [`Sim::add_node`], link them with [`Sim::connect`], give them commands
-//! with [`Sim::with_node`], and advance time with [`Sim::run_until`] /
-//! [`Sim::run_for`], which hand every application event (`Protocol::Event`) to a callback
-//! together with the virtual time and the node that produced it. Protocols that dial
-//! arbitrary peers (Kademlia) run in full-reachability mode
-//! ([`Sim::set_full_reachability`]) instead of over explicit links.
+//! with [`Sim::with_overlay`], and advance time with [`Sim::run_until`] /
+//! [`Sim::run_for`], which hand every application event to a callback together with the
+//! virtual time and the node that produced it. [`Sim::set_event_hook`] lets one overlay's
+//! events feed another of the same node (Kademlia's table feeding the connection manager),
+//! as the node's services do in production.
 
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod engine;
 pub mod graph;
-mod protocol;
+mod net;
 pub mod scenario;
+mod stack;
 
-pub use protocol::{LinkConfig, NetStats, Protocol, ProtocolOutput};
+pub use net::{LinkConfig, NetStats, Reach};
+pub use stack::{slot, SimOverlay, Stack};
 
-use bytes::Bytes;
+use engine::{Event, EventKind, Link, Waiting};
+use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::PeerId;
+use pheromone_core::overlay::{InboundId, Neighbour, RequestId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -43,86 +67,76 @@ use std::time::{Duration, Instant};
 /// Index of a node in a [`Sim`], stable for the whole run (kills do not renumber).
 pub type NodeId = usize;
 
-#[derive(Debug)]
-struct Link {
-    config: LinkConfig,
-    up: bool,
-    /// Bumped whenever the link goes down, so frames in flight on an old incarnation of
-    /// the link are discarded (a dead TCP connection loses its buffers).
-    epoch: u32,
+/// A hook run for every event an overlay produces, before the scenario sees it, with the
+/// node's whole stack: how one overlay's news reaches another overlay of the same node.
+pub type EventHook<E> = Box<dyn FnMut(Instant, &E, &mut Stack<E>)>;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// A request this node is answering: who asked, which of its requests it is.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    from: NodeId,
+    from_incarnation: u32,
+    proto: u16,
+    id: RequestId,
 }
 
-struct Node<P> {
+struct Node<E> {
     peer: PeerId,
-    proto: Option<P>,
+    stack: Option<Stack<E>>,
+    /// (interned protocol, slot index) of the overlays that have a protocol.
+    protocols: Vec<(u16, usize)>,
     incarnation: u32,
     timer_at: Option<Instant>,
     neighbours: Vec<NodeId>,
     group: u32,
+    position: (f32, f32),
+    next_inbound: u64,
+    inbound: FastMap<InboundId, Asked>,
     span: tracing::Span,
 }
 
-enum EventKind {
-    Deliver {
-        to: NodeId,
-        from: NodeId,
-        epoch: u32,
-        bytes: Bytes,
-    },
-    Timer {
-        node: NodeId,
-        incarnation: u32,
-    },
-    LinkDown {
-        node: NodeId,
-        peer: NodeId,
-        incarnation: u32,
-    },
-    /// A frame sent without a link, in full-reachability mode: delivered only to the
-    /// incarnation of `to` that was alive when it was sent.
-    DeliverDirect {
-        to: NodeId,
-        from: NodeId,
-        incarnation: u32,
-        bytes: Bytes,
-    },
-}
-
-/// A queue entry: time (nanoseconds since the start), insertion number, payload slot.
-/// Kept small because the heap moves it around on every push and pop; the payload waits
-/// in a slab.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    // Ties in time break by insertion order: the determinism of the whole run rests on
-    // this.
-    at: u64,
-    seq: u64,
-    slot: u32,
+impl<E> Node<E> {
+    fn slot_of(&self, proto: u16) -> Option<usize> {
+        self.protocols
+            .iter()
+            .find(|(p, _)| *p == proto)
+            .map(|(_, slot)| *slot)
+    }
 }
 
 /// The simulator: nodes, links, a virtual clock and an event queue.
-pub struct Sim<P: Protocol> {
+pub struct Sim<E> {
     start: Instant,
     now: Instant,
     rng: StdRng,
-    nodes: Vec<Node<P>>,
-    by_peer: HashMap<PeerId, NodeId>,
-    links: HashMap<(NodeId, NodeId), Link>,
+    nodes: Vec<Node<E>>,
+    by_peer: FastMap<PeerId, NodeId>,
+    by_addr: FastMap<Multiaddr, NodeId>,
+    links: FastMap<(NodeId, NodeId), Link>,
+    protocols: Vec<String>,
     queue: BinaryHeap<Reverse<Event>>,
     payloads: Vec<Option<EventKind>>,
     free: Vec<u32>,
     seq: u64,
-    events: Vec<(Instant, NodeId, P::Event)>,
+    events: Vec<(Instant, NodeId, E)>,
+    hook: Option<EventHook<E>>,
     stats: NetStats,
-    /// Full-reachability mode: any node may send to any node it has no link with.
-    reach: Option<LinkConfig>,
+    /// Full reachability: any node may dial or ask any node it has no link with.
+    reach: Option<Reach>,
+    /// Connections being made, (dialler, target), and what waits for them.
+    dialing: std::collections::BTreeSet<(NodeId, NodeId)>,
+    waiting: FastMap<(NodeId, NodeId), Waiting>,
+    /// How long a link made only for requests stays up unused.
+    idle_timeout: Duration,
 }
 
 fn key(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
     (a.min(b), a.max(b))
 }
 
-impl<P: Protocol> Sim<P> {
+impl<E: 'static> Sim<E> {
     /// An empty simulation whose randomness all derives from `seed`.
     pub fn new(seed: u64) -> Self {
         // The one real clock read: an origin for the virtual clock. Only differences from
@@ -134,29 +148,43 @@ impl<P: Protocol> Sim<P> {
             now: start,
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
-            by_peer: HashMap::new(),
-            links: HashMap::new(),
+            by_peer: FastMap::default(),
+            by_addr: FastMap::default(),
+            links: FastMap::default(),
+            protocols: Vec::new(),
             queue: BinaryHeap::new(),
             payloads: Vec::new(),
             free: Vec::new(),
             seq: 0,
             events: Vec::new(),
+            hook: None,
             stats: NetStats::default(),
             reach: None,
+            dialing: std::collections::BTreeSet::new(),
+            waiting: FastMap::default(),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 
-    /// Turns full-reachability mode on (`Some`) or off (`None`, the default).
+    /// How long a link made only to carry requests stays up unused (the node's idle
+    /// timeout; default 120 s).
+    pub fn set_idle_timeout(&mut self, idle: Duration) {
+        self.idle_timeout = idle;
+    }
+
+    /// Turns full reachability on (`Some`) or off (`None`, the default).
     ///
-    /// In this mode a node may send to any other node, linked or not, as an internet host
-    /// may dial any address: frames between unlinked nodes travel with `config`'s latency,
-    /// jitter and loss and are delivered if the receiver is still the same live
-    /// incarnation and in the same partition group; a frame to a dead node is silently
-    /// lost, so the sender's own timeouts must notice (as with a host that vanished without
-    /// a word). No `link_up`/`link_down` calls are made for such traffic. Explicit links
-    /// keep their own properties.
-    pub fn set_full_reachability(&mut self, config: Option<LinkConfig>) {
-        self.reach = config;
+    /// With it, an overlay's dials and requests reach nodes it has no link with, with the
+    /// latency and loss the [`Reach`] model gives the pair, and are delivered if the
+    /// receiver is still the same live incarnation and in the same partition group.
+    /// Explicit links keep their own properties.
+    pub fn set_full_reachability(&mut self, reach: Option<Reach>) {
+        self.reach = reach;
+    }
+
+    /// Installs the hook run for every application event (see [`EventHook`]).
+    pub fn set_event_hook(&mut self, hook: EventHook<E>) {
+        self.hook = Some(hook);
     }
 
     /// The current virtual time.
@@ -195,21 +223,66 @@ impl<P: Protocol> Sim<P> {
         self.nodes.is_empty()
     }
 
-    /// Adds a live node named `peer` running `proto`.
-    pub fn add_node(&mut self, peer: PeerId, proto: P) -> NodeId {
+    /// The address node `node` listens on: a public-looking IPv4 address, unique per node
+    /// and in a /24 of its own for the first 89 × 65,536 nodes, so that Kademlia's
+    /// diversity limits see an internet-like spread.
+    pub fn addr(&self, node: NodeId) -> Multiaddr {
+        let n = node as u32;
+        // 11.0.0.0–99.255.255.255 holds no private, loopback or shared range.
+        let first = 11 + (n % 89) as u8;
+        // An odd multiplier permutes the 24-bit numbers: neighbours in index land far apart.
+        let rest = (n / 89).wrapping_mul(0x9E37_79B1) & 0x00FF_FFFF;
+        let [_, b, c, d] = rest.to_be_bytes();
+        Multiaddr::from_socket_addr(([first, b, c, d], 4001).into())
+    }
+
+    /// Adds a live node named `peer` running `stack`; it sits at a seeded random point
+    /// for the [`Reach`] latency model.
+    pub fn add_node(&mut self, peer: PeerId, stack: impl Into<Stack<E>>) -> NodeId {
         let id = self.nodes.len();
+        let position = (self.rng.gen::<f32>(), self.rng.gen::<f32>());
         self.nodes.push(Node {
             peer,
-            proto: Some(proto),
+            stack: None,
+            protocols: Vec::new(),
             incarnation: 0,
             timer_at: None,
             neighbours: Vec::new(),
             group: 0,
+            position,
+            next_inbound: 0,
+            inbound: FastMap::default(),
             span: tracing::info_span!("node", id),
         });
         self.by_peer.insert(peer, id);
-        self.drain(id);
+        let addr = self.addr(id);
+        self.by_addr.insert(addr, id);
+        self.install(id, stack.into());
         id
+    }
+
+    fn install(&mut self, node: NodeId, stack: Stack<E>) {
+        let protocols: Vec<(u16, usize)> = stack
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.protocol()?.to_owned(), i)))
+            .map(|(name, i)| (self.intern(&name), i))
+            .collect();
+        let slot = &mut self.nodes[node];
+        slot.protocols = protocols;
+        slot.stack = Some(stack);
+        self.drain(node);
+    }
+
+    fn intern(&mut self, protocol: &str) -> u16 {
+        match self.protocols.iter().position(|p| p == protocol) {
+            Some(i) => i as u16,
+            None => {
+                self.protocols.push(protocol.to_owned());
+                (self.protocols.len() - 1) as u16
+            }
+        }
     }
 
     /// The peer ID of `node`.
@@ -224,12 +297,17 @@ impl<P: Protocol> Sim<P> {
 
     /// Whether `node` is alive.
     pub fn is_alive(&self, node: NodeId) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.proto.is_some())
+        self.nodes.get(node).is_some_and(|n| n.stack.is_some())
     }
 
-    /// The protocol instance of a live node.
-    pub fn node(&self, node: NodeId) -> Option<&P> {
-        self.nodes.get(node).and_then(|n| n.proto.as_ref())
+    /// The stack of a live node.
+    pub fn stack(&self, node: NodeId) -> Option<&Stack<E>> {
+        self.nodes.get(node).and_then(|n| n.stack.as_ref())
+    }
+
+    /// The overlay of type `O` of a live node.
+    pub fn overlay<O: 'static>(&self, node: NodeId) -> Option<&O> {
+        self.stack(node)?.get::<O>()
     }
 
     /// Nodes `node` has a link to (up or down), in the order the links were made.
@@ -242,23 +320,35 @@ impl<P: Protocol> Sim<P> {
         self.links.get(&key(a, b)).is_some_and(|l| l.up)
     }
 
-    /// Runs `f` on a live node at the current time, then collects its outputs.
-    pub fn with_node<R>(
+    /// Links that are up, each once, in no particular order.
+    pub fn live_links(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.links.iter().filter(|(_, l)| l.up).map(|(k, _)| *k)
+    }
+
+    /// The [`Reach`] latency between two nodes (the base latency without reachability).
+    pub fn latency(&self, a: NodeId, b: NodeId) -> Duration {
+        let reach = self.reach.unwrap_or_default();
+        reach.latency(self.nodes[a].position, self.nodes[b].position)
+    }
+
+    /// Runs `f` on the overlay of type `O` of a live node at the current time, then
+    /// collects the node's outputs.
+    pub fn with_overlay<O: 'static, R>(
         &mut self,
         node: NodeId,
-        f: impl FnOnce(&mut P, Instant) -> R,
+        f: impl FnOnce(&mut O, Instant) -> R,
     ) -> Option<R> {
         let now = self.now;
         let slot = self.nodes.get_mut(node)?;
         let span = slot.span.clone();
         let _entered = span.enter();
-        let out = f(slot.proto.as_mut()?, now);
+        let out = f(slot.stack.as_mut()?.get_mut::<O>()?, now);
         self.drain(node);
         Some(out)
     }
 
-    /// Creates (or brings back up) the link between `a` and `b`; both ends are told at once
-    /// if alive.
+    /// Creates (or brings back up) the link between `a` (the dialler) and `b`; both ends
+    /// are told at once if alive.
     pub fn connect(&mut self, a: NodeId, b: NodeId, config: LinkConfig) {
         if a == b || a >= self.nodes.len() || b >= self.nodes.len() {
             return;
@@ -272,14 +362,8 @@ impl<P: Protocol> Sim<P> {
                 link.up = true;
             }
             None => {
-                self.links.insert(
-                    key(a, b),
-                    Link {
-                        config,
-                        up: true,
-                        epoch: 0,
-                    },
-                );
+                let now = self.now;
+                self.links.insert(key(a, b), Link::new(config, now));
                 self.nodes[a].neighbours.push(b);
                 self.nodes[b].neighbours.push(a);
             }
@@ -287,13 +371,64 @@ impl<P: Protocol> Sim<P> {
         self.notify_up(a, b);
     }
 
-    fn notify_up(&mut self, a: NodeId, b: NodeId) {
-        if !(self.is_alive(a) && self.is_alive(b)) {
+    /// Tells both ends that a link came up: each overlay whose protocol the other end runs
+    /// too (or that has none) gets the other as a neighbour.
+    fn notify_up(&mut self, dialler: NodeId, listener: NodeId) {
+        if !(self.is_alive(dialler) && self.is_alive(listener)) {
             return;
         }
-        let (pa, pb) = (self.nodes[a].peer, self.nodes[b].peer);
-        self.with_node(a, |p, now| p.link_up(now, pb));
-        self.with_node(b, |p, now| p.link_up(now, pa));
+        for (me, other, direction) in [
+            (
+                dialler,
+                listener,
+                pheromone_core::overlay::Direction::Outbound,
+            ),
+            (
+                listener,
+                dialler,
+                pheromone_core::overlay::Direction::Inbound,
+            ),
+        ] {
+            let neighbour =
+                Neighbour::direct(self.nodes[other].peer, vec![self.addr(other)], direction);
+            let shared: Vec<usize> = self.shared_slots(me, other);
+            self.each_slot(me, &shared, |s, now| s.neighbour_up(now, neighbour.clone()));
+        }
+    }
+
+    /// Slots of `me` that count a link to `other`: no protocol, or one `other` runs.
+    fn shared_slots(&self, me: NodeId, other: NodeId) -> Vec<usize> {
+        let Some(stack) = self.nodes[me].stack.as_ref() else {
+            return Vec::new();
+        };
+        let theirs = &self.nodes[other].protocols;
+        let mine = &self.nodes[me].protocols;
+        (0..stack.slots.len())
+            .filter(|i| match mine.iter().find(|(_, s)| s == i) {
+                None => true,
+                Some((proto, _)) => theirs.iter().any(|(p, _)| p == proto),
+            })
+            .collect()
+    }
+
+    pub(crate) fn each_slot(
+        &mut self,
+        node: NodeId,
+        slots: &[usize],
+        mut f: impl FnMut(&mut dyn SimOverlay<E>, Instant),
+    ) {
+        let now = self.now;
+        let span = self.nodes[node].span.clone();
+        let _entered = span.enter();
+        let Some(stack) = self.nodes[node].stack.as_mut() else {
+            return;
+        };
+        for &i in slots {
+            if let Some(s) = stack.slots.get_mut(i) {
+                f(s.as_mut(), now);
+            }
+        }
+        self.drain(node);
     }
 
     /// Changes the latency, jitter and loss of an existing link.
@@ -314,16 +449,25 @@ impl<P: Protocol> Sim<P> {
         }
         link.up = false;
         link.epoch = link.epoch.wrapping_add(1);
-        let (pa, pb) = (self.nodes[a].peer, self.nodes[b].peer);
-        self.with_node(a, |p, now| p.link_down(now, pb));
-        self.with_node(b, |p, now| p.link_down(now, pa));
+        self.notify_down(a, b);
+        self.notify_down(b, a);
     }
 
-    /// Kills `node`: its state is dropped (and returned), its links go down, and each live
+    pub(crate) fn notify_down(&mut self, node: NodeId, gone: NodeId) {
+        if !self.is_alive(node) {
+            return;
+        }
+        let peer = self.nodes[gone].peer;
+        let shared = self.shared_slots(node, gone);
+        self.each_slot(node, &shared, |s, now| s.neighbour_down(now, peer));
+    }
+
+    /// Kills `node`: its stack is dropped (and returned), its links go down, and each live
     /// neighbour learns of it one link latency later, as a TCP reset would tell it.
-    pub fn kill(&mut self, node: NodeId) -> Option<P> {
-        let proto = self.nodes.get_mut(node)?.proto.take()?;
+    pub fn kill(&mut self, node: NodeId) -> Option<Stack<E>> {
+        let stack = self.nodes.get_mut(node)?.stack.take()?;
         self.nodes[node].timer_at = None;
+        self.nodes[node].inbound.clear();
         let neighbours = self.nodes[node].neighbours.clone();
         for peer in neighbours {
             let Some(link) = self.links.get_mut(&key(node, peer)) else {
@@ -345,21 +489,20 @@ impl<P: Protocol> Sim<P> {
                 },
             );
         }
-        Some(proto)
+        Some(stack)
     }
 
-    /// Brings a dead `node` back with fresh state `proto`; its links to live neighbours come
+    /// Brings a dead `node` back with a fresh `stack`; its links to live neighbours come
     /// back up.
-    pub fn revive(&mut self, node: NodeId, proto: P) {
+    pub fn revive(&mut self, node: NodeId, stack: impl Into<Stack<E>>) {
         let Some(slot) = self.nodes.get_mut(node) else {
             return;
         };
-        if slot.proto.is_some() {
+        if slot.stack.is_some() {
             return;
         }
-        slot.proto = Some(proto);
         slot.incarnation = slot.incarnation.wrapping_add(1);
-        self.drain(node);
+        self.install(node, stack.into());
         let neighbours = self.nodes[node].neighbours.clone();
         for peer in neighbours {
             if self.is_alive(peer) {
@@ -386,11 +529,7 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Processes events up to and including `until`, then sets the clock to `until`.
-    pub fn run_until(
-        &mut self,
-        until: Instant,
-        on_event: &mut impl FnMut(Instant, NodeId, P::Event),
-    ) {
+    pub fn run_until(&mut self, until: Instant, on_event: &mut impl FnMut(Instant, NodeId, E)) {
         self.flush_events(on_event);
         let limit = self.nanos(until);
         while let Some(Reverse(event)) = self.queue.peek() {
@@ -404,11 +543,7 @@ impl<P: Protocol> Sim<P> {
     }
 
     /// Runs for `duration` of virtual time.
-    pub fn run_for(
-        &mut self,
-        duration: Duration,
-        on_event: &mut impl FnMut(Instant, NodeId, P::Event),
-    ) {
+    pub fn run_for(&mut self, duration: Duration, on_event: &mut impl FnMut(Instant, NodeId, E)) {
         let until = self.now + duration;
         self.run_until(until, on_event);
     }
@@ -417,7 +552,7 @@ impl<P: Protocol> Sim<P> {
     pub fn run_until_quiet(
         &mut self,
         deadline: Instant,
-        on_event: &mut impl FnMut(Instant, NodeId, P::Event),
+        on_event: &mut impl FnMut(Instant, NodeId, E),
     ) -> bool {
         self.flush_events(on_event);
         let limit = self.nanos(deadline);
@@ -432,208 +567,14 @@ impl<P: Protocol> Sim<P> {
         true
     }
 
-    /// Hands buffered events (produced by `with_node` calls) to `on_event`.
-    pub fn flush_events(&mut self, on_event: &mut impl FnMut(Instant, NodeId, P::Event)) {
+    /// Hands buffered events (produced by `with_overlay` calls) to `on_event`.
+    pub fn flush_events(&mut self, on_event: &mut impl FnMut(Instant, NodeId, E)) {
         for (at, node, event) in self.events.drain(..) {
             on_event(at, node, event);
         }
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
+    pub(crate) fn nanos(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn push(&mut self, at: Instant, kind: EventKind) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.payloads[slot as usize] = Some(kind);
-                slot
-            }
-            None => {
-                self.payloads.push(Some(kind));
-                // Slots never exceed the events in flight at once, far below 2^32.
-                (self.payloads.len() - 1) as u32
-            }
-        };
-        let at = self.nanos(at);
-        self.queue.push(Reverse(Event {
-            at,
-            seq: self.seq,
-            slot,
-        }));
-    }
-
-    fn pop_and_step(&mut self) {
-        let Some(Reverse(event)) = self.queue.pop() else {
-            return;
-        };
-        let Some(kind) = self
-            .payloads
-            .get_mut(event.slot as usize)
-            .and_then(Option::take)
-        else {
-            return;
-        };
-        self.free.push(event.slot);
-        self.now = self.now.max(self.start + Duration::from_nanos(event.at));
-        self.stats.events += 1;
-        self.step(kind);
-    }
-
-    fn step(&mut self, kind: EventKind) {
-        match kind {
-            EventKind::Deliver {
-                to,
-                from,
-                epoch,
-                bytes,
-            } => {
-                let live_link = self
-                    .links
-                    .get(&key(to, from))
-                    .is_some_and(|l| l.up && l.epoch == epoch);
-                let same_side = self.nodes[to].group == self.nodes[from].group;
-                if !(live_link && same_side && self.is_alive(to)) {
-                    self.stats.frames_dropped += 1;
-                    return;
-                }
-                self.stats.frames_delivered += 1;
-                let peer = self.nodes[from].peer;
-                self.with_node(to, |p, now| p.handle_message(now, peer, &bytes));
-            }
-            EventKind::Timer { node, incarnation } => {
-                let now = self.nanos(self.now);
-                let scheduled = self.nodes[node].timer_at.map(|at| self.nanos(at));
-                let slot = &mut self.nodes[node];
-                if slot.incarnation != incarnation || scheduled != Some(now) {
-                    return;
-                }
-                slot.timer_at = None;
-                self.with_node(node, |p, now| {
-                    if p.poll_timeout().is_some_and(|at| at <= now) {
-                        p.handle_timeout(now);
-                    }
-                });
-            }
-            EventKind::DeliverDirect {
-                to,
-                from,
-                incarnation,
-                bytes,
-            } => {
-                let same_side = self.nodes[to].group == self.nodes[from].group;
-                if !(same_side && self.is_alive(to) && self.nodes[to].incarnation == incarnation) {
-                    self.stats.frames_dropped += 1;
-                    return;
-                }
-                self.stats.frames_delivered += 1;
-                let peer = self.nodes[from].peer;
-                self.with_node(to, |p, now| p.handle_message(now, peer, &bytes));
-            }
-            EventKind::LinkDown {
-                node,
-                peer,
-                incarnation,
-            } => {
-                if self.nodes[node].incarnation != incarnation {
-                    return;
-                }
-                let gone = self.nodes[peer].peer;
-                self.with_node(node, |p, now| p.link_down(now, gone));
-            }
-        }
-    }
-
-    /// Collects a node's outputs after an input and (re)schedules its timer.
-    fn drain(&mut self, node: NodeId) {
-        let now = self.now;
-        loop {
-            let Some(output) = self.nodes[node]
-                .proto
-                .as_mut()
-                .and_then(|p| p.poll_output())
-            else {
-                break;
-            };
-            match output {
-                ProtocolOutput::Event(event) => self.events.push((now, node, event)),
-                ProtocolOutput::Send { to, bytes } => self.send(node, to, bytes),
-            }
-        }
-        let slot = &mut self.nodes[node];
-        let Some(at) = slot.proto.as_ref().and_then(|p| p.poll_timeout()) else {
-            return;
-        };
-        let at = at.max(now);
-        if slot.timer_at.is_none_or(|current| at < current) {
-            slot.timer_at = Some(at);
-            let incarnation = slot.incarnation;
-            self.push(at, EventKind::Timer { node, incarnation });
-        }
-    }
-
-    fn send(&mut self, from: NodeId, to: PeerId, bytes: Bytes) {
-        self.stats.frames_sent += 1;
-        self.stats.bytes_sent += bytes.len() as u64;
-        let Some(&to) = self.by_peer.get(&to) else {
-            self.stats.frames_dropped += 1;
-            return;
-        };
-        let Some(link) = self.links.get(&key(from, to)) else {
-            match self.reach {
-                Some(config) if to != from => self.send_direct(from, to, config, bytes),
-                _ => self.stats.frames_dropped += 1,
-            }
-            return;
-        };
-        if !link.up {
-            self.stats.frames_dropped += 1;
-            return;
-        }
-        let config = link.config;
-        let epoch = link.epoch;
-        if config.loss > 0.0 && self.rng.gen_bool(config.loss.clamp(0.0, 1.0)) {
-            self.stats.frames_lost += 1;
-            return;
-        }
-        let mut delay = config.latency;
-        if !config.jitter.is_zero() {
-            let jitter = self.rng.gen_range(0..=config.jitter.as_nanos() as u64);
-            delay += Duration::from_nanos(jitter);
-        }
-        let at = self.now + delay;
-        self.push(
-            at,
-            EventKind::Deliver {
-                to,
-                from,
-                epoch,
-                bytes,
-            },
-        );
-    }
-
-    fn send_direct(&mut self, from: NodeId, to: NodeId, config: LinkConfig, bytes: Bytes) {
-        if config.loss > 0.0 && self.rng.gen_bool(config.loss.clamp(0.0, 1.0)) {
-            self.stats.frames_lost += 1;
-            return;
-        }
-        let mut delay = config.latency;
-        if !config.jitter.is_zero() {
-            let jitter = self.rng.gen_range(0..=config.jitter.as_nanos() as u64);
-            delay += Duration::from_nanos(jitter);
-        }
-        let at = self.now + delay;
-        let incarnation = self.nodes[to].incarnation;
-        self.push(
-            at,
-            EventKind::DeliverDirect {
-                to,
-                from,
-                incarnation,
-                bytes,
-            },
-        );
     }
 }

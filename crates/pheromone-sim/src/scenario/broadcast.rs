@@ -12,10 +12,10 @@
 
 use crate::graph;
 use crate::scenario::{percentile, Fnv};
-use crate::{LinkConfig, NodeId, Protocol, ProtocolOutput, Sim};
+use crate::{slot, LinkConfig, NodeId, Sim};
 use pheromone_core::broadcast::{
-    Broadcast, Config, Ed25519Verifier, Message, MessageId, Metrics, Output, SignatureVerifier,
-    Strategy, Topic,
+    Broadcast, Config, Ed25519Verifier, Event, MessageId, Metrics, SignatureVerifier, Strategy,
+    Topic,
 };
 use pheromone_core::identity::{Keypair, PeerId};
 use rand::seq::SliceRandom;
@@ -60,42 +60,8 @@ impl SignatureVerifier for SimVerifier {
     }
 }
 
-/// A broadcast state machine as a simulator [`Protocol`].
-pub struct BroadcastNode {
-    /// The core state machine.
-    pub inner: Broadcast<SimVerifier>,
-}
-
-impl Protocol for BroadcastNode {
-    type Event = Message;
-
-    fn link_up(&mut self, now: Instant, peer: PeerId) {
-        self.inner.add_neighbour(now, peer);
-    }
-
-    fn link_down(&mut self, now: Instant, peer: PeerId) {
-        self.inner.remove_neighbour(now, peer);
-    }
-
-    fn handle_message(&mut self, now: Instant, from: PeerId, bytes: &[u8]) {
-        self.inner.handle_message(now, from, bytes);
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-    }
-
-    fn poll_output(&mut self) -> Option<ProtocolOutput<Message>> {
-        self.inner.poll_output().map(|out| match out {
-            Output::Send { to, bytes } => ProtocolOutput::Send { to, bytes },
-            Output::Deliver(message) => ProtocolOutput::Event(message),
-        })
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-}
+/// The state machine each node runs.
+pub type SimBroadcast = Broadcast<SimVerifier>;
 
 /// Parameters of one broadcast run.
 #[derive(Debug, Clone)]
@@ -240,12 +206,12 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     #[allow(clippy::disallowed_methods)]
     let wall = Instant::now();
     let n = params.nodes.max(2);
-    let mut sim: Sim<BroadcastNode> = Sim::new(params.seed);
+    let mut sim: Sim<Event> = Sim::new(params.seed);
     let memo = Rc::new(RefCell::new(HashMap::new()));
     let mut config = Config::with_strategy(params.strategy);
     let topic = Topic::new(TOPIC).unwrap_or_else(|_| unreachable!("constant topic is valid"));
 
-    let mut node_config = |sim: &mut Sim<BroadcastNode>| {
+    let mut node_config = |sim: &mut Sim<Event>| {
         let seed: [u8; 32] = sim.rng().gen();
         config.first_seq = sim.rng().gen_range(1..1 << 40);
         let keypair = Keypair::from_seed(seed);
@@ -254,10 +220,9 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         } else {
             SimVerifier::Memo(memo.clone())
         };
-        let now = sim.now();
         let peer = keypair.peer_id();
-        let inner = Broadcast::with_verifier(keypair, config.clone(), now, verifier);
-        (peer, BroadcastNode { inner })
+        let node = Broadcast::with_verifier(keypair, config.clone(), verifier);
+        (peer, vec![slot(node, |e| e)])
     };
     for _ in 0..n {
         let (peer, node) = node_config(&mut sim);
@@ -282,7 +247,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let mut subscribed = vec![false; n];
     for &node in &order[..subscribers.min(n)] {
         subscribed[node] = true;
-        sim.with_node(node, |p, now| p.inner.subscribe(now, &topic));
+        sim.with_overlay(node, |b: &mut SimBroadcast, now| b.subscribe(now, &topic));
     }
 
     let mut rec = Recorder {
@@ -308,8 +273,8 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
             let mut victims: Vec<NodeId> = (0..n).collect();
             victims.shuffle(sim.rng());
             for &victim in victims.iter().take(kill_count) {
-                if let Some(node) = sim.kill(victim) {
-                    harvested.push(node.inner.metrics());
+                if let Some(stack) = sim.kill(victim) {
+                    harvested.extend(stack.get::<SimBroadcast>().map(SimBroadcast::metrics));
                     killed += 1;
                 }
             }
@@ -324,7 +289,9 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         payload[..8].copy_from_slice(&(index as u64).to_be_bytes());
         let now = sim.now();
         let id = sim
-            .with_node(origin, |p, now| p.inner.publish(now, &topic, &payload))
+            .with_overlay(origin, |b: &mut SimBroadcast, now| {
+                b.publish(now, &topic, &payload)
+            })
             .and_then(Result::ok);
         if let Some(id) = id {
             rec.ids.insert(id, rec.published.len());
@@ -445,7 +412,10 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, at: Instant, node: NodeId, msg: Message) {
+    fn record(&mut self, at: Instant, node: NodeId, event: Event) {
+        let Event::Delivered(msg) = event else {
+            return;
+        };
         let Some(&index) = self.ids.get(&msg.id) else {
             return;
         };
@@ -467,12 +437,12 @@ impl Recorder {
 }
 
 /// Edges pushed eagerly from both ends, and the components they form over live nodes.
-fn eager_graph(sim: &Sim<BroadcastNode>) -> (usize, usize) {
+fn eager_graph(sim: &Sim<Event>) -> (usize, usize) {
     let n = sim.len();
     let eager: Vec<Vec<PeerId>> = (0..n)
         .map(|x| {
-            sim.node(x)
-                .map(|p| p.inner.eager_peers(TOPIC))
+            sim.overlay::<SimBroadcast>(x)
+                .map(|b| b.eager_peers(TOPIC))
                 .unwrap_or_default()
         })
         .collect();
@@ -494,6 +464,6 @@ fn eager_graph(sim: &Sim<BroadcastNode>) -> (usize, usize) {
     (edges.len(), roots.len())
 }
 
-fn live_metrics(sim: &Sim<BroadcastNode>) -> impl Iterator<Item = Metrics> + '_ {
-    (0..sim.len()).filter_map(|x| sim.node(x).map(|p| p.inner.metrics()))
+fn live_metrics(sim: &Sim<Event>) -> impl Iterator<Item = Metrics> + '_ {
+    (0..sim.len()).filter_map(|x| sim.overlay::<SimBroadcast>(x).map(SimBroadcast::metrics))
 }

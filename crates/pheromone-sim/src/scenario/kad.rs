@@ -4,164 +4,23 @@
 //! of random live nodes (joined, bootstrapped, not left) run from random live nodes, optionally while a fraction of the
 //! nodes leaves without notice and as many new ones join.
 //!
-//! Each request travels as one frame and its response as another, as on one libp2p stream
-//! per request; a request to a node that left is simply never answered, so the requester's
+//! Each request travels as the simulator's requests do: over a connection to its target,
+//! made on demand (and closed again once idle) as the node's driver does; a dial to a node
+//! that left fails, and a request in flight to one is never answered, so the requester's
 //! own timeout notices. A lookup succeeds when it ends `Found` with the target's true
 //! address. Hops are the lookup's count of sequential requests along the chain that named
 //! the target (1 when a peer from the source's own table knew it, 0 when the source did).
 
 use crate::scenario::{percentile, Fnv};
-use crate::{LinkConfig, NodeId, Protocol, ProtocolOutput, Sim};
+use crate::{slot, NodeId, Reach, Sim};
 use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::{Keypair, PeerId};
-use pheromone_core::kad::{
-    Config, Direction, Event, InboundId, Input, Kademlia, Output, QueryId, QueryKind, QueryOutcome,
-    QueryResult, RequestId,
-};
+use pheromone_core::kad::{Config, Event, Kademlia, QueryId, QueryKind, QueryOutcome, QueryResult};
 use rand::Rng;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// Where every node listens: the truth a transport would find by dialling, shared by all
-/// nodes of one run (the driver's "identify" for inbound connections).
-pub type Directory = Rc<RefCell<HashMap<PeerId, Multiaddr>>>;
-
-const TAG_REQUEST: u8 = 0;
-const TAG_RESPONSE: u8 = 1;
-
-/// A Kademlia node as a simulator [`Protocol`]: the glue a real driver would be, with
-/// frames instead of streams.
-pub struct KadNode {
-    /// The core state machine.
-    pub inner: Kademlia,
-    directory: Directory,
-    connected: HashSet<PeerId>,
-    inbound: HashMap<InboundId, (PeerId, u64)>,
-    next_inbound: u64,
-}
-
-impl KadNode {
-    /// Wraps `inner`; `directory` names every node's listen address.
-    pub fn new(inner: Kademlia, directory: Directory) -> Self {
-        Self {
-            inner,
-            directory,
-            connected: HashSet::new(),
-            inbound: HashMap::new(),
-            next_inbound: 0,
-        }
-    }
-
-    fn connect(&mut self, now: Instant, peer: PeerId, direction: Direction) {
-        if self.connected.insert(peer) {
-            let addrs = self
-                .directory
-                .borrow()
-                .get(&peer)
-                .cloned()
-                .into_iter()
-                .collect();
-            let input = Input::Connected {
-                peer,
-                addrs,
-                direction,
-            };
-            let _ = self.inner.handle_input(now, input);
-        }
-    }
-}
-
-fn envelope(tag: u8, id: u64, body: &[u8]) -> bytes::Bytes {
-    let mut out = Vec::with_capacity(9 + body.len());
-    out.push(tag);
-    out.extend_from_slice(&id.to_le_bytes());
-    out.extend_from_slice(body);
-    out.into()
-}
-
-impl Protocol for KadNode {
-    type Event = Event;
-
-    fn link_up(&mut self, _: Instant, _: PeerId) {}
-
-    fn link_down(&mut self, now: Instant, peer: PeerId) {
-        self.connected.remove(&peer);
-        let _ = self.inner.handle_input(now, Input::Disconnected { peer });
-    }
-
-    fn handle_message(&mut self, now: Instant, from: PeerId, bytes: &[u8]) {
-        let (Some(&tag), Some(id)) = (bytes.first(), bytes.get(1..9)) else {
-            return;
-        };
-        let id = u64::from_le_bytes(id.try_into().unwrap_or([0; 8]));
-        let body = &bytes[9..];
-        match tag {
-            TAG_REQUEST => {
-                self.connect(now, from, Direction::Inbound);
-                let inbound = InboundId(self.next_inbound);
-                self.next_inbound += 1;
-                self.inbound.insert(inbound, (from, id));
-                let input = Input::InboundRequest {
-                    peer: from,
-                    id: inbound,
-                    bytes: body,
-                };
-                if self.inner.handle_input(now, input).is_err() {
-                    self.inbound.remove(&inbound);
-                }
-            }
-            TAG_RESPONSE => {
-                self.connect(now, from, Direction::Outbound);
-                let input = Input::Response {
-                    id: RequestId(id),
-                    bytes: body,
-                };
-                let _ = self.inner.handle_input(now, input);
-            }
-            _ => {}
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-    }
-
-    fn poll_output(&mut self) -> Option<ProtocolOutput<Event>> {
-        loop {
-            match self.inner.poll_output()? {
-                Output::SendRequest {
-                    id, peer, bytes, ..
-                } => {
-                    return Some(ProtocolOutput::Send {
-                        to: peer,
-                        bytes: envelope(TAG_REQUEST, id.0, &bytes),
-                    })
-                }
-                Output::SendResponse { id, bytes } => {
-                    let Some((to, their_id)) = self.inbound.remove(&id) else {
-                        continue;
-                    };
-                    return Some(ProtocolOutput::Send {
-                        to,
-                        bytes: envelope(TAG_RESPONSE, their_id, &bytes),
-                    });
-                }
-                Output::Event(event @ Event::QueryFinished(_)) => {
-                    return Some(ProtocolOutput::Event(event))
-                }
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-}
 
 /// Parameters of one kad run.
 #[derive(Debug, Clone)]
@@ -267,27 +126,8 @@ pub struct KadReport {
     pub digest: String,
 }
 
-fn random_ip(rng: &mut impl Rng, used: &mut HashSet<Ipv4Addr>) -> Ipv4Addr {
-    loop {
-        // 11.0.0.0–99.255.255.255 holds no private, loopback or shared range: every node
-        // gets a public-looking address in its own /24 with overwhelming probability,
-        // as on the internet, so the diversity limits see a realistic spread.
-        let ip = Ipv4Addr::new(
-            rng.gen_range(11..=99),
-            rng.gen(),
-            rng.gen(),
-            rng.gen_range(1..=254),
-        );
-        if used.insert(ip) {
-            return ip;
-        }
-    }
-}
-
 struct World {
-    sim: Sim<KadNode>,
-    directory: Directory,
-    ips: HashSet<Ipv4Addr>,
+    sim: Sim<Event>,
     config: Config,
     bootstrap_peer: PeerId,
     bootstrap_addr: Multiaddr,
@@ -300,22 +140,18 @@ impl World {
         seed[..8].copy_from_slice(&self.key_seed.to_le_bytes());
         seed[8..16].copy_from_slice(&(self.sim.len() as u64).to_le_bytes());
         let peer = Keypair::from_seed(seed).peer_id();
-        let ip = random_ip(self.sim.rng(), &mut self.ips);
-        let addr = Multiaddr::from_socket_addr((ip, 4001).into());
-        self.directory.borrow_mut().insert(peer, addr);
         let node_seed = self.sim.rng().gen();
         let now = self.sim.now();
         let kad = Kademlia::new(peer, self.config.clone(), now, node_seed);
-        self.sim
-            .add_node(peer, KadNode::new(kad, self.directory.clone()))
+        self.sim.add_node(peer, vec![slot(kad, |e| e)])
     }
 
     fn join(&mut self) -> NodeId {
         let id = self.add();
         let (peer, addr) = (self.bootstrap_peer, self.bootstrap_addr.clone());
-        self.sim.with_node(id, |node, now| {
-            let _ = node.inner.add_address(now, peer, addr);
-            node.inner.bootstrap(now);
+        self.sim.with_overlay(id, |kad: &mut Kademlia, now| {
+            let _ = kad.add_address(now, peer, addr);
+            kad.bootstrap(now);
         });
         id
     }
@@ -325,17 +161,17 @@ impl World {
 pub fn run(params: &KadParams) -> KadReport {
     #[allow(clippy::disallowed_methods)]
     let wall = Instant::now();
-    let mut sim: Sim<KadNode> = Sim::new(params.seed);
+    let mut sim: Sim<Event> = Sim::new(params.seed);
     let (lo, hi) = params.latency;
-    sim.set_full_reachability(Some(LinkConfig {
-        latency: lo,
-        jitter: hi.saturating_sub(lo),
+    sim.set_full_reachability(Some(Reach {
+        base: lo,
+        spread: hi
+            .saturating_sub(lo)
+            .mul_f64(std::f64::consts::FRAC_1_SQRT_2),
         loss: 0.0,
     }));
     let mut world = World {
         sim,
-        directory: Rc::new(RefCell::new(HashMap::new())),
-        ips: HashSet::new(),
         config: params.config.clone(),
         bootstrap_peer: PeerId::from_public_key(&Keypair::from_seed([0; 32]).public()),
         bootstrap_addr: Multiaddr::empty(),
@@ -344,12 +180,7 @@ pub fn run(params: &KadParams) -> KadReport {
     let nodes = params.nodes.max(2);
     let first = world.add();
     world.bootstrap_peer = world.sim.peer_id(first).unwrap_or(world.bootstrap_peer);
-    world.bootstrap_addr = world
-        .directory
-        .borrow()
-        .get(&world.bootstrap_peer)
-        .cloned()
-        .unwrap_or_else(Multiaddr::empty);
+    world.bootstrap_addr = world.sim.addr(first);
 
     let mut bootstraps = (0usize, 0usize);
     // A node counts as a lookup target once its own bootstrap lookup has ended: before
@@ -421,7 +252,7 @@ pub fn run(params: &KadParams) -> KadReport {
             };
             if let Some(q) = world
                 .sim
-                .with_node(from, |n, now| n.inner.find_peer(now, target))
+                .with_overlay(from, |kad: &mut Kademlia, now| kad.find_peer(now, target))
             {
                 issued.insert((from, q), target);
             }
@@ -445,16 +276,17 @@ pub fn run(params: &KadParams) -> KadReport {
 
     // Report. A lookup counts only if it ended with the target's true address; one that
     // never ended counts as failed.
-    let directory = world.directory.borrow();
     let mut results_keys: HashSet<(NodeId, QueryId)> = HashSet::new();
+    let finished_src: HashMap<QueryId, NodeId> =
+        finished.borrow().iter().map(|(n, r)| (r.id, *n)).collect();
     let results: Vec<(QueryResult, bool)> = finished
         .into_inner()
         .into_iter()
         .filter_map(|(node, result)| {
             let target = issued.get(&(node, result.id))?;
-            let truth = directory.get(target);
+            let truth = world.sim.node_id(target).map(|n| world.sim.addr(n));
             let ok = matches!(&result.outcome, QueryOutcome::Found(addrs)
-                if truth.is_some_and(|t| addrs.contains(t)));
+                if truth.as_ref().is_some_and(|t| addrs.contains(t)));
             results_keys.insert((node, result.id));
             Some((result, ok))
         })
@@ -477,6 +309,46 @@ pub fn run(params: &KadParams) -> KadReport {
             (a + 1, f)
         }
     });
+    if std::env::var_os("KAD_DEBUG").is_some() {
+        for (r, ok) in &results {
+            if *ok {
+                continue;
+            }
+            let QueryKind::FindPeer(target) = r.kind else {
+                continue;
+            };
+            let key = pheromone_core::kad::Key::from_peer(&target);
+            let mut near: Vec<(pheromone_core::kad::Distance, NodeId)> = live
+                .iter()
+                .filter_map(|&n| {
+                    let p = world.sim.peer_id(n)?;
+                    Some((pheromone_core::kad::Key::from_peer(&p).distance(&key), n))
+                })
+                .collect();
+            near.sort();
+            let holders: Vec<(NodeId, bool)> = near
+                .iter()
+                .skip(1)
+                .take(20)
+                .map(|&(_, n)| {
+                    let has = world
+                        .sim
+                        .overlay::<Kademlia>(n)
+                        .is_some_and(|k| k.table().get(&target).is_some());
+                    (n, has)
+                })
+                .collect();
+            let src = finished_src.get(&r.id).copied();
+            let ranks: Vec<usize> = r
+                .closest
+                .iter()
+                .filter_map(|p| world.sim.node_id(p))
+                .filter_map(|n| near.iter().position(|&(_, m)| m == n))
+                .collect();
+            eprintln!("ranks of the lookup's closest among all live nodes: {ranks:?}");
+            eprintln!("failed lookup of {target} (node {:?}) from {src:?}: {r:?}\nits 20 closest and whether they hold it: {holders:?}", world.sim.node_id(&target));
+        }
+    }
     let successes: Vec<&QueryResult> = results
         .iter()
         .filter(|(_, ok)| *ok)
@@ -500,8 +372,8 @@ pub fn run(params: &KadParams) -> KadReport {
     let failed: Vec<f64> = results.iter().map(|(r, _)| f64::from(r.failures)).collect();
     let tables: Vec<f64> = live
         .iter()
-        .filter_map(|&n| world.sim.node(n))
-        .map(|n| n.inner.table().len() as f64)
+        .filter_map(|&n| world.sim.overlay::<Kademlia>(n))
+        .map(|kad| kad.table().len() as f64)
         .collect();
     let mut digest = Fnv::default();
     for (r, ok) in &results {
@@ -547,7 +419,7 @@ pub fn run(params: &KadParams) -> KadReport {
         },
         left,
         joined_late,
-        frames_sent: stats.frames_sent,
+        frames_sent: stats.requests_sent + stats.responses_sent,
         bytes_sent: stats.bytes_sent,
         virtual_s: world.sim.elapsed().as_secs_f64(),
         wall_s: wall.elapsed().as_secs_f64(),

@@ -12,52 +12,14 @@
 
 use crate::graph;
 use crate::scenario::percentile;
-use crate::{LinkConfig, NodeId, Protocol, ProtocolOutput, Sim};
+use crate::{slot, LinkConfig, NodeId, Sim};
 use pheromone_core::identity::{Keypair, PeerId};
-use pheromone_core::route::{Config, Event, Output, Router};
+use pheromone_core::route::{Config, Event, Router};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
-
-/// A router as a simulator [`Protocol`].
-pub struct RouteNode {
-    /// The core state machine.
-    pub inner: Router,
-}
-
-impl Protocol for RouteNode {
-    type Event = Event;
-
-    fn link_up(&mut self, now: Instant, peer: PeerId) {
-        self.inner.link_up(now, peer);
-    }
-
-    fn link_down(&mut self, now: Instant, peer: PeerId) {
-        self.inner.link_down(now, peer);
-    }
-
-    fn handle_message(&mut self, now: Instant, from: PeerId, bytes: &[u8]) {
-        // Rejected frames are counted in the router's metrics; nothing more to do here.
-        let _ = self.inner.handle_message(now, from, bytes);
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-    }
-
-    fn poll_output(&mut self) -> Option<ProtocolOutput<Event>> {
-        self.inner.poll_output().map(|out| match out {
-            Output::Send { to, bytes } => ProtocolOutput::Send { to, bytes },
-            Output::Event(event) => ProtocolOutput::Event(event),
-        })
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-}
+use std::time::Duration;
 
 /// Shape of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +186,7 @@ impl Check {
     }
 }
 
-fn check(sim: &Sim<RouteNode>, edges: &[(usize, usize)]) -> Check {
+fn check(sim: &Sim<Event>, edges: &[(usize, usize)]) -> Check {
     let n = sim.len();
     let up: Vec<(usize, usize)> = edges
         .iter()
@@ -240,7 +202,7 @@ fn check(sim: &Sim<RouteNode>, edges: &[(usize, usize)]) -> Check {
     let comps = graph::components(n, &up, |i| alive[i]);
     // The next hop of every node toward the current destination, as a node index.
     let next = |v: NodeId, d: &PeerId| -> Option<NodeId> {
-        let hop = sim.node(v)?.inner.next_hop(d)?;
+        let hop = sim.overlay::<Router>(v)?.next_hop(d)?;
         sim.node_id(&hop.peer)
     };
     let mut out = Check::default();
@@ -328,7 +290,7 @@ fn check(sim: &Sim<RouteNode>, edges: &[(usize, usize)]) -> Check {
 /// timeout) and the most looping pairs seen on the way. Re-checks only after some route
 /// changed, since nothing else can change the outcome between two steps.
 fn until_converged(
-    sim: &mut Sim<RouteNode>,
+    sim: &mut Sim<Event>,
     edges: &[(usize, usize)],
     params: &RouteParams,
     loops_max: &mut u64,
@@ -362,7 +324,7 @@ fn ms(d: Duration) -> f64 {
 /// Runs one scenario.
 pub fn run(params: &RouteParams) -> RouteReport {
     let n = params.nodes;
-    let mut sim: Sim<RouteNode> = Sim::new(params.seed);
+    let mut sim: Sim<Event> = Sim::new(params.seed);
     for _ in 0..n {
         let seed: [u8; 32] = sim.rng().gen();
         let peer = Keypair::from_seed(seed).peer_id();
@@ -370,12 +332,8 @@ pub fn run(params: &RouteParams) -> RouteReport {
             initial_seqno: sim.rng().gen_range(0..1 << 20),
             ..params.config.clone()
         };
-        sim.add_node(
-            peer,
-            RouteNode {
-                inner: Router::new(peer, config),
-            },
-        );
+        let now = sim.now();
+        sim.add_node(peer, vec![slot(Router::new(peer, config, now), |e| e)]);
     }
     let edges = match params.topology {
         Topology::Line => graph::line(n),
@@ -462,8 +420,8 @@ pub fn run(params: &RouteParams) -> RouteReport {
     let live: Vec<NodeId> = (0..n).filter(|&i| sim.is_alive(i)).collect();
     let table_size_mean = live
         .iter()
-        .filter_map(|&i| sim.node(i))
-        .map(|p| p.inner.reachable() as f64)
+        .filter_map(|&i| sim.overlay::<Router>(i))
+        .map(|r| r.reachable() as f64)
         .sum::<f64>()
         / live.len().max(1) as f64;
     RouteReport {
