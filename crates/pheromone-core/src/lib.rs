@@ -13,6 +13,8 @@
 //!   Plumtree (epidemic broadcast tree) strategies, interest gradients.
 //! - [`connmgr`]: the connection manager (watermarks, pinned peers, dial spreading,
 //!   pruning) as an overlay with no wire of its own.
+//! - [`discovery`]: Kademlia and the connection manager composed into one overlay, with
+//!   the rules that tie them together.
 //! - [`exec`]: the fleet exec wire format (`/pheromone/exec/1.0.0`): a request naming a
 //!   program, then output chunks and an exit status.
 //! - [`identify`]: the `/ipfs/id/1.0.0` message (what a peer says about itself) and its
@@ -41,6 +43,7 @@
 pub mod addr;
 pub mod broadcast;
 pub mod connmgr;
+pub mod discovery;
 pub mod exec;
 pub mod identify;
 pub mod identity;

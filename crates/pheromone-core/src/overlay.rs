@@ -169,6 +169,31 @@ pub enum Output<E> {
     Event(E),
 }
 
+impl<E> Output<E> {
+    /// The same output with its event (if it is one) mapped by `f`: how a composite
+    /// overlay, or a driver, turns one overlay's events into its own.
+    pub fn map_event<F>(self, f: impl FnOnce(E) -> F) -> Output<F> {
+        match self {
+            Output::Send { to, frame } => Output::Send { to, frame },
+            Output::Request {
+                id,
+                to,
+                addrs,
+                request,
+            } => Output::Request {
+                id,
+                to,
+                addrs,
+                request,
+            },
+            Output::Respond { id, response } => Output::Respond { id, response },
+            Output::Dial { id, peer, addrs } => Output::Dial { id, peer, addrs },
+            Output::Disconnect { peer } => Output::Disconnect { peer },
+            Output::Event(event) => Output::Event(f(event)),
+        }
+    }
+}
+
 /// A protocol that runs over neighbour links, as a sans-IO state machine.
 ///
 /// # Calling contract

@@ -129,24 +129,7 @@ where
     }
 
     fn poll_output(&mut self) -> Option<Output<E>> {
-        Some(match self.overlay.poll_output()? {
-            Output::Send { to, frame } => Output::Send { to, frame },
-            Output::Request {
-                id,
-                to,
-                addrs,
-                request,
-            } => Output::Request {
-                id,
-                to,
-                addrs,
-                request,
-            },
-            Output::Respond { id, response } => Output::Respond { id, response },
-            Output::Dial { id, peer, addrs } => Output::Dial { id, peer, addrs },
-            Output::Disconnect { peer } => Output::Disconnect { peer },
-            Output::Event(event) => Output::Event((self.wrap)(event)),
-        })
+        Some(self.overlay.poll_output()?.map_event(self.wrap))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -79,6 +79,15 @@ pub enum Event {
         /// Whether a connection was made.
         ok: bool,
     },
+    /// A pinned (bootstrap or static) peer answered at `addr`.
+    PinnedConnected {
+        /// The peer that answered.
+        peer: PeerId,
+        /// The address dialled (no `/p2p/`).
+        addr: Multiaddr,
+        /// Whether it is a bootstrap peer (rather than a static one).
+        bootstrap: bool,
+    },
     /// It asked to close the connections to `peer`, above the high watermark.
     Pruned {
         /// The peer.
@@ -181,6 +190,15 @@ impl ConnectionManager {
     /// Whether `peer` is one of the pinned (bootstrap or static) peers.
     pub fn is_pinned(&self, peer: &PeerId) -> bool {
         self.policy.is_pinned(peer)
+    }
+
+    /// The configured address of pinned peer `peer`.
+    pub fn pinned_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.policy
+            .pinned()
+            .iter()
+            .find(|p| p.peer.as_ref() == Some(peer))
+            .map(|p| p.addr.clone())
     }
 
     /// `peer` can be dialled at `addrs`; `group` spreads dials (a Kademlia bucket).
@@ -374,6 +392,16 @@ impl Overlay for ConnectionManager {
             DialFor::Pinned(index) => {
                 self.policy
                     .pinned_dialled(index, result.map_err(|_| ()), now);
+                let pinned = self.policy.pinned().get(index);
+                if let (Ok(peer), Some(p)) = (result, pinned) {
+                    let (addr, bootstrap) = (p.addr.clone().without_p2p(), p.bootstrap);
+                    self.outputs
+                        .push_back(Output::Event(Event::PinnedConnected {
+                            peer,
+                            addr,
+                            bootstrap,
+                        }));
+                }
                 self.policy.pinned().get(index).and_then(|p| p.peer)
             }
             DialFor::Candidate(peer) => {

@@ -69,10 +69,21 @@ fn pinned_peers_are_dialled_at_the_first_tick_without_their_p2p_suffix() {
     m.handle_dial_result(now, DialId(0), Ok(peer(1)));
     assert_eq!(
         drain(&mut m),
-        vec![Output::Event(Event::Dialled {
-            peer: Some(peer(1)),
-            ok: true
-        })]
+        vec![
+            Output::Event(Event::PinnedConnected {
+                peer: peer(1),
+                addr: addr(1),
+                bootstrap: true,
+            }),
+            Output::Event(Event::Dialled {
+                peer: Some(peer(1)),
+                ok: true
+            })
+        ]
+    );
+    assert_eq!(
+        m.pinned_addr(&peer(1)),
+        Some(addr(1).with_p2p(peer(1)).unwrap())
     );
     assert!(m.is_pinned(&peer(1)));
     assert_eq!(m.metrics().redials, 1);
