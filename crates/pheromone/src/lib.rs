@@ -1,27 +1,30 @@
 //! pheromone: a peer-to-peer network for Rust that speaks libp2p on the wire.
 //!
 //! This crate is the tokio glue around [`pheromone_core`]: it owns sockets, timers and
-//! tasks and feeds bytes and the current time into the core's state machines. It holds no
-//! protocol state machine of its own.
+//! tasks and feeds bytes and the current time into the core's state machines. Protocol
+//! logic — codecs, handshakes, the muxer, the overlays — lives in the core; what is here
+//! moves bytes, keeps connections and offers the API.
 //!
-//! # Layout
+//! # Layout, bottom up
 //!
 //! - [`transport`]: TCP sockets (listen, dial with timeout, `TCP_NODELAY`).
 //! - [`upgrade`]: a socket becomes a [`Connection`]: multistream-select → Noise XX →
 //!   multistream-select → yamux, within a handshake timeout.
 //! - [`connection`]: the connection handle, its streams, and its driver task.
 //! - [`negotiate`]: multistream-select on a stream, picking its protocol.
-//! - [`protocols`]: ping, identify and perf on negotiated streams.
-//! - [`endpoint`]: an identity with listeners, connections and protocol handlers.
-//! - [`node`]: the API a program uses: request and stream handlers by protocol name,
-//!   routes by name or peer ID, dispatch over long or short connections.
-//! - [`forward`]: TCP port forwarding over the mesh (`expose` a service as `/x/NAME`,
-//!   `forward` a local port to a peer's service), like `ipfs p2p`.
-//! - [`exec`]: fleet exec (`/pheromone/exec/1.0.0`): run commands on allowed peers and
-//!   stream their output back.
-//! - [`discovery`]: the Kademlia DHT over the endpoint and the connection manager that
-//!   keeps a node between a low and a high watermark of peers.
-//! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
+//! - [`endpoint`]: an identity with listeners, connections and the protocol handler
+//!   table; answers ping, identify and perf ([`protocols`]).
+//! - [`swarm`]: one pool of connections per peer, shared dials, simultaneous-open
+//!   resolution, identify once per connection, the peer book (contacts, what peers said,
+//!   what the DHT found), idle closing.
+//! - [`overlay`]: the one driver that runs every core overlay over the swarm.
+//! - [`discovery`], [`routing`], [`pubsub`]: the services built on it — Kademlia with the
+//!   connection manager, multi-hop routing, topic broadcast; [`relay`]: circuits along
+//!   the routes.
+//! - [`node`]: the API a program uses: handlers by protocol name, contacts, dispatch over
+//!   long or short connections, the services.
+//! - [`forward`], [`exec`]: TCP port forwarding over the mesh and fleet exec, started
+//!   from the node.
 //! - [`identity_file`]: keys on disk.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -34,13 +37,15 @@ pub mod endpoint;
 pub mod exec;
 pub mod forward;
 pub mod identity_file;
-mod links;
+
 pub mod negotiate;
 pub mod node;
 pub mod protocols;
 pub mod pubsub;
+pub mod overlay;
 pub mod relay;
 pub mod routing;
+pub mod swarm;
 pub mod transport;
 pub mod upgrade;
 
@@ -55,3 +60,8 @@ pub use node::{
 };
 pub use pheromone_core::addr::{parse_dial_address, Multiaddr};
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};
+
+/// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
+/// foldhash, seeded per process, instead of SipHash.
+pub(crate) type FastMap<K, V> =
+    std::collections::HashMap<K, V, foldhash::fast::RandomState>;

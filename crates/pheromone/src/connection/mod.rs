@@ -1,10 +1,12 @@
 //! Connections: one authenticated, encrypted, multiplexed link to a peer, and its streams.
 //!
-//! A [`Connection`] is a cloneable handle; the link itself is owned by one driver task
-//! ([`driver`]) that moves bytes between the TCP socket, the Noise ciphers and the yamux
+//! A [`Connection`] is a cloneable handle; the link itself is driven by one task
+//! (`driver.rs`) that reads the socket, opens Noise frames and feeds the yamux
 //! [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
-//! through a std mutex that is never held across an `.await`: a stream write copies into
-//! the session's outgoing buffer and wakes the driver, which encrypts and writes.
+//! through a std mutex that is never held across an `.await`. Writes are sealed where
+//! they are made: a small write is queued in the session and flushed (by the writer, or
+//! by the driver once idle), a large one is sealed straight from the caller's buffer when
+//! the socket's writer is free (`shared.rs` and `cork.rs` have the lock discipline).
 //!
 //! This module negotiates nothing and knows no protocols; [`crate::upgrade`] builds
 //! connections and [`crate::negotiate`] picks a protocol per stream.

@@ -1,6 +1,7 @@
 //! Settings of the discovery service: the Kademlia state machine's own
-//! ([`pheromone_core::kad::Config`], protocol id included), the peers to start from, and the
-//! connection manager's watermarks, dial cap and redial backoff.
+//! ([`pheromone_core::kad::Config`], protocol id included), the peers to start from, the
+//! connection manager's watermarks, dial cap and redial backoff, and the limits of its
+//! inbound streams.
 //!
 //! Plain data with defaults; nothing here opens a socket.
 
@@ -79,5 +80,21 @@ impl DiscoveryConfig {
     /// The protocol id spoken.
     pub fn protocol(&self) -> &str {
         &self.kad.protocol
+    }
+
+    /// The connection manager's part of these settings.
+    pub(crate) fn manager(&self) -> pheromone_core::connmgr::Config {
+        pheromone_core::connmgr::Config {
+            bootstrap: self.bootstrap.clone(),
+            static_peers: self.static_peers.clone(),
+            low_watermark: self.low_watermark,
+            high_watermark: self.high_watermark,
+            max_parallel_dials: self.max_parallel_dials,
+            maintenance_interval: self.maintenance_interval,
+            prune_grace: self.prune_grace,
+            redial_initial: self.redial_initial,
+            redial_max: self.redial_max,
+            ..pheromone_core::connmgr::Config::default()
+        }
     }
 }

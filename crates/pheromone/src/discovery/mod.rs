@@ -1,46 +1,33 @@
-//! Discovery: the Kademlia DHT ([`pheromone_core::kad::Kademlia`]) run over an endpoint's
-//! connections, and the connection manager that keeps a node among a healthy set of peers.
+//! Discovery: Kademlia and the connection manager (the core's
+//! [`Discovery`](pheromone_core::discovery::Discovery) overlay) run by the generic
+//! [overlay driver](crate::overlay) over the swarm, and the handle a program asks for
+//! lookups.
 //!
-//! One driver task owns the state machine and feeds it `(now, input)`: connection events
-//! (the dialled address of an outbound connection, identify's listen addresses of an
-//! inbound one — a relayed circuit vouches for none), whole request frames from inbound
-//! kad streams, response frames or failures of its own requests, commands from
-//! [`Discovery`] handles, and its timer. Each outbound request runs on a task of its own:
-//! reuse a connection or dial the given addresses (at most
-//! [`DiscoveryConfig::max_parallel_dials`] dials at once), open a stream under the kad
-//! protocol id, write, read one framed response. The same task keeps the connection count
-//! between the watermarks and redials bootstrap and static peers with backoff (the rules
-//! are in `manager.rs`).
-//!
-//! The wire, the table rules and the lookup algorithm live in the core and are described
-//! in `docs/protocols/kad.md`; this module only moves bytes, timers and connections.
-//!
-//! # Layout
-//!
-//! - `config.rs`: [`DiscoveryConfig`].
-//! - `connector.rs`: how the service dials and learns listen addresses (alone on an
-//!   endpoint, or through a node).
-//! - `io.rs`: inbound and outbound kad streams.
-//! - `task.rs`: the driver task.
-//! - `manager.rs`: the connection manager's decisions.
+//! Every direct connection to a peer that speaks the kad protocol makes it a neighbour
+//! (and a table entry); requests go to any peer on streams of their own, dialled through
+//! the swarm; the manager's dials and prunes go through the swarm too (contacts and peers
+//! in use are never pruned). Addresses a lookup finds are recorded in the swarm's peer
+//! book. The wire, the table rules, the lookup algorithm and the manager's rules live in
+//! the core (`docs/protocols/kad.md`); this module only waits for lookups' results.
 
 mod config;
-pub(crate) mod connector;
-mod io;
-mod manager;
-mod task;
 
 pub use config::DiscoveryConfig;
 pub use pheromone_core::kad::{Metrics as KadMetrics, QueryOutcome};
 
-use crate::endpoint::Endpoint;
+use crate::overlay::{DriverConfig, OverlayDriver, OverlayHandle, Service};
+use crate::swarm::Swarm;
 use pheromone_core::addr::Multiaddr;
+use pheromone_core::connmgr::ConnectionManager;
+use pheromone_core::discovery::{Discovery as DiscoveryOverlay, Event};
 use pheromone_core::identity::PeerId;
-use pheromone_core::kad::KadError;
+use pheromone_core::kad::{Entry, KadError, Kademlia, QueryId, QueryKind, QueryResult};
+use pheromone_core::overlay::Overlay;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Why a discovery call failed.
 #[derive(Debug, Clone, Error)]
@@ -69,7 +56,7 @@ pub enum DiscoveryError {
     /// our own ID).
     #[error("unusable address: {0}")]
     BadAddress(KadError),
-    /// The discovery task has stopped (the node or endpoint is closing).
+    /// The discovery service has stopped (the node is closing).
     #[error("the discovery service has stopped")]
     Stopped,
 }
@@ -184,36 +171,98 @@ pub struct DiscoveryMetrics {
     pub inbound_rejected: u64,
 }
 
-/// Commands from handles to the driver.
-pub(crate) enum Command {
-    Bootstrap {
-        reply: oneshot::Sender<Result<Bootstrapped, DiscoveryError>>,
-    },
-    FindPeer {
-        peer: PeerId,
-        reply: oneshot::Sender<Result<FoundPeer, DiscoveryError>>,
-    },
-    AddAddress {
-        peer: PeerId,
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<(), DiscoveryError>>,
-    },
-    RemovePeer {
-        peer: PeerId,
-    },
-    Table {
-        reply: oneshot::Sender<TableSnapshot>,
-    },
-    Metrics {
-        reply: oneshot::Sender<DiscoveryMetrics>,
-    },
+enum Waiting {
+    Bootstrap(oneshot::Sender<Result<Bootstrapped, DiscoveryError>>),
+    Find(oneshot::Sender<Result<FoundPeer, DiscoveryError>>),
+}
+
+/// Lookups waiting for their results: the discovery overlay's [`Service`].
+pub(crate) struct Lookups {
+    waiting: HashMap<QueryId, Waiting>,
+    swarm: Swarm,
+}
+
+impl Service<DiscoveryOverlay> for Lookups {
+    fn on_event(&mut self, overlay: &mut DiscoveryOverlay, _: Instant, event: Event) {
+        match event {
+            Event::Kad(pheromone_core::kad::Event::QueryFinished(result)) => {
+                self.finished(overlay.kad(), result);
+            }
+            Event::Kad(pheromone_core::kad::Event::PeerAdded { peer, bucket, .. }) => {
+                tracing::trace!(%peer, bucket, "kad peer added");
+            }
+            Event::Kad(pheromone_core::kad::Event::PeerEvicted { peer, promoted }) => {
+                tracing::trace!(%peer, ?promoted, "kad peer evicted");
+            }
+            Event::Manager(event) => tracing::trace!(?event, "connection manager"),
+        }
+    }
+}
+
+impl Lookups {
+    fn finished(&mut self, kad: &Kademlia, result: QueryResult) {
+        if let (QueryKind::FindPeer(peer), QueryOutcome::Found(addrs)) =
+            (&result.kind, &result.outcome)
+        {
+            self.swarm.found(*peer, addrs);
+        }
+        let Some(waiting) = self.waiting.remove(&result.id) else {
+            return;
+        };
+        let failed = |result: &QueryResult| match &result.outcome {
+            QueryOutcome::TimedOut => DiscoveryError::TimedOut {
+                duration: result.duration,
+            },
+            QueryOutcome::Refused => DiscoveryError::Refused,
+            _ => DiscoveryError::NotFound {
+                peer: match result.kind {
+                    QueryKind::FindPeer(p) => p,
+                    _ => kad.local_peer_id(),
+                },
+                messages: result.messages,
+            },
+        };
+        match waiting {
+            Waiting::Find(reply) => {
+                let answer = match (&result.kind, &result.outcome) {
+                    (QueryKind::FindPeer(peer), QueryOutcome::Found(addrs)) => Ok(FoundPeer {
+                        peer: *peer,
+                        addrs: addrs.clone(),
+                        hops: result.hops,
+                        messages: result.messages,
+                        failures: result.failures,
+                        duration: result.duration,
+                    }),
+                    _ => Err(failed(&result)),
+                };
+                let _ = reply.send(answer);
+            }
+            Waiting::Bootstrap(reply) => {
+                let answer = match result.outcome {
+                    QueryOutcome::Completed | QueryOutcome::TimedOut
+                        if !kad.table().is_empty() =>
+                    {
+                        Ok(Bootstrapped {
+                            closest: result.closest.clone(),
+                            table_size: kad.table().len(),
+                            messages: result.messages,
+                            failures: result.failures,
+                            duration: result.duration,
+                        })
+                    }
+                    _ => Err(failed(&result)),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
 }
 
 /// A handle on a running discovery service; cheap to clone. The service stops when the
-/// endpoint closes or every handle is dropped.
+/// swarm closes.
 #[derive(Clone)]
 pub struct Discovery {
-    commands: mpsc::Sender<Command>,
+    handle: OverlayHandle<DiscoveryOverlay, Lookups>,
     local: PeerId,
     protocol: Arc<str>,
 }
@@ -228,25 +277,37 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    /// Starts the service on a bare endpoint: installs the kad protocol handler, dials the
+    /// Starts the service on `swarm`: installs the kad protocol handler, dials the
     /// bootstrap and static peers, bootstraps, and keeps the connections between the
     /// watermarks. (A [`Node`](crate::Node) starts its own from
     /// [`NodeConfig::discovery`](crate::node::NodeConfig::discovery).)
-    pub fn spawn(endpoint: &Endpoint, config: DiscoveryConfig) -> Discovery {
-        let connector = Arc::new(connector::EndpointConnector::new(endpoint.clone()));
-        Self::spawn_with(endpoint, config, connector)
-    }
-
-    pub(crate) fn spawn_with(
-        endpoint: &Endpoint,
-        config: DiscoveryConfig,
-        connector: Arc<dyn connector::Connector>,
-    ) -> Discovery {
+    pub fn start(swarm: &Swarm, config: DiscoveryConfig) -> Discovery {
+        let now = crate::overlay::now();
+        let seed: u64 = rand::random();
+        let local = swarm.local_peer_id();
         let protocol: Arc<str> = Arc::from(config.protocol());
-        let commands = task::spawn(endpoint, config, connector, Instant::now());
+        let kad = Kademlia::new(local, config.kad.clone(), now, seed);
+        let manager = ConnectionManager::new(local, config.manager(), now, seed);
+        let mut overlay = DiscoveryOverlay::new(kad, manager, now);
+        if config.bootstrap.iter().any(|a| a.peer_id().is_some()) {
+            overlay.kad_mut().bootstrap(now);
+        }
+        let driver = DriverConfig {
+            max_parallel_dials: config.max_parallel_dials,
+            request_timeout: config.kad.request_timeout,
+            inbound_timeout: config.inbound_timeout,
+            max_requests_per_stream: config.max_requests_per_stream,
+            max_inbound_streams: config.max_inbound_streams,
+            ..DriverConfig::default()
+        };
+        let lookups = Lookups {
+            waiting: HashMap::new(),
+            swarm: swarm.clone(),
+        };
+        let handle = OverlayDriver::spawn(swarm, overlay, lookups, driver);
         Discovery {
-            commands,
-            local: endpoint.peer_id(),
+            handle,
+            local,
             protocol,
         }
     }
@@ -256,52 +317,96 @@ impl Discovery {
         &self.protocol
     }
 
-    async fn call<T>(
+    async fn lookup<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        start: impl FnOnce(&mut Kademlia, Instant) -> QueryId,
+        wait: impl FnOnce(oneshot::Sender<Result<T, DiscoveryError>>) -> Waiting,
     ) -> Result<T, DiscoveryError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
+        self.handle
+            .with(|overlay, lookups, now| {
+                let id = start(overlay.kad_mut(), now);
+                lookups.waiting.insert(id, wait(reply));
+            })
             .map_err(|_| DiscoveryError::Stopped)?;
-        answer.await.map_err(|_| DiscoveryError::Stopped)
+        answer.await.map_err(|_| DiscoveryError::Stopped)?
     }
 
     /// Looks up our own ID (filling the buckets near us and telling the peers near us we
-    /// exist), then random keys; returns when the self-lookup ends. Needs a table entry:
-    /// a bootstrap peer, or [`add_address`](Self::add_address).
+    /// exist); returns when the lookup ends. Needs a table entry: a bootstrap peer, or
+    /// [`add_address`](Self::add_address).
     pub async fn bootstrap(&self) -> Result<Bootstrapped, DiscoveryError> {
-        self.call(|reply| Command::Bootstrap { reply }).await?
+        self.lookup(|kad, now| kad.bootstrap(now), Waiting::Bootstrap)
+            .await
     }
 
     /// Resolves `peer` to addresses through the DHT (at once when our table or a
     /// connection knows it).
     pub async fn find_peer(&self, peer: PeerId) -> Result<FoundPeer, DiscoveryError> {
-        self.call(|reply| Command::FindPeer { peer, reply }).await?
+        self.lookup(|kad, now| kad.find_peer(now, peer), Waiting::Find)
+            .await
     }
 
     /// Puts a peer we vouch for straight into the table.
     pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), DiscoveryError> {
-        self.call(|reply| Command::AddAddress { peer, addr, reply })
-            .await?
+        self.handle
+            .with(|overlay, _, now| overlay.kad_mut().add_address(now, peer, addr))
+            .map_err(|_| DiscoveryError::Stopped)?
+            .map(drop)
+            .map_err(DiscoveryError::BadAddress)
     }
 
     /// Removes a peer from the table (a replacement takes its place).
     pub async fn remove_peer(&self, peer: PeerId) -> Result<(), DiscoveryError> {
-        self.commands
-            .send(Command::RemovePeer { peer })
-            .await
+        self.handle
+            .with(|overlay, _, _| {
+                overlay.kad_mut().remove_peer(&peer);
+            })
             .map_err(|_| DiscoveryError::Stopped)
     }
 
     /// The routing table now.
     pub async fn table(&self) -> Result<TableSnapshot, DiscoveryError> {
-        self.call(|reply| Command::Table { reply }).await
+        let now = crate::overlay::now();
+        Ok(self.handle.read(|overlay, lookups| {
+            let table = overlay.kad().table();
+            let entry = |e: &Entry| EntrySnapshot {
+                peer: e.peer,
+                addrs: e.addrs.clone(),
+                last_seen: now.saturating_duration_since(e.last_seen),
+                connected: lookups.swarm.current(&e.peer).is_some(),
+            };
+            let buckets = table
+                .non_empty_buckets()
+                .map(|index| BucketSnapshot {
+                    index,
+                    entries: table.bucket(index).iter().map(entry).collect(),
+                    replacements: table.replacements(index).iter().map(entry).collect(),
+                })
+                .collect();
+            TableSnapshot {
+                local: overlay.kad().local_peer_id(),
+                buckets,
+            }
+        }))
     }
 
     /// Counters.
     pub async fn metrics(&self) -> Result<DiscoveryMetrics, DiscoveryError> {
-        self.call(|reply| Command::Metrics { reply }).await
+        let driver = self.handle.driver_stats();
+        Ok(self.handle.read(|overlay, _| {
+            let manager = overlay.manager().metrics();
+            DiscoveryMetrics {
+                kad: overlay.kad().metrics(),
+                table_size: overlay.kad().table().len(),
+                connected_peers: overlay.manager().connected(),
+                running_queries: overlay.kad().running_queries(),
+                dials: manager.dials + driver.request_dials,
+                dials_failed: manager.dials_failed + driver.request_dials_failed,
+                pruned: manager.pruned,
+                redials: manager.redials,
+                inbound_rejected: driver.inbound_rejected,
+            }
+        }))
     }
 }

@@ -2,18 +2,19 @@
 //! the protocols it answers.
 //!
 //! Every connection, in either direction, gets a driver task and an inbound-stream task
-//! that negotiates each new stream against the [`Router`] and hands it to the handler.
-//! Ping and identify are always answered; perf only when enabled. The endpoint does not
-//! pool connections by peer or redial — that is the node's job (`crate::node`, later) — but
-//! it tracks every live connection so [`Endpoint::close`] can say goodbye to all of them.
+//! that negotiates each new stream against the handler table (`handlers.rs`) and hands it
+//! to the handler. Ping and identify are always answered; perf only when enabled. The
+//! endpoint does not pool connections by peer or redial — that is the
+//! [swarm](crate::swarm)'s job — but it tracks every live connection so
+//! [`Endpoint::close`] can say goodbye to all of them.
 
 mod config;
 mod error;
-mod router;
+mod handlers;
 
 pub use config::EndpointConfig;
 pub use error::{DialError, OpenStreamError};
-pub use router::{Access, StreamHandler};
+pub use handlers::{Access, StreamHandler};
 
 use crate::connection::{
     Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket, Stream,
@@ -27,7 +28,7 @@ use pheromone_core::addr::{Multiaddr, Protocol};
 use pheromone_core::identify::IdentifyInfo;
 use pheromone_core::identity::{Keypair, PeerId};
 use pheromone_core::noise::StaticKey;
-use router::Router;
+use handlers::HandlerTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -66,7 +67,7 @@ struct Inner {
     static_key: StaticKey,
     peer_id: PeerId,
     config: EndpointConfig,
-    router: Router,
+    handlers: HandlerTable,
     transport: TcpTransport,
     listen_addrs: Mutex<Vec<SocketAddr>>,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
@@ -104,7 +105,7 @@ impl Endpoint {
                 transport: TcpTransport::new(config.tcp.clone()),
                 handshake_slots: Arc::new(Semaphore::new(config.max_pending_handshakes)),
                 config,
-                router: Router::default(),
+                handlers: HandlerTable::default(),
                 listen_addrs: Mutex::new(Vec::new()),
                 connections: Mutex::new(HashMap::new()),
                 events,
@@ -186,34 +187,34 @@ impl Endpoint {
     /// Registers (or replaces) the handler for inbound streams of `protocol`.
     pub fn set_handler(&self, protocol: &str, handler: StreamHandler, access: Access) {
         self.inner
-            .router
+            .handlers
             .insert(protocol.to_owned(), handler, access);
     }
 
     /// Stops answering `protocol`; true if it was registered.
     pub fn remove_handler(&self, protocol: &str) -> bool {
-        self.inner.router.remove(protocol)
+        self.inner.handlers.remove(protocol)
     }
 
     /// Changes who may open `protocol`; false if it is not registered.
     pub fn set_access(&self, protocol: &str, access: Access) -> bool {
-        self.inner.router.set_access(protocol, access)
+        self.inner.handlers.set_access(protocol, access)
     }
 
     /// A number that changes whenever a protocol's access rule changes or a protocol is
     /// removed: a stream serving many requests re-checks [`Endpoint::allows`] only then.
     pub(crate) fn access_generation(&self) -> u64 {
-        self.inner.router.access_generation()
+        self.inner.handlers.access_generation()
     }
 
     /// Whether `peer` may use `protocol` now (what negotiation would answer).
     pub(crate) fn allows(&self, protocol: &str, peer: &PeerId) -> bool {
-        self.inner.router.allows(protocol, peer)
+        self.inner.handlers.allows(protocol, peer)
     }
 
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
-        self.inner.router.protocols()
+        self.inner.handlers.protocols()
     }
 
     /// Installs the hook run for every new connection (see `Inner::on_connection`).
@@ -521,12 +522,12 @@ impl Endpoint {
 
     async fn handle_inbound_stream(&self, conn: Connection, stream: Stream) {
         let peer = conn.remote_peer();
-        let router = &self.inner.router;
+        let handlers = &self.inner.handlers;
         let timeout = self.inner.config.stream_negotiation_timeout;
         let negotiated = crate::deadline::within(
             timeout,
-            negotiate::listener(stream, router.protocols(), |proto| {
-                router.allows(proto, &peer)
+            negotiate::listener(stream, handlers.protocols(), |proto| {
+                handlers.allows(proto, &peer)
             }),
         )
         .await;
@@ -541,7 +542,7 @@ impl Endpoint {
                 return;
             }
         };
-        match router.handler(&protocol) {
+        match handlers.handler(&protocol) {
             Some(handler) => handler(conn, stream).await,
             None => tracing::debug!(%peer, protocol, "handler removed during negotiation"),
         }

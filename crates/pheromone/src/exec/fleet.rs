@@ -128,10 +128,10 @@ impl Drop for Fleet {
 
 /// The display name of `peer` on `node`.
 fn host_name(node: &Node, peer: &PeerId) -> String {
-    node.routes()
+    node.contacts()
         .into_iter()
-        .find(|r| r.peer == *peer)
-        .map(|r| r.name)
+        .find(|c| c.peer == *peer)
+        .map(|c| c.alias)
         .or_else(|| node.peer_name(peer))
         .unwrap_or_else(|| peer.to_string())
 }

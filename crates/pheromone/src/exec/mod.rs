@@ -137,7 +137,7 @@ pub fn serve(node: &Node, config: ExecConfig) -> Result<ExecService, ExecServeEr
     let shared = Arc::new(ServerShared::new(config));
     if enabled {
         let handler_shared = shared.clone();
-        node.handle_streams(
+        node.handle_streams_with(
             PROTOCOL,
             move |peer, stream| {
                 let shared = handler_shared.clone();

@@ -237,7 +237,7 @@ pub fn expose(
         tasks: TaskTracker::new(),
     });
     let handler_shared = shared.clone();
-    node.handle_streams(
+    node.handle_streams_with(
         &protocol,
         move |peer: Peer, stream: Stream| {
             let shared = handler_shared.clone();

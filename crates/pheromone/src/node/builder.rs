@@ -4,23 +4,20 @@
 //! The builder only collects settings; `build` creates the endpoint, binds the listeners,
 //! registers the handlers and starts the node's background tasks.
 
-use super::config::{ConnectionMode, Limits, NodeConfig};
+use super::config::{Limits, NodeConfig};
 use super::handler::{RequestHandler, StreamHandler};
 use super::pending::PendingTable;
-use super::pool::Pool;
 use super::request_streams::RequestStreams;
-use super::routes::Directory;
-use super::{Access, Inner, IntoAddr, Node, NodeError};
+use super::services::{self, Services};
+use super::{Access, ConnectionMode, Inner, IntoAddr, Node, NodeError};
 use crate::endpoint::{Endpoint, EndpointConfig};
+use crate::swarm::Swarm;
 use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::Keypair;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// A handler registration waiting for the node to exist.
 type Registration = Box<dyn FnOnce(&Node) -> Result<(), NodeError> + Send>;
@@ -178,7 +175,7 @@ impl NodeBuilder {
     ) -> Self {
         let protocol = protocol.to_owned();
         self.registrations.push(Box::new(move |node: &Node| {
-            node.handle_requests(&protocol, handler, access)
+            node.handle_requests_with(&protocol, handler, access)
         }));
         self
     }
@@ -197,13 +194,13 @@ impl NodeBuilder {
     ) -> Self {
         let protocol = protocol.to_owned();
         self.registrations.push(Box::new(move |node: &Node| {
-            node.handle_streams(&protocol, handler, access)
+            node.handle_streams_with(&protocol, handler, access)
         }));
         self
     }
 
     /// Starts the node: binds every listen address, registers the handlers, starts the
-    /// background tasks. Must run inside a tokio runtime.
+    /// services. Must run inside a tokio runtime.
     pub async fn build(self) -> Result<Node, NodeError> {
         let NodeBuilder {
             keypair,
@@ -213,30 +210,29 @@ impl NodeBuilder {
         } = self;
         let keypair = keypair.unwrap_or_else(|| Keypair::generate(&mut rand::rngs::OsRng));
         let endpoint = Endpoint::new(keypair, config.endpoint_config());
-        let local = endpoint.peer_id();
+        let swarm = Swarm::new(endpoint.clone(), config.swarm_config());
         let (events, _) = broadcast::channel(super::EVENT_CAPACITY);
+        let pending_out = PendingTable::new(config.limits.max_pending_requests_per_peer);
+        let pending_in = PendingTable::new(config.limits.max_pending_requests_per_peer);
+        let streams_open = PendingTable::new(usize::MAX);
+        services::keep_in_use(&swarm, &pending_out, &pending_in, &streams_open);
+        services::forward_events(&swarm, events.clone());
         let node = Node {
             inner: Arc::new(Inner {
-                pool: Pool::new(local),
-                directory: Mutex::new(Directory::default()),
-                pending_out: PendingTable::new(config.limits.max_pending_requests_per_peer),
-                pending_in: PendingTable::new(config.limits.max_pending_requests_per_peer),
                 request_streams: RequestStreams::new(config.kept_stream_idle()),
-                streams_open: PendingTable::new(usize::MAX),
-                discovery: std::sync::OnceLock::new(),
-                identifying: Mutex::new(HashMap::new()),
-                events,
-                closed: AtomicBool::new(false),
-                cancel: CancellationToken::new(),
-                tasks: TaskTracker::new(),
-                next_dial: AtomicU64::new(1),
-                pubsub: crate::pubsub::PubSub::start(&endpoint, config.broadcast.clone()),
-                mesh: super::mesh::Mesh::start(&endpoint, &config),
+                swarm,
                 endpoint,
                 config,
+                services: std::sync::OnceLock::new(),
+                pending_out,
+                pending_in,
+                streams_open,
+                events,
+                closed: AtomicBool::new(false),
             }),
         };
-        super::lifecycle::start(&node.inner);
+        // Handlers and listeners first: discovery dials its bootstrap peers at once, and
+        // they must hear our protocols and listen addresses in identify.
         let started = registrations
             .into_iter()
             .try_for_each(|register| register(&node))
@@ -249,9 +245,8 @@ impl NodeBuilder {
             node.close().await;
             return Err(e);
         }
-        // Discovery dials its bootstrap peers at once; they must hear our listen
-        // addresses in identify, so the listeners are bound first.
-        super::kad::start(&node.inner);
+        let services = Services::start(&node.inner.swarm, &node.inner.config);
+        let _ = node.inner.services.set(services);
         Ok(node)
     }
 }

@@ -1,23 +1,13 @@
-//! Settings of a node: connection mode, timeouts, message size and limits.
+//! Settings of a node: connection mode, timeouts, message size, limits and its services.
 //!
-//! Plain data with safe defaults. The limits are written into the endpoint's settings
-//! when the node is built ([`NodeConfig::endpoint_config`]); nothing here opens sockets.
+//! Plain data with safe defaults. The limits are written into the endpoint's and the
+//! swarm's settings when the node is built ([`NodeConfig::endpoint_config`],
+//! [`NodeConfig::swarm_config`]); nothing here opens sockets.
 
 use crate::connection::ConnectionConfig;
 use crate::endpoint::EndpointConfig;
+use crate::swarm::{ConnectionMode, SwarmConfig};
 use std::time::Duration;
-
-/// How a node reaches its peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ConnectionMode {
-    /// At most one connection per peer, kept open and used by both sides, kept alive by
-    /// yamux pings, closed after the idle timeout and redialled on the next use.
-    #[default]
-    Long,
-    /// A new connection per request: dial, upgrade, send, read the reply, close. A node in
-    /// this mode also closes inbound connections once it has replied.
-    Short,
-}
 
 /// Caps that turn overload into a clear error instead of a hang or unbounded memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +70,9 @@ pub struct NodeConfig {
     /// Its connection limits, stream limit and node name are overwritten from the fields
     /// above when the node is built.
     pub endpoint: EndpointConfig,
-    /// Topic broadcast: strategy (tree by default), message and cache limits.
-    pub broadcast: pheromone_core::broadcast::Config,
+    /// Topic broadcast: strategy (tree by default), message and cache limits; `None`
+    /// turns it off.
+    pub broadcast: Option<pheromone_core::broadcast::Config>,
     /// Multi-hop routing over the node's direct links (`/pheromone/route/1.0.0`); `None`
     /// turns it off, and with it relayed dials. Off in [`ConnectionMode::Short`], whose
     /// links do not outlive a request.
@@ -119,7 +110,7 @@ impl Default for NodeConfig {
                 },
                 ..EndpointConfig::default()
             },
-            broadcast: pheromone_core::broadcast::Config::default(),
+            broadcast: Some(pheromone_core::broadcast::Config::default()),
             routing: Some(pheromone_core::route::Config::default()),
             relay: crate::relay::RelayConfig::default(),
             discovery: Some(crate::discovery::DiscoveryConfig::default()),
@@ -141,6 +132,15 @@ impl NodeConfig {
     /// How long a responder waits for the next request on a kept stream.
     pub(super) fn responder_stream_idle(&self) -> Duration {
         self.request_stream_idle.max(Duration::from_secs(15)) * 4
+    }
+
+    /// The swarm settings: mode and idle timeout.
+    pub fn swarm_config(&self) -> SwarmConfig {
+        SwarmConfig {
+            mode: self.mode,
+            idle_timeout: self.idle_timeout,
+            ..SwarmConfig::default()
+        }
     }
 
     /// The endpoint settings with this node's limits and name applied.

@@ -8,21 +8,16 @@
 //! connections race, or while one is being replaced, all complete. A request that may have
 //! been seen is never retried. Short mode dials per call and closes after the reply.
 
-use super::config::ConnectionMode;
 use super::error::DispatchError;
-use super::pool::DialFuture;
 use super::reqresp::{self, RequestError, Response};
-use super::{DispatchOptions, Inner, NodeStream, Target};
+use super::{ConnectionMode, DispatchOptions, Inner, NodeStream, Target};
 use crate::connection::{Connection, ConnectionError, Direction};
 use crate::endpoint::OpenStreamError;
 use crate::negotiate::NegotiateError;
 use bytes::Bytes;
-use futures::FutureExt;
-use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::PeerId;
 use pheromone_core::multistream::NegotiationError;
 use pheromone_core::reqresp::wire::{self, Status, WireError};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +74,7 @@ impl Inner {
     fn resolve_target(&self, target: &Target) -> Result<PeerId, DispatchError> {
         match target {
             Target::Peer(p) => Ok(*p),
-            Target::Name(name) => Ok(self.lock_directory().resolve(name)?),
+            Target::Name(name) => Ok(self.swarm.book().resolve(name)?),
         }
     }
 
@@ -98,7 +93,7 @@ impl Inner {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let conn = crate::deadline::before(deadline.at, self.connection_to(peer))
+            let conn = crate::deadline::before(deadline.at, self.swarm.connect_pooled(peer))
                 .await
                 .map_err(|_| deadline.missed(peer, protocol))??;
             let streams = &self.request_streams;
@@ -112,7 +107,9 @@ impl Inner {
             let result = reqresp::request_reusing(&conn, streams, call).await;
             match result {
                 Ok((response, stream)) => {
-                    streams.put(&conn, protocol, stream, |task| drop(self.tasks.spawn(task)));
+                    streams.put(&conn, protocol, stream, |task| {
+                        drop(self.swarm.tasks().spawn(task))
+                    });
                     return answer(peer, protocol, payload.len(), response);
                 }
                 Err(e) if attempt < ATTEMPTS && never_delivered(&e, &conn) => {
@@ -133,7 +130,7 @@ impl Inner {
         payload: &[u8],
         deadline: CallDeadline,
     ) -> Result<Option<Bytes>, DispatchError> {
-        let conn = self.dial_short(peer).await?;
+        let conn = self.swarm.connect_new(peer).await?;
         let max = self.config.max_message_size;
         let result = reqresp::request(&conn, protocol, payload, max).await;
         conn.close().await;
@@ -150,195 +147,8 @@ impl Inner {
         let peers_dial_wins = peer < self.endpoint.peer_id();
         if conn.info().direction == Direction::Outbound && peers_dial_wins {
             let wait = self.config.endpoint.handshake_timeout;
-            self.pool.wait_installed(&peer, wait).await;
+            self.swarm.wait_connected(&peer, wait).await;
         }
-    }
-
-    /// The peer's long-mode connection: the pooled one, or the result of the (shared) dial.
-    pub(super) async fn connection_to(
-        self: &Arc<Self>,
-        peer: PeerId,
-    ) -> Result<Connection, DispatchError> {
-        for _ in 0..ATTEMPTS {
-            if let Some(conn) = self.pool.current(&peer) {
-                return Ok(conn);
-            }
-            if self.is_closed() {
-                return Err(DispatchError::Closed);
-            }
-            let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
-            let dial = self.pool.dial(peer, id, || self.spawn_dial(peer, id));
-            let conn = dial.await?;
-            // The dialled connection may have lost to one the peer dialled meanwhile;
-            // whichever won is the pool's current one.
-            if let Some(current) = self.pool.current(&peer) {
-                return Ok(current);
-            }
-            if !conn.is_going_away() {
-                return Ok(conn);
-            }
-        }
-        Err(DispatchError::ConnectionLost {
-            peer,
-            protocol: String::new(),
-            reason: format!("every connection to {peer} closed as soon as it was made"),
-        })
-    }
-
-    /// Starts the one dial to `peer` on a task of its own, so a caller that gives up does
-    /// not cancel it for the others.
-    fn spawn_dial(self: &Arc<Self>, peer: PeerId, id: u64) -> DialFuture {
-        let inner = self.clone();
-        let task = self.tasks.spawn(async move {
-            let result = inner.dial(peer).await;
-            if let Ok(conn) = &result {
-                inner.adopt(conn.clone(), true);
-            }
-            inner.pool.end_dial(&peer, id);
-            result
-        });
-        async move {
-            task.await.unwrap_or_else(|e| {
-                Err(DispatchError::ConnectionLost {
-                    peer,
-                    protocol: String::new(),
-                    reason: format!("dial task failed: {e}"),
-                })
-            })
-        }
-        .boxed()
-        .shared()
-    }
-
-    /// Dials `peer` at each address we know for it until one works; failing that, at the
-    /// addresses the DHT finds; failing that, opens a relayed connection along the route
-    /// table.
-    async fn dial(&self, peer: PeerId) -> Result<Connection, DispatchError> {
-        let tried = self.lock_directory().addresses(&peer);
-        let direct = self.dial_direct(peer).await;
-        let Err(mut direct_error) = direct else {
-            return direct;
-        };
-        match self.find_in_dht(peer).await {
-            Some(Ok(found)) => {
-                let fresh: Vec<Multiaddr> = found
-                    .addrs
-                    .iter()
-                    .filter_map(|a| a.clone().without_p2p().with_p2p(peer).ok())
-                    .filter(|a| !tried.contains(a))
-                    .collect();
-                tracing::debug!(%peer, addrs = fresh.len(), hops = found.hops, "DHT found addresses");
-                match self.dial_addrs(peer, &fresh).await {
-                    Ok(conn) => return Ok(conn),
-                    Err(DispatchError::NoAddress { .. }) => {}
-                    Err(e) => direct_error = e,
-                }
-            }
-            Some(Err(e)) => tracing::debug!(%peer, error = %e, "DHT lookup found no address"),
-            None => {}
-        }
-        let Some(mesh) = &self.mesh else {
-            return Err(direct_error);
-        };
-        if !mesh.can_relay_to(&peer) {
-            return Err(direct_error);
-        }
-        match mesh.relay.connect(peer).await {
-            Ok(conn) => Ok(conn),
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "relayed dial failed");
-                Err(match direct_error {
-                    DispatchError::NoAddress { .. } => DispatchError::Relay {
-                        peer,
-                        source: std::sync::Arc::new(e),
-                    },
-                    other => other,
-                })
-            }
-        }
-    }
-
-    /// A connection to `peer` for the discovery service: the current one, the dial in
-    /// progress, or a dial of `addrs` alone (never the DHT or a relay: a lookup waits on
-    /// these dials). Registered with the pool, so a dispatch to the peer joins it.
-    pub(super) async fn connect_direct(
-        self: &Arc<Self>,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-    ) -> Result<Connection, DispatchError> {
-        if let Some(conn) = self.pool.current(&peer) {
-            return Ok(conn);
-        }
-        if self.is_closed() {
-            return Err(DispatchError::Closed);
-        }
-        if self.config.mode == ConnectionMode::Short {
-            let conn = self.dial_addrs(peer, &addrs).await?;
-            self.adopt(conn.clone(), false);
-            return Ok(conn);
-        }
-        let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
-        let dial = self.pool.dial(peer, id, || {
-            let inner = self.clone();
-            let task = self.tasks.spawn(async move {
-                let result = inner.dial_addrs(peer, &addrs).await;
-                if let Ok(conn) = &result {
-                    inner.adopt(conn.clone(), true);
-                }
-                inner.pool.end_dial(&peer, id);
-                result
-            });
-            async move {
-                task.await.unwrap_or_else(|e| {
-                    Err(DispatchError::ConnectionLost {
-                        peer,
-                        protocol: String::new(),
-                        reason: format!("dial task failed: {e}"),
-                    })
-                })
-            }
-            .boxed()
-            .shared()
-        });
-        let conn = dial.await?;
-        Ok(self.pool.current(&peer).unwrap_or(conn))
-    }
-
-    /// Dials `peer` at each address we know for it until one works.
-    async fn dial_direct(&self, peer: PeerId) -> Result<Connection, DispatchError> {
-        let addrs = self.lock_directory().addresses(&peer);
-        self.dial_addrs(peer, &addrs).await
-    }
-
-    /// Dials `peer` at each of `addrs` until one works.
-    async fn dial_addrs(
-        &self,
-        peer: PeerId,
-        addrs: &[Multiaddr],
-    ) -> Result<Connection, DispatchError> {
-        let mut last = DispatchError::NoAddress { peer };
-        for addr in addrs {
-            // Boxed: the upgrade's state is kilobytes, and every request future that may
-            // dial would otherwise carry (and move) it.
-            match Box::pin(self.endpoint.dial(addr)).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => {
-                    tracing::debug!(%peer, %addr, error = %e, "dial failed");
-                    last = DispatchError::from_dial(peer, e);
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// A connection of its own for one short-mode call.
-    async fn dial_short(&self, peer: PeerId) -> Result<Connection, DispatchError> {
-        if self.is_closed() {
-            return Err(DispatchError::Closed);
-        }
-        // Boxed: a dial (DHT lookup, relayed handshake) holds kilobytes of state, and every
-        // dispatch future — long mode's too — would otherwise carry and move it.
-        Box::pin(self.dial(peer)).await
     }
 
     /// [`Node::open_stream_with`](super::Node::open_stream_with).
@@ -357,7 +167,7 @@ impl Inner {
         let open = async {
             match mode {
                 ConnectionMode::Short => {
-                    let conn = self.dial_short(peer).await?;
+                    let conn = self.swarm.connect_new(peer).await?;
                     match self.endpoint.open_stream_confirmed(&conn, protocol).await {
                         Ok(stream) => Ok(NodeStream::new(
                             stream,
@@ -375,7 +185,7 @@ impl Inner {
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
-                        let conn = self.connection_to(peer).await?;
+                        let conn = self.swarm.connect_pooled(peer).await?;
                         match self.endpoint.open_stream_confirmed(&conn, protocol).await {
                             Ok(stream) => {
                                 let open = self.streams_open.acquire(peer);
@@ -504,6 +314,13 @@ fn answer(
             protocol: protocol(),
             message: "the responder refused a request on a new stream as if it were kept"
                 .to_owned(),
+        },
+        // A status this version does not know: the decoder refuses unknown bytes, so
+        // only a newer core could produce one.
+        _ => DispatchError::Remote {
+            peer,
+            protocol: protocol(),
+            message: text(),
         },
     })
 }

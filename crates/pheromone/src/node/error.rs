@@ -1,11 +1,12 @@
-//! Errors of the node API: building a node and managing routes ([`NodeError`]), and one
-//! request or stream to a peer ([`DispatchError`]).
+//! Errors of the node API: building a node and managing its contacts ([`NodeError`]), and
+//! one request or stream to a peer ([`DispatchError`]).
 //!
 //! Every variant names what it is about (peer, protocol, limit) so a message read in a log
 //! says what to do. Dial failures are shared between the callers waiting on one dial,
 //! hence `Arc`s and `Clone`.
 
 use crate::endpoint::DialError;
+use crate::swarm::{ConnectError, Unresolved};
 use pheromone_core::identity::PeerId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ fn list(peers: &[PeerId]) -> String {
         .join(", ")
 }
 
-/// Why building a node or changing its routes failed.
+/// Why building a node or changing its contacts failed.
 #[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum NodeError {
@@ -40,16 +41,16 @@ pub enum NodeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Dialling a route's address failed (refused, wrong peer, handshake timeout, limit).
-    #[error("cannot add route to {addr}: {source}")]
+    /// Dialling a contact's address failed (refused, wrong peer, handshake timeout, limit).
+    #[error("cannot add contact at {addr}: {source}")]
     Dial {
         /// The address dialled.
         addr: String,
         /// What went wrong.
-        source: Arc<DialError>,
+        source: Arc<ConnectError>,
     },
     /// The peer was reached but did not answer identify, so its name is unknown.
-    #[error("route to {peer}: identify failed: {reason}")]
+    #[error("contact {peer}: identify failed: {reason}")]
     Identify {
         /// The peer.
         peer: PeerId,
@@ -67,12 +68,12 @@ pub enum NodeError {
     },
     /// The address is our own.
     #[error("{addr} is this node itself")]
-    SelfRoute {
+    SelfContact {
         /// The address given.
         addr: String,
     },
-    /// No route and no known peer has this name.
-    #[error("no route or known peer is named {name:?}")]
+    /// No contact and no known peer has this name.
+    #[error("no contact or known peer is named {name:?}")]
     UnknownName {
         /// The name asked for.
         name: String,
@@ -85,9 +86,9 @@ pub enum NodeError {
         /// Every peer that has it, sorted.
         candidates: Vec<PeerId>,
     },
-    /// There is no route to this peer.
-    #[error("no route to {peer}")]
-    NoRoute {
+    /// This peer is not a contact.
+    #[error("{peer} is not a contact")]
+    NoContact {
         /// The peer.
         peer: PeerId,
     },
@@ -107,8 +108,8 @@ pub enum DispatchError {
     /// The node is closed. Not handled.
     #[error("the node is closed")]
     Closed,
-    /// No route and no known peer has this name. Not handled.
-    #[error("no route or known peer is named {name:?}")]
+    /// No contact and no known peer has this name. Not handled.
+    #[error("no contact or known peer is named {name:?}")]
     UnknownName {
         /// The name asked for.
         name: String,
@@ -121,8 +122,8 @@ pub enum DispatchError {
         /// Every peer that has it, sorted.
         candidates: Vec<PeerId>,
     },
-    /// No connection to the peer and no address to dial it at (add a route). Not handled.
-    #[error("no connection to {peer} and no address to dial; add a route")]
+    /// No connection to the peer and no address to dial it at (add a contact). Not handled.
+    #[error("no connection to {peer} and no address to dial; add a contact")]
     NoAddress {
         /// The peer.
         peer: PeerId,
@@ -134,7 +135,7 @@ pub enum DispatchError {
         /// The peer.
         peer: PeerId,
         /// Why the relayed dial failed.
-        source: Arc<crate::relay::RelayError>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// Dialling the peer failed. Not handled.
     #[error("cannot reach {peer}: {source}")]
@@ -311,26 +312,6 @@ impl DispatchError {
             | Protocol { peer, .. } => Some(*peer),
         }
     }
-
-    /// Turns a dial failure into the matching dispatch error.
-    pub(super) fn from_dial(peer: PeerId, error: DialError) -> Self {
-        match error {
-            DialError::ConnectionLimit { limit } => DispatchError::ConnectionLimit { peer, limit },
-            other => DispatchError::Dial {
-                peer,
-                source: Arc::new(other),
-            },
-        }
-    }
-}
-
-/// A name that resolves to no peer or to several (shared by both error types).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unresolved {
-    /// Nobody has the name.
-    Unknown(String),
-    /// Several peers have it; sorted.
-    Ambiguous(String, Vec<PeerId>),
 }
 
 impl From<Unresolved> for NodeError {
@@ -351,6 +332,25 @@ impl From<Unresolved> for DispatchError {
             Unresolved::Ambiguous(name, candidates) => {
                 DispatchError::AmbiguousName { name, candidates }
             }
+        }
+    }
+}
+
+impl From<ConnectError> for DispatchError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Closed => DispatchError::Closed,
+            ConnectError::NoAddress { peer } => DispatchError::NoAddress { peer },
+            ConnectError::Dial { peer, source } => DispatchError::Dial { peer, source },
+            ConnectError::ConnectionLimit { peer, limit } => {
+                DispatchError::ConnectionLimit { peer, limit }
+            }
+            ConnectError::Unreachable { peer, source } => DispatchError::Relay { peer, source },
+            ConnectError::ConnectionLost { peer, reason } => DispatchError::ConnectionLost {
+                peer,
+                protocol: String::new(),
+                reason,
+            },
         }
     }
 }

@@ -1,73 +1,72 @@
-//! The node: what a program using pheromone touches. Protocol handlers by name, routes to
-//! peers by name or peer ID, requests with replies, raw streams, over long or short
-//! connections.
+//! The node: what a program using pheromone touches. Protocol handlers by name, contacts
+//! by alias or peer ID, requests with replies, raw streams, over long or short
+//! connections, and the node's services.
 //!
-//! A [`Node`] is built with a [`NodeBuilder`] on top of an [`Endpoint`] (which owns the
-//! sockets, the upgrade and per-stream negotiation). The node adds:
+//! A [`Node`] is built with a [`NodeBuilder`] on top of a [`Swarm`] (which owns the
+//! connections: pooling, dials, identify, the peer book) and its [`Endpoint`] (sockets,
+//! upgrades, per-stream negotiation). The node adds:
 //!
 //! - **handlers**: [`RequestHandler`]s (`handle(peer, bytes) -> optional reply`) and
 //!   [`StreamHandler`]s, each registered under a protocol name, open to every peer or to an
 //!   allow-list ([`Access`]) checked during negotiation, so a refused peer never reaches
-//!   the handler. Unknown protocols are refused in negotiation too.
-//! - **routes**: [`Node::add_route`] dials an address, authenticates the peer and learns
-//!   the name it announces in identify. Names are aliases (several peers may share one);
-//!   the key is always the [`PeerId`].
+//!   the handler. Unknown protocols are refused in negotiation too. The builder and the
+//!   node register them the same way: `handle_requests(protocol, handler)` for everyone,
+//!   `handle_requests_with(protocol, handler, access)` otherwise.
+//! - **contacts**: [`Node::add_contact`] dials an address, authenticates the peer, learns
+//!   the name it announces and records the operator's alias for it in the address book.
+//!   Aliases are trusted; announced names are not (several peers may share one, anyone
+//!   may claim any). The key is always the [`PeerId`].
 //! - **requests**: [`Node::dispatch`] sends bytes on a new stream of the peer's connection
 //!   and returns the reply (wire format in `docs/protocols/reqresp.md`), within a deadline
-//!   and a maximum message size; [`Node::dispatch_all`] asks every route at once.
-//! - **connections**: in [`ConnectionMode::Long`] one connection per peer, used by both
-//!   sides, kept alive, closed when idle and redialled on the next use; when both peers
-//!   dial each other at once they settle on the connection dialled by the smaller peer ID
-//!   and drain the other. In [`ConnectionMode::Short`] every request gets its own
-//!   connection, closed after the reply.
+//!   and a maximum message size; [`Node::dispatch_all`] asks every contact at once.
+//! - **services**: broadcast, routing with relaying, and discovery start from the
+//!   builder's configuration and are reached with [`Node::pubsub`], [`Node::routing`],
+//!   [`Node::relay`] and [`Node::discovery`] (each `None` when turned off). Resources made
+//!   at run time — exec service, exposed services, forwarded ports — come from methods on
+//!   the node that return their handle ([`Node::serve_exec`], [`Node::expose`],
+//!   [`Node::forward`]).
 //!
-//! This module does no framing of its own beyond [`wire`] and never blocks a thread: every
-//! lock is a std mutex released before any await.
+//! This module does no framing of its own and never blocks a thread: every lock is a std
+//! mutex released before any await.
 //!
 //! See [`Node`] for an example: two nodes, one handler, one dispatch.
 
+mod apps;
 mod builder;
 mod config;
+mod contacts;
 mod dispatch;
 mod error;
 mod handler;
-mod kad;
-mod lifecycle;
-mod mesh;
 mod pending;
-mod pool;
 mod reqresp;
 mod request_streams;
-mod routes;
 mod server;
+mod services;
 mod stream;
 mod topics;
 
 pub use crate::endpoint::Access;
+pub use crate::swarm::{ConnectionMode, Contact};
 pub use builder::NodeBuilder;
-pub use config::{ConnectionMode, Limits, NodeConfig};
+pub use config::{Limits, NodeConfig};
 pub use error::{DispatchError, NodeError};
 pub use handler::{HandlerError, HandlerResult, Peer, RequestHandler, StreamHandler};
-pub use routes::RouteInfo;
 pub use stream::NodeStream;
 
 use crate::connection::{ConnectionId, Direction};
 use crate::endpoint::Endpoint;
+use crate::swarm::{Swarm, SwarmEvent};
 use bytes::Bytes;
-use futures::future::{BoxFuture, Shared};
 use pending::PendingTable;
 use pheromone_core::addr::{parse_dial_address, Multiaddr};
 use pheromone_core::identity::PeerId;
-use pool::Pool;
-use routes::{Directory, RouteChange};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Capacity of the event channel; a subscriber that falls further behind is told so by
 /// `RecvError::Lagged` and misses events.
@@ -197,7 +196,7 @@ impl DispatchOptions {
     }
 }
 
-/// Something that happened to the node's peers or routes.
+/// Something that happened to the node's peers or contacts.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum NodeEvent {
@@ -215,7 +214,7 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// Identify told us a peer's name (first time, or it changed).
+    /// Identify told us a peer's announced name (first time, or it changed).
     PeerIdentified {
         /// The peer.
         peer: PeerId,
@@ -232,12 +231,35 @@ pub enum NodeEvent {
         /// The connection closing.
         closed: ConnectionId,
     },
-    /// A route was added.
-    RouteAdded(RouteInfo),
-    /// A route's alias or address changed.
-    RouteUpdated(RouteInfo),
-    /// A route was removed.
-    RouteRemoved(RouteInfo),
+    /// A contact was added to the address book.
+    ContactAdded(Contact),
+    /// A contact's alias or address changed.
+    ContactUpdated(Contact),
+    /// A contact was removed.
+    ContactRemoved(Contact),
+}
+
+impl NodeEvent {
+    /// The node event a swarm event is, if any.
+    fn from_swarm(event: SwarmEvent) -> Option<Self> {
+        Some(match event {
+            SwarmEvent::PeerConnected {
+                peer,
+                addr,
+                direction,
+            } => NodeEvent::PeerConnected {
+                peer,
+                addr,
+                direction,
+            },
+            SwarmEvent::PeerDisconnected { peer } => NodeEvent::PeerDisconnected { peer },
+            SwarmEvent::PeerIdentified { peer, name } => NodeEvent::PeerIdentified { peer, name },
+            SwarmEvent::ConnectionReplaced { peer, kept, closed } => {
+                NodeEvent::ConnectionReplaced { peer, kept, closed }
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// Counts of what the node holds, for metrics and leak checks.
@@ -266,8 +288,8 @@ pub struct NodeStats {
     pub identifying: usize,
     /// Peers learned from identify.
     pub known_peers: usize,
-    /// Routes.
-    pub routes: usize,
+    /// Contacts in the address book.
+    pub contacts: usize,
 }
 
 /// A running node: a cloneable handle. Build one with [`Node::builder`].
@@ -293,7 +315,7 @@ pub struct NodeStats {
 ///     .await?;
 /// let luda = Node::builder().name("luda").build().await?;
 ///
-/// luda.add_route("yoghurt", &yoghurt.listen_addrs()[0]).await?;
+/// luda.add_contact("yoghurt", &yoghurt.listen_addrs()[0]).await?;
 /// let reply = luda.dispatch("yoghurt", "/echo/1.0.0", "hello").await?;
 /// assert_eq!(reply, "hello");
 ///
@@ -307,38 +329,22 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
-/// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
-/// foldhash, seeded per process, instead of SipHash.
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// The node's state, shared by handles, handlers and tasks.
 pub(crate) struct Inner {
+    swarm: Swarm,
     endpoint: Endpoint,
-    /// Topic broadcast over the node's connections.
-    pubsub: crate::pubsub::PubSub,
-    /// Multi-hop routing and relayed connections (absent with routing off).
-    mesh: Option<mesh::Mesh>,
     config: NodeConfig,
-    pool: Pool,
-    /// Routes and learned names; a std mutex, never held across an await.
-    directory: Mutex<Directory>,
+    /// Set once, right after the handlers and listeners (see the builder).
+    services: std::sync::OnceLock<services::Services>,
     pending_out: Arc<PendingTable>,
     pending_in: Arc<PendingTable>,
     /// Long-mode request streams kept open for the next request.
     request_streams: Arc<request_streams::RequestStreams>,
-    /// Raw streams open per peer (ours and handlers'), so the connection manager spares
-    /// their connections.
+    /// Raw streams open per peer (ours and handlers'), so pruning spares their
+    /// connections.
     streams_open: Arc<PendingTable>,
-    /// The DHT and connection manager (absent with discovery off); set once, right after
-    /// the node is built, because its connector needs a handle on the node.
-    discovery: std::sync::OnceLock<crate::discovery::Discovery>,
-    /// Identify exchanges in progress by connection, so a handler can wait for the name.
-    identifying: Mutex<HashMap<ConnectionId, Shared<BoxFuture<'static, ()>>>>,
     events: broadcast::Sender<NodeEvent>,
     closed: AtomicBool,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
-    next_dial: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -372,26 +378,36 @@ impl Node {
         &self.inner.config
     }
 
-    /// The endpoint underneath (connections, ping, identify).
+    /// The swarm underneath (connections, dials, identify, the peer book).
+    pub fn swarm(&self) -> &Swarm {
+        &self.inner.swarm
+    }
+
+    /// The endpoint underneath (sockets, handlers, ping, identify).
     pub fn endpoint(&self) -> &Endpoint {
         &self.inner.endpoint
     }
 
+    /// The broadcast service (topics, publish, subscribe); `None` with broadcast off.
+    pub fn pubsub(&self) -> Option<&crate::pubsub::PubSub> {
+        self.inner.services.get()?.pubsub.as_ref()
+    }
+
     /// The routing service (route table, next hops, traces); `None` with routing off.
     pub fn routing(&self) -> Option<&crate::routing::Routing> {
-        self.inner.mesh.as_ref().map(|m| &m.routing)
+        self.inner.services.get()?.mesh.as_ref().map(|m| &m.routing)
     }
 
     /// The relay service (circuits through this node, relayed dials); `None` with
     /// routing off.
     pub fn relay(&self) -> Option<&crate::relay::Relay> {
-        self.inner.mesh.as_ref().map(|m| &m.relay)
+        self.inner.services.get()?.mesh.as_ref().map(|m| &m.relay)
     }
 
     /// The discovery service (Kademlia DHT, connection manager); `None` with discovery
     /// off.
     pub fn discovery(&self) -> Option<&crate::discovery::Discovery> {
-        self.inner.discovery.get()
+        self.inner.services.get()?.discovery.as_ref()
     }
 
     /// Starts listening on one more address; the bound address with our `/p2p/` suffix.
@@ -411,8 +427,18 @@ impl Node {
         self.inner.endpoint.listen_addrs()
     }
 
-    /// Registers (or replaces) the request handler of `protocol`.
+    /// Registers (or replaces) the request handler of `protocol`, open to every peer.
     pub fn handle_requests<H: RequestHandler>(
+        &self,
+        protocol: &str,
+        handler: H,
+    ) -> Result<(), NodeError> {
+        self.handle_requests_with(protocol, handler, Access::Open)
+    }
+
+    /// Registers (or replaces) the request handler of `protocol`, for the peers `access`
+    /// lets in.
+    pub fn handle_requests_with<H: RequestHandler>(
         &self,
         protocol: &str,
         handler: H,
@@ -430,8 +456,18 @@ impl Node {
         Ok(())
     }
 
-    /// Registers (or replaces) the stream handler of `protocol`.
+    /// Registers (or replaces) the stream handler of `protocol`, open to every peer.
     pub fn handle_streams<H: StreamHandler>(
+        &self,
+        protocol: &str,
+        handler: H,
+    ) -> Result<(), NodeError> {
+        self.handle_streams_with(protocol, handler, Access::Open)
+    }
+
+    /// Registers (or replaces) the stream handler of `protocol`, for the peers `access`
+    /// lets in.
+    pub fn handle_streams_with<H: StreamHandler>(
         &self,
         protocol: &str,
         handler: H,
@@ -463,52 +499,51 @@ impl Node {
     }
 
     /// Dials `addr`, authenticates the peer (against the address's `/p2p/` suffix, if it
-    /// has one), asks its name, and records the route under `name`. In long mode the
-    /// connection stays open; in short mode it is closed again. Adding a route to a peer
-    /// that has one replaces its alias and address.
-    pub async fn add_route(
+    /// has one), asks its name, and records it in the address book under `alias`. In long
+    /// mode the connection stays open; in short mode it is closed again. Adding a peer
+    /// that is a contact replaces its alias and address.
+    pub async fn add_contact(
         &self,
-        name: impl Into<String>,
+        alias: impl Into<String>,
         addr: impl IntoAddr,
-    ) -> Result<RouteInfo, NodeError> {
+    ) -> Result<Contact, NodeError> {
         let addr = addr.into_addr()?;
-        self.inner.add_route(name.into(), addr).await
+        self.inner.add_contact(alias.into(), addr).await
     }
 
-    /// Removes the route to a peer (by ID, or a name that names one peer). Its connection
-    /// is left to the idle timeout; use [`Node::disconnect`] to close it now.
-    pub fn remove_route(&self, target: impl Into<Target>) -> Result<RouteInfo, NodeError> {
+    /// Removes a contact (by peer ID, or a name that names one peer). Its connection is
+    /// left to the idle timeout; use [`Node::disconnect`] to close it now.
+    pub fn remove_contact(&self, target: impl Into<Target>) -> Result<Contact, NodeError> {
         let peer = self.inner.resolve(&target.into())?;
         let removed = self
             .inner
-            .lock_directory()
-            .remove_route(&peer)
-            .ok_or(NodeError::NoRoute { peer })?;
-        self.inner.emit(NodeEvent::RouteRemoved(removed.clone()));
+            .swarm
+            .book()
+            .remove_contact(&peer)
+            .ok_or(NodeError::NoContact { peer })?;
+        self.inner.emit(NodeEvent::ContactRemoved(removed.clone()));
         Ok(removed)
     }
 
-    /// Every route, sorted by alias.
-    pub fn routes(&self) -> Vec<RouteInfo> {
-        self.inner.lock_directory().routes()
+    /// Every contact, sorted by alias.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.inner.swarm.book().contacts()
     }
 
-    /// The peer a target names: the peer itself, or the one peer with that name.
+    /// The peer a target names: the peer itself, or the one peer with that name (a
+    /// contact's alias or an announced name).
     pub fn resolve(&self, target: impl Into<Target>) -> Result<PeerId, NodeError> {
         self.inner.resolve(&target.into())
     }
 
     /// The name `peer` announced, if known.
     pub fn peer_name(&self, peer: &PeerId) -> Option<String> {
-        self.inner
-            .lock_directory()
-            .name(peer)
-            .map(|n| n.to_string())
+        self.inner.swarm.announced_name(peer)
     }
 
     /// Whether `peer` has a usable long-mode connection.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
-        self.inner.pool.is_connected(peer)
+        self.inner.swarm.is_connected(peer)
     }
 
     /// Sends `request` to the target's `protocol` handler and returns its reply (empty if
@@ -519,35 +554,33 @@ impl Node {
         protocol: &str,
         request: impl Into<Bytes>,
     ) -> Result<Bytes, DispatchError> {
-        let options = DispatchOptions::default();
-        let reply = self
-            .inner
-            .dispatch(&target.into(), protocol, request.into(), &options)
-            .await?;
-        Ok(reply.unwrap_or_default())
+        self.dispatch_with(target, protocol, request, &DispatchOptions::default())
+            .await
     }
 
-    /// Like [`Node::dispatch`] with per-call settings; `None` when the handler had no reply.
+    /// Like [`Node::dispatch`] with per-call settings.
     pub async fn dispatch_with(
         &self,
         target: impl Into<Target>,
         protocol: &str,
         request: impl Into<Bytes>,
         options: &DispatchOptions,
-    ) -> Result<Option<Bytes>, DispatchError> {
-        self.inner
+    ) -> Result<Bytes, DispatchError> {
+        let reply = self
+            .inner
             .dispatch(&target.into(), protocol, request.into(), options)
-            .await
+            .await?;
+        Ok(reply.unwrap_or_default())
     }
 
-    /// Sends `request` to every route at once; each peer's reply or error.
+    /// Sends `request` to every contact at once; each peer's reply or error.
     pub async fn dispatch_all(
         &self,
         protocol: &str,
         request: impl Into<Bytes>,
     ) -> HashMap<PeerId, Result<Bytes, DispatchError>> {
         let request = request.into();
-        let peers = self.inner.lock_directory().route_peers();
+        let peers = self.inner.swarm.book().contact_peers();
         let options = DispatchOptions::default();
         let calls = peers.into_iter().map(|peer| {
             let request = request.clone();
@@ -590,11 +623,10 @@ impl Node {
     /// Closes every connection to `peer` gracefully (streams in flight finish first) and
     /// waits for them to close. The next request redials.
     pub async fn disconnect(&self, peer: &PeerId) {
-        let conns = self.inner.pool.connections_to(peer);
-        futures::future::join_all(conns.iter().map(|c| c.close())).await;
+        self.inner.swarm.disconnect(peer).await;
     }
 
-    /// Subscribes to peer and route events.
+    /// Subscribes to peer and contact events.
     pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
     }
@@ -605,15 +637,12 @@ impl Node {
     }
 
     /// Stops listening, closes every connection gracefully (requests in flight finish or
-    /// fail within the close grace) and waits for the node's tasks. Later calls fail with
-    /// [`DispatchError::Closed`].
+    /// fail within the close grace) and waits for every task of the node and its services.
+    /// Later calls fail with [`DispatchError::Closed`].
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.cancel.cancel();
         self.inner.request_streams.close_all().await;
-        self.inner.endpoint.close().await;
-        self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        self.inner.swarm.close().await;
     }
 }
 
@@ -623,67 +652,31 @@ impl Inner {
     }
 
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    fn lock_directory(&self) -> std::sync::MutexGuard<'_, Directory> {
-        self.directory.lock().unwrap_or_else(|e| e.into_inner())
+        self.closed.load(Ordering::SeqCst) || self.swarm.is_closed()
     }
 
     fn resolve(&self, target: &Target) -> Result<PeerId, NodeError> {
         match target {
             Target::Peer(p) => Ok(*p),
-            Target::Name(name) => Ok(self.lock_directory().resolve(name)?),
+            Target::Name(name) => Ok(self.swarm.book().resolve(name)?),
         }
     }
 
     fn stats(&self) -> NodeStats {
-        let pool = self.pool.sizes();
-        let (known_peers, routes) = {
-            let d = self.lock_directory();
-            (d.num_known(), d.num_routes())
-        };
+        let swarm = self.swarm.stats();
         NodeStats {
-            connections: pool.connections,
-            connected_peers: pool.connected_peers,
-            pool_entries: pool.peers,
-            dials: pool.dials,
-            streams: pool.streams,
+            connections: swarm.connections,
+            connected_peers: swarm.connected_peers,
+            pool_entries: swarm.pool_entries,
+            dials: swarm.dials,
+            streams: swarm.streams,
             pending_outbound: self.pending_out.total(),
             pending_outbound_peers: self.pending_out.peers(),
             pending_inbound: self.pending_in.total(),
             pending_inbound_peers: self.pending_in.peers(),
-            identifying: self
-                .identifying
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len(),
-            known_peers,
-            routes,
-        }
-    }
-
-    /// Records a route after its peer was reached and identified.
-    fn record_route(&self, peer: PeerId, name: String, addr: Multiaddr) -> RouteInfo {
-        let (change, info) = self.lock_directory().add_route(peer, name, addr);
-        match change {
-            RouteChange::Added => self.emit(NodeEvent::RouteAdded(info.clone())),
-            RouteChange::Updated => self.emit(NodeEvent::RouteUpdated(info.clone())),
-            RouteChange::Unchanged => {}
-        }
-        info
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The last handle is gone without `close`: stop the endpoint's tasks and sockets.
-        self.cancel.cancel();
-        if !self.endpoint.is_closing() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let endpoint = self.endpoint.clone();
-                runtime.spawn(async move { endpoint.close().await });
-            }
+            identifying: swarm.identifying,
+            known_peers: swarm.known_peers,
+            contacts: swarm.contacts,
         }
     }
 }

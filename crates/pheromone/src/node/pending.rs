@@ -7,7 +7,7 @@
 //! it stays proportional to the peers with requests in flight. A std mutex: nothing awaits
 //! while it is held.
 
-use super::FastMap;
+use crate::FastMap;
 use pheromone_core::identity::PeerId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@
 //! with its own FIN), which keeps "the responder dropped the stream while we were sending"
 //! out of normal operation. Nothing here reads or writes requests.
 
-use super::FastMap;
+use crate::FastMap;
 use crate::connection::{Connection, ConnectionId, Reuse, Stream};
 use crate::deadline::ReusableTimer;
 use std::sync::{Arc, Mutex, MutexGuard};

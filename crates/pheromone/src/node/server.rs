@@ -6,7 +6,7 @@
 //! already happened in negotiation; nothing here sees a refused peer. In short mode the
 //! connection is closed once the answer is out.
 
-use super::config::ConnectionMode;
+use super::ConnectionMode;
 use super::handler::{ErasedRequestHandler, ErasedStreamHandler, Peer};
 use super::pending::PeerCounter;
 use super::reqresp::{self, ReadError};
@@ -101,17 +101,12 @@ impl Inner {
     /// The peer on `conn`, with its name if known or about to be.
     async fn peer_for(&self, conn: &Connection) -> Peer {
         let info = conn.info();
-        let mut name = self.lock_directory().name(&info.remote_peer);
+        let mut name = self.swarm.book().name(&info.remote_peer);
         if name.is_none() {
-            let pending = self
-                .identifying
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&info.id)
-                .cloned();
-            if let Some(exchange) = pending {
-                let _ = tokio::time::timeout(NAME_WAIT, exchange).await;
-                name = self.lock_directory().name(&info.remote_peer);
+            if let Ok(Some(record)) =
+                tokio::time::timeout(NAME_WAIT, self.swarm.identified(conn)).await
+            {
+                name = record.name.clone();
             }
         }
         Peer {
@@ -273,7 +268,7 @@ impl Inner {
     fn finished_with(&self, conn: &Connection) {
         if self.config.mode == ConnectionMode::Short {
             let conn = conn.clone();
-            self.tasks.spawn(async move { conn.close().await });
+            self.swarm.tasks().spawn(async move { conn.close().await });
         }
     }
 

@@ -11,12 +11,12 @@ impl Node {
     /// sequence number, bytes), each delivered once and in per-origin order. Neighbours
     /// learn of the interest, so messages flow toward this node through relays.
     pub async fn subscribe(&self, topic: &str) -> Result<Subscription, PubSubError> {
-        self.inner.pubsub.subscribe(topic).await
+        self.pubsub().ok_or(PubSubError::Disabled)?.subscribe(topic).await
     }
 
     /// Drops this node's subscriptions to `topic`.
     pub async fn unsubscribe(&self, topic: &str) -> Result<(), PubSubError> {
-        self.inner.pubsub.unsubscribe(topic).await
+        self.pubsub().ok_or(PubSubError::Disabled)?.unsubscribe(topic).await
     }
 
     /// Publishes `data` on `topic`, signed by this node; every subscribed node in the mesh
@@ -26,11 +26,11 @@ impl Node {
         topic: &str,
         data: impl Into<Bytes>,
     ) -> Result<MessageId, PubSubError> {
-        self.inner.pubsub.broadcast(topic, data).await
+        self.pubsub().ok_or(PubSubError::Disabled)?.broadcast(topic, data).await
     }
 
     /// Broadcast counters: delivered, duplicates, drops by reason, control bytes.
     pub async fn broadcast_metrics(&self) -> Result<Metrics, PubSubError> {
-        self.inner.pubsub.metrics().await
+        self.pubsub().ok_or(PubSubError::Disabled)?.metrics().await
     }
 }

@@ -1,24 +1,25 @@
-//! Topic pub/sub over an endpoint's connections: the IO half of
-//! [`pheromone_core::broadcast`].
+//! Topic pub/sub over the swarm's connections: the broadcast overlay
+//! ([`pheromone_core::broadcast::Broadcast`]) run by the generic [overlay
+//! driver](crate::overlay), and the subscriptions it delivers to.
 //!
-//! One task owns the [`Broadcast`](pheromone_core::broadcast::Broadcast) state machine and
-//! feeds it `(now, input)`: connections coming and going (every connected peer is a
-//! neighbour), frames from neighbours, local commands and its timer. Frames travel on one
-//! long-lived `/pheromone/broadcast/1.0.0` stream per neighbour and direction, each frame
-//! behind a varint length. The storm rules, signatures and the tree live in the core; this
-//! module only moves bytes and hands messages to subscribers.
+//! Every peer with a connection that speaks `/pheromone/broadcast/1.0.0` (relayed circuits
+//! included) is a neighbour; frames travel on one long-lived stream per neighbour and
+//! direction. The storm rules, signatures, the tree and per-origin ordering live in the
+//! core; this module only hands delivered messages to subscribers.
 
-mod task;
-
+use crate::overlay::{DriverConfig, OverlayDriver, OverlayHandle, Service, StreamUse};
+use crate::swarm::Swarm;
 use bytes::Bytes;
-use pheromone_core::broadcast::{Config, Message, MessageId, PublishError, Topic, TopicError};
+use pheromone_core::broadcast::{
+    Broadcast, Config, Event, Message, MessageId, PublishError, Topic, TopicError,
+};
+use std::collections::HashMap;
+use std::time::Instant;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-pub use pheromone_core::broadcast::{Metrics, Strategy};
+pub use pheromone_core::broadcast::{Metrics, Strategy, PROTOCOL};
 
-/// The protocol the broadcast frames travel on.
-pub const PROTOCOL: &str = "/pheromone/broadcast/1.0.0";
 /// Messages a subscription buffers before newer ones are dropped (and counted).
 pub const SUBSCRIPTION_CAPACITY: usize = 1024;
 
@@ -32,7 +33,12 @@ pub enum PubSubError {
     /// The message could not be published (too large, …).
     #[error(transparent)]
     Publish(#[from] PublishError),
-    /// The pub/sub task has stopped (the endpoint closed).
+    /// Broadcast is turned off on this node ([`NodeConfig::broadcast`] is `None`).
+    ///
+    /// [`NodeConfig::broadcast`]: crate::node::NodeConfig::broadcast
+    #[error("broadcast is turned off on this node")]
+    Disabled,
+    /// The pub/sub service has stopped (the node is closing).
     #[error("pub/sub has stopped: the node is shutting down")]
     Stopped,
 }
@@ -56,71 +62,91 @@ impl Subscription {
     }
 }
 
-/// Commands from handles to the task.
-pub(crate) enum Command {
-    Subscribe {
-        topic: Topic,
-        reply: oneshot::Sender<mpsc::Receiver<Message>>,
-    },
-    Unsubscribe {
-        topic: Topic,
-    },
-    Publish {
-        topic: Topic,
-        data: Bytes,
-        reply: oneshot::Sender<Result<MessageId, PublishError>>,
-    },
-    Metrics {
-        reply: oneshot::Sender<Metrics>,
-    },
+/// The subscribers of each topic: the broadcast overlay's [`Service`].
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    by_topic: HashMap<Topic, Vec<mpsc::Sender<Message>>>,
+}
+
+impl Service<Broadcast> for Subscribers {
+    fn on_event(&mut self, overlay: &mut Broadcast, now: Instant, event: Event) {
+        let Event::Delivered(message) = event else {
+            return;
+        };
+        let Some(subscribers) = self.by_topic.get_mut(&message.topic) else {
+            return;
+        };
+        subscribers.retain(|tx| match tx.try_send(message.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    topic = message.topic.as_str(),
+                    "subscriber too slow; message dropped for it"
+                );
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        if subscribers.is_empty() {
+            self.by_topic.remove(&message.topic);
+            overlay.unsubscribe(now, &message.topic);
+        }
+    }
 }
 
 /// A cloneable handle to a node's pub/sub.
 #[derive(Clone, Debug)]
 pub struct PubSub {
-    commands: mpsc::Sender<Command>,
+    handle: OverlayHandle<Broadcast, Subscribers>,
 }
 
 impl PubSub {
-    /// Starts pub/sub on `endpoint` (registers the broadcast protocol and follows the
-    /// endpoint's connections). The task ends when the endpoint closes.
-    pub fn start(endpoint: &crate::Endpoint, config: Config) -> Self {
-        let commands = task::spawn(endpoint, config);
-        Self { commands }
-    }
-
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, PubSubError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| PubSubError::Stopped)?;
-        answer.await.map_err(|_| PubSubError::Stopped)
+    /// Starts pub/sub on `swarm`: registers the broadcast protocol and runs the overlay
+    /// until the swarm closes.
+    pub fn start(swarm: &Swarm, mut config: Config) -> Self {
+        // A restarted node must not reuse sequence numbers its peers still remember.
+        config.first_seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1)
+            .max(1);
+        let overlay = Broadcast::new(swarm.endpoint().keypair().clone(), config);
+        let driver = DriverConfig {
+            streams: StreamUse::Persistent,
+            ..DriverConfig::default()
+        };
+        let handle = OverlayDriver::spawn(swarm, overlay, Subscribers::default(), driver);
+        Self { handle }
     }
 
     /// Subscribes to `topic`; neighbours learn of the interest so messages flow our way.
-    /// Each subscription gets every message once; a subscriber that falls more than
-    /// [`SUBSCRIPTION_CAPACITY`] messages behind loses the newest ones.
+    /// Each subscription gets every message once, in per-origin order; a subscriber that
+    /// falls more than [`SUBSCRIPTION_CAPACITY`] messages behind loses the newest ones.
+    /// Refused (with the reason) when the node tracks too many topics already.
     pub async fn subscribe(&self, topic: &str) -> Result<Subscription, PubSubError> {
         let topic = Topic::new(topic)?;
-        let messages = self
-            .call(|reply| Command::Subscribe {
-                topic: topic.clone(),
-                reply,
+        let (tx, messages) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+        self.handle
+            .with(|overlay, subscribers, now| {
+                if !subscribers.by_topic.contains_key(&topic) {
+                    overlay.subscribe(now, &topic)?;
+                }
+                subscribers.by_topic.entry(topic.clone()).or_default().push(tx);
+                Ok::<(), TopicError>(())
             })
-            .await?;
+            .map_err(|_| PubSubError::Stopped)??;
         Ok(Subscription { topic, messages })
     }
 
     /// Drops every subscription to `topic` on this node.
     pub async fn unsubscribe(&self, topic: &str) -> Result<(), PubSubError> {
         let topic = Topic::new(topic)?;
-        self.commands
-            .send(Command::Unsubscribe { topic })
-            .await
+        self.handle
+            .with(|overlay, subscribers, now| {
+                if subscribers.by_topic.remove(&topic).is_some() {
+                    overlay.unsubscribe(now, &topic);
+                }
+            })
             .map_err(|_| PubSubError::Stopped)
     }
 
@@ -134,12 +160,13 @@ impl PubSub {
         let topic = Topic::new(topic)?;
         let data = data.into();
         Ok(self
-            .call(|reply| Command::Publish { topic, data, reply })
-            .await??)
+            .handle
+            .with(|overlay, _, now| overlay.publish(now, &topic, &data))
+            .map_err(|_| PubSubError::Stopped)??)
     }
 
     /// Counters of the state machine (delivered, duplicates, drops by reason, …).
     pub async fn metrics(&self) -> Result<Metrics, PubSubError> {
-        self.call(|reply| Command::Metrics { reply }).await
+        Ok(self.handle.read(|overlay, _| overlay.metrics()))
     }
 }

@@ -1,24 +1,22 @@
-//! Connections entering and leaving the node: the endpoint hook that adopts inbound
+//! Connections entering and leaving the swarm: the endpoint hook that adopts inbound
 //! connections, installing a connection in the pool (closing the loser of a simultaneous
-//! open), identify to learn names, the watcher that notices a close, the idle sweeper, and
-//! adding routes.
+//! open), the one identify exchange per connection, the watcher that notices a close, and
+//! the idle sweeper.
 //!
-//! Tasks here hold a `Weak` to the node where they may outlive a call, so dropping the
-//! last [`Node`](super::Node) handle ends them.
+//! Tasks here hold a `Weak` to the swarm where they may outlive a call, so dropping the
+//! last handle ends them.
 
-use super::config::ConnectionMode;
+use super::peers::PeerRecord;
 use super::pool::Offer;
-use super::{Inner, NodeError, NodeEvent, RouteInfo};
+use super::{ConnectionMode, Inner, SwarmEvent};
 use crate::connection::{Connection, Direction};
 use futures::FutureExt;
-use pheromone_core::addr::Multiaddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// A peer identified less than this long ago is not asked again on a new connection.
+/// A peer identified less than this long ago is not asked again on a new connection: its
+/// record is reused.
 const REIDENTIFY_AFTER: Duration = Duration::from_secs(30);
-/// Most attempts at identifying a route's peer when its connection keeps being replaced.
-const IDENTIFY_ATTEMPTS: usize = 3;
 
 /// Installs the endpoint hook and starts the idle sweeper.
 pub(super) fn start(inner: &Arc<Inner>) {
@@ -58,9 +56,9 @@ async fn sweep(weak: Weak<Inner>, cancel: tokio_util::sync::CancellationToken, i
 }
 
 impl Inner {
-    /// Takes charge of a connection: tracks it until it closes and, in long mode, offers it
-    /// as its peer's connection. Learns the peer's name if we do not know it yet.
-    pub(super) fn adopt(self: &Arc<Self>, conn: Connection, pooled: bool) {
+    /// Takes charge of a connection: tracks it until it closes, identifies its peer and,
+    /// in long mode, offers it as its peer's connection.
+    pub(crate) fn adopt(self: &Arc<Self>, conn: Connection, pooled: bool) {
         if self.is_closed() {
             self.tasks.spawn(async move { conn.close().await });
             return;
@@ -76,9 +74,8 @@ impl Inner {
         });
         if pooled {
             self.install(&conn);
-        } else {
-            self.start_identify(&conn);
         }
+        self.start_identify(&conn);
     }
 
     /// Offers a connection to the pool and acts on the decision.
@@ -88,7 +85,7 @@ impl Inner {
             Offer::Installed { replaced, first } => {
                 if let Some(old) = replaced {
                     tracing::debug!(%peer, kept = %conn.id(), closed = %old.id(), "replacing connection");
-                    self.emit(NodeEvent::ConnectionReplaced {
+                    self.emit(SwarmEvent::ConnectionReplaced {
                         peer,
                         kept: conn.id(),
                         closed: old.id(),
@@ -97,17 +94,16 @@ impl Inner {
                 }
                 if first {
                     let info = conn.info();
-                    self.emit(NodeEvent::PeerConnected {
+                    self.emit(SwarmEvent::PeerConnected {
                         peer,
                         addr: info.remote_addr,
                         direction: info.direction,
                     });
                 }
-                self.start_identify(conn);
             }
             Offer::Rejected { current } => {
                 tracing::debug!(%peer, kept = %current.id(), closed = %conn.id(), "keeping the existing connection");
-                self.emit(NodeEvent::ConnectionReplaced {
+                self.emit(SwarmEvent::ConnectionReplaced {
                     peer,
                     kept: current.id(),
                     closed: conn.id(),
@@ -120,41 +116,57 @@ impl Inner {
     }
 
     fn on_closed(&self, conn: &Connection, error: &crate::connection::ConnectionError) {
-        tracing::debug!(peer = %conn.remote_peer(), id = %conn.id(), %error, "node connection closed");
+        tracing::debug!(peer = %conn.remote_peer(), id = %conn.id(), %error, "connection closed");
         self.identifying
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn.id());
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conn.id());
         if self.pool.untrack(conn).disconnected {
-            self.emit(NodeEvent::PeerDisconnected {
+            self.emit(SwarmEvent::PeerDisconnected {
                 peer: conn.remote_peer(),
             });
         }
+        self.emit(SwarmEvent::ConnectionClosed {
+            info: Box::new(conn.info().clone()),
+        });
     }
 
-    /// Asks the peer on `conn` who it is, unless we learned it recently; handlers of
-    /// requests on `conn` wait for the answer before running.
+    /// Identifies the peer on `conn` once (or reuses a record younger than
+    /// [`REIDENTIFY_AFTER`]), then reports the connection ready. Handlers of requests on
+    /// `conn` may wait for the answer with `Swarm::identified`.
     fn start_identify(self: &Arc<Self>, conn: &Connection) {
         let peer = conn.remote_peer();
         let fresh = self
-            .lock_directory()
-            .known(&peer)
-            .is_some_and(|k| k.identified_at.elapsed() < REIDENTIFY_AFTER);
-        if fresh {
+            .book()
+            .record(&peer)
+            .filter(|(_, at)| at.elapsed() < REIDENTIFY_AFTER)
+            .map(|(record, _)| record);
+        if let Some(record) = fresh {
+            self.ready(conn, Some(record));
             return;
         }
         let weak = Arc::downgrade(self);
         let target = conn.clone();
         let exchange = async move {
-            let Some(inner) = weak.upgrade() else { return };
-            if let Err(e) = inner.identify(&target).await {
-                tracing::debug!(peer = %target.remote_peer(), error = %e, "identify failed");
-            }
+            let inner = weak.upgrade()?;
+            let record = match inner.identify(&target).await {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    tracing::debug!(peer = %target.remote_peer(), error = %e, "identify failed");
+                    None
+                }
+            };
             inner
                 .identifying
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&target.id());
+            inner.ready(&target, record.clone());
+            record
         }
         .boxed()
         .shared();
@@ -165,118 +177,38 @@ impl Inner {
         self.tasks.spawn(exchange);
     }
 
+    fn ready(&self, conn: &Connection, record: Option<Arc<PeerRecord>>) {
+        if conn.is_closed() {
+            return;
+        }
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(conn.id(), (conn.clone(), record.clone()));
+        self.emit(SwarmEvent::ConnectionReady {
+            conn: conn.clone(),
+            record,
+        });
+    }
+
     /// Runs identify on `conn` and records what the peer said.
-    pub(super) async fn identify(&self, conn: &Connection) -> Result<Option<String>, String> {
+    pub(crate) async fn identify(&self, conn: &Connection) -> Result<Arc<PeerRecord>, String> {
         let info = self
             .endpoint
             .identify(conn)
             .await
             .map_err(|e| e.to_string())?;
         let peer = conn.remote_peer();
-        let name = info.pheromone_name.clone();
-        let changed = self.lock_directory().learn(
-            peer,
-            info.pheromone_name,
-            info.listen_addrs,
-            Instant::now(),
-        );
+        let record = PeerRecord::from_identify(peer, info);
+        let name = record.name.as_ref().map(|n| n.to_string());
+        let changed = self.book().identified(record, Instant::now());
         if changed {
             tracing::debug!(%peer, name = ?name, "peer identified");
-            self.emit(NodeEvent::PeerIdentified {
-                peer,
-                name: name.clone(),
-            });
+            self.emit(SwarmEvent::PeerIdentified { peer, name });
         }
-        Ok(name)
-    }
-
-    /// [`Node::add_route`](super::Node::add_route).
-    pub(super) async fn add_route(
-        self: &Arc<Self>,
-        name: String,
-        addr: Multiaddr,
-    ) -> Result<RouteInfo, NodeError> {
-        if self.is_closed() {
-            return Err(NodeError::Closed);
-        }
-        if addr.peer_id() == Some(self.endpoint.peer_id()) {
-            return Err(NodeError::SelfRoute {
-                addr: addr.to_string(),
-            });
-        }
-        let dial_error = |e| NodeError::Dial {
-            addr: addr.to_string(),
-            source: Arc::new(e),
-        };
-        // A route to a peer we are connected to reuses the connection.
-        let existing = addr
-            .peer_id()
-            .and_then(|p| self.pool.current(&p))
-            .filter(|_| self.config.mode == ConnectionMode::Long);
-        let fresh = existing.is_none();
-        let conn = match existing {
-            Some(conn) => conn,
-            None => Box::pin(self.endpoint.dial(&addr))
-                .await
-                .map_err(dial_error)?,
-        };
-        let peer = conn.remote_peer();
-        if peer == self.endpoint.peer_id() {
-            conn.close().await;
-            return Err(NodeError::SelfRoute {
-                addr: addr.to_string(),
-            });
-        }
-        let result = match self.config.mode {
-            ConnectionMode::Long => {
-                if fresh {
-                    self.adopt(conn.clone(), true);
-                }
-                self.identify_route(&conn).await
-            }
-            ConnectionMode::Short => {
-                let identified = self.identify(&conn).await;
-                conn.close().await;
-                identified
-            }
-        };
-        result.map_err(|reason| NodeError::Identify { peer, reason })?;
-        let addr = addr
-            .without_p2p()
-            .with_p2p(peer)
-            .map_err(|e| NodeError::BadAddress {
-                addr: peer.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(self.record_route(peer, name, addr))
-    }
-
-    /// Identifies a freshly dialled long-mode peer over whichever of its connections won,
-    /// retrying when the one asked is closed under us (a simultaneous open).
-    async fn identify_route(
-        self: &Arc<Self>,
-        dialled: &Connection,
-    ) -> Result<Option<String>, String> {
-        let peer = dialled.remote_peer();
-        let mut last = String::from("no connection");
-        for _ in 0..IDENTIFY_ATTEMPTS {
-            let conn = match self.pool.current(&peer) {
-                Some(c) => c,
-                None if !dialled.is_going_away() => dialled.clone(),
-                None => {
-                    let wait = self.config.endpoint.handshake_timeout;
-                    if !self.pool.wait_installed(&peer, wait).await {
-                        return Err(format!("every connection to {peer} closed"));
-                    }
-                    continue;
-                }
-            };
-            match self.identify(&conn).await {
-                Ok(name) => return Ok(name),
-                Err(e) if conn.is_going_away() => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+        self.book()
+            .record(&peer)
+            .map(|(r, _)| r)
+            .ok_or_else(|| format!("the record of {peer} was evicted at once"))
     }
 }

@@ -1,186 +1,233 @@
-//! The node's directory: routes the user added, and what identify told us about peers
-//! (announced name, listen addresses). Names resolve to peers here.
+//! The swarm's peer book: what it knows about peers besides live connections.
 //!
-//! The key is always the [`PeerId`]; a name is an alias that several peers may share, so
-//! resolving a name may find none, one, or several peers. The table of learned peers is
-//! bounded: past [`MAX_KNOWN_PEERS`], the least recently identified peer without a route
-//! is forgotten. Pure bookkeeping under the caller's lock: no IO, no awaiting.
+//! Three kinds of knowledge, kept apart because they are trusted differently:
+//! - **contacts**: peers the operator named (`Node::add_contact`): an alias chosen locally
+//!   and the address dialled. They are never evicted.
+//! - **identified**: what each peer said about itself in identify: its announced name
+//!   (unauthenticated, for display and lookup), listen addresses, protocols, agent.
+//! - **found**: addresses the DHT returned for a peer.
+//!
+//! Names resolve to peers here: an alias or an announced name must name exactly one peer.
+//! The learned tables are bounded: past their cap, the entry heard of longest ago that is
+//! not a contact is forgotten. Pure bookkeeping under the swarm's lock: no IO, no awaiting.
 
-use super::error::Unresolved;
 use pheromone_core::addr::Multiaddr;
+use pheromone_core::identify::IdentifyInfo;
 use pheromone_core::identity::PeerId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Most peers remembered from identify (routes come on top).
-pub(super) const MAX_KNOWN_PEERS: usize = 4096;
+/// Most peers remembered from identify (contacts come on top), and most DHT findings.
+pub(crate) const MAX_KNOWN_PEERS: usize = 4096;
 
-/// A route: how the user asked to reach a peer.
+/// A peer the operator added to the address book.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    /// The peer, authenticated when the route was added.
+pub struct Contact {
+    /// The peer, authenticated when the contact was added.
     pub peer: PeerId,
-    /// The alias given to [`Node::add_route`](super::Node::add_route).
-    pub name: String,
+    /// The alias given to `Node::add_contact`: a local name, trusted.
+    pub alias: String,
     /// The address dialled, with the peer's `/p2p/` suffix.
     pub addr: Multiaddr,
-    /// The name the peer announces for itself, if any.
-    pub remote_name: Option<String>,
+    /// The name the peer announces for itself, if any (unauthenticated).
+    pub announced_name: Option<String>,
 }
 
-/// What identify told us about a peer.
+/// What a peer told us in identify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// The peer.
+    pub peer: PeerId,
+    /// The name it announces (unauthenticated: anyone may announce any name).
+    pub name: Option<Arc<str>>,
+    /// Where it listens.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// The protocols it serves, sorted.
+    pub protocols: Vec<String>,
+    /// Its agent version (`pheromone/0.1.0`, `rust-libp2p/…`).
+    pub agent_version: String,
+    /// The address it saw us connect from.
+    pub observed_addr: Option<Multiaddr>,
+}
+
+impl PeerRecord {
+    /// The record of an identify answer from `peer`.
+    pub(crate) fn from_identify(peer: PeerId, info: IdentifyInfo) -> Self {
+        let mut protocols = info.protocols;
+        protocols.sort();
+        protocols.dedup();
+        Self {
+            peer,
+            name: info.pheromone_name.map(Arc::from),
+            listen_addrs: info.listen_addrs,
+            protocols,
+            agent_version: info.agent_version,
+            observed_addr: info.observed_addr,
+        }
+    }
+
+    /// Whether the peer said it serves `protocol`.
+    pub fn speaks(&self, protocol: &str) -> bool {
+        self.protocols
+            .binary_search_by(|p| p.as_str().cmp(protocol))
+            .is_ok()
+    }
+}
+
 #[derive(Debug, Clone)]
-pub(super) struct Known {
-    pub(super) name: Option<Arc<str>>,
-    pub(super) listen_addrs: Vec<Multiaddr>,
-    pub(super) identified_at: Instant,
+struct Identified {
+    record: Arc<PeerRecord>,
+    at: Instant,
 }
 
-/// Routes and learned peers.
+/// What [`PeerBook::add_contact`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ContactChange {
+    /// A new contact.
+    Added,
+    /// The peer was a contact; its alias or address changed.
+    Updated,
+    /// The same contact again.
+    Unchanged,
+}
+
+/// A name that resolves to no peer or to several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unresolved {
+    /// Nobody has the name.
+    Unknown(String),
+    /// Several peers have it; sorted.
+    Ambiguous(String, Vec<PeerId>),
+}
+
+#[derive(Debug, Clone)]
+struct ContactEntry {
+    alias: String,
+    addr: Multiaddr,
+}
+
+/// Contacts, identify records and DHT findings.
 #[derive(Debug)]
-pub(super) struct Directory {
-    routes: HashMap<PeerId, Route>,
-    known: HashMap<PeerId, Known>,
-    max_known: usize,
-    /// Addresses the DHT found, with when; bounded like `known`.
+pub(crate) struct PeerBook {
+    contacts: HashMap<PeerId, ContactEntry>,
+    identified: HashMap<PeerId, Identified>,
     found: HashMap<PeerId, (Vec<Multiaddr>, Instant)>,
+    max_known: usize,
 }
 
-impl Default for Directory {
+impl Default for PeerBook {
     fn default() -> Self {
         Self::with_max_known(MAX_KNOWN_PEERS)
     }
 }
 
-#[derive(Debug, Clone)]
-struct Route {
-    name: String,
-    addr: Multiaddr,
-}
-
-/// What [`Directory::add_route`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum RouteChange {
-    /// A new route.
-    Added,
-    /// The peer had a route; its alias or address changed.
-    Updated,
-    /// The same route again.
-    Unchanged,
-}
-
-impl Directory {
-    /// A directory remembering at most `max_known` learned peers.
-    pub(super) fn with_max_known(max_known: usize) -> Self {
+impl PeerBook {
+    /// A book remembering at most `max_known` identified peers and DHT findings each.
+    pub(crate) fn with_max_known(max_known: usize) -> Self {
         Self {
-            routes: HashMap::new(),
-            known: HashMap::new(),
-            max_known: max_known.max(1),
+            contacts: HashMap::new(),
+            identified: HashMap::new(),
             found: HashMap::new(),
+            max_known: max_known.max(1),
         }
     }
 
-    /// Adds or replaces the route to `peer`; what changed, and the route as it is now.
-    pub(super) fn add_route(
+    /// Adds or replaces the contact `peer`; what changed, and the contact as it is now.
+    pub(crate) fn add_contact(
         &mut self,
         peer: PeerId,
-        name: String,
+        alias: String,
         addr: Multiaddr,
-    ) -> (RouteChange, RouteInfo) {
-        let route = Route { name, addr };
-        let change = match self.routes.insert(peer, route.clone()) {
-            None => RouteChange::Added,
-            Some(old) if old.name == route.name && old.addr == route.addr => RouteChange::Unchanged,
-            Some(_) => RouteChange::Updated,
+    ) -> (ContactChange, Contact) {
+        let entry = ContactEntry { alias, addr };
+        let change = match self.contacts.insert(peer, entry.clone()) {
+            None => ContactChange::Added,
+            Some(old) if old.alias == entry.alias && old.addr == entry.addr => {
+                ContactChange::Unchanged
+            }
+            Some(_) => ContactChange::Updated,
         };
-        (change, self.info(peer, route))
+        (change, self.contact_of(peer, entry))
     }
 
-    /// Removes the route to `peer`.
-    pub(super) fn remove_route(&mut self, peer: &PeerId) -> Option<RouteInfo> {
-        let route = self.routes.remove(peer)?;
-        Some(self.info(*peer, route))
+    /// Removes the contact `peer`.
+    pub(crate) fn remove_contact(&mut self, peer: &PeerId) -> Option<Contact> {
+        let entry = self.contacts.remove(peer)?;
+        Some(self.contact_of(*peer, entry))
     }
 
-    fn info(&self, peer: PeerId, route: Route) -> RouteInfo {
-        RouteInfo {
+    fn contact_of(&self, peer: PeerId, entry: ContactEntry) -> Contact {
+        Contact {
             peer,
-            name: route.name,
-            addr: route.addr,
-            remote_name: self.name(&peer).map(|n| n.to_string()),
+            alias: entry.alias,
+            addr: entry.addr,
+            announced_name: self.name(&peer).map(|n| n.to_string()),
         }
     }
 
-    /// Every route, sorted by alias then peer.
-    pub(super) fn routes(&self) -> Vec<RouteInfo> {
-        let mut all: Vec<RouteInfo> = self
-            .routes
+    /// Every contact, sorted by alias then peer.
+    pub(crate) fn contacts(&self) -> Vec<Contact> {
+        let mut all: Vec<Contact> = self
+            .contacts
             .iter()
-            .map(|(peer, route)| self.info(*peer, route.clone()))
+            .map(|(peer, entry)| self.contact_of(*peer, entry.clone()))
             .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer.cmp(&b.peer)));
+        all.sort_by(|a, b| a.alias.cmp(&b.alias).then(a.peer.cmp(&b.peer)));
         all
     }
 
-    /// The peers with a route.
-    pub(super) fn route_peers(&self) -> Vec<PeerId> {
-        self.routes.keys().copied().collect()
+    /// The peers that are contacts.
+    pub(crate) fn contact_peers(&self) -> Vec<PeerId> {
+        self.contacts.keys().copied().collect()
     }
 
-    /// Whether the application added a route to `peer`.
-    pub(super) fn has_route(&self, peer: &PeerId) -> bool {
-        self.routes.contains_key(peer)
+    /// Whether the operator made `peer` a contact.
+    pub(crate) fn is_contact(&self, peer: &PeerId) -> bool {
+        self.contacts.contains_key(peer)
     }
 
-    pub(super) fn num_routes(&self) -> usize {
-        self.routes.len()
+    pub(crate) fn num_contacts(&self) -> usize {
+        self.contacts.len()
     }
 
-    pub(super) fn num_known(&self) -> usize {
-        self.known.len()
+    pub(crate) fn num_identified(&self) -> usize {
+        self.identified.len()
     }
 
-    /// Records what identify said; true when the announced name changed (or is new).
-    pub(super) fn learn(
-        &mut self,
-        peer: PeerId,
-        name: Option<String>,
-        listen_addrs: Vec<Multiaddr>,
-        now: Instant,
-    ) -> bool {
-        if !self.known.contains_key(&peer) && self.known.len() >= self.max_known {
-            self.evict_one();
+    /// Records an identify answer; true when the announced name changed (or is new).
+    pub(crate) fn identified(&mut self, record: PeerRecord, now: Instant) -> bool {
+        let peer = record.peer;
+        if !self.identified.contains_key(&peer) && self.identified.len() >= self.max_known {
+            self.evict_identified();
         }
-        let name: Option<Arc<str>> = name.map(Arc::from);
-        let changed = self.known.get(&peer).map(|k| &k.name) != Some(&name);
-        self.known.insert(
+        let changed = self.identified.get(&peer).map(|i| &i.record.name) != Some(&record.name);
+        self.identified.insert(
             peer,
-            Known {
-                name,
-                listen_addrs,
-                identified_at: now,
+            Identified {
+                record: Arc::new(record),
+                at: now,
             },
         );
         changed
     }
 
-    /// Forgets the least recently identified peer that has no route.
-    fn evict_one(&mut self) {
+    /// Forgets the least recently identified peer that is not a contact.
+    fn evict_identified(&mut self) {
         let victim = self
-            .known
+            .identified
             .iter()
-            .filter(|(peer, _)| !self.routes.contains_key(peer))
-            .min_by_key(|(_, k)| k.identified_at)
+            .filter(|(peer, _)| !self.contacts.contains_key(peer))
+            .min_by_key(|(_, i)| i.at)
             .map(|(peer, _)| *peer);
         if let Some(peer) = victim {
-            self.known.remove(&peer);
+            self.identified.remove(&peer);
         }
     }
 
     /// Records addresses the DHT found for `peer` (dialled after identify's, which the
-    /// peer itself vouched for). Past `max_known` peers the oldest finding is forgotten.
-    pub(super) fn learn_found(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
+    /// peer itself vouched for). Past the cap the oldest finding is forgotten.
+    pub(crate) fn found(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
         if addrs.is_empty() {
             return;
         }
@@ -197,24 +244,27 @@ impl Directory {
         self.found.insert(peer, (addrs.to_vec(), now));
     }
 
-    /// What identify told us about `peer`.
-    pub(super) fn known(&self, peer: &PeerId) -> Option<&Known> {
-        self.known.get(peer)
+    /// What `peer` said in identify, and when.
+    pub(crate) fn record(&self, peer: &PeerId) -> Option<(Arc<PeerRecord>, Instant)> {
+        self.identified.get(peer).map(|i| (i.record.clone(), i.at))
     }
 
     /// The name `peer` announced.
-    pub(super) fn name(&self, peer: &PeerId) -> Option<Arc<str>> {
-        self.known.get(peer).and_then(|k| k.name.clone())
+    pub(crate) fn name(&self, peer: &PeerId) -> Option<Arc<str>> {
+        self.identified.get(peer).and_then(|i| i.record.name.clone())
     }
 
-    /// Addresses to dial `peer` at: its route's first, then what it announced, each with
-    /// the `/p2p/` suffix so the dial authenticates it.
-    pub(super) fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
+    /// Addresses to dial `peer` at: its contact address first, then what it announced,
+    /// then what the DHT found, each with the `/p2p/` suffix so the dial authenticates it.
+    pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
         let mut addrs: Vec<Multiaddr> = Vec::new();
-        if let Some(route) = self.routes.get(peer) {
-            addrs.push(route.addr.clone());
+        if let Some(contact) = self.contacts.get(peer) {
+            addrs.push(contact.addr.clone());
         }
-        let announced = self.known.get(peer).map(|k| k.listen_addrs.as_slice());
+        let announced = self
+            .identified
+            .get(peer)
+            .map(|i| i.record.listen_addrs.as_slice());
         let found = self.found.get(peer).map(|(a, _)| a.as_slice());
         for addr in announced.into_iter().chain(found).flatten() {
             let Ok(addr) = addr.clone().without_p2p().with_p2p(*peer) else {
@@ -227,17 +277,17 @@ impl Directory {
         addrs
     }
 
-    /// The one peer called `name`: by route alias or by announced name.
-    pub(super) fn resolve(&self, name: &str) -> Result<PeerId, Unresolved> {
+    /// The one peer called `name`: by contact alias or by announced name.
+    pub(crate) fn resolve(&self, name: &str) -> Result<PeerId, Unresolved> {
         let mut candidates: Vec<PeerId> = self
-            .routes
+            .contacts
             .iter()
-            .filter(|(_, r)| r.name == name)
+            .filter(|(_, c)| c.alias == name)
             .map(|(p, _)| *p)
             .chain(
-                self.known
+                self.identified
                     .iter()
-                    .filter(|(_, k)| k.name.as_deref() == Some(name))
+                    .filter(|(_, i)| i.record.name.as_deref() == Some(name))
                     .map(|(p, _)| *p),
             )
             .collect();
@@ -264,29 +314,40 @@ mod tests {
         format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr")
     }
 
+    fn record(p: PeerId, name: Option<&str>, addrs: Vec<Multiaddr>) -> PeerRecord {
+        PeerRecord {
+            peer: p,
+            name: name.map(Arc::from),
+            listen_addrs: addrs,
+            protocols: vec!["/a/1".into(), "/b/1".into()],
+            agent_version: "test".into(),
+            observed_addr: None,
+        }
+    }
+
     #[test]
     fn names_resolve_by_alias_or_announcement() {
-        let mut d = Directory::default();
+        let mut d = PeerBook::default();
         let now = Instant::now();
         assert_eq!(
-            d.add_route(peer(1), "a".into(), addr(1)).0,
-            RouteChange::Added
+            d.add_contact(peer(1), "a".into(), addr(1)).0,
+            ContactChange::Added
         );
         assert_eq!(
-            d.add_route(peer(1), "a".into(), addr(1)).0,
-            RouteChange::Unchanged
+            d.add_contact(peer(1), "a".into(), addr(1)).0,
+            ContactChange::Unchanged
         );
         assert_eq!(
-            d.add_route(peer(1), "alpha".into(), addr(1)).0,
-            RouteChange::Updated
+            d.add_contact(peer(1), "alpha".into(), addr(1)).0,
+            ContactChange::Updated
         );
-        assert!(d.learn(peer(2), Some("beta".into()), vec![addr(2)], now));
-        assert!(!d.learn(peer(2), Some("beta".into()), vec![addr(2)], now));
+        assert!(d.identified(record(peer(2), Some("beta"), vec![addr(2)]), now));
+        assert!(!d.identified(record(peer(2), Some("beta"), vec![addr(2)]), now));
         assert_eq!(d.resolve("alpha"), Ok(peer(1)));
         assert_eq!(d.resolve("beta"), Ok(peer(2)));
         assert!(matches!(d.resolve("gamma"), Err(Unresolved::Unknown(_))));
-        // A route alias that equals another peer's announced name makes it ambiguous.
-        d.add_route(peer(3), "beta".into(), addr(3));
+        // An alias that equals another peer's announced name makes it ambiguous.
+        d.add_contact(peer(3), "beta".into(), addr(3));
         match d.resolve("beta") {
             Err(Unresolved::Ambiguous(name, candidates)) => {
                 assert_eq!(name, "beta");
@@ -297,52 +358,55 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The same peer found twice (alias and announcement) is one candidate.
-        d.learn(peer(1), Some("alpha".into()), vec![], now);
+        d.identified(record(peer(1), Some("alpha"), vec![]), now);
         assert_eq!(d.resolve("alpha"), Ok(peer(1)));
+        let (rec, _) = d.record(&peer(2)).expect("identified");
+        assert!(rec.speaks("/b/1") && !rec.speaks("/c/1"));
     }
 
     #[test]
-    fn addresses_prefer_the_route_and_carry_the_peer_id() {
-        let mut d = Directory::default();
-        let route = addr(1).with_p2p(peer(1)).expect("p2p");
-        d.add_route(peer(1), "a".into(), route.clone());
-        d.learn(peer(1), None, vec![addr(1), addr(7)], Instant::now());
+    fn addresses_prefer_the_contact_and_carry_the_peer_id() {
+        let mut d = PeerBook::default();
+        let contact = addr(1).with_p2p(peer(1)).expect("p2p");
+        d.add_contact(peer(1), "a".into(), contact.clone());
+        d.identified(record(peer(1), None, vec![addr(1), addr(7)]), Instant::now());
         let addrs = d.addresses(&peer(1));
-        assert_eq!(addrs[0], route);
+        assert_eq!(addrs[0], contact);
         assert_eq!(addrs.len(), 2);
         assert_eq!(addrs[1].peer_id(), Some(peer(1)));
         assert!(d.addresses(&peer(9)).is_empty());
         // DHT findings come after what the peer announced.
-        d.learn_found(peer(1), &[addr(7), addr(8)], Instant::now());
+        d.found(peer(1), &[addr(7), addr(8)], Instant::now());
         let addrs = d.addresses(&peer(1));
         assert_eq!(addrs.len(), 3);
         assert_eq!(addrs[2], addr(8).with_p2p(peer(1)).expect("p2p"));
-        d.learn_found(peer(9), &[addr(9)], Instant::now());
+        d.found(peer(9), &[addr(9)], Instant::now());
         assert_eq!(d.addresses(&peer(9)).len(), 1);
-        assert_eq!(d.remove_route(&peer(1)).map(|r| r.name), Some("a".into()));
-        assert_eq!(d.num_routes(), 0);
+        assert_eq!(
+            d.remove_contact(&peer(1)).map(|c| c.alias),
+            Some("a".into())
+        );
+        assert_eq!(d.num_contacts(), 0);
     }
 
     #[test]
-    fn learned_peers_are_bounded() {
+    fn identified_peers_are_bounded_and_contacts_kept() {
         const MAX: usize = 16;
-        let mut d = Directory::with_max_known(MAX);
+        let mut d = PeerBook::with_max_known(MAX);
         let start = Instant::now();
-        let routed = peer(0);
-        d.add_route(routed, "r".into(), addr(1));
-        d.learn(routed, None, vec![], start);
+        let contact = peer(0);
+        d.add_contact(contact, "r".into(), addr(1));
+        d.identified(record(contact, None, vec![]), start);
         for i in 0..(MAX as u32 + 10) {
             let mut seed = [0u8; 32];
             seed[..4].copy_from_slice(&(i + 1).to_le_bytes());
             let p = Keypair::from_seed(seed).peer_id();
-            d.learn(
-                p,
-                None,
-                vec![],
+            d.identified(
+                record(p, None, vec![]),
                 start + std::time::Duration::from_millis(u64::from(i) + 1),
             );
         }
-        assert_eq!(d.num_known(), MAX);
-        assert!(d.known(&routed).is_some(), "a routed peer is never evicted");
+        assert_eq!(d.num_identified(), MAX);
+        assert!(d.record(&contact).is_some(), "a contact is never evicted");
     }
 }

@@ -6,15 +6,15 @@
 //! the same peers, keep the one dialled by the smaller peer ID; of two dialled by the same
 //! peer, keep the newer (that peer only dials when it believes the older one is gone); a
 //! direct connection always beats a relayed one. The
-//! pool only decides; the node closes the loser gracefully, so requests already on it
+//! pool only decides; the swarm closes the loser gracefully, so requests already on it
 //! finish there.
 //!
 //! A std mutex guards the tables; it is never held across an await. Entries are removed
 //! when connections close and when a peer has neither a connection nor a dial, so the
 //! tables return to empty.
 
-use super::error::DispatchError;
-use super::FastMap;
+use super::error::ConnectError;
+use crate::FastMap;
 use crate::connection::{Connection, ConnectionId, ConnectionInfo, Direction};
 use futures::future::{BoxFuture, Shared};
 use pheromone_core::identity::PeerId;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// What a dial resolves to; shared by every caller waiting on it.
-pub(super) type DialFuture = Shared<BoxFuture<'static, Result<Connection, DispatchError>>>;
+pub(super) type DialFuture = Shared<BoxFuture<'static, Result<Connection, ConnectError>>>;
 
 /// Whether `new` should replace `old` as the connection to their common peer, seen from
 /// `local`. Both peers reach the same answer about the same two connections.

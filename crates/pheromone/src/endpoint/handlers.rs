@@ -1,6 +1,6 @@
 //! The table of protocols this endpoint answers on inbound streams, with per-protocol access.
 //!
-//! Negotiation asks [`Router::allows`] for each proposal, so a protocol a peer may not use
+//! Negotiation asks [`HandlerTable::allows`] for each proposal, so a protocol a peer may not use
 //! is refused with `na` before any handler runs. Handlers and allow-lists can change while
 //! the endpoint runs; lookups copy an `Arc` out and never hold the lock across an await.
 
@@ -58,14 +58,14 @@ impl Table {
 
 /// Protocol name → handler and access rule.
 #[derive(Default, Clone)]
-pub(crate) struct Router {
+pub(crate) struct HandlerTable {
     entries: Arc<RwLock<Table>>,
     /// Moves whenever a protocol's access rule (or the protocol itself) changes, so a
     /// handler that serves many requests on one stream re-checks access only then.
     generation: Arc<AtomicU64>,
 }
 
-impl Router {
+impl HandlerTable {
     pub(crate) fn insert(&self, protocol: String, handler: StreamHandler, access: Access) {
         let mut table = self.write();
         if table
