@@ -133,7 +133,7 @@ impl Demo {
             )
             .build()
             .await?;
-        luda.add_route("yoghurt", &yoghurt.listen_addrs()[0])
+        luda.add_contact("yoghurt", &yoghurt.listen_addrs()[0])
             .await?;
         Ok(Self {
             luda,

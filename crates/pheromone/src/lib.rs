@@ -40,9 +40,9 @@ pub mod identity_file;
 
 pub mod negotiate;
 pub mod node;
+pub mod overlay;
 pub mod protocols;
 pub mod pubsub;
-pub mod overlay;
 pub mod relay;
 pub mod routing;
 pub mod swarm;
@@ -63,5 +63,4 @@ pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};
 
 /// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
 /// foldhash, seeded per process, instead of SipHash.
-pub(crate) type FastMap<K, V> =
-    std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -358,9 +358,15 @@ fn hostile(kind: Hostility, flood: Arc<Vec<u8>>) -> (Endpoint, Multiaddr) {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 loop {
-                    match wire::split_frame(&buf, wire::MAX_REQUEST_LEN) {
-                        Ok(Some(_)) => break,
-                        Ok(None) => {}
+                    match pheromone_core::varint::decode(&buf) {
+                        Ok(Some((len, prefix)))
+                            if len <= wire::MAX_REQUEST_LEN as u64
+                                && buf.len() >= prefix + len as usize =>
+                        {
+                            break
+                        }
+                        Ok(Some((len, _))) if len > wire::MAX_REQUEST_LEN as u64 => return,
+                        Ok(_) => {}
                         Err(_) => return,
                     }
                     match stream.read(&mut chunk).await {
@@ -415,7 +421,11 @@ async fn hostile_kad_peers_do_not_break_lookups() {
             &mut flood,
         );
         assert!(flood.len() > 100_000 && flood.len() < wire::MAX_RESPONSE_LEN);
-        let flood = Arc::new(flood);
+        // On the stream a message goes behind its length.
+        let mut framed = Vec::new();
+        pheromone_core::varint::encode(flood.len() as u64, &mut framed);
+        framed.extend_from_slice(&flood);
+        let flood = Arc::new(framed);
         let hostiles: Vec<(Hostility, Endpoint, Multiaddr)> = [
             Hostility::Garbage,
             Hostility::Huge,

@@ -26,8 +26,11 @@ fn request(program: &str, args: &[&str]) -> ExecRequest {
 /// A server node with exec allowing `client`, and the route from the client to it.
 async fn exec_server(name: &str, client: &Node, config: ExecConfig) -> (Node, exec::ExecService) {
     let server = node(name).await;
-    let service = exec::serve(&server, config).expect("serve");
-    client.add_route(name, addr(&server)).await.expect("route");
+    let service = server.serve_exec(config).expect("serve");
+    client
+        .add_contact(name, addr(&server))
+        .await
+        .expect("route");
     (server, service)
 }
 
@@ -279,7 +282,7 @@ async fn peers_not_allowed_are_refused_and_nothing_runs() {
         let stranger = node("stranger").await;
         let (server, service) = exec_server("box", &friend, allowing(&friend)).await;
         stranger
-            .add_route("box", addr(&server))
+            .add_contact("box", addr(&server))
             .await
             .expect("route");
         let dir = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,7 @@
 mod node_util;
 
 use node_util::{addr, bounded, node};
-use pheromone::forward::{self, ForwardError, Forwards};
+use pheromone::forward::{ForwardError, Forwards};
 use pheromone::node::{Access, DispatchError, Node};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,7 +99,7 @@ async fn pair(name: &str, target: SocketAddr) -> (Node, Node, Forwards, Forwards
     let exposer = node("exposer").await;
     let forwarder = node("forwarder").await;
     forwarder
-        .add_route("exposer", addr(&exposer))
+        .add_contact("exposer", addr(&exposer))
         .await
         .expect("route");
     let exposes = Forwards::new(&exposer);
@@ -252,9 +252,11 @@ async fn peers_not_allowed_are_refused_and_the_target_never_connected() {
         let exposer = node("exposer").await;
         let friend = node("friend").await;
         let stranger = node("stranger").await;
-        let exposed = forward::expose(&exposer, "web", target, only(&friend)).expect("expose");
+        let exposed = exposer
+            .expose("web", target, only(&friend))
+            .expect("expose");
         stranger
-            .add_route("exposer", addr(&exposer))
+            .add_contact("exposer", addr(&exposer))
             .await
             .expect("route");
 
@@ -264,7 +266,8 @@ async fn peers_not_allowed_are_refused_and_the_target_never_connected() {
             other => panic!("expected a refusal, got {other:?}"),
         }
         // Through a forward: the local connection is reset, and nothing reached the target.
-        let forwarded = forward::forward(&stranger, "web", "exposer", any())
+        let forwarded = stranger
+            .forward("web", "exposer", any())
             .await
             .expect("forward");
         let mut tcp = TcpStream::connect(forwarded.local_addr())

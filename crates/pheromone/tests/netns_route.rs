@@ -82,7 +82,7 @@ async fn link(topo: &Topology, hosts: &[Host], nodes: &[Node]) {
             .expect("addr");
         let name = format!("h{}", l.b);
         hosts[l.a]
-            .run(move || async move { node.add_route(name, &target).await.expect("link") })
+            .run(move || async move { node.add_contact(name, &target).await.expect("link") })
             .await;
     }
 }
@@ -247,7 +247,7 @@ async fn send_chunks(
                     .dispatch_with(target, CHUNKS, request.clone(), &options)
                     .await
                 {
-                    Ok(Some(next)) if next[..] == (index + 1).to_be_bytes() => break,
+                    Ok(next) if next[..] == (index + 1).to_be_bytes() => break,
                     Ok(next) => panic!("receiver out of step: {next:?} after chunk {index}"),
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 async fn a_message_reaches_a_subscriber_two_hops_away_once() {
     bounded(async {
         let (a, b, c) = (node("a").await, node("b").await, node("c").await);
-        a.add_route("b", addr(&b)).await.expect("a-b");
-        b.add_route("c", addr(&c)).await.expect("b-c");
+        a.add_contact("b", addr(&b)).await.expect("a-b");
+        b.add_contact("c", addr(&c)).await.expect("b-c");
         let mut sub = c.subscribe("news").await.expect("subscribe");
         // Interest spreads toward a through b; publish until a copy arrives.
         let first = loop {

@@ -44,12 +44,12 @@ async fn handlers_reply_fail_and_unknown_protocols_are_refused() {
             .await
             .expect("server");
         let client = node("luda").await;
-        let route = client
-            .add_route("yoghurt", addr(&server))
+        let contact = client
+            .add_contact("yoghurt", addr(&server))
             .await
-            .expect("route");
-        assert_eq!(route.peer, server.peer_id());
-        assert_eq!(route.remote_name.as_deref(), Some("yoghurt"));
+            .expect("contact");
+        assert_eq!(contact.peer, server.peer_id());
+        assert_eq!(contact.announced_name.as_deref(), Some("yoghurt"));
 
         let reply = client
             .dispatch("yoghurt", ECHO, "hello")
@@ -61,11 +61,12 @@ async fn handlers_reply_fail_and_unknown_protocols_are_refused() {
             .await
             .expect("empty echo");
         assert!(reply.is_empty());
+        // A handler with no reply answers with nothing.
         let none = client
             .dispatch_with("yoghurt", SILENT, "x", &DispatchOptions::new())
             .await
             .expect("no reply");
-        assert_eq!(none, None);
+        assert!(none.is_empty());
 
         match client.dispatch("yoghurt", FAILS, "x").await {
             Err(DispatchError::HandlerFailed { message, peer, .. }) => {
@@ -118,7 +119,7 @@ async fn oversized_messages_fail_clearly_on_both_sides_and_the_connection_surviv
             .await
             .expect("client");
         client
-            .add_route("small", addr(&server))
+            .add_contact("small", addr(&server))
             .await
             .expect("route");
         let conn_id = client.endpoint().connections()[0].id();
@@ -157,7 +158,9 @@ async fn oversized_messages_fail_clearly_on_both_sides_and_the_connection_surviv
             .build()
             .await
             .expect("tiny");
-        tiny.add_route("small", addr(&server)).await.expect("route");
+        tiny.add_contact("small", addr(&server))
+            .await
+            .expect("route");
         match tiny.dispatch("small", BIG_REPLY, "11").await {
             Err(DispatchError::ResponseTooLarge { size, max, .. }) => {
                 assert_eq!((size, max), (11, 10))
@@ -217,7 +220,7 @@ async fn dispatch_all_asks_every_route_concurrently() {
         let client = node("client").await;
         for (i, s) in servers.iter().enumerate() {
             client
-                .add_route(format!("s{i}"), addr(s))
+                .add_contact(format!("s{i}"), addr(s))
                 .await
                 .expect("route");
         }
@@ -263,7 +266,7 @@ async fn raw_streams_both_ways_and_refusal_at_open() {
             .expect("server");
         let client = node("luda").await;
         client
-            .add_route("yoghurt", addr(&server))
+            .add_contact("yoghurt", addr(&server))
             .await
             .expect("route");
         let mut stream = client.open_stream("yoghurt", STREAM).await.expect("open");

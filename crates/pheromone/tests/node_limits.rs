@@ -47,11 +47,11 @@ async fn allow_lists_refuse_in_negotiation_and_change_at_run_time() {
             .await
             .expect("server");
         friend
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         stranger
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
 
@@ -105,7 +105,7 @@ async fn allow_lists_refuse_in_negotiation_and_change_at_run_time() {
         assert!(!server.set_access("/not/registered/1.0.0", Access::Open));
         // Raw streams obey the same rule.
         server
-            .handle_streams(
+            .handle_streams_with(
                 HOLD,
                 |_p: Peer, _s: pheromone::Stream| async move {},
                 Access::AllowList(HashSet::new()),
@@ -117,7 +117,7 @@ async fn allow_lists_refuse_in_negotiation_and_change_at_run_time() {
         ));
         // Bad protocol names are refused at registration.
         assert!(matches!(
-            server.handle_requests("no-slash", node_util::echo, Access::Open),
+            server.handle_requests("no-slash", node_util::echo),
             Err(NodeError::InvalidProtocol { .. })
         ));
         for n in [friend, stranger, server] {
@@ -147,7 +147,7 @@ async fn pending_request_limits_fail_fast_on_both_sides() {
             .await
             .expect("client");
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         let busy: Vec<_> = (0..2)
@@ -176,7 +176,7 @@ async fn pending_request_limits_fail_fast_on_both_sides() {
         // The peer's cap: a client allowing more sees "busy" for the third.
         let eager = node("eager").await;
         eager
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         let calls: Vec<_> = (0..3)
@@ -232,7 +232,7 @@ async fn stream_and_connection_limits_fail_clearly() {
             .await
             .expect("client");
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
 
@@ -255,7 +255,7 @@ async fn stream_and_connection_limits_fail_clearly() {
 
         // The peer's cap: a client allowing more streams is refused on the fourth.
         let wide = listening("wide").routing(None).build().await.expect("wide");
-        wide.add_route("server", addr(&server))
+        wide.add_contact("server", addr(&server))
             .await
             .expect("route");
         let mut held = Vec::new();
@@ -290,7 +290,7 @@ async fn stream_and_connection_limits_fail_clearly() {
         let third = node("third").await;
         let started = Instant::now();
         assert!(matches!(
-            third.add_route("server", addr(&server)).await,
+            third.add_contact("server", addr(&server)).await,
             Err(NodeError::Dial { .. })
         ));
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -310,7 +310,7 @@ async fn many_requests_leave_nothing_behind() {
         let server = build("server").await.expect("server");
         let client = build("client").await.expect("client");
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         for _ in 0..50 {
@@ -379,7 +379,7 @@ async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
             .expect("server");
         let client = node("client").await;
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         let within = |ms| DispatchOptions::new().timeout(Duration::from_millis(ms));
@@ -387,12 +387,12 @@ async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
         let first = client
             .dispatch_with("server", SLOW, "a", &within(600))
             .await;
-        assert_eq!(first.expect("first call").as_deref(), Some(&b"a"[..]));
+        assert_eq!(first.expect("first call").as_ref(), b"a");
         // Starts about 400 ms in and ends past the first call's deadline: not cut by it.
         let second = client
             .dispatch_with("server", SLOW, "b", &within(5_000))
             .await;
-        assert_eq!(second.expect("second call").as_deref(), Some(&b"b"[..]));
+        assert_eq!(second.expect("second call").as_ref(), b"b");
         // A deadline shorter than the reply takes is kept too.
         let third = client
             .dispatch_with("server", SLOW, "c", &within(100))
@@ -407,7 +407,7 @@ async fn each_call_on_a_kept_stream_keeps_its_own_deadline() {
         let fourth = client
             .dispatch_with("server", SLOW, "d", &within(5_000))
             .await;
-        assert_eq!(fourth.expect("after a timeout").as_deref(), Some(&b"d"[..]));
+        assert_eq!(fourth.expect("after a timeout").as_ref(), b"d");
         client.close().await;
         server.close().await;
     })

@@ -15,7 +15,7 @@ async fn long_mode_reaches_a_peer_through_its_inbound_connection() {
     bounded(async {
         let luda = node("luda").await;
         let yoghurt = node("yoghurt").await;
-        luda.add_route("yoghurt", addr(&yoghurt))
+        luda.add_contact("yoghurt", addr(&yoghurt))
             .await
             .expect("route");
         for i in 0..20 {
@@ -66,7 +66,7 @@ async fn keep_alive_pings_and_idle_timeout_then_redial() {
             .expect("client");
         let mut events = client.events();
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
         let conn = client.endpoint().connections().remove(0);
@@ -115,7 +115,7 @@ async fn redial_after_the_peer_restarts() {
         let server_addr = addr(&server);
         let client = node("client").await;
         client
-            .add_route("server", server_addr.clone())
+            .add_contact("server", server_addr.clone())
             .await
             .expect("route");
         assert_eq!(
@@ -160,12 +160,12 @@ async fn short_mode_uses_a_connection_per_request() {
             .build()
             .await
             .expect("client");
-        let route = client
-            .add_route("server", addr(&server))
+        let contact = client
+            .add_contact("server", addr(&server))
             .await
-            .expect("route");
-        assert_eq!(route.remote_name.as_deref(), Some("server"));
-        // add_route's connection is already gone.
+            .expect("contact");
+        assert_eq!(contact.announced_name.as_deref(), Some("server"));
+        // add_contact's connection is already gone.
         eventually(|| client.endpoint().connections().is_empty()).await;
         for i in 0..10 {
             let msg = format!("req {i}");
@@ -189,7 +189,7 @@ async fn short_mode_uses_a_connection_per_request() {
         // A short-mode client talking to a long-mode server, and a per-call mode override.
         let long = node("long").await;
         client
-            .add_route("long", addr(&long))
+            .add_contact("long", addr(&long))
             .await
             .expect("route to long");
         assert_eq!(
@@ -209,7 +209,7 @@ async fn short_mode_uses_a_connection_per_request() {
             )
             .await
             .expect("long call from a short node");
-        assert_eq!(reply.as_deref(), Some(&b"y"[..]));
+        assert_eq!(reply.as_ref(), b"y");
         assert!(client.is_connected(&long.peer_id()));
         for n in [client, server, long] {
             n.close().await;

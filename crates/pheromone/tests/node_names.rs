@@ -14,15 +14,15 @@ async fn a_shared_name_is_an_error_listing_the_candidates() {
         let solo = node("solo").await;
         let client = node("client").await;
         let a = client
-            .add_route("twin", addr(&twin_a))
+            .add_contact("twin", addr(&twin_a))
             .await
             .expect("route a");
         let b = client
-            .add_route("twin", addr(&twin_b))
+            .add_contact("twin", addr(&twin_b))
             .await
             .expect("route b");
         client
-            .add_route("solo", addr(&solo))
+            .add_contact("solo", addr(&solo))
             .await
             .expect("route solo");
         assert_ne!(a.peer, b.peer);
@@ -66,10 +66,10 @@ async fn a_shared_name_is_an_error_listing_the_candidates() {
         ));
         // Removing a route by a shared name is refused the same way; by ID it works.
         assert!(matches!(
-            client.remove_route("twin"),
+            client.remove_contact("twin"),
             Err(NodeError::AmbiguousName { .. })
         ));
-        client.remove_route(twin_b.peer_id()).expect("remove b");
+        client.remove_contact(twin_b.peer_id()).expect("remove b");
         // The alias "twin" now names one route, but twin_b still announces "twin" (it was
         // identified), so the name stays ambiguous until it is forgotten.
         assert!(matches!(
@@ -91,11 +91,14 @@ async fn names_are_learned_both_ways() {
         let mut y_events = yoghurt.events();
         let mut l_events = luda.events();
         // luda calls yoghurt "y" locally; yoghurt announces "yoghurt".
-        let route = luda.add_route("y", addr(&yoghurt)).await.expect("route");
-        assert_eq!(route.name, "y");
-        assert_eq!(route.remote_name.as_deref(), Some("yoghurt"));
-        match wait_event(&mut l_events, |e| matches!(e, NodeEvent::RouteAdded(_))).await {
-            NodeEvent::RouteAdded(r) => assert_eq!(r.peer, yoghurt.peer_id()),
+        let contact = luda
+            .add_contact("y", addr(&yoghurt))
+            .await
+            .expect("contact");
+        assert_eq!(contact.alias, "y");
+        assert_eq!(contact.announced_name.as_deref(), Some("yoghurt"));
+        match wait_event(&mut l_events, |e| matches!(e, NodeEvent::ContactAdded(_))).await {
+            NodeEvent::ContactAdded(r) => assert_eq!(r.peer, yoghurt.peer_id()),
             _ => unreachable!(),
         }
         assert_eq!(
@@ -109,7 +112,7 @@ async fn names_are_learned_both_ways() {
             yoghurt.peer_id()
         );
 
-        // yoghurt learned luda's name from the inbound connection, without a route.
+        // yoghurt learned luda's name from the inbound connection, without a contact.
         let event = wait_event(&mut y_events, |e| {
             matches!(e, NodeEvent::PeerIdentified { .. })
         })
@@ -121,7 +124,7 @@ async fn names_are_learned_both_ways() {
             }
             _ => unreachable!(),
         }
-        assert!(yoghurt.routes().is_empty());
+        assert!(yoghurt.contacts().is_empty());
         assert_eq!(
             yoghurt.dispatch("luda", ECHO, "hi").await.expect("by name"),
             "hi"
@@ -134,37 +137,43 @@ async fn names_are_learned_both_ways() {
 }
 
 #[tokio::test]
-async fn route_events_and_removal() {
+async fn contact_events_and_removal() {
     bounded(async {
         let server = node("server").await;
         let client = node("client").await;
         let mut events = client.events();
-        let route = client.add_route("s", addr(&server)).await.expect("route");
+        let contact = client
+            .add_contact("s", addr(&server))
+            .await
+            .expect("contact");
         wait_event(&mut events, |e| {
             matches!(e, NodeEvent::PeerConnected { .. })
         })
         .await;
-        let again = client.add_route("s2", addr(&server)).await.expect("rename");
-        assert_eq!(again.peer, route.peer);
-        match wait_event(&mut events, |e| matches!(e, NodeEvent::RouteUpdated(_))).await {
-            NodeEvent::RouteUpdated(r) => assert_eq!(r.name, "s2"),
+        let again = client
+            .add_contact("s2", addr(&server))
+            .await
+            .expect("rename");
+        assert_eq!(again.peer, contact.peer);
+        match wait_event(&mut events, |e| matches!(e, NodeEvent::ContactUpdated(_))).await {
+            NodeEvent::ContactUpdated(r) => assert_eq!(r.alias, "s2"),
             _ => unreachable!(),
         }
-        assert_eq!(client.routes().len(), 1);
-        // Adding a route reused the connection.
+        assert_eq!(client.contacts().len(), 1);
+        // Adding a contact reused the connection.
         assert_eq!(client.endpoint().connections().len(), 1);
-        let removed = client.remove_route("s2").expect("remove");
+        let removed = client.remove_contact("s2").expect("remove");
         assert_eq!(removed.peer, server.peer_id());
-        wait_event(&mut events, |e| matches!(e, NodeEvent::RouteRemoved(_))).await;
-        assert!(client.routes().is_empty());
+        wait_event(&mut events, |e| matches!(e, NodeEvent::ContactRemoved(_))).await;
+        assert!(client.contacts().is_empty());
         assert!(matches!(
-            client.remove_route(server.peer_id()),
-            Err(NodeError::NoRoute { .. })
+            client.remove_contact(server.peer_id()),
+            Err(NodeError::NoContact { .. })
         ));
-        // Routing to ourselves is refused.
+        // Adding ourselves is refused.
         assert!(matches!(
-            client.add_route("me", addr(&client)).await,
-            Err(NodeError::SelfRoute { .. })
+            client.add_contact("me", addr(&client)).await,
+            Err(NodeError::SelfContact { .. })
         ));
         client.disconnect(&server.peer_id()).await;
         wait_event(&mut events, |e| {

@@ -117,12 +117,12 @@ async fn simultaneous_open_settles_on_one_connection_every_time() {
                 let b1 = barrier.clone();
                 let t1 = tokio::spawn(async move {
                     b1.wait().await;
-                    s.add_route("big", ba).await.expect("route to big")
+                    s.add_contact("big", ba).await.expect("route to big")
                 });
                 let b2 = barrier.clone();
                 let t2 = tokio::spawn(async move {
                     b2.wait().await;
-                    b.add_route("small", sa).await.expect("route to small")
+                    b.add_contact("small", sa).await.expect("route to small")
                 });
                 t1.await.expect("task");
                 t2.await.expect("task");
@@ -187,7 +187,7 @@ async fn replacing_a_connection_drains_requests_in_flight() {
         let (small, big) = pair().await;
         let mut events = big.events();
         // big dials first: the connection small will replace.
-        big.add_route("small", addr(&small)).await.expect("route");
+        big.add_contact("small", addr(&small)).await.expect("route");
         let old = big.endpoint().connections()[0].id();
         let mut calls = Vec::new();
         for i in 0..10 {
@@ -205,7 +205,7 @@ async fn replacing_a_connection_drains_requests_in_flight() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         // small dials too (an address without /p2p/ forces a new dial); its dial wins.
         small
-            .add_route("big", addr(&big).without_p2p())
+            .add_contact("big", addr(&big).without_p2p())
             .await
             .expect("second route");
         let (kept, closed) = wait_event_replaced(&mut events).await;
@@ -256,7 +256,7 @@ async fn closing_drains_or_fails_clearly() {
             .expect("server");
         let client = listening("client").build().await.expect("client");
         client
-            .add_route("server", addr(&server))
+            .add_contact("server", addr(&server))
             .await
             .expect("route");
 

@@ -3,6 +3,7 @@
 mod common;
 
 use pheromone::pubsub::{PubSub, Subscription};
+use pheromone::swarm::{Swarm, SwarmConfig};
 use pheromone::{Endpoint, EndpointConfig, Keypair, PeerId};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
@@ -13,7 +14,7 @@ const PER_NODE: u32 = 50;
 const TOPIC: &str = "test/news";
 
 struct Node {
-    endpoint: Endpoint,
+    swarm: Swarm,
     pubsub: PubSub,
     subscription: Subscription,
 }
@@ -31,10 +32,11 @@ async fn mesh(seed: u64) -> Vec<Node> {
                 .listen(&"/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
                 .expect("listen"),
         );
-        let pubsub = PubSub::start(&endpoint, Default::default());
+        let swarm = Swarm::new(endpoint, SwarmConfig::default());
+        let pubsub = PubSub::start(&swarm, Default::default());
         let subscription = pubsub.subscribe(TOPIC).await.expect("subscribe");
         nodes.push(Node {
-            endpoint,
+            swarm,
             pubsub,
             subscription,
         });
@@ -52,7 +54,7 @@ async fn mesh(seed: u64) -> Vec<Node> {
         }
     }
     for (a, b) in links {
-        nodes[a].endpoint.dial(&addrs[b]).await.expect("dial");
+        nodes[a].swarm.dial_addr(&addrs[b]).await.expect("dial");
     }
     nodes
 }
@@ -60,7 +62,7 @@ async fn mesh(seed: u64) -> Vec<Node> {
 /// Every node announces itself until every node has heard every other: the interest and
 /// the tree have spread.
 async fn wait_until_ready(nodes: &mut [Node]) {
-    let ids: Vec<PeerId> = nodes.iter().map(|n| n.endpoint.peer_id()).collect();
+    let ids: Vec<PeerId> = nodes.iter().map(|n| n.swarm.local_peer_id()).collect();
     let mut heard: Vec<HashSet<PeerId>> = vec![HashSet::new(); nodes.len()];
     for _ in 0..100 {
         for n in nodes.iter() {
@@ -88,7 +90,7 @@ async fn wait_until_ready(nodes: &mut [Node]) {
     let sizes: Vec<usize> = heard.iter().map(|h| h.len()).collect();
     let mut metrics = Vec::new();
     for n in nodes.iter() {
-        let conns = n.endpoint.connections().len();
+        let conns = n.swarm.endpoint().connections().len();
         metrics.push((conns, n.pubsub.metrics().await));
     }
     panic!(
@@ -151,7 +153,7 @@ async fn twenty_nodes_each_publish_fifty_every_subscriber_gets_each_once_in_orde
                 );
             }
         }
-        futures::future::join_all(nodes.iter().map(|n| n.endpoint.close())).await;
+        futures::future::join_all(nodes.iter().map(|n| n.swarm.close())).await;
     })
     .await
     .expect("test timed out");

@@ -1,5 +1,7 @@
 //! Multi-hop routing and relayed connections between nodes on 127.0.0.1: a chain of nodes
 //! where only neighbours are linked, so the ends reach each other only through the middle.
+//! On loopback every node can dial every other, so the DHT (which would find the far end's
+//! address and dial it) is off here; `netns_route.rs` runs real topologies with it on.
 
 mod node_util;
 
@@ -16,8 +18,12 @@ const SINK: &str = "/test/sink/1.0.0";
 async fn line(n: usize, config: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
     let mut nodes = Vec::new();
     for i in 0..n {
+        let config = NodeConfig {
+            discovery: None,
+            ..config(i)
+        };
         let node = listening(&format!("n{i}"))
-            .config(config(i))
+            .config(config)
             .handle_streams(SINK, node_util::sink_digest)
             .build()
             .await
@@ -27,7 +33,7 @@ async fn line(n: usize, config: impl Fn(usize) -> NodeConfig) -> Vec<Node> {
     for pair in nodes.windows(2) {
         let name = format!("{}", pair[1].peer_id());
         pair[0]
-            .add_route(name, &addr(&pair[1]))
+            .add_contact(name, &addr(&pair[1]))
             .await
             .expect("link");
     }

@@ -41,7 +41,7 @@ pub async fn forward(total: u64) -> Result<ForwardResult> {
         .await?;
     let forwarder = Node::builder().build().await?;
     forwarder
-        .add_route("exposer", &exposer.listen_addrs()[0])
+        .add_contact("exposer", &exposer.listen_addrs()[0])
         .await
         .context("route")?;
 

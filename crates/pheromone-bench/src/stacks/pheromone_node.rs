@@ -46,7 +46,7 @@ async fn pair(mode: ConnectionMode) -> Result<(Node, Node)> {
         .build()
         .await?;
     client
-        .add_route("server", &server.listen_addrs()[0])
+        .add_contact("server", &server.listen_addrs()[0])
         .await
         .context("route")?;
     Ok((client, server))
@@ -178,7 +178,7 @@ pub async fn dispatch_all(peers: usize, rounds: usize) -> Result<DispatchAllResu
             .build()
             .await?;
         client
-            .add_route(format!("peer{i}"), &server.listen_addrs()[0])
+            .add_contact(format!("peer{i}"), &server.listen_addrs()[0])
             .await?;
         servers.push(server);
     }

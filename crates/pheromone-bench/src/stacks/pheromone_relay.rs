@@ -55,10 +55,10 @@ pub async fn relay(total: u64) -> Result<RelayResult> {
     let a = node(done_tx.clone()).await?;
     let b = node(done_tx.clone()).await?;
     let c = node(done_tx).await?;
-    a.add_route("b", &b.listen_addrs()[0])
+    a.add_contact("b", &b.listen_addrs()[0])
         .await
         .context("link a-b")?;
-    b.add_route("c", &c.listen_addrs()[0])
+    b.add_contact("c", &c.listen_addrs()[0])
         .await
         .context("link b-c")?;
     let routing = a.routing().context("routing is on")?;

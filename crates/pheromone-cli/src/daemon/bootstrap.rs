@@ -69,7 +69,7 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
             None => true,
         };
         if needs_dial {
-            match net.node().add_route("", &addr).await {
+            match net.node().add_contact("", &addr).await {
                 Ok(route) => {
                     tracing::info!(%addr, peer = %route.peer, "bootstrap peer reached");
                     join_dht(&net, route.peer, &addr);

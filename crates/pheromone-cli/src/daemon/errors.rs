@@ -5,6 +5,7 @@
 use crate::control_proto::{ControlError, ErrorCode};
 use pheromone::negotiate::NegotiateError;
 use pheromone::pubsub::PubSubError;
+use pheromone::swarm::ConnectError;
 use pheromone::transport::TransportError;
 use pheromone::upgrade::UpgradeError;
 use pheromone::{DialError, DispatchError, Multiaddr, NodeError, PeerId};
@@ -102,11 +103,11 @@ pub fn ambiguous_name(name: &str, candidates: &[PeerId]) -> ControlError {
 /// A failed route or connect, from the node.
 pub fn node_error(e: &NodeError) -> ControlError {
     match e {
-        NodeError::Dial { addr, source } => match addr.parse::<Multiaddr>() {
-            Ok(addr) => dial_error(&addr, source),
-            Err(_) => ControlError::new(ErrorCode::DialFailed, e.to_string()),
+        NodeError::Dial { addr, source } => match (addr.parse::<Multiaddr>(), source.as_ref()) {
+            (Ok(addr), ConnectError::Dial { source, .. }) => dial_error(&addr, source),
+            _ => ControlError::new(ErrorCode::DialFailed, e.to_string()),
         },
-        NodeError::BadAddress { .. } | NodeError::SelfRoute { .. } => {
+        NodeError::BadAddress { .. } | NodeError::SelfContact { .. } => {
             ControlError::new(ErrorCode::BadRequest, e.to_string())
         }
         NodeError::UnknownName { name } => unknown_name(name, &[]),

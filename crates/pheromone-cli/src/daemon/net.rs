@@ -143,7 +143,7 @@ impl Net {
             allow_shell: settings.exec_shell,
             ..ExecConfig::default()
         };
-        let exec = match pheromone::exec::serve(&node, exec) {
+        let exec = match node.serve_exec(exec) {
             Ok(exec) => exec,
             Err(e) => {
                 node.close().await;
@@ -370,7 +370,7 @@ impl Net {
             .iter()
             .map(Connection::remote_peer)
             .collect();
-        peers.extend(self.inner.node.routes().iter().map(|r| r.peer));
+        peers.extend(self.inner.node.contacts().iter().map(|r| r.peer));
         let mut names: Vec<String> = peers.iter().filter_map(|p| self.peer_name(p)).collect();
         names.sort_unstable();
         names.dedup();
@@ -419,9 +419,9 @@ impl Net {
     pub async fn reach(&self, target: &Target) -> Result<PeerId, ControlError> {
         if let Some(addr) = &target.addr {
             let node = &self.inner.node;
-            let routed = node.routes().iter().any(|r| r.peer == target.peer);
+            let routed = node.contacts().iter().any(|r| r.peer == target.peer);
             if !routed && !node.is_connected(&target.peer) {
-                node.add_route(NO_ALIAS, addr)
+                node.add_contact(NO_ALIAS, addr)
                     .await
                     .map_err(|e| node_error(&e))?;
             }
@@ -447,7 +447,7 @@ impl Net {
             ));
         }
         let route = node
-            .add_route(NO_ALIAS, &addr)
+            .add_contact(NO_ALIAS, &addr)
             .await
             .map_err(|e| node_error(&e))?;
         self.book().parked.remove(&route.peer);
@@ -510,7 +510,7 @@ impl Net {
             .or_else(|| {
                 self.inner
                     .node
-                    .routes()
+                    .contacts()
                     .into_iter()
                     .find(|r| r.peer == *peer)
                     .map(|r| r.addr.without_p2p().to_string())
@@ -561,8 +561,7 @@ impl Net {
             .node
             .dispatch_with(peer, MSG_PROTOCOL, data, &options)
             .await
-            .map_err(|e| dispatch_error(&e))?
-            .unwrap_or_default();
+            .map_err(|e| dispatch_error(&e))?;
         let ack = Ack::from_reply(&reply).map_err(|e| {
             ControlError::new(
                 ErrorCode::StreamFailed,

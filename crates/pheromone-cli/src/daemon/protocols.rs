@@ -113,7 +113,7 @@ mod tests {
             .await
             .expect("sender");
         sender
-            .add_route("luda", &receiver.listen_addrs()[0])
+            .add_contact("luda", &receiver.listen_addrs()[0])
             .await
             .expect("route");
         (receiver, sender)

@@ -92,7 +92,7 @@ impl Net {
                 });
             }
         }
-        for route in self.node().routes() {
+        for route in self.node().contacts() {
             if !listed.insert(route.peer.to_string()) {
                 continue;
             }

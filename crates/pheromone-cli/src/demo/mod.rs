@@ -144,7 +144,7 @@ async fn narrate(nodes: &[Node]) -> Result<()> {
         .first()
         .cloned()
         .context("yoghurt has no listen address")?;
-    luda.add_route("yoghurt", &addr)
+    luda.add_contact("yoghurt", &addr)
         .await
         .context("luda cannot reach yoghurt")?;
     luda.disconnect(&yoghurt.peer_id()).await;
@@ -190,7 +190,7 @@ async fn link_ring(nodes: &[Node]) -> Result<()> {
         let name = to.name().unwrap_or("?");
         let began = Instant::now();
         let route = from
-            .add_route(name, &addr)
+            .add_contact(name, &addr)
             .await
             .with_context(|| format!("{} cannot reach {name}", from.name().unwrap_or("?")))?;
         ok(&format!(
@@ -198,7 +198,7 @@ async fn link_ring(nodes: &[Node]) -> Result<()> {
             from.name().unwrap_or("?"),
             name,
             ms(began.elapsed()),
-            route.remote_name.as_deref().unwrap_or("nameless"),
+            route.announced_name.as_deref().unwrap_or("nameless"),
             short_id(&route.peer)
         ));
     }

@@ -121,8 +121,7 @@ pub async fn exchange(
                 serde_json::to_vec(&request)?,
                 options,
             )
-            .await?
-            .unwrap_or_default();
+            .await?;
         let reply: Message = serde_json::from_slice(&reply)?;
         transcript.push(Turn {
             from: reply.name,

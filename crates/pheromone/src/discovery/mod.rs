@@ -239,9 +239,7 @@ impl Lookups {
             }
             Waiting::Bootstrap(reply) => {
                 let answer = match result.outcome {
-                    QueryOutcome::Completed | QueryOutcome::TimedOut
-                        if !kad.table().is_empty() =>
-                    {
+                    QueryOutcome::Completed | QueryOutcome::TimedOut if !kad.table().is_empty() => {
                         Ok(Bootstrapped {
                             closest: result.closest.clone(),
                             table_size: kad.table().len(),

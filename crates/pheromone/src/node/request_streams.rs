@@ -14,9 +14,9 @@
 //! with its own FIN), which keeps "the responder dropped the stream while we were sending"
 //! out of normal operation. Nothing here reads or writes requests.
 
-use crate::FastMap;
 use crate::connection::{Connection, ConnectionId, Reuse, Stream};
 use crate::deadline::ReusableTimer;
+use crate::FastMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

@@ -6,11 +6,11 @@
 //! already happened in negotiation; nothing here sees a refused peer. In short mode the
 //! connection is closed once the answer is out.
 
-use super::ConnectionMode;
 use super::handler::{ErasedRequestHandler, ErasedStreamHandler, Peer};
 use super::pending::PeerCounter;
 use super::reqresp::{self, ReadError};
 use super::request_streams::KEPT_BUFFER_MAX;
+use super::ConnectionMode;
 use super::{Inner, NodeError};
 use crate::connection::{Connection, Stream};
 use crate::deadline::IdleLimit;

@@ -52,7 +52,9 @@ impl Services {
                 let relay = Relay::install(
                     swarm.endpoint(),
                     config.relay.clone(),
-                    Arc::new(move |destination: &PeerId| lookup.next_hop(destination).map(|h| h.peer)),
+                    Arc::new(move |destination: &PeerId| {
+                        lookup.next_hop(destination).map(|h| h.peer)
+                    }),
                 );
                 Some(Mesh { routing, relay })
             }
@@ -64,9 +66,7 @@ impl Services {
             .map(|discovery| Discovery::start(swarm, discovery));
         let fallback = Fallback {
             discovery: discovery.clone(),
-            mesh: mesh
-                .as_ref()
-                .map(|m| (m.routing.clone(), m.relay.clone())),
+            mesh: mesh.as_ref().map(|m| (m.routing.clone(), m.relay.clone())),
         };
         swarm.set_fallback(Arc::new(fallback));
         Self {
@@ -128,7 +128,11 @@ pub(super) fn keep_in_use(
     pending_in: &Arc<PendingTable>,
     streams_open: &Arc<PendingTable>,
 ) {
-    let (out, inn, open) = (pending_out.clone(), pending_in.clone(), streams_open.clone());
+    let (out, inn, open) = (
+        pending_out.clone(),
+        pending_in.clone(),
+        streams_open.clone(),
+    );
     swarm.set_keep_check(Arc::new(move |peer: &PeerId| {
         out.has(peer) || inn.has(peer) || open.has(peer)
     }));

@@ -11,12 +11,18 @@ impl Node {
     /// sequence number, bytes), each delivered once and in per-origin order. Neighbours
     /// learn of the interest, so messages flow toward this node through relays.
     pub async fn subscribe(&self, topic: &str) -> Result<Subscription, PubSubError> {
-        self.pubsub().ok_or(PubSubError::Disabled)?.subscribe(topic).await
+        self.pubsub()
+            .ok_or(PubSubError::Disabled)?
+            .subscribe(topic)
+            .await
     }
 
     /// Drops this node's subscriptions to `topic`.
     pub async fn unsubscribe(&self, topic: &str) -> Result<(), PubSubError> {
-        self.pubsub().ok_or(PubSubError::Disabled)?.unsubscribe(topic).await
+        self.pubsub()
+            .ok_or(PubSubError::Disabled)?
+            .unsubscribe(topic)
+            .await
     }
 
     /// Publishes `data` on `topic`, signed by this node; every subscribed node in the mesh
@@ -26,7 +32,10 @@ impl Node {
         topic: &str,
         data: impl Into<Bytes>,
     ) -> Result<MessageId, PubSubError> {
-        self.pubsub().ok_or(PubSubError::Disabled)?.broadcast(topic, data).await
+        self.pubsub()
+            .ok_or(PubSubError::Disabled)?
+            .broadcast(topic, data)
+            .await
     }
 
     /// Broadcast counters: delivered, duplicates, drops by reason, control bytes.

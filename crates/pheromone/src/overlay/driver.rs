@@ -116,7 +116,9 @@ where
         refusals: HashMap::new(),
     };
     let events = swarm.events();
-    swarm.tasks().spawn(driver.run(events, inbound, done, stalled));
+    swarm
+        .tasks()
+        .spawn(driver.run(events, inbound, done, stalled));
 }
 
 impl<O, S> Driver<O, S>
@@ -191,7 +193,9 @@ where
                     self.connection_up(&conn, record.as_deref());
                 }
             }
-            SwarmEvent::ConnectionClosed { info } => self.connection_down(&info.remote_peer, info.id),
+            SwarmEvent::ConnectionClosed { info } => {
+                self.connection_down(&info.remote_peer, info.id)
+            }
             _ => {}
         }
     }
@@ -297,7 +301,8 @@ where
                 let peer = conn.remote_peer();
                 // A peer that opened a stream of our protocol speaks it, whatever identify
                 // has said so far.
-                if !self.links.contains(&peer) && !conn.is_closed() && self.counts_as_speaker(&conn) {
+                if !self.links.contains(&peer) && !conn.is_closed() && self.counts_as_speaker(&conn)
+                {
                     let record = self.swarm.peer_record(&peer);
                     self.connection_up(&conn, record.as_deref());
                 }
@@ -313,7 +318,8 @@ where
                 reply,
             } => {
                 let peer = conn.remote_peer();
-                if !self.links.contains(&peer) && !conn.is_closed() && self.counts_as_speaker(&conn) {
+                if !self.links.contains(&peer) && !conn.is_closed() && self.counts_as_speaker(&conn)
+                {
                     let record = self.swarm.peer_record(&peer);
                     self.connection_up(&conn, record.as_deref());
                 }

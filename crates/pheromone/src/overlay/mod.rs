@@ -226,7 +226,12 @@ impl OverlayDriver {
     /// Runs `overlay` with `service` over `swarm`: registers the overlay's protocol with
     /// the swarm's endpoint and spawns the driver on the swarm's task tracker. The driver
     /// ends when the swarm closes.
-    pub fn spawn<O, S>(swarm: &Swarm, overlay: O, service: S, config: DriverConfig) -> OverlayHandle<O, S>
+    pub fn spawn<O, S>(
+        swarm: &Swarm,
+        overlay: O,
+        service: S,
+        config: DriverConfig,
+    ) -> OverlayHandle<O, S>
     where
         O: Overlay + Send + 'static,
         O::Event: Send,

@@ -7,10 +7,10 @@
 //!
 //! [`max_message_len`]: pheromone_core::overlay::Overlay::max_message_len
 
+use super::Counters;
 use crate::connection::{Connection, Stream};
 use crate::endpoint::Access;
 use crate::negotiate::NegotiateError;
-use super::Counters;
 use crate::swarm::{ConnectError, Swarm};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
@@ -86,7 +86,11 @@ pub(super) fn serve(ctx: InboundCtx, requests: bool) {
 }
 
 /// Reads one varint-prefixed frame of at most `max` bytes; `None` at a clean end.
-async fn read_frame(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> std::io::Result<Option<Bytes>> {
+async fn read_frame(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<Option<Bytes>> {
     loop {
         match varint::decode_frame(buf, max) {
             Ok(Some(frame)) => return Ok(Some(frame)),
@@ -143,7 +147,8 @@ async fn serve_requests(ctx: InboundCtx, conn: Connection, mut stream: Stream) {
     let mut buf = BytesMut::new();
     let mut out = BytesMut::new();
     for _ in 0..ctx.max_requests_per_stream.max(1) {
-        let read = tokio::time::timeout(ctx.timeout, read_frame(&mut stream, &mut buf, ctx.max_len));
+        let read =
+            tokio::time::timeout(ctx.timeout, read_frame(&mut stream, &mut buf, ctx.max_len));
         let request = match read.await {
             Ok(Ok(Some(request))) => request,
             Ok(Ok(None)) => return,
@@ -198,7 +203,8 @@ fn refused(e: &std::io::Error) -> bool {
             matches!(
                 n,
                 NegotiateError::Negotiation(
-                    NegotiationError::ProtocolRejected { .. } | NegotiationError::AllRejected { .. }
+                    NegotiationError::ProtocolRejected { .. }
+                        | NegotiationError::AllRejected { .. }
                 )
             )
         })
@@ -296,7 +302,12 @@ async fn exchange(
 }
 
 /// Makes a dial the overlay asked for; the driver gets the outcome.
-pub(super) async fn dial(ctx: OutboundCtx, id: DialId, peer: Option<PeerId>, addrs: Vec<Multiaddr>) {
+pub(super) async fn dial(
+    ctx: OutboundCtx,
+    id: DialId,
+    peer: Option<PeerId>,
+    addrs: Vec<Multiaddr>,
+) {
     let result = match ctx.dial_slots.clone().acquire_owned().await {
         Err(_) => Err(DialFailure::Refused),
         Ok(_slot) => {

@@ -131,7 +131,11 @@ impl PubSub {
                 if !subscribers.by_topic.contains_key(&topic) {
                     overlay.subscribe(now, &topic)?;
                 }
-                subscribers.by_topic.entry(topic.clone()).or_default().push(tx);
+                subscribers
+                    .by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .push(tx);
                 Ok::<(), TopicError>(())
             })
             .map_err(|_| PubSubError::Stopped)??;

@@ -60,7 +60,12 @@ impl Inner {
 
     /// Starts the one dial to `peer` on a task of its own: at `addrs` alone when given,
     /// otherwise everywhere the swarm can think of.
-    fn spawn_dial(self: &Arc<Self>, peer: PeerId, id: u64, addrs: Option<Vec<Multiaddr>>) -> DialFuture {
+    fn spawn_dial(
+        self: &Arc<Self>,
+        peer: PeerId,
+        id: u64,
+        addrs: Option<Vec<Multiaddr>>,
+    ) -> DialFuture {
         let inner = self.clone();
         let task = self.tasks.spawn(async move {
             let result = match addrs {
@@ -157,7 +162,11 @@ impl Inner {
     }
 
     /// Dials `peer` at each of `addrs` until one works.
-    async fn dial_addrs(&self, peer: PeerId, addrs: &[Multiaddr]) -> Result<Connection, ConnectError> {
+    async fn dial_addrs(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+    ) -> Result<Connection, ConnectError> {
         let mut last = ConnectError::NoAddress { peer };
         for addr in addrs {
             // Boxed: the upgrade's state is kilobytes, and every future that may dial
@@ -175,7 +184,10 @@ impl Inner {
 
     /// A connection of its own for one short-mode call; adopted (tracked, identified) but
     /// never pooled.
-    pub(super) async fn dial_short(self: &Arc<Self>, peer: PeerId) -> Result<Connection, ConnectError> {
+    pub(super) async fn dial_short(
+        self: &Arc<Self>,
+        peer: PeerId,
+    ) -> Result<Connection, ConnectError> {
         if self.is_closed() {
             return Err(ConnectError::Closed);
         }

@@ -251,7 +251,9 @@ impl PeerBook {
 
     /// The name `peer` announced.
     pub(crate) fn name(&self, peer: &PeerId) -> Option<Arc<str>> {
-        self.identified.get(peer).and_then(|i| i.record.name.clone())
+        self.identified
+            .get(peer)
+            .and_then(|i| i.record.name.clone())
     }
 
     /// Addresses to dial `peer` at: its contact address first, then what it announced,
@@ -369,7 +371,10 @@ mod tests {
         let mut d = PeerBook::default();
         let contact = addr(1).with_p2p(peer(1)).expect("p2p");
         d.add_contact(peer(1), "a".into(), contact.clone());
-        d.identified(record(peer(1), None, vec![addr(1), addr(7)]), Instant::now());
+        d.identified(
+            record(peer(1), None, vec![addr(1), addr(7)]),
+            Instant::now(),
+        );
         let addrs = d.addresses(&peer(1));
         assert_eq!(addrs[0], contact);
         assert_eq!(addrs.len(), 2);

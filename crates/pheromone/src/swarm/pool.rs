@@ -14,8 +14,8 @@
 //! tables return to empty.
 
 use super::error::ConnectError;
-use crate::FastMap;
 use crate::connection::{Connection, ConnectionId, ConnectionInfo, Direction};
+use crate::FastMap;
 use futures::future::{BoxFuture, Shared};
 use pheromone_core::identity::PeerId;
 use std::sync::Mutex;

@@ -28,11 +28,14 @@ pub async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
     Ok(Some(request))
 }
 
-/// A builder listening on an ephemeral loopback port with the echo handler.
+/// A builder listening on an ephemeral loopback port with the echo handler, discovery off:
+/// these tests count and close connections, and the DHT's connection manager keeps its
+/// peers connected (discovery has tests of its own in `discovery.rs`).
 pub fn listening(name: &str) -> NodeBuilder {
     Node::builder()
         .name(name)
         .listen("/ip4/127.0.0.1/tcp/0")
+        .discovery(None)
         .handle_requests(ECHO, echo)
 }
 
