@@ -80,3 +80,27 @@ fn peers_known_only_through_the_bootstrap_node_are_found() {
     let text = &out.stdout;
     assert!(text.contains("hop(s)"), "{text}");
 }
+
+/// Two daemons linked with `connect` (no bootstrap, no kad exchange yet) put each other
+/// in their tables: a connection to a peer that speaks kad makes it a neighbour.
+#[test]
+fn peers_linked_with_connect_fill_each_others_tables() {
+    let a = Daemon::start("alpha");
+    let b = Daemon::start("beta");
+    a.json(&["connect", &b.addr]);
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                let table = me.json(&["dht", "table"]);
+                table["size"].as_u64() == Some(1)
+                    && table.to_string().contains(other.peer_id.as_str())
+            }),
+            "{}'s table: {}",
+            me.peer_id,
+            me.json(&["dht", "table"])
+        );
+    }
+    // And a lookup answers from the table at once.
+    let out = a.cli(&["--json", "dht", "find", &b.peer_id]);
+    assert!(out.status.success(), "{out:?}");
+}

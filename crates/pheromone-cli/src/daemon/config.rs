@@ -75,6 +75,10 @@ pub struct UpArgs {
     /// Let allowed peers run shell command lines (`exec --shell`, run with `sh -c`).
     #[arg(long)]
     pub allow_exec_shell: bool,
+    /// Run without the DHT: peers are found only through `--bootstrap`, `connect` and the
+    /// route table (a relayed connection to a peer with no known address).
+    #[arg(long)]
+    pub no_dht: bool,
 }
 
 /// The config file: the same settings as [`UpArgs`], every key optional.
@@ -103,6 +107,8 @@ pub struct FileConfig {
     pub allow_exec_file: Option<PathBuf>,
     /// As `--allow-exec-shell`.
     pub allow_exec_shell: Option<bool>,
+    /// `false` is `--no-dht`.
+    pub dht: Option<bool>,
     /// Most messages the inbox holds before senders are refused.
     pub inbox_max_messages: Option<usize>,
     /// Most bytes the inbox holds before senders are refused.
@@ -153,6 +159,8 @@ pub struct Settings {
     pub exec_allow: Vec<PeerId>,
     /// Whether allowed peers may run shell command lines.
     pub exec_shell: bool,
+    /// Whether the DHT runs.
+    pub dht: bool,
 }
 
 impl Settings {
@@ -252,6 +260,7 @@ impl Settings {
             inbox_max_bytes: file.inbox_max_bytes.unwrap_or(64 << 20).max(1),
             exec_allow,
             exec_shell: args.allow_exec_shell || file.allow_exec_shell.unwrap_or(false),
+            dht: !args.no_dht && file.dht.unwrap_or(true),
         })
     }
 }

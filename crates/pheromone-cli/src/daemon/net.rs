@@ -115,7 +115,7 @@ impl Net {
         };
         let mut builder = Node::builder()
             .keypair(keypair)
-            .discovery(Some(discovery))
+            .discovery(settings.dht.then_some(discovery))
             .mode(settings.mode.into())
             .endpoint_config(endpoint)
             .max_message_size(MAX_MESSAGE)

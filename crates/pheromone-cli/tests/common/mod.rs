@@ -250,6 +250,15 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon named `name` without the DHT, in a fresh temp data dir.
+    pub fn start_no_dht(name: &str) -> Self {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("node");
+        let mut d = Self::start_in(&dir, &["--name", name, "--no-dht"]).expect("daemon starts");
+        d._temp = Some(temp);
+        d
+    }
+
     /// Starts a daemon on `dir` with `extra` flags after the test flags; the error output
     /// if it exits before it is ready.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Self, Output> {

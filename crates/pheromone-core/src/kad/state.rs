@@ -12,7 +12,7 @@ use super::error::KadError;
 use super::event::{Event, Metrics, Output, QueryId, QueryKind, QueryOutcome, QueryResult};
 use super::key::{Distance, Key};
 use super::query::Lookup;
-use super::table::{InsertOutcome, RoutingTable};
+use super::table::{InsertOutcome, RoutingTable, NUM_BUCKETS};
 use super::wire::{
     encode_find_node_response_from_fields, ConnectionType, DecodeLimits, KadPeer, Request, Response,
 };
@@ -23,6 +23,11 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
+
+/// Random preimages tried per empty bucket after a bootstrap is 2 to this power; buckets
+/// closer than `NUM_BUCKETS - 1 - this` are not aimed at (a random key lands in them too
+/// rarely to be worth the hashing).
+const EMPTY_BUCKET_TRIES_LOG2: usize = 6;
 
 /// Most requesters remembered while their addresses are not yet vouched for.
 const MAX_REQUESTED_UNVOUCHED: usize = 256;
@@ -682,8 +687,10 @@ impl Kademlia {
         };
         if q.kind == QueryKind::Bootstrap && !self.table.is_empty() {
             // As libp2p does after its self-lookup: the buckets far from us are filled by
-            // lookups of random keys right away rather than at the first refresh.
+            // lookups of random keys right away rather than at the first refresh, and a
+            // bucket the self-lookup left empty gets a lookup aimed into it.
             self.refresh_random(now);
+            self.refresh_empty_buckets(now);
         }
         let k = self.config.k;
         self.outputs
@@ -734,6 +741,35 @@ impl Kademlia {
         let own = self.local.to_bytes();
         self.start_query(now, QueryKind::Refresh, own, None);
         self.refresh_random(now);
+    }
+
+    /// A lookup aimed into each empty bucket between our closest neighbour's and the
+    /// farthest: a self-lookup can pass a whole region of the key space by, and a bucket
+    /// left empty there makes us (and whoever asks us) blind to it. Targets are random
+    /// preimages whose hash falls in the bucket, found by trying a few (as libp2p does);
+    /// only buckets holding at least 1/2^[`EMPTY_BUCKET_TRIES_LOG2`] of the key space are
+    /// reachable that way, which are the ones a network of any size populates.
+    fn refresh_empty_buckets(&mut self, now: Instant) {
+        let Some(closest) = self.table.non_empty_buckets().next() else {
+            return;
+        };
+        let local = Key::from_peer(&self.local);
+        let lowest = closest.max(NUM_BUCKETS.saturating_sub(EMPTY_BUCKET_TRIES_LOG2 + 1));
+        for bucket in lowest..NUM_BUCKETS {
+            if !self.table.bucket(bucket).is_empty() {
+                continue;
+            }
+            for _ in 0..(1usize << EMPTY_BUCKET_TRIES_LOG2) {
+                let mut bytes = vec![0x12, 0x20];
+                for _ in 0..4 {
+                    bytes.extend_from_slice(&self.random().to_le_bytes());
+                }
+                if local.distance(&Key::from_preimage(&bytes)).bucket_index() == Some(bucket) {
+                    self.start_query(now, QueryKind::Refresh, bytes, None);
+                    break;
+                }
+            }
+        }
     }
 
     /// Lookups of random keys: they reach into every part of the key space, so the far

@@ -188,10 +188,10 @@ where
 
     fn swarm_event(&mut self, event: SwarmEvent) {
         match event {
-            SwarmEvent::ConnectionReady { conn, record } => {
-                if self.counts(&conn, record.as_deref()) {
-                    self.connection_up(&conn, record.as_deref());
-                }
+            SwarmEvent::ConnectionReady { conn, record }
+                if self.counts(&conn, record.as_deref()) =>
+            {
+                self.connection_up(&conn, record.as_deref());
             }
             SwarmEvent::ConnectionClosed { info } => {
                 self.connection_down(&info.remote_peer, info.id)

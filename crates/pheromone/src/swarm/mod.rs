@@ -180,6 +180,9 @@ pub struct SwarmStats {
 
 type Identifying = Shared<BoxFuture<'static, Option<Arc<PeerRecord>>>>;
 
+/// A live connection whose identify ended, and what it said.
+pub type Ready = (Connection, Option<Arc<PeerRecord>>);
+
 /// A cloneable handle to a running swarm.
 #[derive(Clone)]
 pub struct Swarm {
@@ -196,7 +199,7 @@ pub(crate) struct Inner {
     /// requests wait for its answer.
     identifying: Mutex<HashMap<ConnectionId, Identifying>>,
     /// Live connections whose identify ended, with what it said (for resynchronising).
-    ready: Mutex<HashMap<ConnectionId, (Connection, Option<Arc<PeerRecord>>)>>,
+    ready: Mutex<HashMap<ConnectionId, Ready>>,
     events: broadcast::Sender<SwarmEvent>,
     fallback: RwLock<Option<Arc<dyn DialFallback>>>,
     keep: RwLock<Option<KeepCheck>>,
@@ -281,7 +284,7 @@ impl Swarm {
     }
 
     /// Every live connection whose identify exchange has ended, with what it said.
-    pub fn ready_connections(&self) -> Vec<(Connection, Option<Arc<PeerRecord>>)> {
+    pub fn ready_connections(&self) -> Vec<Ready> {
         self.inner
             .ready
             .lock()
