@@ -129,7 +129,7 @@ await node.handle(ECHO, async (stream) => {
   } catch (err) {
     stream.abort(err)
   }
-})
+}, { maxInboundStreams: 256, maxOutboundStreams: 256 })
 
 await node.handle(SINK, async (stream) => {
   try {

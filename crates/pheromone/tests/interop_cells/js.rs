@@ -117,10 +117,17 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
         let got: BTreeSet<&str> = info.protocols.iter().map(String::as_str).collect();
         let want: BTreeSet<&str> = js.protocols.iter().map(String::as_str).collect();
         ensure(got == want, || format!("protocols {got:?} vs {want:?}"))?;
+        // js adds the observed peer's ID (ours) to the address it saw us at.
         let local = Multiaddr::from_socket_addr(conn.info().local_addr);
-        ensure(info.observed_addr == Some(local), || {
-            format!("observed addr {:?}", info.observed_addr)
-        })?;
+        let observed = info.observed_addr.clone().map(|a| {
+            let id = a.peer_id();
+            (a.without_p2p(), id)
+        });
+        ensure(
+            matches!(&observed, Some((addr, id)) if *addr == local
+                && id.is_none_or(|id| id == ours.peer())),
+            || format!("observed addr {:?}", info.observed_addr),
+        )?;
         ensure(info.protocol_version == js.protocol_version, || {
             info.protocol_version.clone()
         })?;
@@ -248,8 +255,8 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
             info["agentVersion"] == ep.config().agent_version.as_str(),
             || format!("agent version {}", info["agentVersion"]),
         )?;
-        // js dialled our listening socket: that is where it saw us.
-        let observed = ours.addr().without_p2p().to_string();
+        // What we saw js at: the socket it dialled from.
+        let observed = Multiaddr::from_socket_addr(conn.info().remote_addr).to_string();
         ensure(info["observedAddr"] == observed.as_str(), || {
             format!("observed addr {}", info["observedAddr"])
         })?;
