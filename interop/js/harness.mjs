@@ -122,9 +122,13 @@ node.addEventListener('peer:identify', (evt) => {
 
 await node.handle(ECHO, async (stream) => {
   try {
+    let n = 0
     for await (const chunk of stream) {
+      n += chunk.byteLength
+      if (process.env.HARNESS_DEBUG) process.stderr.write(`echo got ${n}\n`)
       if (!stream.send(chunk)) await stream.onDrain()
     }
+    if (process.env.HARNESS_DEBUG) process.stderr.write(`echo end ${n}\n`)
     await stream.close()
   } catch (err) {
     stream.abort(err)

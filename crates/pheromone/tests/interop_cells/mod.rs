@@ -22,6 +22,13 @@ pub const PROBE: &str = "/pheromone-interop/probe/1.0.0";
 pub const MISSING: &str = "/pheromone-interop/missing/1.0.0";
 /// Concurrent echo streams per direction.
 pub const STREAMS: usize = 100;
+/// Streams actually run (`PHEROMONE_INTEROP_STREAMS` overrides, for debugging only).
+pub fn streams() -> usize {
+    std::env::var("PHEROMONE_INTEROP_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(STREAMS)
+}
 /// Bytes sent right before a graceful close.
 pub const CLOSE_BYTES: usize = 1 << 20;
 /// Perf sizes (upload, download).

@@ -153,7 +153,7 @@ impl Ours {
     /// [`STREAMS`] concurrent streams of ours to the peer's echo, each checked.
     pub async fn echo_many(&self, conn: &Connection) -> Result<(), String> {
         let mut tasks = Vec::with_capacity(STREAMS);
-        for i in 0..STREAMS {
+        for i in 0..super::streams() {
             let ep = self.node.endpoint().clone();
             let conn = conn.clone();
             tasks.push(tokio::spawn(async move {
