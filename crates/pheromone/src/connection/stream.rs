@@ -204,10 +204,22 @@ impl Stream {
     /// Holds a write back until the peer confirmed a proposal not known to be supported;
     /// fails it if the peer refused. Bytes read past the confirmation are kept for reads.
     fn poll_write_gate(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_confirmed(cx, false)
+    }
+
+    /// Waits for a pending confirmation: always when `closing` (our FIN must not reach a
+    /// listener before its handler took the stream over: js-libp2p 3.x loses a FIN that
+    /// arrives during its negotiation, and its handler then never sees the end), else only
+    /// for gated writes.
+    fn poll_confirmed(&mut self, cx: &mut Context<'_>, closing: bool) -> Poll<io::Result<()>> {
         if let Some(kind) = self.refused {
             return Poll::Ready(Err(refusal(kind)));
         }
-        if !self.confirmation.as_ref().is_some_and(|c| c.gate_writes) {
+        if !self
+            .confirmation
+            .as_ref()
+            .is_some_and(|c| c.gate_writes || closing)
+        {
             return Poll::Ready(Ok(()));
         }
         match self.poll_chunk_as(cx, true) {
@@ -494,9 +506,14 @@ impl AsyncWrite for Stream {
         Poll::Ready(self.get_mut().send_prefix())
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.send_prefix()?;
+        match this.poll_confirmed(cx, true) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
         let result = this.shared.lock().session.close_write(this.id);
         this.shared.flush_or_wake();
         match result {

@@ -267,7 +267,8 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
             .as_u64()
             .unwrap_or(0)
             - answered_before;
-        ensure(answered == 1, || {
+        // At most one: our node skips a peer it identified in the last 30 s.
+        ensure(answered <= 1, || {
             format!("our node sent {answered} identify requests on the connection js dialled")
         })
     })
