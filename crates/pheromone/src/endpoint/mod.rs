@@ -9,6 +9,7 @@
 
 mod config;
 mod error;
+mod protocol_book;
 mod router;
 
 pub use config::EndpointConfig;
@@ -78,6 +79,8 @@ struct Inner {
     /// before `dial` returns it: the node's pool must see a connection before its peer can
     /// use it, which the lossy event channel cannot promise.
     on_connection: std::sync::RwLock<Option<ConnectionHook>>,
+    /// What peers listed in identify, to seed new connections with (see `protocol_book`).
+    protocol_book: Mutex<protocol_book::ProtocolBook>,
 }
 
 /// A callback run synchronously for each newly adopted connection (see `Inner`).
@@ -111,6 +114,7 @@ impl Endpoint {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 on_connection: std::sync::RwLock::new(None),
+                protocol_book: Mutex::new(protocol_book::ProtocolBook::default()),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -440,6 +444,15 @@ impl Endpoint {
         let upgrade::Upgraded { connection, driver } = upgraded;
         let info = connection.info().clone();
         tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
+        let known = self
+            .inner
+            .protocol_book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&info.remote_peer);
+        if let Some(protocols) = known {
+            connection.set_remote_protocols(protocols);
+        }
         self.inner
             .connections
             .lock()
@@ -519,25 +532,36 @@ impl Endpoint {
         });
     }
 
-    async fn handle_inbound_stream(&self, conn: Connection, stream: Stream) {
+    async fn handle_inbound_stream(&self, conn: Connection, mut stream: Stream) {
         let peer = conn.remote_peer();
         let router = &self.inner.router;
         let timeout = self.inner.config.stream_negotiation_timeout;
         let negotiated = crate::deadline::within(
             timeout,
-            negotiate::listener(stream, router.protocols(), |proto| {
+            negotiate::listen_on(&mut stream, router.protocols(), |proto| {
                 router.allows(proto, &peer)
             }),
         )
         .await;
-        let (protocol, stream) = match negotiated {
-            Ok(Ok(pair)) => pair,
+        // A dialer that gave up after our `na` gets an orderly end, so that it can still
+        // read the `na`; a stream that broke the protocol or stalled is reset.
+        let protocol = match negotiated {
+            Ok(Ok(protocol)) => protocol,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "inbound stream negotiation failed");
+                if !matches!(
+                    e,
+                    negotiate::NegotiateError::Negotiation(
+                        pheromone_core::multistream::NegotiationError::PeerGaveUp { .. }
+                    )
+                ) {
+                    stream.reset();
+                }
                 return;
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "inbound stream negotiation timed out");
+                stream.reset();
                 return;
             }
         };
@@ -548,8 +572,10 @@ impl Endpoint {
     }
 
     /// Opens a stream to the connection's peer for `protocol`. The negotiation is lazy: the
-    /// stream is returned at once and the peer's confirmation is checked on the first read,
-    /// so a request costs no extra round trip.
+    /// stream is returned at once and the peer's confirmation is checked on the first read.
+    /// Where identify said the peer speaks `protocol`, the first write follows the proposal
+    /// at once, so a request costs no extra round trip; otherwise it waits for the
+    /// confirmation (see [`negotiate::dialer_lazy`]).
     pub async fn open_stream(
         &self,
         conn: &Connection,
@@ -609,6 +635,13 @@ impl Endpoint {
                 conn.remote_peer()
             )));
         }
+        let protocols: Arc<[String]> = Arc::from(info.protocols.clone());
+        conn.set_remote_protocols(protocols.clone());
+        self.inner
+            .protocol_book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(conn.remote_peer(), protocols);
         Ok(info)
     }
 

@@ -271,12 +271,38 @@ impl Inner {
                     continue;
                 }
             };
-            match self.identify(&conn).await {
+            match self.identify_joined(&conn).await {
                 Ok(name) => return Ok(name),
                 Err(e) if conn.is_going_away() => last = e,
                 Err(e) => return Err(e),
             }
         }
         Err(last)
+    }
+
+    /// Identifies the peer on `conn`, joining the exchange [`start_identify`] already runs
+    /// on it instead of asking a second time: a connection carries one identify request.
+    /// Asks anew only if that exchange failed.
+    ///
+    /// [`start_identify`]: Inner::start_identify
+    async fn identify_joined(&self, conn: &Connection) -> Result<Option<String>, String> {
+        let running = self
+            .identifying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&conn.id())
+            .cloned();
+        if let Some(exchange) = running {
+            exchange.await;
+            let peer = conn.remote_peer();
+            let directory = self.lock_directory();
+            if let Some(known) = directory
+                .known(&peer)
+                .filter(|k| k.identified_at.elapsed() < REIDENTIFY_AFTER)
+            {
+                return Ok(known.name.as_deref().map(str::to_owned));
+            }
+        }
+        self.identify(conn).await
     }
 }
