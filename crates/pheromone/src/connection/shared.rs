@@ -85,6 +85,11 @@ pub(crate) struct Shared {
     backlog: AtomicUsize,
     /// A writer parked on `parked_writers` until `backlog` falls below `high_water`.
     backlog_waiters: AtomicBool,
+    /// Stream payload carried, both ways (relaxed adds per read chunk and write call).
+    pub(crate) traffic: crate::metrics::Traffic,
+    /// The endpoint's counters, set when the endpoint adopts the connection; streams find
+    /// their protocol's counters there at negotiation.
+    pub(crate) counters: std::sync::OnceLock<std::sync::Arc<crate::metrics::Counters>>,
 }
 
 /// Wakers collected under the lock, woken after it is released.
@@ -137,6 +142,8 @@ impl Shared {
             high_water,
             backlog: AtomicUsize::new(0),
             backlog_waiters: AtomicBool::new(false),
+            traffic: crate::metrics::Traffic::default(),
+            counters: std::sync::OnceLock::new(),
         }
     }
 

@@ -78,6 +78,8 @@ struct Inner {
     /// before `dial` returns it: the node's pool must see a connection before its peer can
     /// use it, which the lossy event channel cannot promise.
     on_connection: std::sync::RwLock<Option<ConnectionHook>>,
+    /// Event counters for metrics (connections, handshakes, dials, streams per protocol).
+    counters: Arc<crate::metrics::Counters>,
 }
 
 /// A callback run synchronously for each newly adopted connection (see `Inner`).
@@ -111,6 +113,7 @@ impl Endpoint {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 on_connection: std::sync::RwLock::new(None),
+                counters: Arc::default(),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -185,6 +188,7 @@ impl Endpoint {
 
     /// Registers (or replaces) the handler for inbound streams of `protocol`.
     pub fn set_handler(&self, protocol: &str, handler: StreamHandler, access: Access) {
+        self.inner.counters.protocols.register(protocol);
         self.inner
             .router
             .insert(protocol.to_owned(), handler, access);
@@ -214,6 +218,11 @@ impl Endpoint {
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.router.protocols()
+    }
+
+    /// The event counters metrics read.
+    pub(crate) fn counters(&self) -> &Arc<crate::metrics::Counters> {
+        &self.inner.counters
     }
 
     /// Installs the hook run for every new connection (see `Inner::on_connection`).
@@ -311,10 +320,13 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
+                let started = std::time::Instant::now();
                 let result =
                     upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
                         .await;
                 drop(permit);
+                let counters = &this.inner.counters;
+                counters.handshake(Direction::Inbound, started.elapsed(), &result);
                 match result {
                     Ok(upgraded) => {
                         this.adopt(upgraded);
@@ -339,7 +351,10 @@ impl Endpoint {
     /// must prove it is that peer.
     pub async fn dial(&self, addr: &Multiaddr) -> Result<Connection, DialError> {
         let expected = addr.peer_id();
-        let targets = self.resolve(addr).await?;
+        let targets = self
+            .resolve(addr)
+            .await
+            .inspect_err(|e| self.inner.counters.dial_failed(e))?;
         let mut last_error = None;
         for target in targets {
             match self.dial_socket(target, expected).await {
@@ -358,20 +373,35 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, DialError> {
+        let result = self.dial_socket_inner(addr, expected).await;
+        if let Err(e) = &result {
+            self.inner.counters.dial_failed(e);
+        }
+        result
+    }
+
+    async fn dial_socket_inner(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, DialError> {
         if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
             return Err(DialError::ConnectionLimit {
                 limit: self.inner.config.max_outbound_connections,
             });
         }
         let socket = self.inner.transport.dial(addr).await?;
+        let started = std::time::Instant::now();
         let upgraded = upgrade::outbound(
             Socket::Tcp(socket),
             self.identity(),
             expected,
             &self.inner.config,
         )
-        .await?;
-        Ok(self.adopt(upgraded))
+        .await;
+        let counters = &self.inner.counters;
+        counters.handshake(Direction::Outbound, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
     }
 
     /// A live direct (not relayed) connection to `peer`, if there is one.
@@ -394,7 +424,20 @@ impl Endpoint {
         direction: Direction,
         expected: Option<PeerId>,
     ) -> Result<Connection, upgrade::UpgradeError> {
-        let upgraded = match direction {
+        let started = std::time::Instant::now();
+        let upgraded = self.upgrade_circuit(socket, direction, expected).await;
+        let counters = &self.inner.counters;
+        counters.handshake(direction, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
+    }
+
+    async fn upgrade_circuit(
+        &self,
+        socket: Socket,
+        direction: Direction,
+        expected: Option<PeerId>,
+    ) -> Result<upgrade::Upgraded, upgrade::UpgradeError> {
+        Ok(match direction {
             Direction::Outbound => {
                 upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
             }
@@ -409,8 +452,7 @@ impl Endpoint {
                     })?;
                 upgrade::inbound(socket, self.identity(), &self.inner.config).await?
             }
-        };
-        Ok(self.adopt(upgraded))
+        })
     }
 
     async fn resolve(&self, addr: &Multiaddr) -> Result<Vec<SocketAddr>, DialError> {
@@ -440,6 +482,8 @@ impl Endpoint {
         let upgrade::Upgraded { connection, driver } = upgraded;
         let info = connection.info().clone();
         tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
+        self.inner.counters.connection_opened(&info);
+        connection.attach_counters(&self.inner.counters);
         self.inner
             .connections
             .lock()
@@ -512,6 +556,7 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&info.id);
+        self.inner.counters.connection_closed(&info);
         tracing::debug!(peer = %info.remote_peer, id = %info.id, %error, "connection closed");
         let _ = self.inner.events.send(EndpointEvent::ConnectionClosed {
             info: Box::new(info),
