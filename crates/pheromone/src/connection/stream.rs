@@ -88,6 +88,10 @@ impl Stream {
         if let Some(counters) = self.shared.counters.get() {
             let meter = counters.protocols.get(protocol);
             meter.stream_opened(direction);
+            // Bytes read along with the negotiation belong to the protocol.
+            meter
+                .bytes_in
+                .fetch_add(self.unread.len() as u64, Ordering::Relaxed);
             self.meter = Some(meter);
         }
     }
