@@ -258,7 +258,7 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
     if let Some(settings) = settings {
         let settings = settings?;
         // The span gives every line of the daemon's log the node's name in JSON.
-        let span = tracing::info_span!("daemon", name = settings.name.as_deref().unwrap_or(""));
+        let span = tracing::info_span!("daemon", node = settings.name.as_deref().unwrap_or(""));
         return tracing::Instrument::instrument(daemon::run(settings), span).await;
     }
     if let Command::Demo = &args.command {

@@ -106,13 +106,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         let shell = if shell { ", shell allowed" } else { "" };
         println!("exec: allowed for {peers} peer(s){shell}");
     }
-    println!("control socket: {}", socket_path.display());
     if let Some(url) = &urls.metrics {
         println!("metrics: {url}");
     }
     if urls.dashboard.is_some() {
         println!("dashboard: on (`pheromone dashboard` prints its URL)");
     }
+    // Last: tools wait for this line to know the daemon is ready.
+    println!("control socket: {}", socket_path.display());
     tasks.spawn(control::serve(
         listener,
         net.clone(),

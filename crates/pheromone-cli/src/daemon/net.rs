@@ -243,15 +243,9 @@ impl Net {
                     let info = conn.info();
                     tracing::info!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, "connected");
                     self.book().since.insert(info.id, SystemTime::now());
-                    let path = if info.relay.is_some() { "relayed" } else { "direct" };
-                    let who = self.peer_name(&info.remote_peer).unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
-                    self.inner.activity.record(
-                        "peer_connected",
-                        format!("{who} connected ({}, {path})", direction_name(info.direction)),
-                        Some(info.remote_peer.to_string()),
-                        None,
-                        None,
-                    );
+                    let this = self.clone();
+                    let info = info.clone();
+                    self.inner.tasks.spawn(async move { this.note_connected(&info).await });
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
@@ -278,6 +272,28 @@ impl Net {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Records a new connection in the activity log, by the peer's name if identify
+    /// tells it soon (a new peer's name arrives a round trip after its connection).
+    async fn note_connected(&self, info: &pheromone::ConnectionInfo) {
+        let mut name = self.peer_name(&info.remote_peer);
+        for _ in 0..20 {
+            if name.is_some() || self.inner.cancel.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            name = self.peer_name(&info.remote_peer);
+        }
+        let who = name.unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
+        let path = if info.relay.is_some() { "relayed" } else { "direct" };
+        self.inner.activity.record(
+            "peer_connected",
+            format!("{who} connected ({}, {path})", direction_name(info.direction)),
+            Some(info.remote_peer.to_string()),
+            None,
+            None,
+        );
     }
 
     /// The name `peer` announced in identify, if it is one we can show.

@@ -28,12 +28,14 @@ pub(crate) struct AtomicHistogram {
     sum_micros: AtomicU64,
 }
 
-/// A copy of a histogram's counters, cumulative per bound as OpenMetrics wants them.
+/// A copy of a histogram's counters, in the form `prometheus_client`'s encoder takes
+/// (it makes the buckets cumulative itself).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HistogramSnapshot {
     pub(crate) sum: f64,
     pub(crate) count: u64,
-    /// `(upper bound, observations at or below it)`, ending with `+Inf`.
+    /// `(upper bound, observations above the previous bound and at or below this one)`,
+    /// ending with `+Inf`; they add up to `count`.
     pub(crate) buckets: Vec<(f64, u64)>,
 }
 
@@ -64,16 +66,18 @@ impl AtomicHistogram {
     }
 
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
-        // Read `count` first: buckets bumped after it make a bucket exceed the count by a
-        // few at worst, which `min` clips, instead of `+Inf` below a finite bucket.
-        let count = self.count.load(Ordering::Relaxed);
-        let mut cumulative = 0u64;
-        let mut buckets = Vec::with_capacity(self.bounds.len() + 1);
-        for (bound, n) in self.bounds.iter().zip(self.buckets.iter()) {
-            cumulative += n.load(Ordering::Relaxed);
-            buckets.push((*bound, cumulative.min(count)));
-        }
-        buckets.push((f64::INFINITY, count));
+        // Buckets first, then `count`: an observation landing in between shows in the
+        // count a moment before its bucket, never the other way round, so `+Inf` (the
+        // count minus the finite buckets) cannot go negative.
+        let mut buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .zip(self.buckets.iter())
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+            .collect();
+        let finite: u64 = buckets.iter().map(|(_, n)| n).sum();
+        let count = self.count.load(Ordering::Relaxed).max(finite);
+        buckets.push((f64::INFINITY, count - finite));
         HistogramSnapshot {
             sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
             count,
@@ -87,7 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_cumulative_and_end_in_inf() {
+    fn buckets_add_up_to_the_count_and_end_in_inf() {
         let h = AtomicHistogram::new(&[1.0, 2.0, 5.0]);
         for v in [0.5, 1.0, 1.5, 4.0, 7.0, 100.0] {
             h.observe(v);
@@ -96,7 +100,7 @@ mod tests {
         assert_eq!(s.count, 6);
         assert_eq!(
             s.buckets,
-            vec![(1.0, 2), (2.0, 3), (5.0, 4), (f64::INFINITY, 6)]
+            vec![(1.0, 2), (2.0, 1), (5.0, 1), (f64::INFINITY, 2)]
         );
         assert!((s.sum - 114.0).abs() < 1e-6);
     }
@@ -108,6 +112,7 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.buckets[1], (0.00025, 0));
         assert_eq!(s.buckets[2], (0.0005, 1));
+        assert_eq!(s.buckets[3], (0.001, 0));
         assert!((s.sum - 0.0003).abs() < 1e-9);
     }
 }

@@ -115,17 +115,18 @@ function renderPeers() {
 }
 
 function renderMesh() {
-  const svg = $("mesh");
+  const svg = $("mesh-graph");
   const W = 800, H = 500, cx = W / 2, cy = H / 2;
   const me = snap.node;
   const nodes = new Map(); // id -> {x, y, kind, name}
   nodes.set(me.peer_id, { x: cx, y: cy, kind: "self", name: me.name || "this node" });
   const direct = snap.routes.filter((r) => r.via === "direct");
   const far = snap.routes.filter((r) => r.via !== "direct");
-  const r1 = Math.min(170, 90 + 12 * direct.length);
+  const r1 = 165;
   direct.forEach((r, i) => {
-    const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(direct.length, 1);
-    nodes.set(r.peer_id, { x: cx + r1 * Math.cos(a), y: cy + r1 * 0.82 * Math.sin(a), kind: "direct", name: r.name, angle: a });
+    const n = Math.max(direct.length, 1);
+    const a = -Math.PI / 2 + Math.PI / n + (2 * Math.PI * i) / n;
+    nodes.set(r.peer_id, { x: cx + r1 * Math.cos(a), y: cy + r1 * 0.78 * Math.sin(a), kind: "direct", name: r.name, angle: a });
   });
   // Destinations through relays sit beyond their next hop; several behind one hop fan out.
   const behind = {};
@@ -136,8 +137,8 @@ function renderMesh() {
     list.forEach((r, i) => {
       const a = base && base.angle !== undefined ? base.angle + (i - (list.length - 1) / 2) * 0.45
         : Math.PI / 4 + spare++ * 0.7;
-      const rr = r1 + 100 + 18 * Math.min(r.hops || 2, 5);
-      nodes.set(r.peer_id, { x: cx + rr * Math.cos(a), y: cy + rr * 0.82 * Math.sin(a), kind: r.via === "dial" ? "dial" : "relayed", name: r.name, hops: r.hops, hop });
+      const rr = r1 + 70 + 12 * Math.min(r.hops || 2, 5);
+      nodes.set(r.peer_id, { x: cx + rr * Math.cos(a), y: cy + rr * 0.7 * Math.sin(a), kind: r.via === "dial" ? "dial" : "relayed", name: r.name, hops: r.hops, hop });
     });
   }
   const now = Date.now();
