@@ -57,9 +57,17 @@ fn the_dashboard_in_chromium() {
         &["--name", "alpha", "--bootstrap", &hub.addr],
     )
     .expect("alpha");
+    // gamma lets the hub run commands, so the hub's exec runs show on its page.
     let gamma = Daemon::start_in(
         &temp.path().join("gamma"),
-        &["--name", "gamma", "--bootstrap", &hub.addr],
+        &[
+            "--name",
+            "gamma",
+            "--bootstrap",
+            &hub.addr,
+            "--allow-exec",
+            &hub.peer_id,
+        ],
     )
     .expect("gamma");
     // Both peers linked to the hub and identified by name.
@@ -74,6 +82,17 @@ fn the_dashboard_in_chromium() {
         }),
         "the hub never saw both peers"
     );
+    // Something for the services and traffic pages: an exposed service, an exec run, a
+    // throughput run.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = service.local_addr().expect("addr").to_string();
+    let out = hub.cli(&["expose", "web", "--target", &target, "--allow-any"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = hub.cli(&["exec", "gamma", "--", "true"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = hub.cli(&["perf", "alpha", "--bytes", "4MiB"]);
+    assert!(out.status.success(), "{}", out.stderr);
+
     let out = hub.cli(&["dashboard"]);
     assert!(out.status.success(), "{}", out.stderr);
     let url = out.stdout.trim().to_owned();

@@ -99,6 +99,13 @@ try {
   check(true, "the published counter moved to 1");
   check(await page.evaluate(() => window.__noReload === 42), "all of it without a reload");
 
+  // Exposed services and exec runs.
+  await page.goto(url + "#services");
+  await page.waitForFunction(() => document.querySelectorAll("#exposed-table tbody tr").length === 1, null, { timeout: WAIT });
+  check((await page.textContent("#exposed-table tbody")).includes("/x/web"), "the exposed service is listed");
+  await page.waitForSelector('#feed-services li[data-kind="exec"]', { timeout: WAIT });
+  check(true, "the exec run is in the sessions feed");
+
   // A screenshot of every page (the traffic charts need a few samples first).
   for (const p of ["node", "peers", "mesh", "traffic", "broadcast", "dht", "services"]) {
     await page.goto(url + "#" + p);

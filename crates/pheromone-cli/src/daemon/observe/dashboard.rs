@@ -31,6 +31,10 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const DHT_EVERY: Duration = Duration::from_secs(5);
 /// Events queued for one page before it is dropped as too slow.
 const PAGE_QUEUE: usize = 64;
+/// Traffic samples kept for a page that opens later (five minutes at one a second).
+const HISTORY: usize = 300;
+/// Peers kept per traffic sample (the busiest), so the history stays small.
+const HISTORY_PEERS: usize = 32;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -77,6 +81,16 @@ pub struct Dashboard {
     /// The bound address, to refuse requests naming another host (DNS rebinding).
     local: SocketAddr,
     snapshots: watch::Receiver<Arc<String>>,
+    /// Byte counters per peer and protocol, one sample a second, oldest first.
+    history: Arc<std::sync::Mutex<std::collections::VecDeque<TrafficSample>>>,
+}
+
+/// Bytes (in + out) per peer and per protocol at one moment, for the traffic charts.
+#[derive(Serialize, Clone)]
+struct TrafficSample {
+    at: u64,
+    peers: HashMap<String, u64>,
+    protocols: HashMap<String, u64>,
 }
 
 /// Starts the sampler; the returned dashboard answers requests.
@@ -88,12 +102,14 @@ pub fn start(
     tasks: &tokio_util::task::TaskTracker,
 ) -> Arc<Dashboard> {
     let (tx, rx) = watch::channel(Arc::new(String::from("{}")));
-    tasks.spawn(sample(net.clone(), tx, cancel));
+    let history = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    tasks.spawn(sample(net.clone(), tx, history.clone(), cancel));
     Arc::new(Dashboard {
         net,
         token,
         local,
         snapshots: rx,
+        history,
     })
 }
 
@@ -155,7 +171,18 @@ impl Dashboard {
         let mut snapshots = self.snapshots.clone();
         let mut activity = self.net.activity().subscribe();
         let recent = self.net.activity().recent();
+        let history: Vec<TrafficSample> = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         tokio::spawn(async move {
+            let history = serde_json::to_string(&history).unwrap_or_else(|_| "[]".to_owned());
+            if tx.send(sse("history", &history)).await.is_err() {
+                return;
+            }
             let first = snapshots.borrow_and_update().clone();
             if tx.send(sse("snapshot", &first)).await.is_err() {
                 return;
@@ -284,7 +311,12 @@ struct RelayView {
 }
 
 /// Takes a snapshot every [`SAMPLE_EVERY`] and notes route changes as activity.
-async fn sample(net: Net, tx: watch::Sender<Arc<String>>, cancel: CancellationToken) {
+async fn sample(
+    net: Net,
+    tx: watch::Sender<Arc<String>>,
+    history: Arc<std::sync::Mutex<std::collections::VecDeque<TrafficSample>>>,
+    cancel: CancellationToken,
+) {
     let metrics = net.node().metrics();
     let mut dht: Option<DhtTable> = None;
     let mut dht_at: Option<tokio::time::Instant> = None;
@@ -305,6 +337,29 @@ async fn sample(net: Net, tx: watch::Sender<Arc<String>>, cancel: CancellationTo
             note_route_changes(&net, before, &routes, &snapshot.routes);
         }
         last_routes = Some(routes);
+        let mut busiest: Vec<(String, u64)> = snapshot
+            .peers
+            .iter()
+            .map(|p| (p.info.peer_id.clone(), p.bytes_in + p.bytes_out))
+            .collect();
+        busiest.sort_by(|a, b| b.1.cmp(&a.1));
+        busiest.truncate(HISTORY_PEERS);
+        let traffic = TrafficSample {
+            at: snapshot.at_ms,
+            peers: busiest.into_iter().collect(),
+            protocols: snapshot
+                .protocols
+                .iter()
+                .map(|p| (p.protocol.clone(), p.bytes_in + p.bytes_out))
+                .collect(),
+        };
+        {
+            let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(traffic);
+        }
         match serde_json::to_string(&snapshot) {
             Ok(json) => {
                 let _ = tx.send(Arc::new(json));

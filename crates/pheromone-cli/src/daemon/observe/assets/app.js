@@ -181,8 +181,9 @@ function renderMesh() {
 }
 
 function series(kind) {
-  // Rates from successive samples: bytes (in + out) per second; a counter that went down
-  // (a link replaced) restarts from its new value.
+  // Rates from successive samples: bytes (in + out) per second. A peer new since the last
+  // sample, or whose counter went down (its link was replaced), has a new link: all of
+  // its bytes are new.
   const out = new Map();
   for (let i = 1; i < history.length; i++) {
     const a = history[i - 1], b = history[i];
@@ -190,7 +191,7 @@ function series(kind) {
     if (dt <= 0) continue;
     for (const [k, v] of Object.entries(b[kind])) {
       const before = a[kind][k];
-      const d = before === undefined || v < before ? 0 : v - before;
+      const d = before === undefined || v < before ? v : v - before;
       if (!out.has(k)) out.set(k, []);
       out.get(k).push([b.at, d / dt]);
     }
@@ -198,17 +199,28 @@ function series(kind) {
   return out;
 }
 
+function niceMax(v) {
+  const p = Math.pow(10, Math.floor(Math.log10(Math.max(v, 1))));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
 function chart(svgId, legendId, data, nameOf) {
   const svg = $(svgId);
-  const W = 560, H = 240, L = 58, R = 10, T = 10, B = 24;
+  const W = 560, H = 240, L = 64, R = 12, T = 10, B = 24;
   const now = history.length ? history[history.length - 1].at : Date.now();
-  const t0 = now - HISTORY * 1000;
+  // The window grows with the history, from one minute up to five.
+  const first = history.length ? history[0].at : now;
+  const span = Math.min(HISTORY * 1000, Math.max(60000, now - first));
+  const t0 = now - span;
   const entries = [...data.entries()]
     .map(([k, pts]) => [k, pts, pts.reduce((s, p) => s + p[1], 0)])
+    .filter((e) => e[2] > 0)
     .sort((a, b) => b[2] - a[2]).slice(0, COLORS.length);
-  let max = 1;
-  for (const [, pts] of entries) for (const [, v] of pts) max = Math.max(max, v);
-  const x = (t) => L + ((t - t0) / (now - t0)) * (W - L - R);
+  let peak = 0;
+  for (const [, pts] of entries) for (const [t, v] of pts) if (t >= t0) peak = Math.max(peak, v);
+  const max = niceMax(peak * 1.1);
+  const x = (t) => L + ((t - t0) / span) * (W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
   const parts = [];
   for (let i = 0; i <= 4; i++) {
@@ -216,13 +228,18 @@ function chart(svgId, legendId, data, nameOf) {
     parts.push(h("line", { class: "grid-line", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
     parts.push(h("text", { class: "axis", x: L - 6, y: y(v) + 4, "text-anchor": "end", text: rate(v) }));
   }
-  for (const m of [5, 4, 3, 2, 1, 0]) {
-    parts.push(h("text", { class: "axis", x: x(now - m * 60000), y: H - 6, "text-anchor": "middle", text: m ? `-${m}m` : "now" }));
+  const step = span <= 60000 ? 10000 : 60000;
+  for (let back = 0; back <= span; back += step) {
+    const text = back === 0 ? "now" : step === 10000 ? `-${back / 1000}s` : `-${back / 60000}m`;
+    parts.push(h("text", { class: "axis", x: x(now - back), y: H - 6, "text-anchor": back === span ? "start" : "middle", text }));
   }
   entries.forEach(([k, pts], i) => {
     const d = pts.filter((p) => p[0] >= t0).map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
     if (d) parts.push(h("polyline", { class: "series", points: d, stroke: COLORS[i], "data-series": k }));
   });
+  if (!entries.length) {
+    parts.push(h("text", { class: "axis", x: (L + W) / 2, y: H / 2, "text-anchor": "middle", text: "no traffic yet" }));
+  }
   svg.replaceChildren(...parts);
   $(legendId).replaceChildren(...entries.map(([k, pts], i) => {
     const last = pts.length ? pts[pts.length - 1][1] : 0;
@@ -236,8 +253,10 @@ function renderTraffic() {
   for (const p of snap.peers) names[p.peer_id] = p.name;
   chart("chart-peers", "legend-peers", series("peers"), (k) => label(names[k], k));
   chart("chart-protocols", "legend-protocols", series("protocols"), (k) => k);
-  fill(document.querySelector("#protocols-table tbody"), snap.protocols
-    .filter((p) => p.streams_inbound + p.streams_outbound + p.bytes_in + p.bytes_out + p.requests_ok + p.requests_failed > 0)
+  const used = snap.protocols
+    .filter((p) => p.streams_inbound + p.streams_outbound + p.bytes_in + p.bytes_out + p.requests_ok + p.requests_failed > 0);
+  $("protocols-empty").hidden = used.length > 0;
+  fill(document.querySelector("#protocols-table tbody"), used
     .map((p) => h("tr", {},
       h("td", {}, h("code", { text: p.protocol })),
       h("td", { class: "num", text: p.streams_inbound }),
@@ -286,6 +305,8 @@ function renderDht() {
 
 function renderServices() {
   const f = snap.forwards;
+  $("exposed-empty").hidden = f.exposed.length > 0;
+  $("forwarded-empty").hidden = f.forwarded.length > 0;
   fill(document.querySelector("#exposed-table tbody"), f.exposed.map((e) => h("tr", {},
     h("td", {}, h("code", { text: e.protocol })),
     h("td", {}, h("code", { text: e.target })),
@@ -347,7 +368,8 @@ function onSnapshot(s) {
   const peers = {}, protocols = {};
   for (const p of s.peers) peers[p.peer_id] = p.bytes_in + p.bytes_out;
   for (const p of s.protocols) protocols[p.protocol] = p.bytes_in + p.bytes_out;
-  history.push({ at: s.at_ms, peers, protocols });
+  const last = history[history.length - 1];
+  if (!last || last.at < s.at_ms) history.push({ at: s.at_ms, peers, protocols });
   while (history.length > HISTORY + 1) history.shift();
   render();
 }
@@ -364,6 +386,11 @@ function connect() {
   const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
   es.addEventListener("open", () => { live.classList.remove("off"); live.querySelector(".label").textContent = "live"; });
   es.addEventListener("error", () => { live.classList.add("off"); live.querySelector(".label").textContent = "reconnecting"; });
+  es.addEventListener("history", (m) => {
+    // The daemon's last five minutes, before the first snapshot (sent on every reconnect).
+    history.length = 0;
+    for (const sample of JSON.parse(m.data)) history.push(sample);
+  });
   es.addEventListener("snapshot", (m) => onSnapshot(JSON.parse(m.data)));
   es.addEventListener("activity", (m) => onActivity(JSON.parse(m.data)));
 }
