@@ -32,7 +32,10 @@ fn missing_tools() -> Option<String> {
         return Some("node is not installed".into());
     }
     if !browser_dir().join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed (npm ci in crates/pheromone-cli/tests/browser)".into());
+        return Some(
+            "playwright-core is not installed (npm ci in crates/pheromone-cli/tests/browser)"
+                .into(),
+        );
     }
     None
 }
@@ -128,8 +131,19 @@ fn the_dashboard_in_chromium() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(status.success(), "browser checks failed:\n{stdout}\n{stderr}");
-    for page in ["node", "peers", "mesh", "traffic", "broadcast", "dht", "services"] {
+    assert!(
+        status.success(),
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    for page in [
+        "node",
+        "peers",
+        "mesh",
+        "traffic",
+        "broadcast",
+        "dht",
+        "services",
+    ] {
         let shot = shots.join(format!("dashboard-{page}.png"));
         let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10_000, "{} missing or empty", shot.display());

@@ -13,7 +13,8 @@ use std::time::Duration;
 /// One HTTP exchange with a raw socket: the status, the head and the body.
 fn http(addr: &str, request: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s.write_all(request.as_bytes()).expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -28,7 +29,10 @@ fn http(addr: &str, request: &str) -> (u16, String, String) {
 }
 
 fn get(addr: &str, path: &str) -> (u16, String, String) {
-    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"))
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    )
 }
 
 /// `http://HOST:PORT/...` → `HOST:PORT`.
@@ -54,12 +58,22 @@ fn metrics_are_served_and_every_family_is_documented() {
     let stranger = "12D3KooWLHGrW43omUigM33tkoY76PreFke8s4oT1jaEF69Ru6Kb";
     let a = Daemon::start_in(
         &temp.path().join("a"),
-        &["--name", "luda", "--metrics", "127.0.0.1:0", "--allow-exec", stranger],
+        &[
+            "--name",
+            "luda",
+            "--metrics",
+            "127.0.0.1:0",
+            "--allow-exec",
+            stranger,
+        ],
     )
     .expect("daemon a");
     let b = Daemon::start("yoghurt");
     assert!(a.cli(&["connect", &b.addr]).status.success());
-    assert!(a.cli(&["ping", "yoghurt", "-c", "2", "-i", "100ms"]).status.success());
+    assert!(a
+        .cli(&["ping", "yoghurt", "-c", "2", "-i", "100ms"])
+        .status
+        .success());
     assert!(a.cli(&["broadcast", "news", "fresh milk"]).status.success());
 
     let url = banner_value(&a, "metrics: ");
@@ -77,7 +91,11 @@ fn metrics_are_served_and_every_family_is_documented() {
         sample(r#"pheromone_connections{direction="outbound",transport="tcp",path="direct"}"#),
         1.0
     );
-    assert!(sample(r#"pheromone_streams_opened_total{protocol="/ipfs/ping/1.0.0",direction="outbound"}"#) >= 1.0);
+    assert!(
+        sample(
+            r#"pheromone_streams_opened_total{protocol="/ipfs/ping/1.0.0",direction="outbound"}"#
+        ) >= 1.0
+    );
     assert_eq!(sample("pheromone_broadcast_published_total"), 1.0);
     assert_eq!(sample("pheromone_exec_started_total"), 0.0);
     assert_eq!(sample(r#"pheromone_forward_services{kind="expose"}"#), 0.0);
@@ -171,7 +189,8 @@ fn the_dashboard_needs_its_token_and_serves_data_and_events() {
 
     // The event stream starts with a snapshot, then pushes activity as it happens.
     let mut s = TcpStream::connect(&addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(
         s,
         "GET /api/events?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
@@ -206,7 +225,11 @@ fn http_services_bind_loopback_unless_told() {
     let d = Daemon::start("nodash");
     let out = d.cli(&["dashboard"]);
     assert!(!out.status.success());
-    assert!(out.one_line_error().contains("up --dashboard"), "{}", out.stderr);
+    assert!(
+        out.one_line_error().contains("up --dashboard"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

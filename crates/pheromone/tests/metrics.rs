@@ -98,12 +98,17 @@ async fn a_request_is_counted_on_both_sides() {
         assert!(!text.contains("/made/up/by/a/peer"));
         // Histogram buckets are cumulative and end at the count.
         assert_eq!(
-            get(&c, r#"pheromone_request_duration_seconds_bucket{le="+Inf",protocol="other"}"#),
+            get(
+                &c,
+                r#"pheromone_request_duration_seconds_bucket{le="+Inf",protocol="other"}"#
+            ),
             3.0
         );
         assert!(
-            get(&c, r#"pheromone_request_duration_seconds_bucket{le="10.0",protocol="other"}"#)
-                <= 3.0
+            get(
+                &c,
+                r#"pheromone_request_duration_seconds_bucket{le="10.0",protocol="other"}"#
+            ) <= 3.0
         );
 
         let text = server.metrics().encode().await;

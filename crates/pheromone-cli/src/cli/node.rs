@@ -2,7 +2,7 @@
 //! is linked to. Each asks the daemon once and prints the answer as a table for a person
 //! or as one JSON value with `--json`.
 
-use super::style::{human_secs, paint, peer_label, rtt, spinner, Paint};
+use super::style::{human_secs, paint, peer_label, rtt, Paint};
 use super::{unexpected, Ctx};
 use crate::control_proto::{Op, PeerInfo, Reply};
 use anyhow::Result;
@@ -157,7 +157,7 @@ pub async fn dashboard(ctx: &Ctx) -> Result<()> {
 /// `pheromone connect ADDR`.
 pub async fn connect(ctx: &Ctx, addr: String) -> Result<()> {
     let mut client = ctx.client().await?;
-    let bar = spinner(format!("connecting to {addr}"));
+    let bar = ctx.spinner(format!("connecting to {addr}"));
     let reply = client.call(Op::Connect { addr }).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();

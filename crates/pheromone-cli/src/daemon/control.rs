@@ -232,7 +232,10 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
             .await
             .inspect(|f| {
                 let to = f.peer_name.clone().unwrap_or_else(|| f.peer_id.clone());
-                forward_activity(net, format!("forwarding {} → {to} {}", f.listen, f.protocol));
+                forward_activity(
+                    net,
+                    format!("forwarding {} → {to} {}", f.listen, f.protocol),
+                );
             })
             .map(Reply::Forwarding),
         Op::Forwards => Ok(Reply::Forwards(remote::list(net))),

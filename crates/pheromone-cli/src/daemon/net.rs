@@ -245,11 +245,15 @@ impl Net {
                     self.book().since.insert(info.id, SystemTime::now());
                     let this = self.clone();
                     let info = info.clone();
-                    self.inner.tasks.spawn(async move { this.note_connected(&info).await });
+                    self.inner
+                        .tasks
+                        .spawn(async move { this.note_connected(&info).await });
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
-                    let who = self.peer_name(&info.remote_peer).unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
+                    let who = self
+                        .peer_name(&info.remote_peer)
+                        .unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
                     self.inner.activity.record(
                         "peer_disconnected",
                         format!("{who} disconnected: {error}"),
@@ -286,10 +290,17 @@ impl Net {
             name = self.peer_name(&info.remote_peer);
         }
         let who = name.unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
-        let path = if info.relay.is_some() { "relayed" } else { "direct" };
+        let path = if info.relay.is_some() {
+            "relayed"
+        } else {
+            "direct"
+        };
         self.inner.activity.record(
             "peer_connected",
-            format!("{who} connected ({}, {path})", direction_name(info.direction)),
+            format!(
+                "{who} connected ({}, {path})",
+                direction_name(info.direction)
+            ),
             Some(info.remote_peer.to_string()),
             None,
             None,

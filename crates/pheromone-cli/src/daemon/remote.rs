@@ -256,7 +256,11 @@ pub async fn exec(
         .join(" ");
     net.activity().record(
         "exec",
-        format!("exec `{}` on {} host(s)", crate::control_proto::one_line(&line), hosts.len()),
+        format!(
+            "exec `{}` on {} host(s)",
+            crate::control_proto::one_line(&line),
+            hosts.len()
+        ),
         None,
         None,
         None,

@@ -112,14 +112,23 @@ impl Activity {
     }
 
     /// Records a broadcast message published here (`from` is us) or delivered here.
-    pub fn broadcast(&self, topic: &str, from: &str, from_name: Option<&str>, bytes: u64, published: bool) {
+    pub fn broadcast(
+        &self,
+        topic: &str,
+        from: &str,
+        from_name: Option<&str>,
+        bytes: u64,
+        published: bool,
+    ) {
         {
             let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
             if topics.len() < MAX_TOPICS || topics.contains_key(topic) {
-                let t = topics.entry(topic.to_owned()).or_insert_with(|| TopicTally {
-                    topic: topic.to_owned(),
-                    ..TopicTally::default()
-                });
+                let t = topics
+                    .entry(topic.to_owned())
+                    .or_insert_with(|| TopicTally {
+                        topic: topic.to_owned(),
+                        ..TopicTally::default()
+                    });
                 if published {
                     t.published += 1;
                 } else {
@@ -132,11 +141,23 @@ impl Activity {
         }
         let who = from_name.map_or_else(|| short_id(from), str::to_owned);
         let (kind, summary) = if published {
-            ("broadcast_published", format!("published {bytes} B on {topic}"))
+            (
+                "broadcast_published",
+                format!("published {bytes} B on {topic}"),
+            )
         } else {
-            ("broadcast_delivered", format!("{bytes} B on {topic} from {who}"))
+            (
+                "broadcast_delivered",
+                format!("{bytes} B on {topic} from {who}"),
+            )
         };
-        self.record(kind, summary, Some(from.to_owned()), Some(topic.to_owned()), Some(bytes as f64));
+        self.record(
+            kind,
+            summary,
+            Some(from.to_owned()),
+            Some(topic.to_owned()),
+            Some(bytes as f64),
+        );
     }
 
     /// The recent events, oldest first.
@@ -167,7 +188,14 @@ impl Activity {
 
 /// The first characters of a peer ID's tail, for a summary line.
 pub fn short_id(id: &str) -> String {
-    let tail: String = id.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("…{tail}")
 }
 
@@ -192,6 +220,9 @@ mod tests {
         assert_eq!(topics.len(), MAX_TOPICS);
         let t0 = topics.iter().find(|t| t.topic == "t0").expect("t0");
         assert_eq!((t0.published, t0.delivered, t0.bytes), (1, 1, 6));
-        assert_eq!(a.recent().last().map(|e| e.kind), Some("broadcast_delivered"));
+        assert_eq!(
+            a.recent().last().map(|e| e.kind),
+            Some("broadcast_delivered")
+        );
     }
 }

@@ -71,7 +71,11 @@ fn valid_token(t: &str) -> bool {
 
 /// Compares without leaking where the first difference is.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The running dashboard's shared state.
@@ -119,9 +123,7 @@ impl Dashboard {
         match req.path.as_str() {
             "/app.js" => return Response::body("text/javascript; charset=utf-8", APP_JS),
             "/style.css" => return Response::body("text/css; charset=utf-8", STYLE_CSS),
-            "/favicon.svg" | "/favicon.ico" => {
-                return Response::body("image/svg+xml", FAVICON_SVG)
-            }
+            "/favicon.svg" | "/favicon.ico" => return Response::body("image/svg+xml", FAVICON_SVG),
             _ => {}
         }
         if !self.host_ok(req.host.as_deref()) {
@@ -161,7 +163,9 @@ impl Dashboard {
         };
         let name = name.trim_start_matches('[').trim_end_matches(']');
         name.eq_ignore_ascii_case("localhost")
-            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// A page's live stream: the current snapshot, the recent activity, then each new
@@ -331,7 +335,12 @@ async fn sample(
         let routes: HashMap<String, (Option<String>, u32, String)> = snapshot
             .routes
             .iter()
-            .map(|r| (r.peer_id.clone(), (r.next_hop.clone(), r.hops, r.via.clone())))
+            .map(|r| {
+                (
+                    r.peer_id.clone(),
+                    (r.next_hop.clone(), r.hops, r.via.clone()),
+                )
+            })
             .collect();
         if let Some(before) = &last_routes {
             note_route_changes(&net, before, &routes, &snapshot.routes);
@@ -405,7 +414,12 @@ fn note_route_changes(
             ),
             Some(was) if was != now => net.activity().record(
                 "route_changed",
-                format!("route to {} changed: {} → {}", name(id), describe(was), describe(now)),
+                format!(
+                    "route to {} changed: {} → {}",
+                    name(id),
+                    describe(was),
+                    describe(now)
+                ),
                 Some(id.clone()),
                 None,
                 None,

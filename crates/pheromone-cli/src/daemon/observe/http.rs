@@ -128,8 +128,8 @@ pub async fn serve(
                 tasks.spawn(async move {
                     let mut stream = stream;
                     let busy = Response::text(503, "busy: too many connections\n");
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, write_full(&mut stream, busy))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(WRITE_TIMEOUT, write_full(&mut stream, busy)).await;
                 });
             }
         }
