@@ -257,3 +257,44 @@ fn json_logs_are_one_object_per_line_with_span_fields() {
     assert_eq!(listening["span"]["node"], "luda");
     assert_eq!(listening["spans"][0]["node"], "luda");
 }
+
+#[test]
+fn the_grafana_board_uses_only_documented_metrics() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let docs = std::fs::read_to_string(format!("{root}/docs/observability.md")).expect("docs");
+    let text =
+        std::fs::read_to_string(format!("{root}/contrib/grafana/pheromone.json")).expect("board");
+    let board: serde_json::Value = serde_json::from_str(&text).expect("the board is JSON");
+    let exprs: Vec<String> = board["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exprs.len() > 40, "{}", exprs.len());
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("pheromone_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            used.insert(family);
+        }
+    }
+    for family in &used {
+        assert!(
+            docs.contains(&format!("`{family}")),
+            "the Grafana board uses {family}, which docs/observability.md does not list"
+        );
+    }
+    assert!(used.len() > 40, "{used:?}");
+}
