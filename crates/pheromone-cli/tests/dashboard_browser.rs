@@ -8,6 +8,8 @@
 //! Needs /usr/bin/chromium, node, and `npm ci` in `tests/browser`; without them the test
 //! prints `SKIP:` and passes, unless `PHEROMONE_CI=1`, where it fails.
 
+#![allow(clippy::disallowed_methods)] // the browser run is bounded on the real clock
+
 mod common;
 
 use common::{eventually, Daemon};

@@ -4,8 +4,8 @@
 //!
 //! Layout:
 //! - [`http`]: the small HTTP/1.1 server both use (bounded connections, heads, timeouts).
-//! - [`dashboard`]: the token, the sampler, the JSON and event-stream endpoints, the page
-//!   (`assets/`, compiled in).
+//! - [`dashboard`]: the token, the JSON and event-stream endpoints, the page (`assets/`,
+//!   compiled in); [`sampler`]: the snapshot a second it serves.
 //! - [`activity`]: the bounded log of recent events.
 //!
 //! Both services are off unless asked for and bind loopback unless told otherwise (the
@@ -14,6 +14,7 @@
 pub mod activity;
 pub mod dashboard;
 pub mod http;
+pub mod sampler;
 
 use super::net::Net;
 use super::Settings;
