@@ -3,7 +3,8 @@
 //! The page loads with the token and refuses without it; the peers table lists the hub's
 //! two peers; the mesh graph shows three nodes and their links; a ping and a broadcast
 //! show up live without a reload; a screenshot of each page lands in
-//! `target/ci-artifacts/`.
+//! `target/ci-artifacts/`. On an edge node whose direct link to the third is cut, the
+//! graph shows that node reached through the hub, 2 hops away, and the route change.
 //!
 //! Needs /usr/bin/chromium, node, and `npm ci` in `tests/browser`; without them the test
 //! prints `SKIP:` and passes, unless `PHEROMONE_CI=1`, where it fails.
@@ -57,9 +58,18 @@ fn the_dashboard_in_chromium() {
         &["--name", "beta", "--dashboard", "127.0.0.1:0"],
     )
     .expect("hub daemon");
+    // alpha shows its own dashboard too: gamma seen through the hub, once their direct
+    // link is gone.
     let alpha = Daemon::start_in(
         &temp.path().join("alpha"),
-        &["--name", "alpha", "--bootstrap", &hub.addr],
+        &[
+            "--name",
+            "alpha",
+            "--bootstrap",
+            &hub.addr,
+            "--dashboard",
+            "127.0.0.1:0",
+        ],
     )
     .expect("alpha");
     // gamma lets the hub run commands, so the hub's exec runs show on its page.
@@ -101,6 +111,9 @@ fn the_dashboard_in_chromium() {
     let out = hub.cli(&["dashboard"]);
     assert!(out.status.success(), "{}", out.stderr);
     let url = out.stdout.trim().to_owned();
+    let out = alpha.cli(&["dashboard"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let alpha_url = out.stdout.trim().to_owned();
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ci-artifacts");
     let mut child = Command::new("node")
@@ -110,6 +123,10 @@ fn the_dashboard_in_chromium() {
         .env("PHEROMONE", common::BIN)
         .env("HUB_DIR", &hub.data_dir)
         .env("PEERS", "alpha,gamma")
+        .env("EDGE_URL", &alpha_url)
+        .env("EDGE_DIR", &alpha.data_dir)
+        .env("EDGE_VIA", "beta")
+        .env("EDGE_FAR", "gamma")
         .env("SHOTS", &shots)
         .env("PROFILE", temp.path().join("chromium-profile"))
         .stdin(Stdio::null())
@@ -145,6 +162,7 @@ fn the_dashboard_in_chromium() {
         "broadcast",
         "dht",
         "services",
+        "mesh-relayed",
     ] {
         let shot = shots.join(format!("dashboard-{page}.png"));
         let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);

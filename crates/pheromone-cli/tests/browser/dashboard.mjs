@@ -5,6 +5,8 @@
 //   PHEROMONE  the pheromone binary;  HUB_DIR  the watched daemon's data dir
 //   PEERS      the names of its two peers, comma-separated
 //   SHOTS      where to write the screenshots;  PROFILE  a fresh browser profile dir
+//   EDGE_URL, EDGE_DIR  the dashboard and data dir of an edge node, which cuts its direct
+//              link to EDGE_FAR so that the graph shows it reached through EDGE_VIA
 // Every wait is bounded; the first failed check exits non-zero with a message.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
@@ -113,6 +115,26 @@ try {
     await page.screenshot({ path: `${shots}/dashboard-${p}.png`, fullPage: true });
   }
   check(true, `screenshots written to ${shots}`);
+  // The edge node: its direct link to the far node cut, the far node is reached through
+  // the hub, two hops away, and the change shows as it happens.
+  const edgeUrl = env("EDGE_URL"), edgeDir = env("EDGE_DIR"), via = env("EDGE_VIA"), far = env("EDGE_FAR");
+  await page.goto(edgeUrl + "#mesh");
+  await page.waitForFunction(() => document.querySelectorAll("#mesh-graph g.node").length === 3, null, { timeout: WAIT });
+  let relayed = false;
+  for (let attempt = 0; attempt < 3 && !relayed; attempt++) {
+    try {
+      execFileSync(bin, ["--data-dir", edgeDir, "disconnect", far], { timeout: 30000, stdio: "ignore" });
+    } catch { /* not linked right now: the route may already go through the hub */ }
+    relayed = await page.waitForSelector("#mesh-graph g.node.relayed", { timeout: WAIT }).then(() => true, () => false);
+  }
+  check(relayed, `${far} is drawn as reached through relays`);
+  const hopLabels = await page.$$eval("#mesh-graph text.hops", (ts) => ts.map((t) => t.textContent));
+  check(hopLabels.includes("2 hops"), `its link is labelled with the hop count (${hopLabels})`);
+  await page.waitForFunction((v) => [...document.querySelectorAll("#feed-routes li")].some((li) => li.textContent.includes(`via ${v}`)), via, { timeout: WAIT });
+  check(true, `the route change (via ${via}) is in the feed`);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: `${shots}/dashboard-mesh-relayed.png`, fullPage: true });
+
   check(errors.length === 0, `no script errors${errors.length ? ": " + errors.join("; ") : ""}`);
 } finally {
   await context.close();

@@ -25,7 +25,8 @@ pub struct ActivityEvent {
     /// Unix time in milliseconds.
     pub at_ms: u64,
     /// What kind: `peer_connected`, `peer_disconnected`, `ping`, `broadcast_published`,
-    /// `broadcast_delivered`, `route_changed`, `exec`, `forward`.
+    /// `broadcast_delivered`, `route_added`, `route_changed` (changed or lost), `exec`,
+    /// `forward`.
     pub kind: &'static str,
     /// One line for a person.
     pub summary: String,

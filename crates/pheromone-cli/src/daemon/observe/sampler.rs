@@ -207,7 +207,7 @@ fn note_route_changes(
     for (id, now) in after {
         match before.get(id) {
             None => net.activity().record(
-                "route_changed",
+                "route_added",
                 format!("new route to {}: {}", name(id), describe(now)),
                 Some(id.clone()),
                 None,

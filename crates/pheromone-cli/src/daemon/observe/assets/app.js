@@ -8,12 +8,12 @@ const HISTORY = 300; // samples kept for the charts (5 minutes at one a second)
 const COLORS = ["#3d6fd8", "#2e9d6e", "#d2504b", "#8c63d9", "#e09a2b", "#2a9fb5", "#c2498f", "#5d6b86"];
 const ICONS = {
   peer_connected: "⇄", peer_disconnected: "✕", ping: "↺", broadcast_published: "✉",
-  broadcast_delivered: "✉", route_changed: "⤳", exec: "▶", forward: "⇆",
+  broadcast_delivered: "✉", route_added: "+", route_changed: "⤳", exec: "▶", forward: "⇆",
 };
 const FEEDS = {
   "feed-node": () => true,
   "feed-peers": (e) => ["peer_connected", "peer_disconnected", "ping"].includes(e.kind),
-  "feed-routes": (e) => e.kind === "route_changed",
+  "feed-routes": (e) => e.kind === "route_changed" || e.kind === "route_added",
   "feed-broadcast": (e) => e.kind.startsWith("broadcast_"),
   "feed-services": (e) => e.kind === "exec" || e.kind === "forward",
 };
@@ -21,7 +21,7 @@ const FEEDS = {
 let snap = null;
 const history = []; // {at, peers: {id: bytes}, protocols: {name: bytes}}
 const activity = []; // newest last
-const changedAt = {}; // peer id -> time of its last route change
+const changedAt = {}; // peer id -> when its route last changed (daemon's clock, ms)
 
 // ---------- small helpers ----------
 function h(tag, attrs, ...children) {
@@ -122,26 +122,27 @@ function renderMesh() {
   nodes.set(me.peer_id, { x: cx, y: cy, kind: "self", name: me.name || "this node" });
   const direct = snap.routes.filter((r) => r.via === "direct");
   const far = snap.routes.filter((r) => r.via !== "direct");
-  const r1 = 165;
+  // Direct peers on an inner ellipse (the first to the right, so a chain reads left to
+  // right); destinations through relays on an outer one, beyond their next hop.
+  const inner = { rx: 190, ry: 135 }, outer = { rx: 350, ry: 205 };
+  const at = (ring, a) => ({ x: cx + ring.rx * Math.cos(a), y: cy + ring.ry * Math.sin(a) });
   direct.forEach((r, i) => {
-    const n = Math.max(direct.length, 1);
-    const a = -Math.PI / 2 + Math.PI / n + (2 * Math.PI * i) / n;
-    nodes.set(r.peer_id, { x: cx + r1 * Math.cos(a), y: cy + r1 * 0.78 * Math.sin(a), kind: "direct", name: r.name, angle: a });
+    const a = (2 * Math.PI * i) / Math.max(direct.length, 1);
+    nodes.set(r.peer_id, { ...at(inner, a), kind: "direct", name: r.name, angle: a });
   });
-  // Destinations through relays sit beyond their next hop; several behind one hop fan out.
   const behind = {};
   far.forEach((r) => { const k = r.next_hop || "?"; (behind[k] = behind[k] || []).push(r); });
   let spare = 0;
   for (const [hop, list] of Object.entries(behind)) {
     const base = nodes.get(hop);
     list.forEach((r, i) => {
-      const a = base && base.angle !== undefined ? base.angle + (i - (list.length - 1) / 2) * 0.45
-        : Math.PI / 4 + spare++ * 0.7;
-      const rr = r1 + 70 + 12 * Math.min(r.hops || 2, 5);
-      nodes.set(r.peer_id, { x: cx + rr * Math.cos(a), y: cy + rr * 0.7 * Math.sin(a), kind: r.via === "dial" ? "dial" : "relayed", name: r.name, hops: r.hops, hop });
+      const a = base && base.angle !== undefined ? base.angle + (i - (list.length - 1) / 2) * 0.38
+        : Math.PI / 4 + spare++ * 0.6;
+      nodes.set(r.peer_id, { ...at(outer, a), kind: r.via === "dial" ? "dial" : "relayed", name: r.name, hops: r.hops, hop });
     });
   }
-  const now = Date.now();
+  // Highlighted for 15 s after a change, by the daemon's clock (the snapshot's time).
+  const now = snap.at_ms;
   const recent = (id) => changedAt[id] && now - changedAt[id] < 15000;
   const links = [];
   for (const r of direct) {
@@ -377,7 +378,7 @@ function onSnapshot(s) {
 function onActivity(e) {
   activity.push(e);
   while (activity.length > 500) activity.shift();
-  if (e.kind === "route_changed" && e.peer_id) changedAt[e.peer_id] = Date.now();
+  if (e.kind === "route_changed" && e.peer_id) changedAt[e.peer_id] = e.at_ms;
   renderFeeds(e);
 }
 
