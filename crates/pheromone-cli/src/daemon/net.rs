@@ -281,6 +281,7 @@ impl Net {
     /// Records a new connection in the activity log, by the peer's name if identify
     /// tells it soon (a new peer's name arrives a round trip after its connection).
     async fn note_connected(&self, info: &pheromone::ConnectionInfo) {
+        let at = super::observe::activity::now_ms();
         let mut name = self.peer_name(&info.remote_peer);
         for _ in 0..20 {
             if name.is_some() || self.inner.cancel.is_cancelled() {
@@ -295,7 +296,8 @@ impl Net {
         } else {
             "direct"
         };
-        self.inner.activity.record(
+        self.inner.activity.record_at(
+            at,
             "peer_connected",
             format!(
                 "{who} connected ({}, {path})",

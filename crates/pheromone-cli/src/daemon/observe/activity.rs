@@ -84,7 +84,7 @@ pub fn now_ms() -> u64 {
 }
 
 impl Activity {
-    /// Records an event.
+    /// Records an event that happens now.
     pub fn record(
         &self,
         kind: &'static str,
@@ -93,8 +93,21 @@ impl Activity {
         topic: Option<String>,
         value: Option<f64>,
     ) {
+        self.record_at(now_ms(), kind, summary, peer_id, topic, value);
+    }
+
+    /// Records an event that happened at `at_ms` (Unix ms), a moment ago.
+    pub fn record_at(
+        &self,
+        at_ms: u64,
+        kind: &'static str,
+        summary: String,
+        peer_id: Option<String>,
+        topic: Option<String>,
+        value: Option<f64>,
+    ) {
         let event = ActivityEvent {
-            at_ms: now_ms(),
+            at_ms,
             kind,
             summary,
             peer_id,

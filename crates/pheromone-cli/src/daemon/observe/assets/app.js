@@ -341,7 +341,8 @@ function renderServices() {
 function renderFeeds(fresh) {
   for (const [id, keep] of Object.entries(FEEDS)) {
     const el = $(id);
-    const items = activity.filter(keep).slice(-80).reverse();
+    // Newest first, by when it happened (a connection is logged once its peer is named).
+    const items = activity.filter(keep).slice(-80).reverse().sort((a, b) => b.at_ms - a.at_ms);
     if (!items.length) {
       el.replaceChildren(h("li", { class: "empty-li", text: "Nothing yet." }));
       continue;
