@@ -187,6 +187,21 @@ fn the_dashboard_needs_its_token_and_serves_data_and_events() {
     let (status, _, _) = http(&addr, &huge);
     assert_eq!(status, 413);
 
+    // At most 32 connections at once: idle ones hold their slots (until the 10 s head
+    // timeout), the next is told 503 and closed; once they go, requests are served again.
+    let idle: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || get(
+        &addr, "/app.js"
+    )
+    .0 == 503));
+    drop(idle);
+    assert!(eventually(Duration::from_secs(10), || get(
+        &addr, "/app.js"
+    )
+    .0 == 200));
+
     // The event stream starts with a snapshot, then pushes activity as it happens.
     let mut s = TcpStream::connect(&addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))

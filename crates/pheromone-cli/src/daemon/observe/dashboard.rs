@@ -71,6 +71,8 @@ pub struct Dashboard {
     /// The bound address, to refuse requests naming another host (DNS rebinding).
     local: SocketAddr,
     snapshots: watch::Receiver<Arc<String>>,
+    /// The daemon's tasks: each page's stream runs as one of them.
+    tasks: tokio_util::task::TaskTracker,
     /// Byte counters per peer and protocol, one sample a second, oldest first.
     history: super::sampler::History,
 }
@@ -96,6 +98,7 @@ pub fn start(
         token,
         local,
         snapshots: rx,
+        tasks: tasks.clone(),
         history,
     })
 }
@@ -165,7 +168,7 @@ impl Dashboard {
             .iter()
             .cloned()
             .collect();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let history = serde_json::to_string(&history).unwrap_or_else(|_| "[]".to_owned());
             if tx.send(sse("history", &history)).await.is_err() {
                 return;

@@ -28,6 +28,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client that went away is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The whole answer to a connection over the limit.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 /// A parsed request: what the handlers need of it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -124,13 +128,10 @@ pub async fn serve(
                 });
             }
             Err(_) => {
+                // One non-blocking write and the socket is closed: a flood of connections
+                // gets no task and holds nothing.
                 tracing::debug!(%peer, limit = max_connections, "too many http connections");
-                tasks.spawn(async move {
-                    let mut stream = stream;
-                    let busy = Response::text(503, "busy: too many connections\n");
-                    let _ =
-                        tokio::time::timeout(WRITE_TIMEOUT, write_full(&mut stream, busy)).await;
-                });
+                let _ = stream.try_write(BUSY);
             }
         }
     }
