@@ -22,6 +22,7 @@
 //! - [`discovery`]: the Kademlia DHT over the endpoint and the connection manager that
 //!   keeps a node between a low and a high watermark of peers.
 //! - [`pubsub`]: topic broadcast over the endpoint's connections (storm-free, signed).
+//! - [`metrics`]: counters for Prometheus (a `prometheus_client` collector per node).
 //! - [`identity_file`]: keys on disk.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -35,6 +36,7 @@ pub mod exec;
 pub mod forward;
 pub mod identity_file;
 mod links;
+pub mod metrics;
 pub mod negotiate;
 pub mod node;
 pub mod protocols;

@@ -5,7 +5,7 @@
 //! to Noise). The [`Stream`] functions push such bytes back into the stream. No function
 //! here has a deadline of its own; callers wrap them in one.
 
-use crate::connection::Stream;
+use crate::connection::{Direction, Stream};
 use bytes::BytesMut;
 use pheromone_core::multistream::{Dialer, Listener, NegotiationError};
 use thiserror::Error;
@@ -88,6 +88,7 @@ pub async fn dialer(mut stream: Stream, protocol: &str) -> Result<Stream, Negoti
     let mut buf = BytesMut::new();
     run_dialer(&mut stream, &mut buf, dialer).await?;
     stream.push_unread(buf.freeze());
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(stream)
 }
 
@@ -110,6 +111,7 @@ pub async fn dialer_lazy(mut stream: Stream, protocol: &str) -> Result<Stream, N
     // Sent in front of the caller's first write, so proposal and request share a frame.
     stream.set_prefix(proposal.into());
     stream.expect_confirmation(dialer);
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(stream)
 }
 
@@ -133,6 +135,7 @@ pub fn propose_lazy(
         stream.set_prefix(proposal.into());
     }
     stream.expect_confirmation(dialer);
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(())
 }
 
@@ -174,5 +177,6 @@ pub async fn listen_on(
         }
     };
     stream.push_unread(buf.freeze());
+    stream.set_protocol(&protocol, Direction::Inbound);
     Ok(protocol)
 }

@@ -317,6 +317,23 @@ impl Connection {
         self.shared.num_streams()
     }
 
+    /// Stream payload received on this connection so far (after yamux framing and
+    /// decryption; protocol negotiation included).
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.traffic.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Stream payload sent on this connection so far (protocol proposals not counted).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.traffic.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Makes this connection's streams count into `counters` (once; later calls do
+    /// nothing).
+    pub(crate) fn attach_counters(&self, counters: &Arc<crate::metrics::Counters>) {
+        let _ = self.shared.counters.set(counters.clone());
+    }
+
     /// The last keep-alive round-trip time measured on this connection.
     pub fn rtt(&self) -> Option<Duration> {
         self.shared.rtt()

@@ -90,6 +90,11 @@ pub(crate) struct Shared {
     /// The protocols the peer listed in identify, once known: proposals of these may carry
     /// data before the peer's confirmation (see `Stream`'s negotiation gate).
     remote_protocols: Mutex<Option<Arc<[String]>>>,
+    /// Stream payload carried, both ways (relaxed adds per read chunk and write call).
+    pub(crate) traffic: crate::metrics::Traffic,
+    /// The endpoint's counters, set when the endpoint adopts the connection; streams find
+    /// their protocol's counters there at negotiation.
+    pub(crate) counters: std::sync::OnceLock<std::sync::Arc<crate::metrics::Counters>>,
 }
 
 /// Wakers collected under the lock, woken after it is released.
@@ -143,6 +148,8 @@ impl Shared {
             high_water,
             backlog: AtomicUsize::new(0),
             backlog_waiters: AtomicBool::new(false),
+            traffic: crate::metrics::Traffic::default(),
+            counters: std::sync::OnceLock::new(),
         }
     }
 

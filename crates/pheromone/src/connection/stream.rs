@@ -18,6 +18,7 @@ use pheromone_core::multistream::Dialer;
 use pheromone_core::yamux::{ReadOutcome, StreamId, StreamState};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -53,6 +54,8 @@ pub struct Stream {
     /// Negotiation bytes to send in front of the first write (or before the first read), so
     /// a lazy proposal and the request behind it leave in one frame.
     prefix: Option<Bytes>,
+    /// Its protocol's counters, once negotiated (see [`Stream::set_protocol`]).
+    meter: Option<Arc<crate::metrics::ProtocolCounters>>,
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
@@ -86,6 +89,42 @@ impl Stream {
             confirmation: None,
             refused: None,
             prefix: None,
+            meter: None,
+        }
+    }
+
+    /// Counts this stream as one of `protocol`'s, opened in `direction`, and its bytes
+    /// from now on under that protocol's label (`other` for one the node does not serve).
+    pub(crate) fn set_protocol(&mut self, protocol: &str, direction: super::Direction) {
+        if let Some(counters) = self.shared.counters.get() {
+            let meter = counters.protocols.get(protocol);
+            meter.stream_opened(direction);
+            // Bytes read along with the negotiation belong to the protocol.
+            meter
+                .bytes_in
+                .fetch_add(self.unread.len() as u64, Ordering::Relaxed);
+            self.meter = Some(meter);
+        }
+    }
+
+    /// Counts `n` payload bytes received: one relaxed add per chunk, not per byte.
+    fn count_in(&self, n: usize) {
+        let n = n as u64;
+        self.shared.traffic.bytes_in.fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.meter {
+            m.bytes_in.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` payload bytes sent: one relaxed add per write call.
+    fn count_out(&self, n: usize) {
+        let n = n as u64;
+        self.shared
+            .traffic
+            .bytes_out
+            .fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.meter {
+            m.bytes_out.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -323,7 +362,10 @@ impl Stream {
         let outcome = state.session.read(self.id);
         let window_update = !state.session.outgoing().is_empty();
         let result = match outcome {
-            Ok(ReadOutcome::Data(bytes)) => Poll::Ready(Ok(Some(bytes))),
+            Ok(ReadOutcome::Data(bytes)) => {
+                self.count_in(bytes.len());
+                Poll::Ready(Ok(Some(bytes)))
+            }
             Ok(ReadOutcome::Eof) => {
                 self.eof = true;
                 Poll::Ready(Ok(None))
@@ -487,11 +529,15 @@ impl AsyncWrite for Stream {
             }
             Ok(n) => match writer {
                 Some(writer) => match this.shared.send_through(state, writer, &data[..n]) {
-                    Ok(()) => Poll::Ready(Ok(n)),
+                    Ok(()) => {
+                        this.count_out(n);
+                        Poll::Ready(Ok(n))
+                    }
                     Err(e) => Poll::Ready(Err(e.into())),
                 },
                 None => {
                     drop(state);
+                    this.count_out(n);
                     this.shared.flush_or_wake();
                     Poll::Ready(Ok(n))
                 }

@@ -510,6 +510,7 @@ impl Driver {
     }
 
     fn finished(&mut self, result: QueryResult) {
+        self.ctx.endpoint.counters().lookup_finished(&result);
         if let (QueryKind::FindPeer(peer), QueryOutcome::Found(addrs)) =
             (&result.kind, &result.outcome)
         {

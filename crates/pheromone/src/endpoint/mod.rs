@@ -81,6 +81,8 @@ struct Inner {
     on_connection: std::sync::RwLock<Option<ConnectionHook>>,
     /// What peers listed in identify, to seed new connections with (see `protocol_book`).
     protocol_book: Mutex<protocol_book::ProtocolBook>,
+    /// Event counters for metrics (connections, handshakes, dials, streams per protocol).
+    counters: Arc<crate::metrics::Counters>,
 }
 
 /// A callback run synchronously for each newly adopted connection (see `Inner`).
@@ -115,6 +117,7 @@ impl Endpoint {
                 tasks: TaskTracker::new(),
                 on_connection: std::sync::RwLock::new(None),
                 protocol_book: Mutex::new(protocol_book::ProtocolBook::default()),
+                counters: Arc::default(),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -189,6 +192,7 @@ impl Endpoint {
 
     /// Registers (or replaces) the handler for inbound streams of `protocol`.
     pub fn set_handler(&self, protocol: &str, handler: StreamHandler, access: Access) {
+        self.inner.counters.protocols.register(protocol);
         self.inner
             .router
             .insert(protocol.to_owned(), handler, access);
@@ -218,6 +222,11 @@ impl Endpoint {
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.router.protocols()
+    }
+
+    /// The event counters metrics read.
+    pub(crate) fn counters(&self) -> &Arc<crate::metrics::Counters> {
+        &self.inner.counters
     }
 
     /// Installs the hook run for every new connection (see `Inner::on_connection`).
@@ -315,10 +324,13 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
+                let started = std::time::Instant::now();
                 let result =
                     upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
                         .await;
                 drop(permit);
+                let counters = &this.inner.counters;
+                counters.handshake(Direction::Inbound, started.elapsed(), &result);
                 match result {
                     Ok(upgraded) => {
                         this.adopt(upgraded);
@@ -343,7 +355,10 @@ impl Endpoint {
     /// must prove it is that peer.
     pub async fn dial(&self, addr: &Multiaddr) -> Result<Connection, DialError> {
         let expected = addr.peer_id();
-        let targets = self.resolve(addr).await?;
+        let targets = self
+            .resolve(addr)
+            .await
+            .inspect_err(|e| self.inner.counters.dial_failed(e))?;
         let mut last_error = None;
         for target in targets {
             match self.dial_socket(target, expected).await {
@@ -362,20 +377,35 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, DialError> {
+        let result = self.dial_socket_inner(addr, expected).await;
+        if let Err(e) = &result {
+            self.inner.counters.dial_failed(e);
+        }
+        result
+    }
+
+    async fn dial_socket_inner(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, DialError> {
         if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
             return Err(DialError::ConnectionLimit {
                 limit: self.inner.config.max_outbound_connections,
             });
         }
         let socket = self.inner.transport.dial(addr).await?;
+        let started = std::time::Instant::now();
         let upgraded = upgrade::outbound(
             Socket::Tcp(socket),
             self.identity(),
             expected,
             &self.inner.config,
         )
-        .await?;
-        Ok(self.adopt(upgraded))
+        .await;
+        let counters = &self.inner.counters;
+        counters.handshake(Direction::Outbound, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
     }
 
     /// A live direct (not relayed) connection to `peer`, if there is one.
@@ -398,7 +428,20 @@ impl Endpoint {
         direction: Direction,
         expected: Option<PeerId>,
     ) -> Result<Connection, upgrade::UpgradeError> {
-        let upgraded = match direction {
+        let started = std::time::Instant::now();
+        let upgraded = self.upgrade_circuit(socket, direction, expected).await;
+        let counters = &self.inner.counters;
+        counters.handshake(direction, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
+    }
+
+    async fn upgrade_circuit(
+        &self,
+        socket: Socket,
+        direction: Direction,
+        expected: Option<PeerId>,
+    ) -> Result<upgrade::Upgraded, upgrade::UpgradeError> {
+        Ok(match direction {
             Direction::Outbound => {
                 upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
             }
@@ -413,8 +456,7 @@ impl Endpoint {
                     })?;
                 upgrade::inbound(socket, self.identity(), &self.inner.config).await?
             }
-        };
-        Ok(self.adopt(upgraded))
+        })
     }
 
     async fn resolve(&self, addr: &Multiaddr) -> Result<Vec<SocketAddr>, DialError> {
@@ -453,6 +495,8 @@ impl Endpoint {
         if let Some(protocols) = known {
             connection.set_remote_protocols(protocols);
         }
+        self.inner.counters.connection_opened(&info);
+        connection.attach_counters(&self.inner.counters);
         self.inner
             .connections
             .lock()
@@ -525,6 +569,7 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&info.id);
+        self.inner.counters.connection_closed(&info);
         tracing::debug!(peer = %info.remote_peer, id = %info.id, %error, "connection closed");
         let _ = self.inner.events.send(EndpointEvent::ConnectionClosed {
             info: Box::new(info),

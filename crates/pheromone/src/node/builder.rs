@@ -230,6 +230,7 @@ impl NodeBuilder {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 next_dial: AtomicU64::new(1),
+                metrics: std::sync::OnceLock::new(),
                 pubsub: crate::pubsub::PubSub::start(&endpoint, config.broadcast.clone()),
                 mesh: super::mesh::Mesh::start(&endpoint, &config),
                 endpoint,
