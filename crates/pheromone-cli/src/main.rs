@@ -21,7 +21,7 @@ mod demo;
 use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand};
 use cli::Ctx;
-use daemon::config::{parse_duration, Settings, UpArgs};
+use daemon::config::{parse_duration, LogFormat, Settings, UpArgs};
 use std::path::PathBuf;
 
 /// A peer-to-peer network that speaks libp2p.
@@ -144,6 +144,8 @@ enum Command {
     },
     /// Lists exposed services and forwarded ports with their counters.
     Forwards,
+    /// Prints the URL of the daemon's web dashboard (with its token) and of its metrics.
+    Dashboard,
     /// Stops exposing a service (open connections are reset).
     Unexpose {
         /// The service name.
@@ -208,24 +210,40 @@ enum DhtCommand {
     Table,
 }
 
-fn init_logging(verbose: u8, daemon: bool) {
+fn init_logging(verbose: u8, daemon: bool, format: LogFormat) {
     // The daemon logs what it does (info) by default; a CLI command only its warnings.
     const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
     let level = LEVELS[(usize::from(daemon) + usize::from(verbose)).min(LEVELS.len() - 1)];
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(cli::style::color_stderr())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(cli::style::color_stderr()).init(),
+        // One object per line: the event's fields, its span and the spans it is in.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let args = Cli::parse();
-    init_logging(args.verbose, matches!(args.command, Command::Up(_)));
-    if let Err(e) = run(args).await {
+    // `up` reads its settings (flags and config file) first, for the log format.
+    let settings = match &args.command {
+        Command::Up(up) => Some(Settings::resolve(up, args.data_dir.clone())),
+        _ => None,
+    };
+    let format = match &settings {
+        Some(Ok(s)) => s.log_format,
+        _ => LogFormat::Text,
+    };
+    init_logging(args.verbose, settings.is_some(), format);
+    if let Err(e) = run(args, settings).await {
         let prefix = cli::style::paint_if(
             cli::style::color_stderr(),
             "pheromone:",
@@ -236,10 +254,12 @@ async fn main() {
     }
 }
 
-async fn run(args: Cli) -> Result<()> {
-    if let Command::Up(up) = &args.command {
-        let settings = Settings::resolve(up, args.data_dir)?;
-        return daemon::run(settings).await;
+async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
+    if let Some(settings) = settings {
+        let settings = settings?;
+        // The span gives every line of the daemon's log the node's name in JSON.
+        let span = tracing::info_span!("daemon", node = settings.name.as_deref().unwrap_or(""));
+        return tracing::Instrument::instrument(daemon::run(settings), span).await;
     }
     if let Command::Demo = &args.command {
         return demo::run().await;
@@ -294,6 +314,7 @@ async fn run(args: Cli) -> Result<()> {
             cli::forward::forward(&ctx, name, peer, listen).await
         }
         Command::Forwards => cli::forward::list(&ctx).await,
+        Command::Dashboard => cli::node::dashboard(&ctx).await,
         Command::Unexpose { name } => cli::forward::unexpose(&ctx, name).await,
         Command::Unforward { addr } => cli::forward::unforward(&ctx, addr).await,
         Command::Exec {

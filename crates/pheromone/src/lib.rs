@@ -25,6 +25,7 @@
 //!   long or short connections, the services.
 //! - [`forward`], [`exec`]: TCP port forwarding over the mesh and fleet exec, started
 //!   from the node.
+//! - [`metrics`]: counters for Prometheus (a `prometheus_client` collector per node).
 //! - [`identity_file`]: keys on disk.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -37,7 +38,7 @@ pub mod endpoint;
 pub mod exec;
 pub mod forward;
 pub mod identity_file;
-
+pub mod metrics;
 pub mod negotiate;
 pub mod node;
 pub mod overlay;

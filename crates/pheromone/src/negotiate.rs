@@ -5,7 +5,7 @@
 //! to Noise). The [`Stream`] functions push such bytes back into the stream. No function
 //! here has a deadline of its own; callers wrap them in one.
 
-use crate::connection::Stream;
+use crate::connection::{Direction, Stream};
 use bytes::BytesMut;
 use pheromone_core::multistream::{Dialer, Listener, NegotiationError};
 use thiserror::Error;
@@ -88,12 +88,20 @@ pub async fn dialer(mut stream: Stream, protocol: &str) -> Result<Stream, Negoti
     let mut buf = BytesMut::new();
     run_dialer(&mut stream, &mut buf, dialer).await?;
     stream.push_unread(buf.freeze());
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(stream)
 }
 
-/// Proposes `protocol` and returns at once (the "lazy" optimisation): the caller writes its
-/// request right behind the proposal, and the peer's confirmation — or refusal, as an
-/// `io::Error` wrapping [`NegotiateError`] — is read on the stream's first read.
+/// Proposes `protocol` and returns at once (the "lazy" optimisation). The peer's
+/// confirmation — or refusal, as an `io::Error` of kind `Unsupported` wrapping
+/// [`NegotiateError`] — is read on the stream's first read.
+///
+/// Writes are safe whatever the peer answers: where identify said the peer speaks
+/// `protocol`, the caller's first write follows the proposal at once (0-RTT, as go-libp2p
+/// does for protocols its peerstore lists); otherwise the first write waits for the
+/// confirmation, because a listener that answers `na` reads whatever follows as its next
+/// proposal (js-libp2p then aborts the stream, and data shaped like a proposal would be
+/// taken for one). A stream that only reads never waits.
 pub async fn dialer_lazy(mut stream: Stream, protocol: &str) -> Result<Stream, NegotiateError> {
     let mut dialer = Dialer::lazy(protocol.to_owned())?;
     let mut proposal = Vec::new();
@@ -103,22 +111,31 @@ pub async fn dialer_lazy(mut stream: Stream, protocol: &str) -> Result<Stream, N
     // Sent in front of the caller's first write, so proposal and request share a frame.
     stream.set_prefix(proposal.into());
     stream.expect_confirmation(dialer);
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(stream)
 }
 
-/// The lazy proposal of [`dialer_lazy`] without writing it: the proposal's bytes are
-/// appended to `out`, for the caller to send together with its first message in one write.
-/// The confirmation is checked on the stream's first read, as with [`dialer_lazy`].
+/// The lazy proposal of [`dialer_lazy`] for a caller that sends its first message in one
+/// write: when the peer is known to speak `protocol`, the proposal's bytes are appended to
+/// `out` to go out with that message; otherwise they are queued on the stream, and the
+/// first write waits for the confirmation, as with [`dialer_lazy`].
 pub fn propose_lazy(
     stream: &mut Stream,
     protocol: &str,
     out: &mut BytesMut,
 ) -> Result<(), NegotiateError> {
     let mut dialer = Dialer::lazy(protocol.to_owned())?;
+    let mut proposal = Vec::new();
     while let Some(bytes) = dialer.poll_transmit() {
-        out.extend_from_slice(&bytes);
+        proposal.extend_from_slice(&bytes);
+    }
+    if stream.peer_speaks(protocol) {
+        out.extend_from_slice(&proposal);
+    } else {
+        stream.set_prefix(proposal.into());
     }
     stream.expect_confirmation(dialer);
+    stream.set_protocol(protocol, Direction::Outbound);
     Ok(())
 }
 
@@ -127,8 +144,20 @@ pub fn propose_lazy(
 pub async fn listener(
     mut stream: Stream,
     supported: Vec<String>,
-    mut accept: impl FnMut(&str) -> bool,
+    accept: impl FnMut(&str) -> bool,
 ) -> Result<(String, Stream), NegotiateError> {
+    let protocol = listen_on(&mut stream, supported, accept).await?;
+    Ok((protocol, stream))
+}
+
+/// [`listener`] on a borrowed stream, so that the caller keeps it when the negotiation
+/// fails or its deadline passes (and can reset it: a failed negotiation is an error, not
+/// an orderly end).
+pub async fn listen_on(
+    stream: &mut Stream,
+    supported: Vec<String>,
+    mut accept: impl FnMut(&str) -> bool,
+) -> Result<String, NegotiateError> {
     // Like `run_listener`, but reading whole chunks: a stream's first chunk usually holds
     // the proposal and the request behind it, so one copy into `buf` serves both, where
     // `read_buf` into an empty buffer would grow it in small steps.
@@ -138,7 +167,7 @@ pub async fn listener(
         if !buf.is_empty() {
             listener.handle_input_with(&mut buf, &mut accept);
         }
-        flush_transmits(&mut stream, || listener.poll_transmit()).await?;
+        flush_transmits(stream, || listener.poll_transmit()).await?;
         if let Some(outcome) = listener.poll_outcome() {
             break outcome?;
         }
@@ -148,5 +177,6 @@ pub async fn listener(
         }
     };
     stream.push_unread(buf.freeze());
-    Ok((protocol, stream))
+    stream.set_protocol(&protocol, Direction::Inbound);
+    Ok(protocol)
 }

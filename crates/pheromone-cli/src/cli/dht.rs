@@ -8,7 +8,13 @@ use anyhow::Result;
 
 /// `pheromone dht find PEER`.
 pub async fn find(ctx: &Ctx, peer: String) -> Result<()> {
-    let reply = ctx.client().await?.call(Op::DhtFind { peer }).await?;
+    let mut client = ctx.client().await?;
+    let bar = ctx.spinner(format!("looking {peer} up in the DHT"));
+    let reply = client.call(Op::DhtFind { peer }).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let reply = reply?;
     let Reply::DhtFound(found) = reply else {
         return Err(unexpected(&reply));
     };
@@ -38,7 +44,13 @@ pub async fn find(ctx: &Ctx, peer: String) -> Result<()> {
 
 /// `pheromone dht table`.
 pub async fn table(ctx: &Ctx) -> Result<()> {
-    let reply = ctx.client().await?.call(Op::DhtTable).await?;
+    let mut client = ctx.client().await?;
+    let bar = ctx.spinner("reading the DHT table".to_owned());
+    let reply = client.call(Op::DhtTable).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let reply = reply?;
     let Reply::DhtTable(table) = reply else {
         return Err(unexpected(&reply));
     };

@@ -50,11 +50,13 @@ fn allowed(entry: &ExposeEntry) -> String {
 
 /// `pheromone forward NAME PEER --listen HOST:PORT`.
 pub async fn forward(ctx: &Ctx, name: String, peer: String, listen: String) -> Result<()> {
-    let reply = ctx
-        .client()
-        .await?
-        .call(Op::Forward { name, peer, listen })
-        .await?;
+    let mut client = ctx.client().await?;
+    let bar = ctx.spinner(format!("setting up {listen} → {peer} /x/{name}"));
+    let reply = client.call(Op::Forward { name, peer, listen }).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let reply = reply?;
     let Reply::Forwarding(entry) = reply else {
         return Err(unexpected(&reply));
     };

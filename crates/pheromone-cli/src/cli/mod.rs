@@ -43,6 +43,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A spinner for a step that can take seconds: on a terminal only, and never with
+    /// `--json` (piped or machine output stays plain).
+    pub fn spinner(&self, message: String) -> Option<indicatif::ProgressBar> {
+        if self.json {
+            None
+        } else {
+            style::spinner(message)
+        }
+    }
+
     /// Connects to the daemon.
     pub async fn client(&self) -> Result<Client> {
         Client::connect(self).await

@@ -5,7 +5,7 @@
 //! when it is UTF-8 — or with `--json` one object per line with the bytes in base64
 //! (`data`) and, for UTF-8, the `text`.
 
-use super::style::{paint, peer_label, spinner, transfer, Paint};
+use super::style::{paint, peer_label, transfer, Paint};
 use super::{unexpected, Ctx, Step};
 use crate::control_proto::{DirectMessage, Event, Op, Reply, TopicMessage, MAX_MESSAGE};
 use anyhow::{bail, Context, Result};
@@ -43,7 +43,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// `pheromone send PEER TEXT | --file F`.
 pub async fn send(ctx: &Ctx, peer: String, data: Vec<u8>) -> Result<()> {
     let mut client = ctx.client().await?;
-    let bar = spinner(format!("sending {} to {peer}", transfer(data.len() as u64)));
+    let bar = ctx.spinner(format!("sending {} to {peer}", transfer(data.len() as u64)));
     let reply = client.call(Op::Send { peer, data }).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -2,7 +2,7 @@
 //! is linked to. Each asks the daemon once and prints the answer as a table for a person
 //! or as one JSON value with `--json`.
 
-use super::style::{human_secs, paint, peer_label, rtt, spinner, Paint};
+use super::style::{human_secs, paint, peer_label, rtt, Paint};
 use super::{unexpected, Ctx};
 use crate::control_proto::{Op, PeerInfo, Reply};
 use anyhow::Result;
@@ -133,10 +133,31 @@ fn short_id(id: &str) -> String {
     format!("…{tail}")
 }
 
+/// `pheromone dashboard`: the dashboard's URL (with its token) and the metrics URL.
+pub async fn dashboard(ctx: &Ctx) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Dashboard).await?;
+    let Reply::Dashboard { url, metrics_url } = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "url": url, "metrics_url": metrics_url }));
+    }
+    match &url {
+        Some(url) => println!("{url}"),
+        None => anyhow::bail!(
+            "the daemon serves no dashboard; start it with `pheromone up --dashboard 127.0.0.1:PORT`"
+        ),
+    }
+    if let Some(m) = metrics_url {
+        eprintln!("metrics: {m}");
+    }
+    Ok(())
+}
+
 /// `pheromone connect ADDR`.
 pub async fn connect(ctx: &Ctx, addr: String) -> Result<()> {
     let mut client = ctx.client().await?;
-    let bar = spinner(format!("connecting to {addr}"));
+    let bar = ctx.spinner(format!("connecting to {addr}"));
     let reply = client.call(Op::Connect { addr }).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -3,7 +3,7 @@
 //! terminal a spinner shows the phase in progress; with `--json`, one object per interval
 //! and the summary last.
 
-use super::style::{bitrate, paint, peer_label, println_with, spinner, transfer, Paint};
+use super::style::{bitrate, paint, peer_label, println_with, transfer, Paint};
 use super::{unexpected, Ctx, Step};
 use crate::control_proto::{Event, Op, PerfDirection, PerfPhase, PerfSummary, Reply};
 use anyhow::{bail, Result};
@@ -44,11 +44,7 @@ pub async fn run(ctx: &Ctx, peer: String, bytes: Option<u64>, duration: Duration
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         })
         .await?;
-    let bar = if ctx.json {
-        None
-    } else {
-        spinner(format!("upload to {peer}"))
-    };
+    let bar = ctx.spinner(format!("upload to {peer}"));
     let mut phase = PerfDirection::Upload;
     let mut interrupt = super::interrupt()?;
     let summary = loop {

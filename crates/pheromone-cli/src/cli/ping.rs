@@ -30,14 +30,25 @@ pub async fn run(
         .await?;
     let mut stats = PingStats::default();
     let mut path: (Option<u32>, Option<String>) = (None, None);
+    // Reaching the peer (a dial, a relayed circuit) and tracing its route take a moment:
+    // a spinner until the first line is printed.
+    let mut bar = ctx.spinner(if trace {
+        format!("tracing the route to {peer}")
+    } else {
+        format!("reaching {peer}")
+    });
     let mut label = peer;
     let started = std::time::Instant::now();
     let mut interrupt = super::interrupt()?;
     let interrupted = loop {
         let step = tokio::select! {
             _ = interrupt.recv() => break true,
-            step = client.next() => step?,
+            step = client.next() => step,
         };
+        if let Some(bar) = bar.take() {
+            bar.finish_and_clear();
+        }
+        let step = step?;
         match step {
             Step::Event(Event::Trace(trace)) => print_trace(ctx, &trace)?,
             Step::Event(Event::PingStart(start)) => {
@@ -77,6 +88,9 @@ pub async fn run(
             Step::Done(other) => return Err(unexpected(&other)),
         }
     };
+    if let Some(bar) = bar.take() {
+        bar.finish_and_clear();
+    }
     if interrupted {
         stats.time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     }

@@ -160,6 +160,8 @@ pub enum Op {
         /// The listen address (`host:port`, or a port on 127.0.0.1).
         listen: String,
     },
+    /// Where the dashboard and the metrics are served.
+    Dashboard,
     /// Run a command on peers (or every connected peer) at once, streaming their output.
     Exec {
         /// The peers.
@@ -309,6 +311,13 @@ pub enum Reply {
     Forwards(ForwardList),
     /// For [`Op::Exec`]: every host's summary, in the order given.
     Exec(Vec<HostSummary>),
+    /// For [`Op::Dashboard`].
+    Dashboard {
+        /// The dashboard's URL with its token; absent when the daemon serves none.
+        url: Option<String>,
+        /// The metrics URL; absent when the daemon serves none.
+        metrics_url: Option<String>,
+    },
 }
 
 /// Why a request failed: a code to match on and a one-line message for a person.

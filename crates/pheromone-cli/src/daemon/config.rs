@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use pheromone::{Multiaddr, PeerId};
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -79,6 +80,35 @@ pub struct UpArgs {
     /// route table (a relayed connection to a peer with no known address).
     #[arg(long)]
     pub no_dht: bool,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, e.g.
+    /// `127.0.0.1:9464`. A loopback address unless `--metrics-public`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+    /// Let `--metrics` bind an address other hosts can reach (the metrics need no token).
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Serve the live web dashboard at http://ADDR/, guarded by a token kept in the data
+    /// dir (`pheromone dashboard` prints the URL). A loopback address unless
+    /// `--dashboard-public`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dashboard: Option<String>,
+    /// Let `--dashboard` bind an address other hosts can reach.
+    #[arg(long)]
+    pub dashboard_public: bool,
+    /// Log lines as text for people (default) or as JSON objects, one per line.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How the daemon writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the event and of its spans.
+    Json,
 }
 
 /// The config file: the same settings as [`UpArgs`], every key optional.
@@ -113,6 +143,16 @@ pub struct FileConfig {
     pub inbox_max_messages: Option<usize>,
     /// Most bytes the inbox holds before senders are refused.
     pub inbox_max_bytes: Option<usize>,
+    /// As `--metrics`.
+    pub metrics: Option<String>,
+    /// As `--metrics-public`.
+    pub metrics_public: Option<bool>,
+    /// As `--dashboard`.
+    pub dashboard: Option<String>,
+    /// As `--dashboard-public`.
+    pub dashboard_public: Option<bool>,
+    /// As `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl FileConfig {
@@ -161,6 +201,12 @@ pub struct Settings {
     pub exec_shell: bool,
     /// Whether the DHT runs.
     pub dht: bool,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Where to serve the dashboard, if anywhere.
+    pub dashboard: Option<SocketAddr>,
+    /// How to write log lines.
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -246,7 +292,25 @@ impl Settings {
         }
         exec_allow.sort();
         exec_allow.dedup();
+        let metrics = http_addr(
+            "metrics",
+            args.metrics.clone().or(file.metrics),
+            args.metrics_public || file.metrics_public.unwrap_or(false),
+        )?;
+        let dashboard = http_addr(
+            "dashboard",
+            args.dashboard.clone().or(file.dashboard),
+            args.dashboard_public || file.dashboard_public.unwrap_or(false),
+        )?;
+        if let (Some(m), Some(d)) = (metrics, dashboard) {
+            if m == d && m.port() != 0 {
+                bail!("--metrics and --dashboard cannot share {m}");
+            }
+        }
         Ok(Self {
+            metrics,
+            dashboard,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             data_dir,
             listen,
             listen_is_default,
@@ -263,6 +327,24 @@ impl Settings {
             dht: !args.no_dht && file.dht.unwrap_or(true),
         })
     }
+}
+
+/// Parses the address of an HTTP service (`--metrics`, `--dashboard`): `host:port` with an
+/// IP host. Only loopback unless `public` was given.
+fn http_addr(what: &str, text: Option<String>, public: bool) -> Result<Option<SocketAddr>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("bad --{what} address {text:?}: expected IP:PORT, e.g. 127.0.0.1:9464")
+    })?;
+    if !addr.ip().is_loopback() && !public {
+        bail!(
+            "--{what} {addr} is reachable from other hosts; use a loopback address \
+             (127.0.0.1) or add --{what}-public"
+        );
+    }
+    Ok(Some(addr))
 }
 
 /// Largest allow-list file read, in bytes (a million peer IDs fit).
@@ -395,6 +477,31 @@ mod tests {
         let s = Settings::merge(&a, file, Some("/flag".into())).expect("ok");
         assert_eq!(s.listen[0].to_string(), "/ip4/127.0.0.1/tcp/0");
         assert_eq!(s.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn http_services_are_loopback_unless_told() {
+        let file = FileConfig::parse(
+            "metrics = \"127.0.0.1:9464\"\ndashboard = \"[::1]:8080\"\nlog_format = \"json\"\n",
+        )
+        .expect("parse");
+        let s = Settings::merge(&args(), file, Some("/d".into())).expect("ok");
+        assert_eq!(s.metrics, Some("127.0.0.1:9464".parse().expect("addr")));
+        assert_eq!(s.dashboard, Some("[::1]:8080".parse().expect("addr")));
+        assert_eq!(s.log_format, LogFormat::Json);
+        let mut a = args();
+        a.metrics = Some("0.0.0.0:9464".into());
+        let err = Settings::merge(&a, FileConfig::default(), Some("/d".into())).unwrap_err();
+        assert!(err.to_string().contains("--metrics-public"), "{err}");
+        a.metrics_public = true;
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_ok());
+        let mut a = args();
+        a.dashboard = Some("localhost:80".into());
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
+        let mut a = args();
+        a.dashboard = Some("127.0.0.1:7000".into());
+        a.metrics = Some("127.0.0.1:7000".into());
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
     }
 
     #[test]

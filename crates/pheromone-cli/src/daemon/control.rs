@@ -226,13 +226,34 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
             allow_any,
         } => remote::expose(net, &name, &target, &allow, allow_any)
             .await
+            .inspect(|e| forward_activity(net, format!("exposed {} → {}", e.protocol, e.target)))
             .map(Reply::Exposed),
         Op::Forward { name, peer, listen } => remote::forward(net, &name, &peer, &listen)
             .await
+            .inspect(|f| {
+                let to = f.peer_name.clone().unwrap_or_else(|| f.peer_id.clone());
+                forward_activity(
+                    net,
+                    format!("forwarding {} → {to} {}", f.listen, f.protocol),
+                );
+            })
             .map(Reply::Forwarding),
         Op::Forwards => Ok(Reply::Forwards(remote::list(net))),
-        Op::Unexpose { name } => remote::unexpose(net, &name).await.map(Reply::Exposed),
-        Op::Unforward { listen } => remote::unforward(net, &listen).await.map(Reply::Forwarding),
+        Op::Dashboard => {
+            let urls = net.urls();
+            Ok(Reply::Dashboard {
+                url: urls.dashboard,
+                metrics_url: urls.metrics,
+            })
+        }
+        Op::Unexpose { name } => remote::unexpose(net, &name)
+            .await
+            .inspect(|e| forward_activity(net, format!("stopped exposing {}", e.protocol)))
+            .map(Reply::Exposed),
+        Op::Unforward { listen } => remote::unforward(net, &listen)
+            .await
+            .inspect(|f| forward_activity(net, format!("stopped forwarding {}", f.listen)))
+            .map(Reply::Forwarding),
         Op::Exec {
             peers,
             all,
@@ -242,6 +263,10 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
             .await
             .map(Reply::Exec),
     }
+}
+
+fn forward_activity(net: &Net, summary: String) {
+    net.activity().record("forward", summary, None, None, None);
 }
 
 async fn disconnect(net: &Net, peer: &str) -> Result<Reply, ControlError> {
@@ -318,6 +343,15 @@ async fn ping(
         match ping::ping(&mut stream, PING_TIMEOUT).await {
             Ok(rtt) => {
                 net.record_rtt(peer, rtt);
+                let ms = rtt.as_secs_f64() * 1000.0;
+                let who = net.peer_name(&peer).unwrap_or_else(|| peer.to_string());
+                net.activity().record(
+                    "ping",
+                    format!("ping {who}: seq={seq} {ms:.3} ms"),
+                    Some(peer.to_string()),
+                    None,
+                    Some(ms),
+                );
                 stats.pong(rtt);
                 let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
                 events.emit(Event::Pong { seq, rtt_us }).await?;
@@ -408,6 +442,9 @@ async fn recv(net: &Net, count: Option<u64>, events: &Events) -> Result<Reply, C
 async fn broadcast(net: &Net, topic: &str, data: Vec<u8>) -> Result<Reply, ControlError> {
     let bytes = data.len() as u64;
     let message_id = net.broadcast(topic, data).await?;
+    let me = net.node().peer_id().to_string();
+    net.activity()
+        .broadcast(topic, &me, net.node().name(), bytes, true);
     Ok(Reply::Published {
         topic: topic.to_owned(),
         message_id,
@@ -437,6 +474,14 @@ async fn subscribe(
                 "the subscription ended: the node is shutting down",
             ));
         };
+        let from_name = net.peer_name(&message.origin);
+        net.activity().broadcast(
+            message.topic.as_str(),
+            &message.origin.to_string(),
+            from_name.as_deref(),
+            message.data.len() as u64,
+            false,
+        );
         events
             .emit(Event::TopicMessage(TopicMessage {
                 topic: message.topic.as_str().to_owned(),

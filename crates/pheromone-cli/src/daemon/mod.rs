@@ -12,6 +12,7 @@
 //! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
 //! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
 //!   [`errors`]: network failures as control errors.
+//! - [`observe`]: `/metrics` over HTTP, the web dashboard, the activity log.
 //!
 //! Nothing here prints except the start-up lines on stdout; the rest goes through tracing.
 
@@ -22,6 +23,7 @@ pub mod dht;
 pub mod errors;
 pub mod inbox;
 pub mod net;
+pub mod observe;
 pub mod perf;
 pub mod protocols;
 pub mod remote;
@@ -77,6 +79,21 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     };
 
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let urls = match observe::start(&net, &settings, &cancel, &tasks).await {
+        Ok(urls) => urls,
+        Err(e) => {
+            cancel.cancel();
+            tasks.close();
+            tasks.wait().await;
+            net.close().await;
+            let _ = std::fs::remove_file(&socket_path);
+            return Err(e);
+        }
+    };
+    net.set_urls(urls.clone());
+
     println!("peer id: {}", net.node().peer_id());
     if let Some(name) = &settings.name {
         println!("name: {name}");
@@ -89,10 +106,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         let shell = if shell { ", shell allowed" } else { "" };
         println!("exec: allowed for {peers} peer(s){shell}");
     }
+    if let Some(url) = &urls.metrics {
+        println!("metrics: {url}");
+    }
+    if urls.dashboard.is_some() {
+        println!("dashboard: on (`pheromone dashboard` prints its URL)");
+    }
+    // Last: tools wait for this line to know the daemon is ready.
     println!("control socket: {}", socket_path.display());
-
-    let cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
     tasks.spawn(control::serve(
         listener,
         net.clone(),

@@ -13,6 +13,7 @@
 use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
+use super::observe::activity::{short_id, Activity};
 use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
 use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
 use pheromone::connection::ConnectionId;
@@ -73,6 +74,10 @@ struct Inner {
     forwards: Forwards,
     /// The exec service (registered only when some peer is allowed); taken at close.
     exec: Mutex<Option<ExecService>>,
+    /// What happened lately, for the dashboard.
+    activity: Arc<Activity>,
+    /// Where the metrics and the dashboard are served, once they are.
+    urls: std::sync::OnceLock<super::observe::Urls>,
 }
 
 /// What we know about peers beyond the node's own tables.
@@ -162,6 +167,8 @@ impl Net {
                 cancel: CancellationToken::new(),
                 forwards,
                 exec: Mutex::new(Some(exec)),
+                activity: Arc::default(),
+                urls: std::sync::OnceLock::new(),
             }),
         };
         let events = net.inner.node.endpoint().events();
@@ -194,6 +201,27 @@ impl Net {
         &self.inner.forwards
     }
 
+    /// What happened lately (peers, pings, broadcasts, routes, exec, forwards).
+    pub fn activity(&self) -> &Activity {
+        &self.inner.activity
+    }
+
+    /// The exec service's counters and collector, while it runs.
+    pub fn exec_service<T>(&self, f: impl FnOnce(&ExecService) -> T) -> Option<T> {
+        let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
+        exec.as_ref().map(f)
+    }
+
+    /// Records where the metrics and dashboard are served (once, at start).
+    pub fn set_urls(&self, urls: super::observe::Urls) {
+        let _ = self.inner.urls.set(urls);
+    }
+
+    /// Where the metrics and dashboard are served.
+    pub fn urls(&self) -> super::observe::Urls {
+        self.inner.urls.get().cloned().unwrap_or_default()
+    }
+
     /// Whether peers may run commands here, and how many are allowed.
     pub fn exec_allowed(&self) -> Option<(usize, bool)> {
         let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,9 +243,24 @@ impl Net {
                     let info = conn.info();
                     tracing::info!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, "connected");
                     self.book().since.insert(info.id, SystemTime::now());
+                    let this = self.clone();
+                    let info = info.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { this.note_connected(&info).await });
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
+                    let who = self
+                        .peer_name(&info.remote_peer)
+                        .unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
+                    self.inner.activity.record(
+                        "peer_disconnected",
+                        format!("{who} disconnected: {error}"),
+                        Some(info.remote_peer.to_string()),
+                        None,
+                        None,
+                    );
                     let still_connected = !self.live_connections(&info.remote_peer).is_empty();
                     let mut book = self.book();
                     book.since.remove(&info.id);
@@ -233,6 +276,37 @@ impl Net {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Records a new connection in the activity log, by the peer's name if identify
+    /// tells it soon (a new peer's name arrives a round trip after its connection).
+    async fn note_connected(&self, info: &pheromone::ConnectionInfo) {
+        let at = super::observe::activity::now_ms();
+        let mut name = self.peer_name(&info.remote_peer);
+        for _ in 0..20 {
+            if name.is_some() || self.inner.cancel.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            name = self.peer_name(&info.remote_peer);
+        }
+        let who = name.unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
+        let path = if info.relay.is_some() {
+            "relayed"
+        } else {
+            "direct"
+        };
+        self.inner.activity.record_at(
+            at,
+            "peer_connected",
+            format!(
+                "{who} connected ({}, {path})",
+                direction_name(info.direction)
+            ),
+            Some(info.remote_peer.to_string()),
+            None,
+            None,
+        );
     }
 
     /// The name `peer` announced in identify, if it is one we can show.

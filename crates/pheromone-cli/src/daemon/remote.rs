@@ -250,6 +250,21 @@ pub async fn exec(
             host: host_name(net, p),
         })
         .collect();
+    let line = std::iter::once(request.program.as_str())
+        .chain(request.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    net.activity().record(
+        "exec",
+        format!(
+            "exec `{}` on {} host(s)",
+            crate::control_proto::one_line(&line),
+            hosts.len()
+        ),
+        None,
+        None,
+        None,
+    );
     events.emit(Event::ExecPlan { hosts }).await?;
     let options = FleetOptions::default()
         // Output reaches the client as events; the results need none of it.
@@ -286,6 +301,18 @@ pub async fn exec(
             FleetEvent::Finished(result) => {
                 let summary = summarize(net, &result);
                 log_result(&summary);
+                net.activity().record(
+                    "exec",
+                    format!(
+                        "exec on {}: {} in {} ms",
+                        summary.host,
+                        summary.error.as_deref().unwrap_or(&summary.status_text()),
+                        summary.duration_ms
+                    ),
+                    Some(summary.peer_id.clone()),
+                    None,
+                    None,
+                );
                 events.emit(Event::ExecFinished(summary.clone())).await?;
                 summaries.push(summary);
             }

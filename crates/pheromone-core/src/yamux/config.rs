@@ -54,6 +54,15 @@ pub struct Config {
     /// (default 20 s, as the libp2p ping protocol's timeout). Any received byte counts as
     /// life, so a pong queued behind bulk data does not kill a busy link.
     pub keepalive_timeout: Duration,
+    /// How long a stream the application dropped before the peer closed its side waits
+    /// for the peer's FIN (default 10 s). Dropping sends our FIN; the stream then stays in
+    /// the table, counted against [`max_streams`](Config::max_streams), until the peer
+    /// closes or resets it. Past this it is reset (RST).
+    pub dropped_stream_grace: Duration,
+    /// Most bytes the peer may still send on a stream the application dropped (default
+    /// 64 KiB). They are counted and discarded, never buffered; beyond this the stream is
+    /// reset (RST) at once.
+    pub dropped_stream_max_bytes: u32,
 }
 
 impl Default for Config {
@@ -67,6 +76,8 @@ impl Default for Config {
             copy_threshold: 8 * 1024,
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_timeout: Duration::from_secs(20),
+            dropped_stream_grace: Duration::from_secs(10),
+            dropped_stream_max_bytes: 64 * 1024,
         }
     }
 }

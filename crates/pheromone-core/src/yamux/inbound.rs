@@ -254,6 +254,10 @@ impl Session {
         if stream.reset {
             return Ok(());
         }
+        if stream.linger_until.is_some() {
+            // The body, if any, is skipped when `body` drops.
+            return self.on_lingering_frame(header);
+        }
         if flags.contains(Flags::ACK) && stream.outbound {
             stream.acknowledged = true;
         }
@@ -285,6 +289,34 @@ impl Session {
         }
         if flags.contains(Flags::RST) {
             self.on_remote_reset(id);
+        }
+        Ok(())
+    }
+
+    /// A data or window update frame for a stream the application dropped: data is
+    /// checked against the window, counted and discarded; the peer's FIN or RST ends it.
+    fn on_lingering_frame(&mut self, header: Header) -> Result<(), YamuxError> {
+        let id = header.stream_id;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if header.frame_type == FrameType::Data {
+            let len = header.length;
+            if len > stream.recv_window {
+                return Err(YamuxError::WindowExceeded {
+                    stream: id,
+                    len,
+                    window: stream.recv_window,
+                });
+            }
+            stream.recv_window -= len;
+            if len > 0 {
+                self.discard_lingering(id, len);
+            }
+        }
+        if header.flags.contains(Flags::FIN) || header.flags.contains(Flags::RST) {
+            // Both sides closed (or the peer gave up): nothing is left to wait for.
+            self.remove_stream(id);
         }
         Ok(())
     }

@@ -15,8 +15,9 @@
 //! granted (checked from the header, before buffering), streams by
 //! [`Config::max_streams`] and [`Config::max_pending_accept`] (excess SYNs get RST), total
 //! buffered data by [`Config::max_connection_receive_window`], the event queue by the
-//! number of streams. Violations are [`YamuxError`]s that end the connection with a go
-//! away, never panics.
+//! number of streams, streams the application dropped by the stream limit, a byte cap and
+//! a grace period (their data is discarded). Violations are [`YamuxError`]s that end the
+//! connection with a go away, never panics.
 //!
 //! ```
 //! use std::time::Instant;
@@ -39,7 +40,7 @@
 //! let inbound = server.accept_stream().expect("a stream");
 //! assert_eq!(server.read(inbound)?, ReadOutcome::Data(bytes::Bytes::from_static(b"hello")));
 //! assert_eq!(server.read(inbound)?, ReadOutcome::Eof);
-//! server.drop_stream(inbound);
+//! server.drop_stream(now, inbound);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -47,7 +48,7 @@
 //!
 //! - `frame.rs`: the wire codec ([`frame::Header`], [`frame::Frame`], [`frame::decode`]).
 //! - `session.rs`: [`Session`] and the application commands; `inbound.rs`: frames from
-//!   the peer.
+//!   the peer; `linger.rs`: dropped streams waiting for the peer's FIN.
 //! - `stream.rs`: per-stream state; `event.rs`: [`Event`] and its bounded queue.
 //! - `config.rs`, `error.rs`: [`Config`], [`Mode`], [`YamuxError`], [`StreamError`].
 
@@ -57,6 +58,7 @@ mod config;
 mod error;
 mod event;
 mod inbound;
+mod linger;
 mod session;
 mod stream;
 
@@ -146,7 +148,7 @@ pub mod fuzzing {
             }
             if piece.first().is_some_and(|b| b & 0x10 != 0) {
                 if let Some(id) = held.pop() {
-                    session.drop_stream(id);
+                    session.drop_stream(now, id);
                 }
             }
             session.outgoing().clear();

@@ -55,7 +55,9 @@ use super::stream::{ReadOutcome, Stream, StreamId, StreamState, EV_READABLE};
 /// the peer learns about the stream even if we only read; inbound streams are
 /// acknowledged (ACK) when accepted. Both frames carry the window growth beyond the spec's
 /// 256 KiB. FIN and RST go out as empty window updates, as go-yamux does; rust-libp2p and
-/// go-yamux accept both forms. Stream ids from the peer must increase (every known
+/// go-yamux accept both forms. Dropping a stream closes it with FIN, never RST (see
+/// [`drop_stream`](Session::drop_stream)): js-libp2p discards unread data on a reset, so a
+/// reset behind an answer would destroy it. Stream ids from the peer must increase (every known
 /// implementation allocates them in order); a SYN for an id not above the last one is a
 /// protocol error.
 #[derive(Debug)]
@@ -87,6 +89,12 @@ pub struct Session {
     /// The rest of a data frame whose header and first bytes were consumed: the body still
     /// to come (length) and the flags that apply at its end (FIN, RST).
     pub(crate) partial_data: Option<Header>,
+    /// Dropped streams waiting for the peer's FIN, by deadline (see `linger.rs`). Entries
+    /// of streams that finished meanwhile are stale and skipped; the queue is compacted
+    /// when stale entries pile up, so it stays within twice `max_streams`.
+    pub(crate) lingering: VecDeque<(Instant, u32)>,
+    /// Streams in the table with `linger_until` set.
+    pub(crate) num_lingering: usize,
 }
 
 /// Appends a frame header to the outgoing buffer.
@@ -140,6 +148,8 @@ impl Session {
             ping_nonce: 0,
             last_input_at: now,
             partial_data: None,
+            lingering: VecDeque::new(),
+            num_lingering: 0,
         }
     }
 
@@ -379,43 +389,35 @@ impl Session {
         self.remove_stream(id.get());
     }
 
-    /// The application dropped its handle: release all state for the stream.
+    /// The application dropped its handle at `now`: the id becomes unknown, and the
+    /// stream ends the way the yamux spec and other implementations expect — with a FIN,
+    /// never a reset of our own making, so nothing we wrote is destroyed by our close.
     ///
-    /// Closed or reset streams are simply forgotten. A stream whose peer already sent FIN
-    /// and whose data was all read is finished gracefully with a FIN of ours (if not sent
-    /// yet). Anything else — the peer may still send, or data was left unread — is reset,
-    /// so the peer stops sending into a stream nobody reads; but what we wrote is first
-    /// closed with a FIN, so a peer still reading gets all of it (a handler that writes its
-    /// answer and returns must not lose the answer to the reset behind it).
-    pub fn drop_stream(&mut self, id: StreamId) {
+    /// Closed or reset streams are simply forgotten. Otherwise our FIN goes out (if not
+    /// sent yet); unread data is discarded. A stream whose peer already sent FIN is then
+    /// gone. One whose peer may still send lingers without a reader until the peer's FIN:
+    /// it keeps counting against [`Config::max_streams`], what arrives on it is discarded,
+    /// and it is reset (RST) if the peer sends more than
+    /// [`Config::dropped_stream_max_bytes`] or has not closed within
+    /// [`Config::dropped_stream_grace`] (see [`poll_timeout`](Session::poll_timeout)).
+    pub fn drop_stream(&mut self, now: Instant, id: StreamId) {
         let Some(stream) = self.streams.get(&id.get()) else {
             return;
         };
         if !stream.visible || self.failed {
             return;
         }
-        match stream.state() {
-            StreamState::Reset | StreamState::Closed => {}
-            StreamState::ReadClosed if stream.recv.is_empty() => {
-                put(
-                    &mut self.out,
-                    Header::window_update(id.get(), Flags::FIN, 0),
-                );
-            }
-            _ => {
-                if !stream.write_closed {
-                    put(
-                        &mut self.out,
-                        Header::window_update(id.get(), Flags::FIN, 0),
-                    );
-                }
-                put(
-                    &mut self.out,
-                    Header::window_update(id.get(), Flags::RST, 0),
-                );
-            }
+        let state = stream.state();
+        if matches!(state, StreamState::Open | StreamState::ReadClosed) {
+            put(
+                &mut self.out,
+                Header::window_update(id.get(), Flags::FIN, 0),
+            );
         }
-        self.remove_stream(id.get());
+        match state {
+            StreamState::Open | StreamState::WriteClosed => self.start_lingering(now, id.get()),
+            _ => self.remove_stream(id.get()),
+        }
     }
 
     /// Removes a stream from every table and returns its window to the budget.
@@ -423,6 +425,9 @@ impl Session {
         let Some(stream) = self.streams.remove(&id) else {
             return;
         };
+        if stream.linger_until.is_some() {
+            self.num_lingering -= 1;
+        }
         self.events.remove(id, &stream);
         self.granted_total = self
             .granted_total
@@ -467,19 +472,21 @@ impl Session {
             sent.max(self.last_input_at)
                 .checked_add(self.config.keepalive_timeout)
         });
-        match (self.next_ping_at, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_ping_at, deadline, self.next_linger_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the keep-alive: sends a ping when due; fails with
     /// [`YamuxError::KeepaliveTimeout`] when nothing was received for
-    /// [`Config::keepalive_timeout`] after a ping.
+    /// [`Config::keepalive_timeout`] after a ping. Resets dropped streams whose peer has
+    /// not closed within [`Config::dropped_stream_grace`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), YamuxError> {
         if self.failed {
             return Err(YamuxError::SessionClosed);
         }
+        self.expire_lingering(now);
         if let Some((_, sent)) = self.ping_outstanding {
             let silent_since = sent.max(self.last_input_at);
             if now.saturating_duration_since(silent_since) >= self.config.keepalive_timeout {
@@ -511,6 +518,8 @@ impl Session {
             }
             self.streams = StreamMap::default();
             self.accept_queue = VecDeque::new();
+            self.lingering = VecDeque::new();
+            self.num_lingering = 0;
             self.events.clear();
             self.granted_total = 0;
             self.ping_outstanding = None;
@@ -552,9 +561,16 @@ impl Session {
             .map(|s| s.acknowledged || !s.outbound)
     }
 
-    /// Streams alive, both directions, including those waiting to be accepted.
+    /// Streams alive, both directions, including those waiting to be accepted and those
+    /// dropped but waiting for the peer's FIN: the number [`Config::max_streams`] caps.
     pub fn num_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Streams the application dropped that still wait for the peer's FIN (counted in
+    /// [`num_streams`](Session::num_streams)).
+    pub fn num_lingering(&self) -> usize {
+        self.num_lingering
     }
 
     /// Inbound streams waiting for [`accept_stream`](Session::accept_stream).

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -161,6 +162,12 @@ pub(crate) struct Stream {
     /// A Readable event may be raised: set on every read, cleared when one is queued.
     pub(crate) read_armed: bool,
 
+    /// The application dropped the stream before the peer's FIN: we sent ours and wait
+    /// for the peer's until this deadline, discarding what it sends (see `linger.rs`).
+    pub(crate) linger_until: Option<Instant>,
+    /// Bytes the peer sent after the application dropped the stream (discarded).
+    pub(crate) discarded: u32,
+
     /// `EV_*` bits waiting for `poll_event`.
     pub(crate) events: u8,
     /// The id is in the session's event queue (at most once).
@@ -183,6 +190,8 @@ impl Stream {
             read_closed: false,
             reset: false,
             read_armed: true,
+            linger_until: None,
+            discarded: 0,
             events: 0,
             queued: false,
         }

@@ -298,7 +298,10 @@ impl Driver {
         let Some(deadline) = self.close_deadline else {
             return false;
         };
-        let quiet = state.session.num_streams() == 0 && state.session.remote_go_away().is_some();
+        // Streams we dropped and only the peer may still send on do not hold the close up:
+        // everything we wrote on them is out with our FIN.
+        let open = state.session.num_streams() - state.session.num_lingering();
+        let quiet = open == 0 && state.session.remote_go_away().is_some();
         (quiet || Instant::now() >= deadline)
             && state.session.outgoing().is_empty()
             && !self.flush_pending
@@ -404,6 +407,7 @@ fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
             Event::Readable(id) => {
                 if let Some(w) = state.wakers.get_mut(&id) {
                     to_wake.push(w.reader.take());
+                    to_wake.push(w.gate.take());
                 }
             }
             Event::Writable(id) => {
@@ -415,6 +419,7 @@ fn dispatch_events(state: &mut super::shared::State, to_wake: &mut ToWake) {
                 if let Some(w) = state.wakers.get_mut(&id) {
                     to_wake.push(w.reader.take());
                     to_wake.push(w.writer.take());
+                    to_wake.push(w.gate.take());
                 }
             }
             Event::GoAwayReceived(_) => {

@@ -294,9 +294,46 @@ impl Connection {
         self.shared.streams_total()
     }
 
-    /// Number of streams currently open on this connection.
+    /// Records the protocols the peer listed in identify. From then on a stream proposing
+    /// one of them may send data before the peer's confirmation; any other proposal waits
+    /// for it before the first write (see [`negotiate::dialer_lazy`](crate::negotiate::dialer_lazy)).
+    pub fn set_remote_protocols(&self, protocols: Arc<[String]>) {
+        self.shared.set_remote_protocols(protocols);
+    }
+
+    /// The protocols the peer listed in identify, if it has answered (on this connection or,
+    /// as the endpoint remembers, on an earlier one).
+    pub fn remote_protocols(&self) -> Option<Arc<[String]>> {
+        self.shared.remote_protocols()
+    }
+
+    /// Whether the peer listed `protocol` in identify; `None` while that is unknown.
+    pub fn remote_supports(&self, protocol: &str) -> Option<bool> {
+        self.shared.remote_supports(protocol)
+    }
+
+    /// Number of streams currently open on this connection: held by the application,
+    /// waiting to be accepted, or dropped and waiting for the peer's FIN (all count against
+    /// the yamux stream limit).
     pub fn num_streams(&self) -> usize {
         self.shared.num_streams()
+    }
+
+    /// Stream payload received on this connection so far (after yamux framing and
+    /// decryption; protocol negotiation included).
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.traffic.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Stream payload sent on this connection so far (protocol proposals not counted).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.traffic.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Makes this connection's streams count into `counters` (once; later calls do
+    /// nothing).
+    pub(crate) fn attach_counters(&self, counters: &Arc<crate::metrics::Counters>) {
+        let _ = self.shared.counters.set(counters.clone());
     }
 
     /// The last keep-alive round-trip time measured on this connection.

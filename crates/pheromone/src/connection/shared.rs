@@ -23,7 +23,7 @@ use pheromone_core::noise::{encrypted_len, NoiseSender};
 use pheromone_core::yamux::{self, Session, StreamId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ use std::time::Duration;
 pub(super) struct StreamWakers {
     pub(super) reader: Option<Waker>,
     pub(super) writer: Option<Waker>,
+    /// A writer waiting for the peer's protocol confirmation: woken with the reader.
+    pub(super) gate: Option<Waker>,
 }
 
 /// Everything behind the lock.
@@ -85,6 +87,14 @@ pub(crate) struct Shared {
     backlog: AtomicUsize,
     /// A writer parked on `parked_writers` until `backlog` falls below `high_water`.
     backlog_waiters: AtomicBool,
+    /// The protocols the peer listed in identify, once known: proposals of these may carry
+    /// data before the peer's confirmation (see `Stream`'s negotiation gate).
+    remote_protocols: Mutex<Option<Arc<[String]>>>,
+    /// Stream payload carried, both ways (relaxed adds per read chunk and write call).
+    pub(crate) traffic: crate::metrics::Traffic,
+    /// The endpoint's counters, set when the endpoint adopts the connection; streams find
+    /// their protocol's counters there at negotiation.
+    pub(crate) counters: std::sync::OnceLock<std::sync::Arc<crate::metrics::Counters>>,
 }
 
 /// Wakers collected under the lock, woken after it is released.
@@ -120,6 +130,7 @@ impl Shared {
                 spare: BytesMut::with_capacity(256 * 1024),
             }),
             socket,
+            remote_protocols: Mutex::new(None),
             state: Mutex::new(State {
                 session,
                 wakers: HashMap::default(),
@@ -137,6 +148,8 @@ impl Shared {
             high_water,
             backlog: AtomicUsize::new(0),
             backlog_waiters: AtomicBool::new(false),
+            traffic: crate::metrics::Traffic::default(),
+            counters: std::sync::OnceLock::new(),
         }
     }
 
@@ -400,6 +413,29 @@ impl Shared {
         self.lock().streams_total
     }
 
+    pub(super) fn set_remote_protocols(&self, protocols: Arc<[String]>) {
+        *self
+            .remote_protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(protocols);
+    }
+
+    pub(super) fn remote_protocols(&self) -> Option<Arc<[String]>> {
+        self.remote_protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the peer listed `protocol` in identify; `None` before identify answered.
+    pub(super) fn remote_supports(&self, protocol: &str) -> Option<bool> {
+        self.remote_protocols
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|list| list.iter().any(|p| p == protocol))
+    }
+
     pub(super) fn num_streams(&self) -> usize {
         self.lock().session.num_streams()
     }
@@ -462,6 +498,7 @@ impl Shared {
         for (_, w) in state.wakers.iter_mut() {
             to_wake.push(w.reader.take());
             to_wake.push(w.writer.take());
+            to_wake.push(w.gate.take());
         }
         for w in state.parked_writers.drain(..) {
             to_wake.push(Some(w));

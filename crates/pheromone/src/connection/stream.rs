@@ -6,8 +6,9 @@
 //! is free is sealed straight from the caller's buffer, with only its frame header queued.
 //! Writes wait when the send window is exhausted or the connection's outgoing buffer is
 //! above its high-water mark; large ones also while more than that much ciphertext waits
-//! for the socket. Dropping a stream tells the session, which resets it if it was not
-//! closed cleanly.
+//! for the socket. A lazy protocol proposal the peer is not known to support holds the
+//! first write back until the peer confirmed it. Dropping a stream tells the session, which
+//! closes it with FIN (never a reset: that would destroy what we wrote).
 
 use super::shared::Shared;
 use super::ConnectionError;
@@ -17,6 +18,7 @@ use pheromone_core::multistream::Dialer;
 use pheromone_core::yamux::{ReadOutcome, StreamId, StreamState};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,15 +48,26 @@ pub struct Stream {
     eof: bool,
     /// A lazy protocol proposal whose confirmation has not been read yet.
     confirmation: Option<Box<PendingConfirmation>>,
+    /// The peer refused our proposal (`Unsupported`) or broke the negotiation
+    /// (`InvalidData`): reads and writes fail with this kind from then on.
+    refused: Option<io::ErrorKind>,
     /// Negotiation bytes to send in front of the first write (or before the first read), so
     /// a lazy proposal and the request behind it leave in one frame.
     prefix: Option<Bytes>,
+    /// Its protocol's counters, once negotiated (see [`Stream::set_protocol`]).
+    meter: Option<Arc<crate::metrics::ProtocolCounters>>,
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
 struct PendingConfirmation {
     dialer: Dialer,
     buf: BytesMut,
+    /// The peer is not known to speak the protocol: the first write waits for the
+    /// confirmation. A listener that refuses reads what follows the proposal as its next
+    /// proposal (js-libp2p aborts the stream on it; any listener may misread data that
+    /// happens to look like a proposal), so data goes behind a proposal unconfirmed only
+    /// where identify said the peer supports it.
+    gate_writes: bool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -74,7 +87,44 @@ impl Stream {
             unread: Bytes::new(),
             eof: false,
             confirmation: None,
+            refused: None,
             prefix: None,
+            meter: None,
+        }
+    }
+
+    /// Counts this stream as one of `protocol`'s, opened in `direction`, and its bytes
+    /// from now on under that protocol's label (`other` for one the node does not serve).
+    pub(crate) fn set_protocol(&mut self, protocol: &str, direction: super::Direction) {
+        if let Some(counters) = self.shared.counters.get() {
+            let meter = counters.protocols.get(protocol);
+            meter.stream_opened(direction);
+            // Bytes read along with the negotiation belong to the protocol.
+            meter
+                .bytes_in
+                .fetch_add(self.unread.len() as u64, Ordering::Relaxed);
+            self.meter = Some(meter);
+        }
+    }
+
+    /// Counts `n` payload bytes received: one relaxed add per chunk, not per byte.
+    fn count_in(&self, n: usize) {
+        let n = n as u64;
+        self.shared.traffic.bytes_in.fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.meter {
+            m.bytes_in.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` payload bytes sent: one relaxed add per write call.
+    fn count_out(&self, n: usize) {
+        let n = n as u64;
+        self.shared
+            .traffic
+            .bytes_out
+            .fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.meter {
+            m.bytes_out.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -172,12 +222,55 @@ impl Stream {
         }
     }
 
-    /// Makes the first read check a lazy dialer's confirmation before returning data.
+    /// Makes the first read check a lazy dialer's confirmation before returning data; the
+    /// first write waits for it too unless the peer is known to speak the protocol (see
+    /// [`Stream::peer_speaks`]).
     pub(crate) fn expect_confirmation(&mut self, dialer: Dialer) {
+        let gate_writes = !dialer.may_write().is_some_and(|p| self.peer_speaks(p));
         self.confirmation = Some(Box::new(PendingConfirmation {
             dialer,
             buf: BytesMut::new(),
+            gate_writes,
         }));
+    }
+
+    /// Whether the peer listed `protocol` in identify, so data may follow a proposal of it
+    /// before the confirmation (0-RTT).
+    pub(crate) fn peer_speaks(&self, protocol: &str) -> bool {
+        self.shared.remote_supports(protocol) == Some(true)
+    }
+
+    /// Holds a write back until the peer confirmed a proposal not known to be supported;
+    /// fails it if the peer refused. Bytes read past the confirmation are kept for reads.
+    fn poll_write_gate(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_confirmed(cx, false)
+    }
+
+    /// Waits for a pending confirmation: always when `closing` (our FIN must not reach a
+    /// listener before its handler took the stream over: js-libp2p 3.x loses a FIN that
+    /// arrives during its negotiation, and its handler then never sees the end), else only
+    /// for gated writes.
+    fn poll_confirmed(&mut self, cx: &mut Context<'_>, closing: bool) -> Poll<io::Result<()>> {
+        if let Some(kind) = self.refused {
+            return Poll::Ready(Err(refusal(kind)));
+        }
+        if !self
+            .confirmation
+            .as_ref()
+            .is_some_and(|c| c.gate_writes || closing)
+        {
+            return Poll::Ready(Ok(()));
+        }
+        match self.poll_chunk_as(cx, true) {
+            Poll::Ready(Ok(Some(bytes))) => {
+                self.push_unread(bytes);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.confirmation.is_none() => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Reads the next chunk as `Bytes` without copying; `None` at the end of the stream.
@@ -198,16 +291,30 @@ impl Stream {
     }
 
     pub(super) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        self.poll_chunk_as(cx, false)
+    }
+
+    /// [`Stream::poll_chunk`] for the reader, or for a writer waiting at the negotiation
+    /// gate (`gate`), whose waker has a slot of its own so that a reader polling the same
+    /// stream from another task is not forgotten.
+    fn poll_chunk_as(
+        &mut self,
+        cx: &mut Context<'_>,
+        gate: bool,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        if let Some(kind) = self.refused {
+            return Poll::Ready(Err(refusal(kind)));
+        }
         if self.prefix.is_some() {
             if let Err(e) = self.send_prefix() {
                 return Poll::Ready(Err(e));
             }
         }
         let Some(mut pending) = self.confirmation.take() else {
-            return self.poll_raw_chunk(cx);
+            return self.poll_raw_chunk(cx, gate);
         };
         loop {
-            match self.poll_raw_chunk(cx) {
+            match self.poll_raw_chunk(cx, gate) {
                 Poll::Ready(Ok(Some(bytes))) => {
                     pending.buf.extend_from_slice(&bytes);
                     pending.dialer.handle_input(&mut pending.buf);
@@ -224,7 +331,7 @@ impl Stream {
                 Some(Ok(_)) => {
                     let rest = pending.buf.split().freeze();
                     if rest.is_empty() {
-                        return self.poll_raw_chunk(cx);
+                        return self.poll_raw_chunk(cx, gate);
                     }
                     return Poll::Ready(Ok(Some(rest)));
                 }
@@ -236,13 +343,18 @@ impl Stream {
                         } => io::ErrorKind::Unsupported,
                         _ => io::ErrorKind::InvalidData,
                     };
+                    self.refused = Some(kind);
                     return Poll::Ready(Err(io::Error::new(kind, NegotiateError::from(e))));
                 }
             }
         }
     }
 
-    fn poll_raw_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    fn poll_raw_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        gate: bool,
+    ) -> Poll<io::Result<Option<Bytes>>> {
         if self.eof {
             return Poll::Ready(Ok(None));
         }
@@ -250,7 +362,10 @@ impl Stream {
         let outcome = state.session.read(self.id);
         let window_update = !state.session.outgoing().is_empty();
         let result = match outcome {
-            Ok(ReadOutcome::Data(bytes)) => Poll::Ready(Ok(Some(bytes))),
+            Ok(ReadOutcome::Data(bytes)) => {
+                self.count_in(bytes.len());
+                Poll::Ready(Ok(Some(bytes)))
+            }
             Ok(ReadOutcome::Eof) => {
                 self.eof = true;
                 Poll::Ready(Ok(None))
@@ -259,7 +374,8 @@ impl Stream {
                 Some(e) => Poll::Ready(Err(e.clone().into())),
                 None => {
                     if let Some(w) = state.wakers.get_mut(&self.id) {
-                        w.reader = Some(cx.waker().clone());
+                        let slot = if gate { &mut w.gate } else { &mut w.reader };
+                        *slot = Some(cx.waker().clone());
                     }
                     Poll::Pending
                 }
@@ -309,6 +425,15 @@ impl Stream {
             .into(),
         }
     }
+}
+
+/// What reads and writes report after the negotiation failed (the first report carries the
+/// negotiation error itself).
+fn refusal(kind: io::ErrorKind) -> io::Error {
+    io::Error::new(
+        kind,
+        "protocol negotiation failed: the peer refused or misbehaved",
+    )
 }
 
 /// Queues a negotiation prefix whole in the session, ahead of anything written after it.
@@ -362,6 +487,11 @@ impl AsyncWrite for Stream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        match this.poll_write_gate(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
         let writer = if data.len() >= WRITE_THROUGH_MIN {
             this.shared.try_writer()
         } else {
@@ -399,11 +529,15 @@ impl AsyncWrite for Stream {
             }
             Ok(n) => match writer {
                 Some(writer) => match this.shared.send_through(state, writer, &data[..n]) {
-                    Ok(()) => Poll::Ready(Ok(n)),
+                    Ok(()) => {
+                        this.count_out(n);
+                        Poll::Ready(Ok(n))
+                    }
                     Err(e) => Poll::Ready(Err(e.into())),
                 },
                 None => {
                     drop(state);
+                    this.count_out(n);
                     this.shared.flush_or_wake();
                     Poll::Ready(Ok(n))
                 }
@@ -418,9 +552,14 @@ impl AsyncWrite for Stream {
         Poll::Ready(self.get_mut().send_prefix())
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.send_prefix()?;
+        match this.poll_confirmed(cx, true) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
         let result = this.shared.lock().session.close_write(this.id);
         this.shared.flush_or_wake();
         match result {
@@ -434,14 +573,19 @@ impl Drop for Stream {
     fn drop(&mut self) {
         let _ = self.send_prefix();
         let mut state = self.shared.lock();
-        state.session.drop_stream(self.id);
+        let timer = state.session.poll_timeout();
+        state
+            .session
+            .drop_stream(std::time::Instant::now(), self.id);
+        // A stream left waiting for the peer's FIN arms a grace timer only the driver runs.
+        let rearm = state.session.poll_timeout() != timer;
         state.wakers.remove(&self.id);
         // A closing driver waits for the last stream to go; a stream that ended cleanly
         // leaves nothing to send, so nothing else would wake it.
         let closing = state.closing;
         drop(state);
         self.shared.flush_or_wake();
-        if closing {
+        if closing || rearm {
             self.shared.wake_driver();
         }
     }

@@ -201,6 +201,7 @@ impl Service<DiscoveryOverlay> for Lookups {
 
 impl Lookups {
     fn finished(&mut self, kad: &Kademlia, result: QueryResult) {
+        self.swarm.endpoint().counters().lookup_finished(&result);
         if let (QueryKind::FindPeer(peer), QueryOutcome::Found(addrs)) =
             (&result.kind, &result.outcome)
         {

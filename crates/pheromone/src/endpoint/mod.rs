@@ -11,6 +11,7 @@
 mod config;
 mod error;
 mod handlers;
+mod protocol_book;
 
 pub use config::EndpointConfig;
 pub use error::{DialError, OpenStreamError};
@@ -79,6 +80,10 @@ struct Inner {
     /// before `dial` returns it: the node's pool must see a connection before its peer can
     /// use it, which the lossy event channel cannot promise.
     on_connection: std::sync::RwLock<Option<ConnectionHook>>,
+    /// What peers listed in identify, to seed new connections with (see `protocol_book`).
+    protocol_book: Mutex<protocol_book::ProtocolBook>,
+    /// Event counters for metrics (connections, handshakes, dials, streams per protocol).
+    counters: Arc<crate::metrics::Counters>,
 }
 
 /// A callback run synchronously for each newly adopted connection (see `Inner`).
@@ -112,6 +117,8 @@ impl Endpoint {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 on_connection: std::sync::RwLock::new(None),
+                protocol_book: Mutex::new(protocol_book::ProtocolBook::default()),
+                counters: Arc::default(),
             }),
         };
         endpoint.register_builtin_protocols();
@@ -186,6 +193,7 @@ impl Endpoint {
 
     /// Registers (or replaces) the handler for inbound streams of `protocol`.
     pub fn set_handler(&self, protocol: &str, handler: StreamHandler, access: Access) {
+        self.inner.counters.protocols.register(protocol);
         self.inner
             .handlers
             .insert(protocol.to_owned(), handler, access);
@@ -215,6 +223,11 @@ impl Endpoint {
     /// The protocols this endpoint answers.
     pub fn protocols(&self) -> Vec<String> {
         self.inner.handlers.protocols()
+    }
+
+    /// The event counters metrics read.
+    pub(crate) fn counters(&self) -> &Arc<crate::metrics::Counters> {
+        &self.inner.counters
     }
 
     /// Installs the hook run for every new connection (see `Inner::on_connection`).
@@ -312,10 +325,13 @@ impl Endpoint {
             }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
+                let started = std::time::Instant::now();
                 let result =
                     upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
                         .await;
                 drop(permit);
+                let counters = &this.inner.counters;
+                counters.handshake(Direction::Inbound, started.elapsed(), &result);
                 match result {
                     Ok(upgraded) => {
                         this.adopt(upgraded);
@@ -340,7 +356,10 @@ impl Endpoint {
     /// must prove it is that peer.
     pub async fn dial(&self, addr: &Multiaddr) -> Result<Connection, DialError> {
         let expected = addr.peer_id();
-        let targets = self.resolve(addr).await?;
+        let targets = self
+            .resolve(addr)
+            .await
+            .inspect_err(|e| self.inner.counters.dial_failed(e))?;
         let mut last_error = None;
         for target in targets {
             match self.dial_socket(target, expected).await {
@@ -359,20 +378,35 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, DialError> {
+        let result = self.dial_socket_inner(addr, expected).await;
+        if let Err(e) = &result {
+            self.inner.counters.dial_failed(e);
+        }
+        result
+    }
+
+    async fn dial_socket_inner(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, DialError> {
         if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
             return Err(DialError::ConnectionLimit {
                 limit: self.inner.config.max_outbound_connections,
             });
         }
         let socket = self.inner.transport.dial(addr).await?;
+        let started = std::time::Instant::now();
         let upgraded = upgrade::outbound(
             Socket::Tcp(socket),
             self.identity(),
             expected,
             &self.inner.config,
         )
-        .await?;
-        Ok(self.adopt(upgraded))
+        .await;
+        let counters = &self.inner.counters;
+        counters.handshake(Direction::Outbound, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
     }
 
     /// A live direct (not relayed) connection to `peer`, if there is one.
@@ -395,7 +429,20 @@ impl Endpoint {
         direction: Direction,
         expected: Option<PeerId>,
     ) -> Result<Connection, upgrade::UpgradeError> {
-        let upgraded = match direction {
+        let started = std::time::Instant::now();
+        let upgraded = self.upgrade_circuit(socket, direction, expected).await;
+        let counters = &self.inner.counters;
+        counters.handshake(direction, started.elapsed(), &upgraded);
+        Ok(self.adopt(upgraded?))
+    }
+
+    async fn upgrade_circuit(
+        &self,
+        socket: Socket,
+        direction: Direction,
+        expected: Option<PeerId>,
+    ) -> Result<upgrade::Upgraded, upgrade::UpgradeError> {
+        Ok(match direction {
             Direction::Outbound => {
                 upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
             }
@@ -410,8 +457,7 @@ impl Endpoint {
                     })?;
                 upgrade::inbound(socket, self.identity(), &self.inner.config).await?
             }
-        };
-        Ok(self.adopt(upgraded))
+        })
     }
 
     async fn resolve(&self, addr: &Multiaddr) -> Result<Vec<SocketAddr>, DialError> {
@@ -441,6 +487,17 @@ impl Endpoint {
         let upgrade::Upgraded { connection, driver } = upgraded;
         let info = connection.info().clone();
         tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
+        let known = self
+            .inner
+            .protocol_book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&info.remote_peer);
+        if let Some(protocols) = known {
+            connection.set_remote_protocols(protocols);
+        }
+        self.inner.counters.connection_opened(&info);
+        connection.attach_counters(&self.inner.counters);
         self.inner
             .connections
             .lock()
@@ -513,6 +570,7 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&info.id);
+        self.inner.counters.connection_closed(&info);
         tracing::debug!(peer = %info.remote_peer, id = %info.id, %error, "connection closed");
         let _ = self.inner.events.send(EndpointEvent::ConnectionClosed {
             info: Box::new(info),
@@ -520,25 +578,36 @@ impl Endpoint {
         });
     }
 
-    async fn handle_inbound_stream(&self, conn: Connection, stream: Stream) {
+    async fn handle_inbound_stream(&self, conn: Connection, mut stream: Stream) {
         let peer = conn.remote_peer();
         let handlers = &self.inner.handlers;
         let timeout = self.inner.config.stream_negotiation_timeout;
         let negotiated = crate::deadline::within(
             timeout,
-            negotiate::listener(stream, handlers.protocols(), |proto| {
+            negotiate::listen_on(&mut stream, handlers.protocols(), |proto| {
                 handlers.allows(proto, &peer)
             }),
         )
         .await;
-        let (protocol, stream) = match negotiated {
-            Ok(Ok(pair)) => pair,
+        // A dialer that gave up after our `na` gets an orderly end, so that it can still
+        // read the `na`; a stream that broke the protocol or stalled is reset.
+        let protocol = match negotiated {
+            Ok(Ok(protocol)) => protocol,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "inbound stream negotiation failed");
+                if !matches!(
+                    e,
+                    negotiate::NegotiateError::Negotiation(
+                        pheromone_core::multistream::NegotiationError::PeerGaveUp { .. }
+                    )
+                ) {
+                    stream.reset();
+                }
                 return;
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "inbound stream negotiation timed out");
+                stream.reset();
                 return;
             }
         };
@@ -549,8 +618,10 @@ impl Endpoint {
     }
 
     /// Opens a stream to the connection's peer for `protocol`. The negotiation is lazy: the
-    /// stream is returned at once and the peer's confirmation is checked on the first read,
-    /// so a request costs no extra round trip.
+    /// stream is returned at once and the peer's confirmation is checked on the first read.
+    /// Where identify said the peer speaks `protocol`, the first write follows the proposal
+    /// at once, so a request costs no extra round trip; otherwise it waits for the
+    /// confirmation (see [`negotiate::dialer_lazy`]).
     pub async fn open_stream(
         &self,
         conn: &Connection,
@@ -610,6 +681,13 @@ impl Endpoint {
                 conn.remote_peer()
             )));
         }
+        let protocols: Arc<[String]> = Arc::from(info.protocols.clone());
+        conn.set_remote_protocols(protocols.clone());
+        self.inner
+            .protocol_book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(conn.remote_peer(), protocols);
         Ok(info)
     }
 

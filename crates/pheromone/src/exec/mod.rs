@@ -177,6 +177,12 @@ impl ExecService {
         self.shared.stats()
     }
 
+    /// A metrics collector of its counters, to register beside the node's.
+    pub fn collector(&self) -> crate::metrics::ExecCollector {
+        let shared = self.shared.clone();
+        crate::metrics::ExecCollector::new(Arc::new(move || shared.stats()))
+    }
+
     /// Replaces the allow-list (for the next streams; commands running go on). An empty
     /// list refuses everyone but keeps the service registered; to turn exec off for good,
     /// close the service.

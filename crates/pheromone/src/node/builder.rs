@@ -221,6 +221,7 @@ impl NodeBuilder {
             inner: Arc::new(Inner {
                 request_streams: RequestStreams::new(config.kept_stream_idle()),
                 swarm,
+                metrics: std::sync::OnceLock::new(),
                 endpoint,
                 config,
                 services: std::sync::OnceLock::new(),

@@ -25,8 +25,24 @@ use std::time::Duration;
 const ATTEMPTS: usize = 4;
 
 impl Inner {
-    /// [`Node::dispatch_with`](super::Node::dispatch_with).
+    /// [`Node::dispatch_with`](super::Node::dispatch_with), timed for metrics.
     pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        target: &Target,
+        protocol: &str,
+        request: Bytes,
+        options: &DispatchOptions,
+    ) -> Result<Option<Bytes>, DispatchError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .dispatch_inner(target, protocol, request, options)
+            .await;
+        let counters = self.endpoint.counters();
+        counters.request_finished(protocol, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn dispatch_inner(
         self: &Arc<Self>,
         target: &Target,
         protocol: &str,

@@ -345,6 +345,19 @@ pub(crate) struct Inner {
     streams_open: Arc<PendingTable>,
     events: broadcast::Sender<NodeEvent>,
     closed: AtomicBool,
+    /// Made on the first [`Node::metrics`] call, with its refresh task.
+    metrics: std::sync::OnceLock<crate::metrics::NodeMetrics>,
+}
+
+/// A handle that does not keep the node alive (its metrics hold one).
+#[derive(Clone)]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, if a handle to it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -634,6 +647,28 @@ impl Node {
     /// What the node holds right now.
     pub fn stats(&self) -> NodeStats {
         self.inner.stats()
+    }
+
+    /// The node's metrics (see [`crate::metrics`]). The first call starts a task that
+    /// refreshes the counters kept in the DHT and broadcast tasks every few seconds.
+    pub fn metrics(&self) -> crate::metrics::NodeMetrics {
+        self.inner
+            .metrics
+            .get_or_init(|| {
+                let metrics = crate::metrics::NodeMetrics::new(self);
+                if tokio::runtime::Handle::try_current().is_ok() && !self.inner.is_closed() {
+                    let refresh = metrics
+                        .clone()
+                        .refresh_every(self.inner.swarm.cancel_token());
+                    self.inner.swarm.tasks().spawn(refresh);
+                }
+                metrics
+            })
+            .clone()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     /// Stops listening, closes every connection gracefully (requests in flight finish or

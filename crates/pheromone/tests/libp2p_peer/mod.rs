@@ -13,7 +13,7 @@ pub use echo::Echo;
 
 use futures::StreamExt as _;
 use libp2p::{
-    identify, noise, ping,
+    identify, kad, noise, ping,
     swarm::{ConnectionId, NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
@@ -31,13 +31,18 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(200);
 /// events near the start of a connection, so the cap is never reached in practice.
 const EVENT_QUEUE: usize = 4096;
 
-/// Ping, identify, echo and outbound raw streams on one swarm.
+/// The Kademlia protocol id the libp2p peer serves: pheromone's, as a pheromone network
+/// configures its libp2p members.
+pub const KAD_PROTOCOL: &str = "/pheromone/kad/1.0.0";
+
+/// Ping, identify, echo, Kademlia (server mode) and raw streams on one swarm.
 #[derive(NetworkBehaviour)]
 pub struct PeerBehaviour {
     pub ping: ping::Behaviour,
     pub identify: identify::Behaviour,
     pub echo: Echo,
     pub stream: libp2p_stream::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
 }
 
 /// One swarm event as the tests see it.
@@ -52,6 +57,18 @@ enum Command {
     /// Close every connection to `peer` the way libp2p does it (yamux GoAway, then the
     /// socket); the test watches for the result.
     Disconnect { peer: PeerId },
+    /// Put `peer` at `addr` into the Kademlia table.
+    AddAddress { peer: PeerId, addr: Multiaddr },
+    /// Run a Kademlia closest-peers lookup for `key` (FIND_NODE); the peers found.
+    Closest {
+        key: PeerId,
+        reply: oneshot::Sender<Result<Vec<PeerId>, String>>,
+    },
+    /// How many identify requests of `peer` this swarm answered.
+    IdentifyAnswered {
+        peer: PeerId,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A running libp2p peer; dropping it stops the swarm.
@@ -106,6 +123,16 @@ impl Libp2pPeer {
                 ),
                 echo: Echo::new(echo_protocol),
                 stream: libp2p_stream::Behaviour::new(),
+                kad: {
+                    let id = key.public().to_peer_id();
+                    let mut config = kad::Config::new(libp2p::StreamProtocol::new(KAD_PROTOCOL));
+                    config.set_query_timeout(Duration::from_secs(10));
+                    let mut kad =
+                        kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
+                    // Loopback addresses are never "confirmed external": serve regardless.
+                    kad.set_mode(Some(kad::Mode::Server));
+                    kad
+                },
             })
             .expect("behaviour")
             // Nothing in a test keeps a connection busy all the time; it must not be closed
@@ -171,6 +198,39 @@ impl Libp2pPeer {
             .expect("swarm task stopped");
     }
 
+    /// Puts `peer` at `addr` into the Kademlia table.
+    pub async fn add_kad_address(&self, peer: PeerId, addr: Multiaddr) {
+        self.commands
+            .send(Command::AddAddress { peer, addr })
+            .await
+            .expect("swarm task stopped");
+    }
+
+    /// A Kademlia lookup of the peers closest to `key`: FIND_NODE requests to the table.
+    pub async fn closest(&self, key: PeerId) -> Result<Vec<PeerId>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Closest { key, reply })
+            .await
+            .map_err(|_| "swarm task stopped".to_owned())?;
+        answer.await.map_err(|_| "swarm task stopped".to_owned())?
+    }
+
+    /// How many identify requests of `peer` the swarm answered.
+    pub async fn identify_answered(&self, peer: PeerId) -> usize {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::IdentifyAnswered { peer, reply })
+            .await
+            .expect("swarm task stopped");
+        answer.await.expect("swarm task stopped")
+    }
+
+    /// Drops the swarm events queued so far.
+    pub fn drain_events(&mut self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
     /// Waits for the first swarm event `select` picks, skipping the others.
     pub async fn wait_for<T>(&mut self, mut select: impl FnMut(Event) -> Option<T>) -> T {
         loop {
@@ -189,6 +249,9 @@ async fn drive(
     events: mpsc::Sender<Event>,
 ) {
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
+    let mut lookups: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<PeerId>, String>>> =
+        HashMap::new();
+    let mut answered: HashMap<PeerId, usize> = HashMap::new();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -208,6 +271,16 @@ async fn drive(
                 Some(Command::Disconnect { peer }) => {
                     let _ = swarm.disconnect_peer_id(peer);
                 }
+                Some(Command::AddAddress { peer, addr }) => {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+                Some(Command::Closest { key, reply }) => {
+                    let id = swarm.behaviour_mut().kad.get_closest_peers(key);
+                    lookups.insert(id, reply);
+                }
+                Some(Command::IdentifyAnswered { peer, reply }) => {
+                    let _ = reply.send(answered.get(&peer).copied().unwrap_or(0));
+                }
             },
             event = swarm.select_next_some() => {
                 match &event {
@@ -219,6 +292,25 @@ async fn drive(
                     SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                         if let Some(reply) = dials.remove(connection_id) {
                             let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                    SwarmEvent::Behaviour(PeerBehaviourEvent::Identify(identify::Event::Sent {
+                        peer_id,
+                        ..
+                    })) => *answered.entry(*peer_id).or_default() += 1,
+                    SwarmEvent::Behaviour(PeerBehaviourEvent::Kad(
+                        kad::Event::OutboundQueryProgressed {
+                            id,
+                            result: kad::QueryResult::GetClosestPeers(result),
+                            step,
+                            ..
+                        },
+                    )) if step.last => {
+                        if let Some(reply) = lookups.remove(id) {
+                            let _ = reply.send(match result {
+                                Ok(ok) => Ok(ok.peers.iter().map(|p| p.peer_id).collect()),
+                                Err(e) => Err(e.to_string()),
+                            });
                         }
                     }
                     _ => {}

@@ -32,8 +32,8 @@ fn open_accept_write_read_fin_both_directions() {
     assert_eq!(read_all(&mut pair.client, id), (b"pong".to_vec(), true));
     assert_eq!(pair.client.stream_state(id), Some(StreamState::Closed));
 
-    pair.client.drop_stream(id);
-    pair.server.drop_stream(id);
+    pair.client.drop_stream(pair.now, id);
+    pair.server.drop_stream(pair.now, id);
     assert!(
         sent_frames(&mut pair.client).is_empty(),
         "closed streams vanish quietly"
@@ -146,7 +146,7 @@ fn hundred_concurrent_streams() {
         let reply: Vec<u8> = request.iter().rev().copied().collect();
         pair.server.write(id, &reply).unwrap();
         pair.server.close_write(id).unwrap();
-        pair.server.drop_stream(id);
+        pair.server.drop_stream(pair.now, id);
     }
     pair.pump();
     for (i, &id) in ids.iter().enumerate() {
@@ -154,7 +154,7 @@ fn hundred_concurrent_streams() {
         assert!(eof);
         let expected: Vec<u8> = format!("request {i}").bytes().rev().collect();
         assert_eq!(reply, expected);
-        pair.client.drop_stream(id);
+        pair.client.drop_stream(pair.now, id);
     }
     assert_eq!(
         (pair.client.num_streams(), pair.server.num_streams()),
@@ -203,7 +203,7 @@ fn reset_reaches_the_peer_and_late_frames_are_ignored() {
     assert_eq!(pair.server.read(id), Err(StreamError::Reset(id)));
     assert_eq!(pair.server.write(id, b"x"), Err(StreamError::Reset(id)));
     assert!(events(&mut pair.client).is_empty());
-    pair.server.drop_stream(id);
+    pair.server.drop_stream(pair.now, id);
     assert!(
         sent_frames(&mut pair.server).is_empty(),
         "no RST for a reset stream"
@@ -217,39 +217,55 @@ fn reset_reaches_the_peer_and_late_frames_are_ignored() {
 }
 
 #[test]
-fn drop_stream_finishes_gracefully_or_resets() {
+fn drop_stream_closes_with_fin_never_rst() {
     let mut pair = Pair::new();
     // Peer finished and everything was read: FIN, the peer sees a clean end.
     let (a, _) = pair.open();
     pair.server.close_write(a).unwrap();
     pair.pump();
     assert_eq!(pair.client.read(a), Ok(ReadOutcome::Eof));
-    pair.client.drop_stream(a);
+    pair.client.drop_stream(pair.now, a);
     pair.pump();
     assert_eq!(pair.server.read(a), Ok(ReadOutcome::Eof));
     assert_eq!(pair.server.stream_state(a), Some(StreamState::Closed));
 
-    // Peer may still send: what we wrote is closed with FIN, then RST stops the peer;
-    // the peer still reads all we wrote.
+    // Peer may still send: what we wrote is closed with FIN and nothing else; the peer
+    // reads all of it and may still finish its side.
     events(&mut pair.server);
     let (b, _) = pair.open();
     pair.client.write(b, b"bye").unwrap();
-    pair.client.drop_stream(b);
-    pair.pump();
-    assert!(events(&mut pair.server).contains(&Event::Reset(b)));
+    pair.client.drop_stream(pair.now, b);
+    let frames = sent_frames(&mut pair.client);
+    assert!(
+        frames.iter().all(|f| !f.header.flags.contains(Flags::RST)),
+        "no RST: {frames:?}"
+    );
+    assert!(frames.last().unwrap().header.flags.contains(Flags::FIN));
+    pair.server
+        .handle_input(pair.now, &mut super::wire_of(&frames))
+        .unwrap();
+    assert!(!events(&mut pair.server).contains(&Event::Reset(b)));
     assert_eq!(read_all(&mut pair.server, b), (b"bye".to_vec(), true));
-    assert_eq!(pair.server.write(b, b"x"), Err(StreamError::Reset(b)));
+    assert_eq!(
+        pair.client.num_streams(),
+        1,
+        "dropped stream counted until FIN"
+    );
+    pair.server.write(b, b"late answer").unwrap();
+    pair.server.close_write(b).unwrap();
+    pair.pump();
+    assert_eq!(pair.client.num_streams(), 0);
 
-    // Peer finished but data was left unread: RST.
+    // Peer finished but data was left unread: FIN, the data is discarded, no RST.
     let (c, _) = pair.open();
     pair.server.write(c, b"unread").unwrap();
     pair.server.close_write(c).unwrap();
     pair.pump();
-    pair.client.drop_stream(c);
+    pair.client.drop_stream(pair.now, c);
     let frames = sent_frames(&mut pair.client);
-    assert_eq!(frames.len(), 2);
-    assert!(frames[0].header.flags.contains(Flags::FIN));
-    assert!(frames[1].header.flags.contains(Flags::RST));
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].header.flags, Flags::FIN);
+    assert_eq!(pair.client.stream_state(c), None);
 }
 
 #[test]
@@ -474,18 +490,20 @@ fn large_bodies_are_zero_copy_small_ones_copied() {
 }
 
 #[test]
-fn answer_completed_with_fin_survives_a_following_reset() {
+fn answer_completed_with_fin_survives_the_responder_dropping_its_stream() {
     // An identify-style responder: writes its answer, closes, and drops the stream without
-    // waiting for our side, which sends RST behind the FIN.
+    // waiting for our side. The requester reads the whole answer and closes normally.
     let mut pair = Pair::new();
     let (id, _) = pair.open();
     pair.server.write(id, b"answer").unwrap();
     pair.server.close_write(id).unwrap();
-    pair.server.drop_stream(id);
+    pair.server.drop_stream(pair.now, id);
     pair.pump();
     assert_eq!(read_all(&mut pair.client, id), (b"answer".to_vec(), true));
-    assert_eq!(pair.client.write(id, b"x"), Err(StreamError::Reset(id)));
-    pair.client.drop_stream(id);
+    assert!(!events(&mut pair.client).contains(&Event::Reset(id)));
+    pair.client.close_write(id).unwrap();
+    pair.client.drop_stream(pair.now, id);
+    pair.pump();
     assert_eq!(
         (pair.client.num_streams(), pair.server.num_streams()),
         (0, 0)

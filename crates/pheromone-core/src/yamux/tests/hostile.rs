@@ -258,7 +258,7 @@ fn ten_thousand_syns_are_bounded_and_the_session_keeps_working() {
     );
     for &id in &reset {
         assert_eq!(pair.client.write(id, b"x"), Err(StreamError::Reset(id)));
-        pair.client.drop_stream(id);
+        pair.client.drop_stream(pair.now, id);
     }
     assert_eq!(pair.client.num_streams(), limit);
 
@@ -301,7 +301,14 @@ fn max_streams_counts_both_directions() {
     let b = pair.client.open_stream().unwrap();
     pair.pump();
     assert!(events(&mut pair.client).contains(&Event::Reset(b)));
-    pair.server.drop_stream(a);
+    pair.server.drop_stream(pair.now, a);
+    // A dropped stream holds its slot until the peer closes its side too.
+    assert_eq!(
+        pair.server.open_stream(),
+        Err(YamuxError::TooManyStreams(3))
+    );
+    pair.client.close_write(a).unwrap();
+    pair.pump();
     pair.server.open_stream().unwrap();
 }
 

@@ -3,6 +3,7 @@
 
 mod flow;
 mod hostile;
+mod linger;
 mod props;
 
 use std::time::{Duration, Instant};
@@ -127,6 +128,15 @@ pub(super) fn wire(frames: &[(Header, &[u8])]) -> BytesMut {
             body: Bytes::copy_from_slice(body),
         }
         .encode(&mut out);
+    }
+    out
+}
+
+/// Re-encodes decoded frames, to hand them to the other side after inspecting them.
+pub(super) fn wire_of(frames: &[Frame]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for frame in frames {
+        frame.clone().encode(&mut out);
     }
     out
 }
