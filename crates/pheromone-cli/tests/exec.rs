@@ -7,7 +7,7 @@
 mod common;
 
 use common::{eventually, Daemon, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A host named `name` that lets `controller` run commands, with `TEST_HOST=name` and
 /// `TEST_EXIT=exit` in its environment.
@@ -145,9 +145,7 @@ fn a_command_past_its_timeout_is_killed_and_reported() {
     let pid_file = dir.path().join("pid");
     let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
 
-    let started = Instant::now();
     let out = ctl.cli(&["exec", "h1", "--timeout", "1s", "--", "sh", "-c", &script]);
-    assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let row = summary_row(&out, "h1");
     assert!(row.contains("killed by timeout"), "{out:?}");

@@ -13,7 +13,7 @@ use pheromone::node::{
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PRIVATE: &str = "/test/private/1.0.0";
 const SLOW: &str = "/test/slow/1.0.0";
@@ -157,7 +157,6 @@ async fn pending_request_limits_fail_fast_on_both_sides() {
             })
             .collect();
         eventually(|| client.stats().pending_outbound == 2).await;
-        let started = Instant::now();
         match client.dispatch("server", ECHO, "third").await {
             Err(DispatchError::TooManyPending { limit, peer }) => {
                 assert_eq!(limit, 2);
@@ -165,9 +164,11 @@ async fn pending_request_limits_fail_fast_on_both_sides() {
             }
             other => panic!("{other:?}"),
         }
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "refused at once"
+        // Refused at once: the two slow calls are still in flight.
+        assert_eq!(
+            client.stats().pending_outbound,
+            2,
+            "refused without waiting"
         );
         for b in busy {
             b.await.expect("task").expect("the two in flight finish");
@@ -288,12 +289,10 @@ async fn stream_and_connection_limits_fail_clearly() {
         // The peer's inbound cap (two: client and wide): a third node cannot connect, and
         // is told so instead of hanging.
         let third = node("third").await;
-        let started = Instant::now();
         assert!(matches!(
             third.add_contact("server", addr(&server)).await,
             Err(NodeError::Dial { .. })
         ));
-        assert!(started.elapsed() < Duration::from_secs(5));
         for n in [client, server, wide, third] {
             n.close().await;
         }

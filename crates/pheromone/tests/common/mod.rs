@@ -102,6 +102,15 @@ pub fn hostile_config() -> EndpointConfig {
     }
 }
 
+/// Settings of a listener that never times a handshake out within a test: a socket it
+/// closes, it closed because of what it received.
+pub fn patient_config() -> EndpointConfig {
+    EndpointConfig {
+        handshake_timeout: Duration::from_secs(3600),
+        ..hostile_config()
+    }
+}
+
 /// A listener with `config` and its TCP address (for raw sockets).
 pub async fn listener_with(config: EndpointConfig) -> (Endpoint, Multiaddr, SocketAddr) {
     install_panic_counter();

@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// The multiplexer our listener negotiates.
 pub const YAMUX: &str = "/yamux/1.0.0";
@@ -60,14 +59,11 @@ pub fn drain(hs: &mut Handshake) -> Vec<u8> {
 pub struct Closed {
     /// Bytes the listener sent before closing.
     pub received: Vec<u8>,
-    /// Time from the start of the wait to the close.
-    pub after: Duration,
 }
 
 /// Reads until the listener closes the socket (EOF or reset), collecting what it sent.
 /// Panics if the socket is still open after `limit`: the listener failed to drop us.
 pub async fn wait_for_close(socket: &mut TcpStream, limit: Duration) -> Closed {
-    let start = Instant::now();
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     let outcome = tokio::time::timeout(limit, async {
@@ -84,10 +80,7 @@ pub async fn wait_for_close(socket: &mut TcpStream, limit: Duration) -> Closed {
         "listener kept the socket open for {limit:?} (received {} bytes)",
         received.len()
     );
-    Closed {
-        received,
-        after: start.elapsed(),
-    }
+    Closed { received }
 }
 
 /// Reads from `socket` into `buf` until `done(buf)` holds; panics on close or after `limit`.
