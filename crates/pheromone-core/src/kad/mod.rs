@@ -18,11 +18,14 @@
 //! - `key.rs`: [`Key`] (SHA-256 of a peer ID) and XOR [`Distance`].
 //! - `table.rs`: [`RoutingTable`] — buckets, replacement lists, diversity limits.
 //! - `query.rs`: the bookkeeping of one iterative lookup.
-//! - `state.rs`: [`Kademlia`], the state machine.
+//! - `state.rs`: [`Kademlia`], the state machine; its lookups (`state/lookups.rs`), table
+//!   upkeep (`state/maintain.rs`) and overlay contract (`state/overlay.rs`).
+//! - `addrs.rs`: which addresses a table may hold.
 //! - `event.rs`: [`Output`], [`Event`], query ids and results, [`Metrics`].
 //! - `wire.rs`: the `Message` protobuf, [`Request`]/[`Response`] ([`wire`]).
 //! - `config.rs`, `error.rs`: [`Config`]; [`WireError`] and [`KadError`].
 
+mod addrs;
 mod config;
 mod error;
 mod event;

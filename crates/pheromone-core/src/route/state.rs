@@ -2,17 +2,17 @@
 //! the feasibility condition, triggered and periodic updates, sequence-number requests,
 //! expiry and garbage collection.
 //!
-//! Trace probes are handled in `trace.rs`; frames are built by `wire.rs`. Nothing here
+//! Trace probes are handled in `trace.rs`; frames are built by `wire.rs`; what goes out is
+//! in `state/outgoing.rs`, the overlay contract in `state/overlay_impl.rs`. Nothing here
 //! reads a clock or does IO: every method takes `now` and queues [`Output`]s.
+
+mod outgoing;
+mod overlay_impl;
 
 use super::table::{feasible, seq_ge, seq_gt, Dest, Learned, Pending, Selected};
 use super::wire::{self, Limits, Message, RequestEntry, UpdateEntry, INFINITY};
 use super::{Config, Event, MessageError, Metrics, NextHop, Output, RouteEntry, TraceId};
 use crate::identity::PeerId;
-use crate::overlay::{
-    self, InboundId, Neighbour as NewNeighbour, Overlay, RequestFailure, RequestId, Wire,
-};
-use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -615,172 +615,5 @@ impl Router {
         self.forwarded
             .retain(|_, at| now.saturating_duration_since(*at) < dedup);
         self.expire_traces(now);
-    }
-
-    /// Our advertisement of `dest` as `to` should hear it: poisoned (metric infinity)
-    /// when `to` is our next hop, a retraction when we have no route.
-    fn advert(&self, dest: &PeerId, to: &PeerId) -> Option<UpdateEntry> {
-        if *dest == self.local {
-            return Some(UpdateEntry {
-                destination: self.local,
-                seqno: self.seqno,
-                metric: 0,
-                hops: 0,
-            });
-        }
-        let d = self.dests.get(dest)?;
-        Some(match d.selected {
-            Some(sel) => UpdateEntry {
-                destination: *dest,
-                seqno: sel.seqno,
-                metric: if sel.via == *to { INFINITY } else { sel.metric },
-                hops: sel.hops,
-            },
-            None => UpdateEntry {
-                destination: *dest,
-                seqno: d.last_seqno,
-                metric: INFINITY,
-                hops: 0,
-            },
-        })
-    }
-
-    /// The whole table for `to`: our own route, every route not through `to` (split
-    /// horizon), and recent retractions.
-    fn send_dump(&mut self, now: Instant, to: PeerId) {
-        let hold = self.config.retraction_hold;
-        let mut entries = Vec::with_capacity(self.dests.len() + 1);
-        if let Some(own) = self.advert(&self.local, &to) {
-            entries.push(own);
-        }
-        for (dest, d) in &self.dests {
-            let include = match (d.selected, d.lost_at) {
-                (Some(sel), _) => sel.via != to,
-                (None, Some(at)) => now.saturating_duration_since(at) < hold,
-                (None, None) => false,
-            };
-            if include {
-                if let Some(entry) = self.advert(dest, &to) {
-                    entries.push(entry);
-                }
-            }
-        }
-        self.send_updates(to, entries);
-    }
-
-    /// Sends the queued requests, and triggered updates for every changed destination
-    /// once `triggered_delay` has passed since the first change was held.
-    fn flush(&mut self, now: Instant) {
-        if !self.dirty.is_empty() {
-            let at = *self
-                .flush_at
-                .get_or_insert(now + self.config.triggered_delay);
-            if at > now {
-                self.send_requests();
-                return;
-            }
-            self.flush_at = None;
-            let dirty = std::mem::take(&mut self.dirty);
-            let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
-            for to in peers {
-                let entries: Vec<UpdateEntry> =
-                    dirty.iter().filter_map(|d| self.advert(d, &to)).collect();
-                self.send_updates(to, entries);
-            }
-        }
-        self.send_requests();
-    }
-
-    fn send_requests(&mut self) {
-        let requests = std::mem::take(&mut self.out_requests);
-        for (to, entries) in requests {
-            self.metrics.request_entries_sent += entries.len() as u64;
-            for chunk in entries.chunks(self.config.max_entries_per_frame.max(1)) {
-                self.send(to, &Message::Request(chunk.to_vec()));
-            }
-        }
-    }
-
-    fn send_updates(&mut self, to: PeerId, entries: Vec<UpdateEntry>) {
-        self.metrics.update_entries_sent += entries.len() as u64;
-        for chunk in entries.chunks(self.config.max_entries_per_frame.max(1)) {
-            self.send(to, &Message::Update(chunk.to_vec()));
-        }
-    }
-
-    pub(super) fn send(&mut self, to: PeerId, message: &Message) {
-        let bytes = Bytes::from(message.to_vec());
-        self.metrics.frames_sent += 1;
-        self.metrics.bytes_sent += bytes.len() as u64;
-        self.outputs.push_back(Output::Send { to, frame: bytes });
-    }
-}
-
-impl Overlay for Router {
-    type Event = Event;
-    type Error = MessageError;
-
-    fn protocol(&self) -> Option<&str> {
-        Some(super::PROTOCOL)
-    }
-
-    fn wire(&self) -> Wire {
-        Wire::Frames
-    }
-
-    fn max_message_len(&self) -> usize {
-        self.config.max_frame_len
-    }
-
-    fn local_peer_id(&self) -> PeerId {
-        self.local
-    }
-
-    fn neighbour_up(&mut self, now: Instant, neighbour: NewNeighbour) {
-        self.neighbour_up_with_cost(now, neighbour.peer, self.config.default_link_cost);
-    }
-
-    fn neighbour_down(&mut self, now: Instant, peer: PeerId) {
-        self.remove_neighbour(now, peer);
-    }
-
-    fn handle_frame(
-        &mut self,
-        now: Instant,
-        from: PeerId,
-        frame: &[u8],
-    ) -> Result<(), MessageError> {
-        self.receive_frame(now, from, frame)
-    }
-
-    fn handle_request(
-        &mut self,
-        _now: Instant,
-        _from: PeerId,
-        _id: InboundId,
-        _request: &[u8],
-    ) -> Result<(), MessageError> {
-        Err(MessageError::NotARequest)
-    }
-
-    fn handle_response(
-        &mut self,
-        _now: Instant,
-        _id: RequestId,
-        _response: Result<&[u8], RequestFailure>,
-    ) -> Result<(), MessageError> {
-        Err(MessageError::NotARequest)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.run_timers(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timer()
-    }
-
-    fn poll_output(&mut self) -> Option<overlay::Output<Event>> {
-        self.outputs.pop_front()
     }
 }
