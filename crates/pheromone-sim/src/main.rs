@@ -1,13 +1,14 @@
 //! `pheromone-sim`: runs simulation scenarios and prints one JSON object per run.
 //!
 //! Subcommands map one-to-one to modules of `pheromone_sim::scenario`: `broadcast`,
-//! `kad` (discovery) and `route` (multi-hop routing).
+//! `kad` (discovery), `route` (multi-hop routing) and `mesh` (all of them together).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use pheromone_sim::scenario::kad::{self, KadParams};
+use pheromone_sim::scenario::mesh::{self, MeshParams};
 use pheromone_sim::scenario::route::{self as route_scenario, RouteParams, Topology};
 use std::time::Duration;
 
@@ -30,6 +31,34 @@ enum Command {
     Kad(KadArgs),
     /// Multi-hop routing convergence and repair; one JSON line per (nodes, topology).
     Route(RouteArgs),
+    /// Every overlay together (discovery with the connection manager, routing,
+    /// broadcast) on one seeded random network; one JSON object.
+    Mesh(MeshArgs),
+}
+
+#[derive(clap::Args)]
+struct MeshArgs {
+    /// Nodes joining one after another.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Seed of the run; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Leave routing out (its table holds a row per destination).
+    #[arg(long)]
+    no_route: bool,
+    /// Lookups of random nodes from random nodes.
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Broadcasts from random origins.
+    #[arg(long, default_value_t = 20)]
+    broadcasts: usize,
+    /// Milliseconds between two joins.
+    #[arg(long, default_value_t = 2)]
+    join_interval_ms: u64,
+    /// Seconds of quiet after the last join.
+    #[arg(long, default_value_t = 30)]
+    settle_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -177,6 +206,19 @@ fn main() -> Result<()> {
                     println!("{}", serde_json::to_string(&report)?);
                 }
             }
+        }
+        Command::Mesh(args) => {
+            let params = MeshParams {
+                nodes: args.nodes,
+                seed: args.seed,
+                route: !args.no_route,
+                lookups: args.lookups,
+                broadcasts: args.broadcasts,
+                join_interval: Duration::from_millis(args.join_interval_ms),
+                settle: Duration::from_secs(args.settle_secs),
+                ..MeshParams::default()
+            };
+            println!("{}", serde_json::to_string(&mesh::run(&params))?);
         }
     }
     Ok(())

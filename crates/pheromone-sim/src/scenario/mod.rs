@@ -2,11 +2,12 @@
 //! serialises to one JSON object.
 //!
 //! Scenarios build their topology from the seed, drive the [`Sim`](crate::Sim), and measure;
-//! they assert nothing themselves (the tests do). Discovery and routing scenarios are meant
-//! to sit beside [`broadcast`] with the same shape.
+//! they assert nothing themselves (the tests do). [`broadcast`], [`kad`] and [`route`] run
+//! one overlay each; [`mesh`] runs the whole production stack of overlays together.
 
 pub mod broadcast;
 pub mod kad;
+pub mod mesh;
 pub mod route;
 
 /// Percentile `p` (0–100) of sorted `values`, nearest-rank; 0 for an empty slice.
