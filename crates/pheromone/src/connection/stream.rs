@@ -1,12 +1,10 @@
 //! One yamux stream as a tokio `AsyncRead + AsyncWrite`.
 //!
 //! Reads take `Bytes` chunks out of the session and keep the unread rest locally, so the
-//! lock is taken once per chunk, not per caller buffer. Small writes copy into the session's
-//! outgoing buffer and send it (or wake the driver); a large write whose connection writer
-//! is free is sealed straight from the caller's buffer, with only its frame header queued.
-//! Writes wait when the send window is exhausted or the connection's outgoing buffer is
-//! above its high-water mark; large ones also while more than that much ciphertext waits
-//! for the socket. A lazy protocol proposal the peer is not known to support holds the
+//! lock is taken once per chunk, not per caller buffer. Writes copy into the connection's
+//! send queue (the session's outgoing buffer) and leave it to the driver to send (see
+//! `writer.rs`); they wait when the send window is exhausted or the queue is at its
+//! high-water mark. A lazy protocol proposal the peer is not known to support holds the
 //! first write back until the peer confirmed it. Dropping a stream tells the session, which
 //! closes it with FIN (never a reset: that would destroy what we wrote).
 
@@ -21,11 +19,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Writes of at least this many bytes are sealed straight from the caller's buffer when
-/// the connection's writer is free; smaller ones are copied into the session's queue,
-/// where several coalesce into one frame and one system call.
-const WRITE_THROUGH_MIN: usize = 16 * 1024;
 
 /// What a stream kept between exchanges can do next (see [`Stream::reuse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,22 +127,11 @@ impl Stream {
         }
     }
 
-    /// Runs `f` with this stream's connection corked: the writes `f` makes to any stream of
-    /// that connection leave together, in one encryption and one socket write, when `f`
-    /// returns (see `cork.rs`).
-    pub(crate) fn corked<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
-        super::cork::with_cork(shared, f)
-    }
-
-    /// The connection state this stream writes to, for [`Stream::corked`].
-    pub(crate) fn connection_shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
-        self.shared.lock().session.reset(self.id);
-        self.shared.flush_or_wake();
+        let mut state = self.shared.lock();
+        state.session.reset(self.id);
+        self.shared.send_queued(state);
     }
 
     /// Queues `bytes` to go out in front of the first write (a lazy protocol proposal).
@@ -162,8 +144,9 @@ impl Stream {
         let Some(prefix) = self.prefix.take() else {
             return Ok(());
         };
-        queue_prefix(&mut self.shared.lock().session, self.id, &prefix)?;
-        self.shared.flush_or_wake();
+        let mut state = self.shared.lock();
+        queue_prefix(&mut state.session, self.id, &prefix)?;
+        self.shared.send_queued(state);
         Ok(())
     }
 
@@ -320,8 +303,9 @@ impl Stream {
             return Poll::Ready(Ok(None));
         }
         let mut state = self.shared.lock();
+        let queued = state.session.outgoing().len();
         let outcome = state.session.read(self.id);
-        let window_update = !state.session.outgoing().is_empty();
+        let window_update = state.session.outgoing().len() > queued;
         let result = match outcome {
             Ok(ReadOutcome::Data(bytes)) => Poll::Ready(Ok(Some(bytes))),
             Ok(ReadOutcome::Eof) => {
@@ -340,14 +324,13 @@ impl Stream {
             },
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
         };
-        drop(state);
         if window_update {
-            self.shared.flush_or_wake();
+            self.shared.send_queued(state);
         }
         result
     }
 
-    /// Waits until a write may make progress: the connection's outgoing buffer is below its
+    /// Waits until a write may make progress: the connection's send queue is below its
     /// high-water mark and the stream has send window. Used where the stream stands in for
     /// a socket (a relayed circuit).
     pub(super) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -356,10 +339,10 @@ impl Stream {
             drop(state);
             return Poll::Ready(Err(self.closed_error()));
         }
-        if state.session.outgoing().len() >= self.shared.high_water || self.shared.over_backlog() {
+        if state.session.outgoing().len() >= self.shared.high_water {
             state.parked_writers.push(cx.waker().clone());
-            drop(state);
-            self.shared.wake_driver();
+            // Whoever drains the queue wakes us; make sure the driver is on it.
+            self.shared.send_queued(state);
             return Poll::Pending;
         }
         match state.session.send_window(self.id) {
@@ -450,59 +433,52 @@ impl AsyncWrite for Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let writer = if data.len() >= WRITE_THROUGH_MIN {
-            this.shared.try_writer()
-        } else {
-            None
-        };
         let mut state = this.shared.lock();
         if state.closed.is_some() {
-            drop((state, writer));
+            drop(state);
             return Poll::Ready(Err(this.closed_error()));
         }
-        if state.session.outgoing().len() >= this.shared.high_water
-            || (data.len() >= WRITE_THROUGH_MIN && this.shared.over_backlog())
-        {
+        // The queue is bounded: a write takes what fits below the high-water mark and parks
+        // while nothing does. Taking the queue wakes the parked writers, oldest first.
+        let room = this
+            .shared
+            .high_water
+            .saturating_sub(state.session.outgoing().len());
+        if room == 0 && !data.is_empty() {
             state.parked_writers.push(cx.waker().clone());
-            drop((state, writer));
-            // Whoever drains the queue wakes us; make sure somebody is draining it.
-            this.shared.wake_driver();
+            this.shared.send_queued(state);
             return Poll::Pending;
         }
+        let mut queued = false;
         if let Some(prefix) = this.prefix.take() {
             if let Err(e) = queue_prefix(&mut state.session, this.id, &prefix) {
                 return Poll::Ready(Err(e));
             }
+            queued = true;
         }
-        let written = match writer {
-            Some(_) => state.session.write_header(this.id, data.len()),
-            None => state.session.write(this.id, data),
-        };
-        match written {
+        let result = match state.session.write(this.id, &data[..data.len().min(room)]) {
             Ok(0) if !data.is_empty() => {
+                // The send window is exhausted: the peer's window update wakes us.
                 if let Some(w) = state.wakers.get_mut(&this.id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
-            Ok(n) => match writer {
-                Some(writer) => match this.shared.send_through(state, writer, &data[..n]) {
-                    Ok(()) => Poll::Ready(Ok(n)),
-                    Err(e) => Poll::Ready(Err(e.into())),
-                },
-                None => {
-                    drop(state);
-                    this.shared.flush_or_wake();
-                    Poll::Ready(Ok(n))
-                }
-            },
+            Ok(n) => {
+                queued |= n > 0;
+                Poll::Ready(Ok(n))
+            }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        };
+        if queued {
+            this.shared.send_queued(state);
         }
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes are sent as they are made (or by the driver when the socket is full); a
-        // pending protocol proposal goes out now.
+        // Every write is already handed to the driver, which sends it once the tasks ready
+        // to run have queued theirs; a pending protocol proposal is handed over now.
         Poll::Ready(self.get_mut().send_prefix())
     }
 
@@ -514,8 +490,9 @@ impl AsyncWrite for Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let result = this.shared.lock().session.close_write(this.id);
-        this.shared.flush_or_wake();
+        let mut state = this.shared.lock();
+        let result = state.session.close_write(this.id);
+        this.shared.send_queued(state);
         match result {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
@@ -528,6 +505,7 @@ impl Drop for Stream {
         let _ = self.send_prefix();
         let mut state = self.shared.lock();
         let timer = state.session.poll_timeout();
+        let queued = state.session.outgoing().len();
         state
             .session
             .drop_stream(std::time::Instant::now(), self.id);
@@ -535,12 +513,12 @@ impl Drop for Stream {
         let rearm = state.session.poll_timeout() != timer;
         state.wakers.remove(&self.id);
         // A closing driver waits for the last stream to go; a stream that ended cleanly
-        // leaves nothing to send, so nothing else would wake it.
-        let closing = state.closing;
-        drop(state);
-        self.shared.flush_or_wake();
-        if closing || rearm {
+        // queues nothing, so nothing else would wake it.
+        if state.closing || rearm {
+            drop(state);
             self.shared.wake_driver();
+        } else if state.session.outgoing().len() > queued {
+            self.shared.send_queued(state);
         }
     }
 }
