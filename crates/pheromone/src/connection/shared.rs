@@ -31,8 +31,12 @@ pub(super) struct State {
     /// foldhash (seeded per process): looked up on every read and write.
     pub(super) wakers: HashMap<StreamId, StreamWakers, foldhash::fast::RandomState>,
     /// Writers parked because the send queue (the session's outgoing buffer) is at the
-    /// high-water mark; woken, oldest first, when the driver takes the queue.
+    /// high-water mark or their share of it is used; woken, oldest first, when the driver
+    /// takes the queue.
     pub(super) parked_writers: Vec<Waker>,
+    /// How many times the driver has taken the queue: a stream's share of the queue counts
+    /// from the last take (see `stream::allowance`).
+    pub(super) takes: u64,
     /// Bytes were queued by a task other than the driver and the driver was woken to send
     /// them; cleared by the driver when it takes the queue. Later writers only append.
     pub(super) send_requested: bool,
@@ -97,6 +101,7 @@ impl Shared {
                 session,
                 wakers: HashMap::default(),
                 parked_writers: Vec::new(),
+                takes: 0,
                 send_requested: false,
                 accept_waker: None,
                 driver_waker: None,

@@ -46,6 +46,9 @@ pub struct Stream {
     /// Negotiation bytes to send in front of the first write (or before the first read), so
     /// a lazy proposal and the request behind it leave in one frame.
     prefix: Option<Bytes>,
+    /// The queue take (`State::takes`) this stream last wrote after, and the bytes it has
+    /// queued since: its share of the send queue (see [`allowance`]).
+    queued_since_take: (u64, usize),
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
@@ -79,6 +82,7 @@ impl Stream {
             confirmation: None,
             refused: None,
             prefix: None,
+            queued_since_take: (0, 0),
         }
     }
 
@@ -339,9 +343,18 @@ impl Stream {
             drop(state);
             return Poll::Ready(Err(self.closed_error()));
         }
-        if state.session.outgoing().len() >= self.shared.high_water {
+        // A circuit writes bulk (the inner connection's ciphertext): ready once a bulk
+        // write may queue something, as `poll_write` decides.
+        let bulk = self.shared.high_water;
+        if allowance(
+            &mut self.queued_since_take,
+            bulk,
+            self.shared.high_water,
+            &mut state,
+        ) == 0
+        {
             state.parked_writers.push(cx.waker().clone());
-            // Whoever drains the queue wakes us; make sure the driver is on it.
+            // The next take of the queue wakes us; make sure the driver is on it.
             self.shared.send_queued(state);
             return Poll::Pending;
         }
@@ -366,6 +379,32 @@ impl Stream {
             .into(),
         }
     }
+}
+
+/// How many bytes a stream may queue now, for a write of `len` bytes. The send queue holds
+/// at most the high-water mark. A stream that has queued little since the driver last took
+/// the queue (a request, an answer: at most a sixteenth of the mark, this write included)
+/// may fill it to the brim. Beyond that — a bulk transfer — it may fill it only to three
+/// quarters, and queue at most half the mark between two takes. So a bulk stream never
+/// locks the short writes of the others out, and bulk streams take turns.
+/// `queued_since_take` is the stream's record of the take it last wrote after and what it
+/// queued since.
+fn allowance(
+    queued_since_take: &mut (u64, usize),
+    len: usize,
+    high_water: usize,
+    state: &mut super::shared::State,
+) -> usize {
+    let room = high_water.saturating_sub(state.session.outgoing().len());
+    if queued_since_take.0 != state.takes {
+        *queued_since_take = (state.takes, 0);
+    }
+    let used = queued_since_take.1;
+    if used + len <= high_water / 16 {
+        return room;
+    }
+    let share = (high_water / 2).saturating_sub(used);
+    room.saturating_sub(high_water / 4).min(share)
 }
 
 /// What reads and writes report after the negotiation failed (the first report carries the
@@ -438,12 +477,14 @@ impl AsyncWrite for Stream {
             drop(state);
             return Poll::Ready(Err(this.closed_error()));
         }
-        // The queue is bounded: a write takes what fits below the high-water mark and parks
-        // while nothing does. Taking the queue wakes the parked writers, oldest first.
-        let room = this
-            .shared
-            .high_water
-            .saturating_sub(state.session.outgoing().len());
+        // The queue is bounded: a write takes what it may ([`allowance`]) and parks while
+        // that is nothing. Taking the queue wakes the parked writers, oldest first.
+        let room = allowance(
+            &mut this.queued_since_take,
+            data.len(),
+            this.shared.high_water,
+            &mut state,
+        );
         if room == 0 && !data.is_empty() {
             state.parked_writers.push(cx.waker().clone());
             this.shared.send_queued(state);
@@ -466,6 +507,7 @@ impl AsyncWrite for Stream {
             }
             Ok(n) => {
                 queued |= n > 0;
+                this.queued_since_take.1 += n;
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),

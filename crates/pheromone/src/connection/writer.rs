@@ -7,8 +7,9 @@
 //!    accept's ACK, the driver answering a ping — appends yamux frames to the session's
 //!    outgoing buffer under the connection's one lock. That buffer is the send queue; it
 //!    is bounded: stream writes take at most what fits below
-//!    [`ConnectionConfig::send_buffer_high_water`](super::ConnectionConfig) and park when
-//!    it is full.
+//!    [`ConnectionConfig::send_buffer_high_water`](super::ConnectionConfig), and a bulk
+//!    transfer less (`stream::allowance`), so that it always leaves room for the short
+//!    writes of the other streams. A writer with no room parks.
 //! 2. A task other than the driver then calls [`Shared::send_queued`]: the first one after
 //!    a flush sets `State::send_requested` and wakes the driver; the others see the flag
 //!    and only append.
@@ -23,7 +24,8 @@
 //! 4. What the socket does not take waits in the [`SendBuffer`]; the queue is not taken
 //!    again until that is gone, so a slow socket fills the queue and parks the writers
 //!    (back-pressure), and at most one queue's worth of ciphertext waits beside it. Taking
-//!    the queue wakes the parked writers, oldest first.
+//!    the queue wakes the parked writers, oldest first; since writers park in the order
+//!    they ran out of room, streams that all want more than their share take turns.
 //!
 //! Lock discipline: the connection has one lock (`Shared::lock`, the session and the
 //! wakers). It is held only to append to or take the queue and to update wakers, never
@@ -37,7 +39,7 @@ use super::ConnectionError;
 use bytes::BytesMut;
 use pheromone_core::noise::{encrypted_len, NoiseSender};
 use std::future::Future;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// Socket writes in one [`Writer::poll_send`] before yielding to other tasks.
 const WRITES_PER_POLL: usize = 16;
@@ -152,6 +154,11 @@ impl Writer {
         if state.session.outgoing().is_empty() {
             state.send_requested = false;
             self.deferral = Deferral::None;
+            // Nobody parks on an empty queue, but a parked writer must never outlive the
+            // bytes it waited behind.
+            let parked = std::mem::take(&mut state.parked_writers);
+            drop(state);
+            parked.into_iter().for_each(Waker::wake);
             return Ok(Some(Sent::All));
         }
         if batch && state.send_requested && self.deferral == Deferral::None {
@@ -165,6 +172,7 @@ impl Writer {
         }
         state.send_requested = false;
         self.deferral = Deferral::None;
+        state.takes += 1;
         std::mem::swap(state.session.outgoing(), &mut self.plain);
         let mut to_wake = ToWake::default();
         for w in state.parked_writers.drain(..) {
