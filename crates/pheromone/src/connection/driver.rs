@@ -65,6 +65,9 @@ pub(crate) struct Driver {
     muxer_confirmation: Option<Dialer>,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<Instant>,
+    /// `timer` was polled with this task's waker since it was last reset: it will wake us,
+    /// and until it has fired polling it again only costs.
+    timer_registered: bool,
     close_deadline: Option<Instant>,
     /// Set once our write side is shut down: the deadline for the peer's EOF.
     linger_deadline: Option<Instant>,
@@ -102,6 +105,7 @@ impl Driver {
             muxer_confirmation,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_deadline: None,
+            timer_registered: false,
             close_deadline: None,
             linger_deadline: None,
             provoked: 0,
@@ -262,13 +266,18 @@ impl Driver {
         };
         if deadline != self.timer_deadline {
             self.timer_deadline = deadline;
+            self.timer_registered = false;
             if let Some(at) = deadline {
                 self.timer
                     .as_mut()
                     .reset(tokio::time::Instant::from_std(at));
             }
         }
-        if self.timer_deadline.is_none() || self.timer.as_mut().poll(cx).is_pending() {
+        if self.timer_deadline.is_none() || (self.timer_registered && !self.timer.is_elapsed()) {
+            return Ok(false);
+        }
+        self.timer_registered = true;
+        if self.timer.as_mut().poll(cx).is_pending() {
             return Ok(false);
         }
         self.timer_deadline = None;
@@ -340,6 +349,7 @@ impl Driver {
         }
         if self.timer_deadline != Some(deadline) {
             self.timer_deadline = Some(deadline);
+            self.timer_registered = false;
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
@@ -353,7 +363,11 @@ impl Driver {
         let mut state = self.shared.lock();
         match &state.driver_waker {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.driver_waker = Some(cx.waker().clone()),
+            _ => {
+                state.driver_waker = Some(cx.waker().clone());
+                // The timer holds the old waker.
+                self.timer_registered = false;
+            }
         }
         if self.close_deadline.is_none() && state.closing {
             // Armed before `poll_timer` runs, so the timer wakes us when the grace ends.
