@@ -294,7 +294,7 @@ impl Session {
     /// The header is the last thing in [`outgoing`](Session::outgoing) when this returns:
     /// the caller must send what `outgoing()` holds, then exactly that many body bytes, and
     /// only then anything queued later. A connection that encrypts straight from the
-    /// application's buffer uses this to skip copying the body into the queue.
+    /// application's buffer can use this to skip copying the body into the queue.
     pub fn write_header(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
         let max_frame = self.config.max_frame_data as usize;
         let n = self.take_send_window(id, len, max_frame)?;
