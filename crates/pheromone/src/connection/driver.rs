@@ -308,9 +308,7 @@ impl Driver {
         // everything we wrote on them is out with our FIN.
         let open = state.session.num_streams() - state.session.num_lingering();
         let quiet = open == 0 && state.session.remote_go_away().is_some();
-        (quiet || Instant::now() >= deadline)
-            && state.session.outgoing().is_empty()
-            && !self.writer.has_backlog()
+        (quiet || Instant::now() >= deadline) && state.queued() == 0 && !self.writer.has_backlog()
     }
 
     /// Sends our FIN and starts lingering for the peer's: dropping a socket with unread

@@ -20,6 +20,9 @@ mod socket;
 mod stream;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use stream::Reuse;
 pub use stream::Stream;
 

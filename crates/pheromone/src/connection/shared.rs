@@ -9,9 +9,10 @@
 
 use super::socket::Socket;
 use super::ConnectionError;
+use bytes::Bytes;
 use pheromone_core::identity::PeerId;
 use pheromone_core::yamux::{self, Session, StreamId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -37,6 +38,12 @@ pub(super) struct State {
     /// How many times the driver has taken the queue: a stream's share of the queue counts
     /// from the last take (see `stream::allowance`).
     pub(super) takes: u64,
+    /// Owned data frame bodies handed over by `Stream::poll_write_owned`, each with the
+    /// position in the session's outgoing buffer right after its frame header: the writer
+    /// seals them in place there, so they are not copied into the queue.
+    pub(super) bodies: VecDeque<(usize, Bytes)>,
+    /// Bytes in `bodies`.
+    pub(super) body_bytes: usize,
     /// Bytes were queued by a task other than the driver and the driver was woken to send
     /// them; cleared by the driver when it takes the queue. Later writers only append.
     pub(super) send_requested: bool,
@@ -102,6 +109,8 @@ impl Shared {
                 wakers: HashMap::default(),
                 parked_writers: Vec::new(),
                 takes: 0,
+                bodies: VecDeque::new(),
+                body_bytes: 0,
                 send_requested: false,
                 accept_waker: None,
                 driver_waker: None,
@@ -327,6 +336,10 @@ impl Shared {
         for w in state.parked_writers.drain(..) {
             to_wake.push(Some(w));
         }
+        // Nothing more is sent: let go of the chunks (often another connection's receive
+        // buffers).
+        state.bodies.clear();
+        state.body_bytes = 0;
         to_wake.push(state.accept_waker.take());
         for w in state.close_wakers.drain(..) {
             to_wake.push(Some(w));
@@ -338,6 +351,12 @@ impl Shared {
 }
 
 impl State {
+    /// Bytes waiting in the send queue: the session's outgoing buffer and the owned bodies
+    /// beside it.
+    pub(super) fn queued(&mut self) -> usize {
+        self.session.outgoing().len() + self.body_bytes
+    }
+
     pub(super) fn is_going_away(&self) -> bool {
         self.closed.is_some()
             || self.closing

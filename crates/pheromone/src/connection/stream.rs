@@ -4,7 +4,8 @@
 //! lock is taken once per chunk, not per caller buffer. Writes copy into the connection's
 //! send queue (the session's outgoing buffer) and leave it to the driver to send (see
 //! `writer.rs`); they wait when the send window is exhausted or the queue is at its
-//! high-water mark. A lazy protocol proposal the peer is not known to support holds the
+//! high-water mark. An owned chunk (`poll_write_owned`) of 16 KiB or more is not copied:
+//! the writer seals it in place. A lazy protocol proposal the peer is not known to support holds the
 //! first write back until the peer confirmed it. Dropping a stream tells the session, which
 //! closes it with FIN (never a reset: that would destroy what we wrote).
 
@@ -19,6 +20,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Owned chunks of at least this many bytes are sealed in place by the writer
+/// ([`Stream::poll_write_owned`]); smaller ones are copied into the send queue, where they
+/// share Noise frames with the rest.
+const OWNED_MIN: usize = 16 * 1024;
 
 /// What a stream kept between exchanges can do next (see [`Stream::reuse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +376,73 @@ impl Stream {
         }
     }
 
+    /// Writes the front of `chunk`, an owned buffer, and advances it past what was taken.
+    /// A large chunk is not copied into the send queue: the queue gets its frame header
+    /// and the writer seals the body straight from the chunk (a relay's splice passes the
+    /// chunks it received on this way). Small ones are copied as by `poll_write`, where
+    /// they share frames with the rest. Waits and fails as `poll_write` does.
+    pub(crate) fn poll_write_owned(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        if chunk.len() < OWNED_MIN {
+            let n = std::task::ready!(Pin::new(&mut *self).poll_write(cx, chunk))?;
+            chunk.advance(n);
+            return Poll::Ready(Ok(n));
+        }
+        match self.poll_write_gate(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let mut state = self.shared.lock();
+        if state.closed.is_some() {
+            drop(state);
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        let room = allowance(
+            &mut self.queued_since_take,
+            chunk.len(),
+            self.shared.high_water,
+            &mut state,
+        );
+        if room == 0 {
+            state.parked_writers.push(cx.waker().clone());
+            self.shared.send_queued(state);
+            return Poll::Pending;
+        }
+        let mut queued = false;
+        if let Some(prefix) = self.prefix.take() {
+            if let Err(e) = queue_prefix(&mut state.session, self.id, &prefix) {
+                return Poll::Ready(Err(e));
+            }
+            queued = true;
+        }
+        let result = match state.session.write_header(self.id, chunk.len().min(room)) {
+            Ok(0) => {
+                if let Some(w) = state.wakers.get_mut(&self.id) {
+                    w.writer = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Ok(n) => {
+                // The body goes right behind the header just queued.
+                let at = state.session.outgoing().len();
+                state.bodies.push_back((at, chunk.split_to(n)));
+                state.body_bytes += n;
+                self.queued_since_take.1 += n;
+                queued = true;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        };
+        if queued {
+            self.shared.send_queued(state);
+        }
+        result
+    }
+
     fn closed_error(&self) -> io::Error {
         match &self.shared.lock().closed {
             Some(e) => e.clone().into(),
@@ -395,7 +468,7 @@ fn allowance(
     high_water: usize,
     state: &mut super::shared::State,
 ) -> usize {
-    let room = high_water.saturating_sub(state.session.outgoing().len());
+    let room = high_water.saturating_sub(state.queued());
     if queued_since_take.0 != state.takes {
         *queued_since_take = (state.takes, 0);
     }

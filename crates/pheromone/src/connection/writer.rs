@@ -9,7 +9,10 @@
 //!    is bounded: stream writes take at most what fits below
 //!    [`ConnectionConfig::send_buffer_high_water`](super::ConnectionConfig), and a bulk
 //!    transfer less (`stream::allowance`), so that it always leaves room for the short
-//!    writes of the other streams. A writer with no room parks.
+//!    writes of the other streams. A writer with no room parks. A large owned chunk
+//!    (`Stream::poll_write_owned`, the relay's splice) is not copied: only its frame
+//!    header is queued, and the chunk waits beside the queue (`State::bodies`, counted
+//!    against the same mark) until the writer seals it in place.
 //! 2. A task other than the driver then calls [`Shared::send_queued`]: the first one after
 //!    a flush sets `State::send_requested` and wakes the driver; the others see the flag
 //!    and only append.
@@ -36,8 +39,9 @@
 use super::send_buffer::SendBuffer;
 use super::shared::{Shared, ToWake};
 use super::ConnectionError;
-use bytes::BytesMut;
-use pheromone_core::noise::{encrypted_len, NoiseSender};
+use bytes::{Bytes, BytesMut};
+use pheromone_core::noise::{encrypted_len, NoiseError, NoiseSender};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
@@ -67,6 +71,8 @@ pub(super) struct Writer {
     /// The plaintext taken from the session's queue, swapped with it so that neither
     /// buffer reallocates.
     plain: BytesMut,
+    /// The owned bodies taken with it (see `State::bodies`).
+    bodies: VecDeque<(usize, Bytes)>,
     /// Where the yield for the queued bytes stands (see [`Writer::poll_send`]).
     deferral: Deferral,
 }
@@ -88,6 +94,7 @@ impl Writer {
             sender,
             buf: SendBuffer::with_capacity(256 * 1024),
             plain: BytesMut::with_capacity(256 * 1024),
+            bodies: VecDeque::new(),
             deferral: Deferral::None,
         }
     }
@@ -151,7 +158,7 @@ impl Writer {
             return Ok(Some(Sent::Deferred));
         }
         let mut state = shared.lock();
-        if state.session.outgoing().is_empty() {
+        if state.queued() == 0 {
             state.send_requested = false;
             self.deferral = Deferral::None;
             // Nobody parks on an empty queue, but a parked writer must never outlive the
@@ -174,26 +181,49 @@ impl Writer {
         self.deferral = Deferral::None;
         state.takes += 1;
         std::mem::swap(state.session.outgoing(), &mut self.plain);
+        std::mem::swap(&mut state.bodies, &mut self.bodies);
+        state.body_bytes = 0;
         let mut to_wake = ToWake::default();
         for w in state.parked_writers.drain(..) {
             to_wake.push(Some(w));
         }
         drop(state);
         to_wake.wake();
+        let sealed = self.seal_taken();
+        self.plain.clear();
+        self.bodies.clear();
+        sealed.map_err(|e| ConnectionError::Noise {
+            peer: shared.peer,
+            reason: e.to_string(),
+        })?;
+        Ok(None)
+    }
+
+    /// Seals the taken queue into the ciphertext buffer: the plaintext with every owned
+    /// body at its place, each body sealed straight from its chunk.
+    fn seal_taken(&mut self) -> Result<(), NoiseError> {
         let Writer {
-            sender, buf, plain, ..
+            sender,
+            buf,
+            plain,
+            bodies,
+            ..
         } = self;
-        let sealed = buf.append_with(encrypted_len(plain.len()), |room| {
-            sender.encrypt_into(plain, room)
-        });
-        plain.clear();
-        match sealed {
-            Ok(_) => Ok(None),
-            Err(e) => Err(ConnectionError::Noise {
-                peer: shared.peer,
-                reason: e.to_string(),
-            }),
+        let mut at = 0;
+        for (offset, body) in bodies.iter() {
+            let head = &plain[at..*offset];
+            buf.append_with(encrypted_len(head.len() + body.len()), |room| {
+                sender.encrypt_pair_into(head, body, room)
+            })?;
+            at = *offset;
         }
+        let rest = &plain[at..];
+        if !rest.is_empty() {
+            buf.append_with(encrypted_len(rest.len()), |room| {
+                sender.encrypt_into(rest, room)
+            })?;
+        }
+        Ok(())
     }
 }
 
