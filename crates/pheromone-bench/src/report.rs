@@ -137,18 +137,33 @@ pub struct ForwardResult {
     pub raw_stream_mb_per_s: f64,
     /// `forwarded_mb_per_s / raw_stream_mb_per_s`.
     pub ratio: f64,
+    /// Process CPU seconds per 10^9 payload bytes forwarded (both nodes, the client and
+    /// the sink), in the fastest forwarded round.
+    pub forwarded_cpu_s_per_gb: f64,
+    /// Process CPU seconds per 10^9 payload bytes on the raw stream, fastest round.
+    pub raw_cpu_s_per_gb: f64,
 }
 
 impl ForwardResult {
-    /// Builds the record from the two rates, in bytes per second.
-    pub fn new(stack: &'static str, bytes: u64, forwarded: f64, raw: f64) -> Self {
+    /// Builds the record from the fastest (wall, cpu) times of the two transfers.
+    pub fn new(
+        stack: &'static str,
+        bytes: u64,
+        forwarded: (Duration, Duration),
+        raw: (Duration, Duration),
+    ) -> Self {
+        let rate = |wall: Duration| bytes as f64 / 1e6 / wall.as_secs_f64().max(f64::MIN_POSITIVE);
+        let per_gb = |cpu: Duration| cpu.as_secs_f64() / (bytes as f64 / 1e9);
+        let (f, r) = (rate(forwarded.0), rate(raw.0));
         Self {
             bench: "forward",
             stack,
             bytes,
-            forwarded_mb_per_s: round(forwarded / 1e6, 1),
-            raw_stream_mb_per_s: round(raw / 1e6, 1),
-            ratio: round(forwarded / raw.max(f64::MIN_POSITIVE), 3),
+            forwarded_mb_per_s: round(f, 1),
+            raw_stream_mb_per_s: round(r, 1),
+            ratio: round(f / r.max(f64::MIN_POSITIVE), 3),
+            forwarded_cpu_s_per_gb: round(per_gb(forwarded.1), 3),
+            raw_cpu_s_per_gb: round(per_gb(raw.1), 3),
         }
     }
 }

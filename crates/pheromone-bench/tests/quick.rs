@@ -232,6 +232,8 @@ fn pheromone_forward_line() {
             "forwarded_mb_per_s",
             "raw_stream_mb_per_s",
             "ratio",
+            "forwarded_cpu_s_per_gb",
+            "raw_cpu_s_per_gb",
         ],
     );
     assert_eq!(line["bench"], "forward");
@@ -240,6 +242,8 @@ fn pheromone_forward_line() {
     positive(&line, "forwarded_mb_per_s");
     positive(&line, "raw_stream_mb_per_s");
     positive(&line, "ratio");
+    positive(&line, "forwarded_cpu_s_per_gb");
+    positive(&line, "raw_cpu_s_per_gb");
 }
 
 #[test]

@@ -387,13 +387,12 @@ fn start(
     let shared = Arc::new(Shared::new(
         session,
         io.socket,
-        sender,
         info.remote_peer,
         config.connection.send_buffer_high_water,
     ));
     let driver = Driver::new(
         shared.clone(),
-        receiver,
+        (sender, receiver),
         (io.buf, plaintext),
         muxer_confirmation,
         config.connection.close_grace,

@@ -3,6 +3,7 @@
 //! raw stream between the same two nodes, in the same run.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use pheromone::forward::Forwards;
@@ -19,8 +20,9 @@ use crate::{
 /// The name printed in the `stack` field.
 pub const NAME: &str = "pheromone";
 const RAW: &str = "/bench/raw/1.0.0";
-/// Each transfer runs this many times, alternating, and the best of each is kept: the
-/// machine is shared, and a single slow slice should not decide the ratio.
+/// Each transfer runs this many times, alternating, and the fastest of each is kept (its
+/// wall and CPU time): the machine is shared, and a single slow slice should not decide
+/// the ratio.
 const ROUNDS: usize = 2;
 
 /// Forwarded vs raw-stream throughput of `total` bytes.
@@ -77,10 +79,13 @@ pub async fn forward(total: u64) -> Result<ForwardResult> {
     raw_once(&forwarder, &exposer, warm, &mut done_rx).await?;
     forwarded_once(local, warm, &mut done_rx).await?;
 
-    let (mut raw, mut fwd) = (0f64, 0f64);
+    let (mut raw, mut fwd) = (
+        (Duration::MAX, Duration::ZERO),
+        (Duration::MAX, Duration::ZERO),
+    );
     for _ in 0..ROUNDS {
-        raw = raw.max(raw_once(&forwarder, &exposer, total, &mut done_rx).await?);
-        fwd = fwd.max(forwarded_once(local, total, &mut done_rx).await?);
+        raw = raw.min(raw_once(&forwarder, &exposer, total, &mut done_rx).await?);
+        fwd = fwd.min(forwarded_once(local, total, &mut done_rx).await?);
     }
     forwards.close().await;
     exposes.close().await;
@@ -89,37 +94,38 @@ pub async fn forward(total: u64) -> Result<ForwardResult> {
     Ok(ForwardResult::new(NAME, total, fwd, raw))
 }
 
-/// One bulk transfer on a raw stream; bytes per second.
+/// One bulk transfer on a raw stream; its wall and process CPU time.
 async fn raw_once(
     from: &Node,
     to: &Node,
     total: u64,
     done: &mut mpsc::Receiver<u64>,
-) -> Result<f64> {
+) -> Result<(Duration, Duration)> {
     let mut stream = from.open_stream(to.peer_id(), RAW).await?;
     let measure = Measure::start();
     workload::send_bulk(&mut stream, total).await?;
-    let (wall, _) = measure.stop();
+    let times = measure.stop();
     let got = done.recv().await.context("raw receiver stopped")?;
     ensure!(got == total, "raw receiver got {got} of {total} bytes");
-    Ok(total as f64 / wall.as_secs_f64().max(f64::MIN_POSITIVE))
+    Ok(times)
 }
 
-/// One bulk transfer on a TCP connection to the forwarded port; bytes per second.
+/// One bulk transfer on a TCP connection to the forwarded port; its wall and process CPU
+/// time.
 async fn forwarded_once(
     local: SocketAddr,
     total: u64,
     done: &mut mpsc::Receiver<u64>,
-) -> Result<f64> {
+) -> Result<(Duration, Duration)> {
     let mut tcp = TcpStream::connect(local).await?;
     tcp.set_nodelay(true)?;
     let measure = Measure::start();
     workload::send_bulk(&mut tcp, total).await?;
-    let (wall, _) = measure.stop();
+    let times = measure.stop();
     let got = done.recv().await.context("forwarded receiver stopped")?;
     ensure!(
         got == total,
         "forwarded receiver got {got} of {total} bytes"
     );
-    Ok(total as f64 / wall.as_secs_f64().max(f64::MIN_POSITIVE))
+    Ok(times)
 }

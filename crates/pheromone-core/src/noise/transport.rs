@@ -253,10 +253,10 @@ impl NoiseSender {
     }
 
     /// [`NoiseSender::encrypt_into`] for the plaintext `first` followed by `second`: the
-    /// same frames, bytes and nonces as for their concatenation, without making it. A
-    /// connection seals what its session queued (ending in a data frame's header) and the
-    /// application's buffer (that frame's body) this way, so the body is not first copied
-    /// into the queue. With ChaCha20-Poly1305 both pieces are copied into place as usual.
+    /// same frames, bytes and nonces as for their concatenation, without making it: for a
+    /// sender that seals what its session queued (ending in a data frame's header) and the
+    /// application's buffer (that frame's body) without first copying the body into the
+    /// queue. With ChaCha20-Poly1305 both pieces are copied into place as usual.
     pub fn encrypt_pair_into(
         &mut self,
         first: &[u8],

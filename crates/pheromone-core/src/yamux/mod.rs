@@ -70,7 +70,7 @@ pub use error::{StreamError, YamuxError};
 pub use event::Event;
 pub use frame::{GoAwayCode, HEADER_LEN};
 pub use session::Session;
-pub use stream::{ReadOutcome, StreamId, StreamState};
+pub use stream::{CopyOutcome, ReadOutcome, StreamId, StreamState};
 
 /// Fuzz target bodies for the yamux decoders; not part of the API.
 #[doc(hidden)]

@@ -19,7 +19,7 @@ use super::config::{Config, Mode};
 use super::error::{StreamError, YamuxError};
 use super::event::{Event, EventQueue};
 use super::frame::{Flags, GoAwayCode, Header, DEFAULT_WINDOW, HEADER_LEN};
-use super::stream::{ReadOutcome, Stream, StreamId, StreamState, EV_READABLE};
+use super::stream::{CopyOutcome, ReadOutcome, Stream, StreamId, StreamState, EV_READABLE};
 
 /// One yamux session over one connection, without IO.
 ///
@@ -294,7 +294,7 @@ impl Session {
     /// The header is the last thing in [`outgoing`](Session::outgoing) when this returns:
     /// the caller must send what `outgoing()` holds, then exactly that many body bytes, and
     /// only then anything queued later. A connection that encrypts straight from the
-    /// application's buffer uses this to skip copying the body into the queue.
+    /// application's buffer can use this to skip copying the body into the queue.
     pub fn write_header(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
         let max_frame = self.config.max_frame_data as usize;
         let n = self.take_send_window(id, len, max_frame)?;
@@ -316,8 +316,44 @@ impl Session {
     /// peer its window back: a window update goes out once half the window has been read.
     /// Also re-arms [`Event::Readable`] for the stream.
     pub fn read_up_to(&mut self, id: StreamId, max: usize) -> Result<ReadOutcome, StreamError> {
-        let budget = self.config.max_connection_receive_window;
-        let target = self.config.receive_window;
+        let stream = self.readable_stream(id)?;
+        let Some(chunk) = stream.recv.pop(max) else {
+            return Ok(if stream.read_closed {
+                ReadOutcome::Eof
+            } else {
+                ReadOutcome::Pending
+            });
+        };
+        self.credit(id, chunk.len());
+        Ok(ReadOutcome::Data(chunk))
+    }
+
+    /// Hands up to `max` bytes (0 counts as 1) of received data to `sink`, in order, as
+    /// one or more slices: for a caller that copies them into a buffer of its own anyway
+    /// (an `AsyncRead`). Unlike [`read_up_to`](Session::read_up_to) this allocates nothing,
+    /// also for small frames, whose bytes stay in a buffer the stream reuses. Window
+    /// updates and [`Event::Readable`] as for `read_up_to`.
+    pub fn read_copy(
+        &mut self,
+        id: StreamId,
+        max: usize,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<CopyOutcome, StreamError> {
+        let stream = self.readable_stream(id)?;
+        let n = stream.recv.copy_out(max.max(1), sink);
+        if n == 0 {
+            return Ok(if stream.read_closed {
+                CopyOutcome::Eof
+            } else {
+                CopyOutcome::Pending
+            });
+        }
+        self.credit(id, n);
+        Ok(CopyOutcome::Copied(n))
+    }
+
+    /// A stream the application may read from, with its readable event re-armed.
+    fn readable_stream(&mut self, id: StreamId) -> Result<&mut Stream, StreamError> {
         if self.failed {
             return Err(StreamError::SessionClosed);
         }
@@ -329,29 +365,33 @@ impl Session {
         if stream.reset && !stream.read_closed {
             return Err(StreamError::Reset(id));
         }
-        let Some(chunk) = stream.recv.pop(max) else {
-            return Ok(if stream.read_closed {
-                ReadOutcome::Eof
-            } else {
-                ReadOutcome::Pending
-            });
+        Ok(stream)
+    }
+
+    /// Counts `n` bytes the application read from stream `id` as window to give back, and
+    /// queues the window update once half the window is owed: a tiny update per read would
+    /// cost a frame per read.
+    fn credit(&mut self, id: StreamId, n: usize) {
+        let budget = self.config.max_connection_receive_window;
+        let target = self.config.receive_window;
+        let Some(stream) = self.streams.get_mut(&id.get()) else {
+            return;
         };
-        if !stream.read_closed {
-            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            stream.unacked_credit = stream.unacked_credit.saturating_add(n);
-            // Batch credit: a tiny update per read would cost a frame per read.
-            if stream.unacked_credit >= stream.window_size / 2 {
-                let extra = grow_window(&mut self.granted_total, budget, target, stream);
-                let delta = stream.unacked_credit.saturating_add(extra);
-                stream.recv_window = stream.recv_window.saturating_add(stream.unacked_credit);
-                stream.unacked_credit = 0;
-                put(
-                    &mut self.out,
-                    Header::window_update(id.get(), Flags::NONE, delta),
-                );
-            }
+        if stream.read_closed {
+            return;
         }
-        Ok(ReadOutcome::Data(chunk))
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        stream.unacked_credit = stream.unacked_credit.saturating_add(n);
+        if stream.unacked_credit >= stream.window_size / 2 {
+            let extra = grow_window(&mut self.granted_total, budget, target, stream);
+            let delta = stream.unacked_credit.saturating_add(extra);
+            stream.recv_window = stream.recv_window.saturating_add(stream.unacked_credit);
+            stream.unacked_credit = 0;
+            put(
+                &mut self.out,
+                Header::window_update(id.get(), Flags::NONE, delta),
+            );
+        }
     }
 
     /// Half-closes the stream: sends FIN; the peer may keep sending. Idempotent.

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::DEFAULT_WINDOW;
 
@@ -60,6 +60,17 @@ pub enum StreamState {
 pub enum ReadOutcome {
     /// The next chunk of the stream, in order. Never empty.
     Data(Bytes),
+    /// Nothing buffered now; wait for [`Event::Readable`](super::Event::Readable).
+    Pending,
+    /// The peer closed its side and everything it sent was read.
+    Eof,
+}
+
+/// What [`Session::read_copy`](super::Session::read_copy) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// This many bytes (at least one) were handed to the caller, in order.
+    Copied(usize),
     /// Nothing buffered now; wait for [`Event::Readable`](super::Event::Readable).
     Pending,
     /// The peer closed its side and everything it sent was read.
@@ -120,6 +131,40 @@ impl RecvBuf {
         };
         self.len -= chunk.len();
         Some(chunk)
+    }
+
+    /// Hands up to `max` bytes from the front to `sink`, in order and in as many slices as
+    /// they are stored in; returns how many. Small data stays in `tail`, whose capacity is
+    /// then reused: reading this way allocates nothing.
+    pub(crate) fn copy_out(&mut self, max: usize, mut sink: impl FnMut(&[u8])) -> usize {
+        let mut copied = 0;
+        while copied < max {
+            let want = max - copied;
+            if let Some(front) = self.chunks.front_mut() {
+                let n = front.len().min(want);
+                sink(&front[..n]);
+                if n == front.len() {
+                    self.chunks.pop_front();
+                } else {
+                    front.advance(n);
+                }
+                copied += n;
+            } else if !self.tail.is_empty() {
+                let n = self.tail.len().min(want);
+                sink(&self.tail[..n]);
+                if n == self.tail.len() {
+                    // Keeps the capacity (and the next small frame's bytes go there).
+                    self.tail.clear();
+                } else {
+                    self.tail.advance(n);
+                }
+                copied += n;
+            } else {
+                break;
+            }
+        }
+        self.len -= copied;
+        copied
     }
 
     /// Drops everything buffered and the memory behind it.

@@ -12,7 +12,7 @@
 
 use crate::scenario::broadcast::{SimBroadcast, SimVerifier};
 use crate::scenario::Fnv;
-use crate::{slot, NodeId, Reach, SimOverlay, Sim};
+use crate::{slot, NodeId, Reach, Sim, SimOverlay};
 use pheromone_core::broadcast::{self, Topic};
 use pheromone_core::connmgr::{self, ConnectionManager};
 use pheromone_core::discovery::{self, Discovery};
@@ -212,8 +212,9 @@ pub fn run(params: &MeshParams) -> MeshReport {
     let memo = Rc::new(RefCell::new(HashMap::new()));
     let tally = RefCell::new(Tally::default());
     let start = sim.start();
-    let mut on_event =
-        |at: Instant, node: NodeId, event: MeshEvent| tally.borrow_mut().record(start, at, node, event);
+    let mut on_event = |at: Instant, node: NodeId, event: MeshEvent| {
+        tally.borrow_mut().record(start, at, node, event)
+    };
 
     // Join phase: each node bootstraps from a random node that joined before it.
     let mut keys = Vec::with_capacity(n);
@@ -249,9 +250,9 @@ pub fn run(params: &MeshParams) -> MeshReport {
         let Some(target) = sim.peer_id(to) else {
             continue;
         };
-        if let Some(id) =
-            sim.with_overlay(from, |d: &mut Discovery, now| d.kad_mut().find_peer(now, target))
-        {
+        if let Some(id) = sim.with_overlay(from, |d: &mut Discovery, now| {
+            d.kad_mut().find_peer(now, target)
+        }) {
             issued.insert((from, id), target);
         }
         let at = sim.now() + Duration::from_millis(5);
@@ -268,7 +269,9 @@ pub fn run(params: &MeshParams) -> MeshReport {
         payload[..8].copy_from_slice(&(index as u64).to_be_bytes());
         if let Some(topic) = &topic {
             let id = sim
-                .with_overlay(origin, |b: &mut SimBroadcast, now| b.publish(now, topic, &payload))
+                .with_overlay(origin, |b: &mut SimBroadcast, now| {
+                    b.publish(now, topic, &payload)
+                })
                 .and_then(Result::ok);
             published.extend(id);
         }

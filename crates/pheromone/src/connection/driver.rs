@@ -3,10 +3,10 @@
 //! A hand-written future rather than an `async fn` with `select!`, because it must read and
 //! write at the same time (two peers both blocked on a full socket while neither reads would
 //! deadlock) and it must not allocate per frame. Each poll: read what the socket has, decrypt
-//! it in place and feed the session; swap the session's outgoing plaintext out, encrypt it
-//! into one buffer and write as much as the socket takes; arm the session's timer. The lock
-//! on the shared state is held only for the session calls, never while encrypting or
-//! touching the socket.
+//! it in place and feed the session; send what the session queued ([`Writer`]: the only
+//! code that encrypts and writes to the socket); arm the session's timer. The lock on the
+//! shared state is held only for the session calls, never while decrypting or touching the
+//! socket.
 //!
 //! A local close is a handshake, so that nothing in flight is lost to a TCP reset: send
 //! GoAway; wait until no stream is left and the peer has answered with its own GoAway, or
@@ -15,11 +15,12 @@
 //! first we answer with ours.
 
 use super::read_buffers::{ReadBuffers, FRAME_ROOM};
-use super::shared::{Flush, Shared, ToWake};
+use super::shared::{Shared, ToWake};
+use super::writer::{Sent, Writer};
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
 use pheromone_core::multistream::Dialer;
-use pheromone_core::noise::NoiseReceiver;
+use pheromone_core::noise::{NoiseReceiver, NoiseSender};
 use pheromone_core::yamux::{Event, YamuxError, HEADER_LEN};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,7 @@ const MAX_PROVOKED_BACKLOG: usize = 256 * 1024;
 pub(crate) struct Driver {
     shared: Arc<Shared>,
     receiver: NoiseReceiver,
+    writer: Writer,
     /// Ciphertext read from the socket, not yet decrypted (a partial frame at most).
     read_bufs: ReadBuffers,
     /// Plaintext not yet consumed by the session (a partial yamux frame at most).
@@ -63,14 +65,20 @@ pub(crate) struct Driver {
     muxer_confirmation: Option<Dialer>,
     timer: Pin<Box<Sleep>>,
     timer_deadline: Option<Instant>,
+    /// `timer` was polled with this task's waker since it was last reset: it will wake us,
+    /// and until it has fired polling it again only costs.
+    timer_registered: bool,
     close_deadline: Option<Instant>,
-    /// Ciphertext is waiting for the socket to become writable.
-    flush_pending: bool,
     /// Set once our write side is shut down: the deadline for the peer's EOF.
     linger_deadline: Option<Instant>,
     /// Bytes the session queued in answer to input since the socket last drained (see
     /// [`MAX_PROVOKED_BACKLOG`]).
     provoked: usize,
+    /// Tasks the last poll that read anything woke: when several, the writes they are
+    /// about to make are batched (see [`Writer::poll_send`]).
+    last_read_woke: usize,
+    /// Tasks woken by the reads of the current poll.
+    woke: usize,
     close_grace: std::time::Duration,
 }
 
@@ -80,7 +88,7 @@ impl Driver {
     /// be the first plaintext we receive.
     pub(crate) fn new(
         shared: Arc<Shared>,
-        receiver: NoiseReceiver,
+        (sender, receiver): (NoiseSender, NoiseReceiver),
         leftover: (BytesMut, BytesMut),
         muxer_confirmation: Option<Dialer>,
         close_grace: std::time::Duration,
@@ -89,6 +97,7 @@ impl Driver {
         Self {
             shared,
             receiver,
+            writer: Writer::new(sender),
             feed_pending: !read_buf.is_empty() || !plain_in.is_empty(),
             decrypted: Vec::new(),
             read_bufs: ReadBuffers::new(read_buf),
@@ -96,10 +105,12 @@ impl Driver {
             muxer_confirmation,
             timer: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             timer_deadline: None,
+            timer_registered: false,
             close_deadline: None,
-            flush_pending: false,
             linger_deadline: None,
             provoked: 0,
+            last_read_woke: 0,
+            woke: 0,
             close_grace,
         }
     }
@@ -147,6 +158,9 @@ impl Driver {
             total += n;
             self.decrypt_and_feed(false)?;
         }
+        if total > 0 {
+            self.last_read_woke = std::mem::take(&mut self.woke);
+        }
         Ok(total > 0)
     }
 
@@ -193,6 +207,7 @@ impl Driver {
         let mut to_wake = ToWake::default();
         dispatch_events(&mut state, &mut to_wake);
         drop(state);
+        self.woke += to_wake.len();
         to_wake.wake();
         result.map_err(|e| self.yamux_error(e))
     }
@@ -228,29 +243,14 @@ impl Driver {
         }
     }
 
-    /// Sends what the session has queued until the socket is full, and if it is full,
-    /// registers for writability. Sets `flush_pending` while ciphertext waits.
+    /// Sends what the session has queued (see [`Writer::poll_send`]), batching the writes
+    /// of the tasks the last read woke when there were several. Once everything is out,
+    /// the answers the peer provoked are gone too.
     fn poll_socket_write(&mut self, cx: &mut Context<'_>) -> Result<(), ConnectionError> {
-        for _ in 0..ROUNDS_PER_POLL {
-            if self.shared.flush()? == Flush::Done {
-                self.flush_pending = false;
-                self.provoked = 0;
-                return Ok(());
-            }
-            self.flush_pending = true;
-            match self.shared.socket.poll_write_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(Err(e)) => {
-                    return Err(ConnectionError::Io {
-                        peer: self.peer(),
-                        reason: e.to_string(),
-                    })
-                }
-                // Stale readiness: the next `try_write` clears it or makes progress.
-                Poll::Ready(Ok(())) => {}
-            }
+        let batch = self.last_read_woke > 1;
+        if self.writer.poll_send(&self.shared, cx, batch)? == Sent::All {
+            self.provoked = 0;
         }
-        cx.waker().wake_by_ref();
         Ok(())
     }
 
@@ -266,13 +266,18 @@ impl Driver {
         };
         if deadline != self.timer_deadline {
             self.timer_deadline = deadline;
+            self.timer_registered = false;
             if let Some(at) = deadline {
                 self.timer
                     .as_mut()
                     .reset(tokio::time::Instant::from_std(at));
             }
         }
-        if self.timer_deadline.is_none() || self.timer.as_mut().poll(cx).is_pending() {
+        if self.timer_deadline.is_none() || (self.timer_registered && !self.timer.is_elapsed()) {
+            return Ok(false);
+        }
+        self.timer_registered = true;
+        if self.timer.as_mut().poll(cx).is_pending() {
             return Ok(false);
         }
         self.timer_deadline = None;
@@ -291,20 +296,19 @@ impl Driver {
     /// GoAway received (after it no new stream of the peer can be on its way), or the grace
     /// is over; and everything flushed.
     fn ready_to_half_close(&mut self) -> bool {
-        let mut state = self.shared.lock();
-        if !state.closing || self.linger_deadline.is_some() {
-            return false;
-        }
+        // `close_deadline` is set once a local close was noticed.
         let Some(deadline) = self.close_deadline else {
             return false;
         };
+        if self.linger_deadline.is_some() {
+            return false;
+        }
+        let mut state = self.shared.lock();
         // Streams we dropped and only the peer may still send on do not hold the close up:
         // everything we wrote on them is out with our FIN.
         let open = state.session.num_streams() - state.session.num_lingering();
         let quiet = open == 0 && state.session.remote_go_away().is_some();
-        (quiet || Instant::now() >= deadline)
-            && state.session.outgoing().is_empty()
-            && !self.flush_pending
+        (quiet || Instant::now() >= deadline) && state.queued() == 0 && !self.writer.has_backlog()
     }
 
     /// Sends our FIN and starts lingering for the peer's: dropping a socket with unread
@@ -343,6 +347,7 @@ impl Driver {
         }
         if self.timer_deadline != Some(deadline) {
             self.timer_deadline = Some(deadline);
+            self.timer_registered = false;
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
@@ -350,19 +355,25 @@ impl Driver {
         self.timer.as_mut().poll(cx).is_ready()
     }
 
-    fn register_waker(&self, cx: &mut Context<'_>) {
+    /// Registers this poll's waker and notices a local close (`close()` wakes the driver,
+    /// so once per poll is enough).
+    fn register_waker(&mut self, cx: &mut Context<'_>) {
         let mut state = self.shared.lock();
         match &state.driver_waker {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.driver_waker = Some(cx.waker().clone()),
+            _ => {
+                state.driver_waker = Some(cx.waker().clone());
+                // The timer holds the old waker.
+                self.timer_registered = false;
+            }
+        }
+        if self.close_deadline.is_none() && state.closing {
+            // Armed before `poll_timer` runs, so the timer wakes us when the grace ends.
+            self.close_deadline = Some(Instant::now() + self.close_grace);
         }
     }
 
     fn poll_round(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
-        if self.close_deadline.is_none() && self.shared.lock().closing {
-            // Arm the grace timer before `poll_timer` so it wakes us when the grace ends.
-            self.close_deadline = Some(Instant::now() + self.close_grace);
-        }
         let read = self.poll_socket_read(cx)?;
         self.poll_socket_write(cx)?;
         let fired = self.poll_timer(cx)?;
@@ -370,8 +381,8 @@ impl Driver {
     }
 
     /// Best effort: push out whatever is queued (a GoAway after an error) without waiting.
-    fn flush_now(&mut self) {
-        let _ = self.shared.flush();
+    fn flush_now(&mut self, cx: &mut Context<'_>) {
+        let _ = self.writer.poll_send(&self.shared, cx, false);
     }
 }
 
@@ -443,6 +454,7 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.register_waker(cx);
+        this.writer.begin_poll();
         if this.linger_deadline.is_some() {
             if this.poll_linger(cx) {
                 this.shared.shutdown(std::net::Shutdown::Both);
@@ -461,7 +473,7 @@ impl Future for Driver {
                         other => other,
                     };
                     tracing::debug!(peer = %this.peer(), %error, "connection ended");
-                    this.flush_now();
+                    this.flush_now(cx);
                     this.shared.fail(error);
                     return Poll::Ready(());
                 }

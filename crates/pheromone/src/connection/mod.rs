@@ -3,26 +3,28 @@
 //! A [`Connection`] is a cloneable handle; the link itself is driven by one task
 //! (`driver.rs`) that reads the socket, opens Noise frames and feeds the yamux
 //! [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
-//! through a std mutex that is never held across an `.await`. Writes are sealed where
-//! they are made: a small write is queued in the session and flushed (by the writer, or
-//! by the driver once idle), a large one is sealed straight from the caller's buffer when
-//! the socket's writer is free (`shared.rs` and `cork.rs` have the lock discipline).
+//! through one std mutex that is never held across an `.await`. A stream write copies into
+//! the session's outgoing buffer — the connection's bounded send queue — and wakes the
+//! driver, the connection's only writer, which lets the other ready tasks queue theirs,
+//! then encrypts the lot and writes it in one system call (`writer.rs` says how, and
+//! states the lock discipline).
 //!
 //! This module negotiates nothing and knows no protocols; [`crate::upgrade`] builds
 //! connections and [`crate::negotiate`] picks a protocol per stream.
 
-mod cork;
 pub(crate) mod driver;
 mod read_buffers;
 mod send_buffer;
 mod shared;
 mod socket;
 mod stream;
+mod writer;
+
+#[cfg(test)]
+mod tests;
 
 pub(crate) use stream::Reuse;
 pub use stream::Stream;
-
-pub(crate) use cork::Corked;
 
 use pheromone_core::identity::{PeerId, PublicKey};
 pub use pheromone_core::noise::TransportCipher;
@@ -165,9 +167,10 @@ pub struct ConnectionConfig {
     pub yamux: pheromone_core::yamux::Config,
     /// How long [`Connection::close`] waits for open streams to finish before dropping them.
     pub close_grace: Duration,
-    /// Plaintext bytes queued for the socket above which stream writes wait; writes of
-    /// 16 KiB or more also wait while this much ciphertext waits for the socket. Bounds
-    /// memory per connection when the socket is slower than the writers.
+    /// Most plaintext bytes the connection's send queue holds: a stream write takes what
+    /// fits below this mark and waits while nothing does. Bounds memory per connection when
+    /// the socket is slower than the writers (at most this much plaintext queued plus about
+    /// as much ciphertext waiting for the socket).
     pub send_buffer_high_water: usize,
     /// Offer AES-256-GCM for the Noise transport phase. It is used only when the remote
     /// offers it too — other pheromone nodes, never libp2p peers, which keep the spec's
@@ -251,24 +254,11 @@ impl Connection {
         Ok(Stream::new(id, self.shared.clone()))
     }
 
-    /// Waits for the next inbound stream; an error once the connection is closed.
+    /// Waits for the next inbound stream; an error once the connection is closed. Its ACK
+    /// leaves with what the stream's handler writes in the same scheduling round.
     pub async fn accept_stream(&self) -> Result<Stream, ConnectionError> {
-        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx, true)).await?;
+        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx)).await?;
         Ok(Stream::new(id, self.shared.clone()))
-    }
-
-    /// Waits for the next inbound stream without prompting the driver to send its ACK:
-    /// for a caller that polls the stream inside [`Connection::cork`] right away, so the
-    /// ACK leaves with the stream's first answer.
-    pub(crate) async fn accept_stream_quietly(&self) -> Result<Stream, ConnectionError> {
-        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx, false)).await?;
-        Ok(Stream::new(id, self.shared.clone()))
-    }
-
-    /// Runs `future` so that its first poll writes to this connection's socket at most
-    /// once, at the end of that poll (see `cork.rs`).
-    pub(crate) fn cork<F: std::future::Future>(&self, future: F) -> Corked<F> {
-        Corked::new(self.shared.clone(), future)
     }
 
     /// Whether the connection is closed or closing.

@@ -1,28 +1,18 @@
-//! The state a connection's driver and its streams share: the yamux session and the wakers
-//! of everything waiting on it.
+//! The state a connection's driver and its streams share: the yamux session (whose
+//! outgoing buffer is the connection's send queue) and the wakers of everything waiting on
+//! it.
 //!
-//! Every method takes the lock for a few non-blocking steps and releases it before waking
-//! anyone; nothing here awaits. Errors are stored once (`closed`) and handed to every later
-//! caller, so a stream learns why its connection died.
-//!
-//! Sending is write-through: whoever queued bytes in the session (a stream's write, a read
-//! that returns window, the driver) encrypts and writes them to the socket at once if the
-//! writer lock is free and the socket takes them, so a request costs no wake-up of the
-//! driver task. Only when the socket is full, or another task holds the writer, is the
-//! driver woken to finish the job. A large stream write goes one step further: only its
-//! frame header is queued, and its body is sealed straight from the caller's buffer, so
-//! the body is read once, by the cipher ([`Shared::send_through`]). Lock order: `writer`
-//! before `state`.
+//! Every method takes the one lock for a few non-blocking steps and releases it before
+//! waking anyone; nothing here awaits, encrypts or touches the socket. Errors are stored
+//! once (`closed`) and handed to every later caller, so a stream learns why its connection
+//! died. How queued bytes reach the socket, and the lock discipline, are in `writer.rs`.
 
-use super::send_buffer::SendBuffer;
 use super::socket::Socket;
 use super::ConnectionError;
-use bytes::BytesMut;
+use bytes::Bytes;
 use pheromone_core::identity::PeerId;
-use pheromone_core::noise::{encrypted_len, NoiseSender};
 use pheromone_core::yamux::{self, Session, StreamId};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -41,8 +31,22 @@ pub(super) struct State {
     pub(super) session: Session,
     /// foldhash (seeded per process): looked up on every read and write.
     pub(super) wakers: HashMap<StreamId, StreamWakers, foldhash::fast::RandomState>,
-    /// Writers parked because the outgoing buffer is above the high-water mark.
+    /// Writers parked because the send queue (the session's outgoing buffer) is at the
+    /// high-water mark or their share of it is used; woken, oldest first, when the driver
+    /// takes the queue.
     pub(super) parked_writers: Vec<Waker>,
+    /// How many times the driver has taken the queue: a stream's share of the queue counts
+    /// from the last take (see `stream::allowance`).
+    pub(super) takes: u64,
+    /// Owned data frame bodies handed over by `Stream::poll_write_owned`, each with the
+    /// position in the session's outgoing buffer right after its frame header: the writer
+    /// seals them in place there, so they are not copied into the queue.
+    pub(super) bodies: VecDeque<(usize, Bytes)>,
+    /// Bytes in `bodies`.
+    pub(super) body_bytes: usize,
+    /// Bytes were queued by a task other than the driver and the driver was woken to send
+    /// them; cleared by the driver when it takes the queue. Later writers only append.
+    pub(super) send_requested: bool,
     pub(super) accept_waker: Option<Waker>,
     pub(super) driver_waker: Option<Waker>,
     pub(super) close_wakers: Vec<Waker>,
@@ -58,35 +62,15 @@ pub(super) struct State {
     pub(super) streams_total: u64,
 }
 
-/// The sending half: the Noise sender and the ciphertext not yet taken by the socket.
-pub(super) struct Writer {
-    sender: NoiseSender,
-    /// Ciphertext waiting for the socket (sealed straight into it).
-    buf: SendBuffer,
-    /// The plaintext buffer swapped with the session's outgoing one, so neither reallocates.
-    spare: BytesMut,
-}
-
-/// What a flush achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Flush {
-    /// Everything queued is in the socket.
-    Done,
-    /// The socket is full; the driver must wait for it to become writable.
-    Blocked,
-}
-
 /// The shared half of a connection.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    writer: Mutex<Writer>,
+    /// Read and written only by the driver (its `Writer`); shared so that a shutdown can
+    /// reach it from anywhere.
     pub(super) socket: Socket,
     pub(super) peer: PeerId,
+    /// Most plaintext the send queue holds before stream writes park.
     pub(super) high_water: usize,
-    /// Ciphertext waiting in the writer: its length, readable without the writer lock.
-    backlog: AtomicUsize,
-    /// A writer parked on `parked_writers` until `backlog` falls below `high_water`.
-    backlog_waiters: AtomicBool,
     /// The protocols the peer listed in identify, once known: proposals of these may carry
     /// data before the peer's confirmation (see `Stream`'s negotiation gate).
     remote_protocols: Mutex<Option<Arc<[String]>>>,
@@ -108,6 +92,11 @@ impl ToWake {
         }
     }
 
+    /// How many wakers were collected.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(super) fn wake(self) {
         for w in self.0 {
             w.wake();
@@ -116,25 +105,18 @@ impl ToWake {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        session: Session,
-        socket: Socket,
-        sender: NoiseSender,
-        peer: PeerId,
-        high_water: usize,
-    ) -> Self {
+    pub(crate) fn new(session: Session, socket: Socket, peer: PeerId, high_water: usize) -> Self {
         Self {
-            writer: Mutex::new(Writer {
-                sender,
-                buf: SendBuffer::with_capacity(256 * 1024),
-                spare: BytesMut::with_capacity(256 * 1024),
-            }),
             socket,
             remote_protocols: Mutex::new(None),
             state: Mutex::new(State {
                 session,
                 wakers: HashMap::default(),
                 parked_writers: Vec::new(),
+                takes: 0,
+                bodies: VecDeque::new(),
+                body_bytes: 0,
+                send_requested: false,
                 accept_waker: None,
                 driver_waker: None,
                 close_wakers: Vec::new(),
@@ -146,8 +128,6 @@ impl Shared {
             }),
             peer,
             high_water,
-            backlog: AtomicUsize::new(0),
-            backlog_waiters: AtomicBool::new(false),
             traffic: crate::metrics::Traffic::default(),
             counters: std::sync::OnceLock::new(),
         }
@@ -159,158 +139,23 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Encrypts what the session has queued and writes what the socket takes without
-    /// blocking. Callers hold the writer; see [`Shared::flush_or_wake`] for the usual entry.
-    pub(super) fn flush_locked(&self, writer: &mut Writer) -> Result<Flush, ConnectionError> {
-        loop {
-            if writer.buf.is_empty() && !self.take_outgoing(writer)? {
-                return Ok(Flush::Done);
-            }
-            match self.socket.try_write(writer.buf.pending()) {
-                Ok(0) => return Err(ConnectionError::ClosedByRemote { peer: self.peer }),
-                Ok(n) => {
-                    writer.buf.advance(n);
-                    self.note_backlog(writer);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
-                Err(e) => {
-                    return Err(ConnectionError::Io {
-                        peer: self.peer,
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        }
-    }
-
-    /// Moves the session's outgoing plaintext into the writer as ciphertext; false when
-    /// there was nothing to move.
-    fn take_outgoing(&self, writer: &mut Writer) -> Result<bool, ConnectionError> {
-        let mut state = self.lock();
-        if state.session.outgoing().is_empty() {
-            return Ok(false);
-        }
-        self.seal_outgoing(state, writer, &[])?;
-        Ok(true)
-    }
-
-    /// Seals what the session queued, then `body`, into the writer's buffer; releases the
-    /// state lock first (sealing takes the time, and the writer lock keeps the order).
-    fn seal_outgoing(
-        &self,
-        mut state: MutexGuard<'_, State>,
-        writer: &mut Writer,
-        body: &[u8],
-    ) -> Result<(), ConnectionError> {
-        let mut to_wake = ToWake::default();
-        std::mem::swap(state.session.outgoing(), &mut writer.spare);
-        for w in state.parked_writers.drain(..) {
-            to_wake.push(Some(w));
-        }
-        drop(state);
-        to_wake.wake();
-        let Writer { sender, buf, spare } = writer;
-        let result = buf.append_with(encrypted_len(spare.len() + body.len()), |room| {
-            sender.encrypt_pair_into(spare, body, room)
-        });
-        spare.clear();
-        self.note_backlog(writer);
-        result.map(|_| ()).map_err(|e| ConnectionError::Noise {
-            peer: self.peer,
-            reason: e.to_string(),
-        })
-    }
-
-    /// The writer, if no one else holds it: then a large write may be sealed straight
-    /// from the caller's buffer ([`Shared::send_through`]).
-    pub(super) fn try_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(writer) => Some(writer),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
-    }
-
-    /// Whether the ciphertext waiting for the socket is above the high-water mark; if so,
-    /// the writers the caller parks on `parked_writers` (holding the state lock from this
-    /// call until then) are woken once it falls below. Large writes wait for that rather
-    /// than be copied into the session's queue behind a full socket, where the copy would
-    /// only wait to be sealed.
-    pub(super) fn over_backlog(&self) -> bool {
-        if self.backlog.load(Ordering::SeqCst) < self.high_water {
-            return false;
-        }
-        self.backlog_waiters.store(true, Ordering::SeqCst);
-        // Checked again after announcing the wait: a flush that drained the backlog before
-        // it saw the announcement has lowered the count, and the caller goes on instead.
-        self.backlog.load(Ordering::SeqCst) >= self.high_water
-    }
-
-    /// Records the writer's backlog and wakes writers waiting for it to fall.
-    fn note_backlog(&self, writer: &Writer) {
-        let backlog = writer.buf.pending().len();
-        self.backlog.store(backlog, Ordering::SeqCst);
-        if backlog < self.high_water && self.backlog_waiters.swap(false, Ordering::SeqCst) {
-            let parked = std::mem::take(&mut self.lock().parked_writers);
-            for w in parked {
-                w.wake();
-            }
-        }
-    }
-
-    /// Sends a data frame whose header the session just queued
-    /// ([`Session::write_header`](pheromone_core::yamux::Session::write_header)) with
-    /// `body` sealed straight from the caller's buffer: the body is read once, by the
-    /// cipher, instead of being copied into the session's queue first. Writes the socket
-    /// at once unless the connection is corked; the driver finishes what the socket does
-    /// not take.
-    pub(super) fn send_through(
-        &self,
-        state: MutexGuard<'_, State>,
-        mut writer: MutexGuard<'_, Writer>,
-        body: &[u8],
-    ) -> Result<(), ConnectionError> {
-        if let Err(e) = self.seal_outgoing(state, &mut writer, body) {
-            drop(writer);
-            self.fail(e.clone());
-            return Err(e);
-        }
-        if super::cork::defer_flush(self) {
-            return Ok(());
-        }
-        let flushed = matches!(self.flush_locked(&mut writer), Ok(Flush::Done));
-        drop(writer);
-        if !flushed {
-            self.wake_driver();
-        }
-        Ok(())
-    }
-
-    /// The driver's flush: waits for the writer lock (held only for non-blocking steps).
-    pub(super) fn flush(&self) -> Result<Flush, ConnectionError> {
-        let mut writer = self.lock_writer();
-        self.flush_locked(&mut writer)
-    }
-
-    /// Sends what was just queued from the caller's task if it can be done at once, and
-    /// otherwise wakes the driver to do it.
-    pub(super) fn flush_or_wake(&self) {
-        if super::cork::defer_flush(self) {
+    /// Releases the lock after the caller queued bytes in the session, and has the driver
+    /// send them: wakes it unless a wake-up for queued bytes is already on its way (the
+    /// driver then takes these with the rest). See `writer.rs`.
+    pub(super) fn send_queued(&self, mut state: MutexGuard<'_, State>) {
+        if state.send_requested {
             return;
         }
-        let flushed = match self.writer.try_lock() {
-            Ok(mut writer) => matches!(self.flush_locked(&mut writer), Ok(Flush::Done)),
-            Err(_) => false,
-        };
-        if !flushed {
-            self.wake_driver();
+        state.send_requested = true;
+        let driver = state.driver_waker.clone();
+        drop(state);
+        if let Some(w) = driver {
+            w.wake();
         }
     }
 
+    /// Wakes the driver for something other than queued bytes (a close to carry out, a
+    /// timer to re-arm).
     pub(super) fn wake_driver(&self) {
         let driver = self.lock().driver_waker.clone();
         if let Some(w) = driver {
@@ -353,22 +198,17 @@ impl Shared {
         }
     }
 
-    /// The next inbound stream. Accepting queues its ACK; `send_ack` has the driver send
-    /// it now, otherwise it leaves with the stream's first flush.
+    /// The next inbound stream. Accepting queues its ACK, which leaves with whatever the
+    /// stream's handler writes in the same scheduling round (see `writer.rs`).
     pub(super) fn poll_accept(
         &self,
         cx: &mut Context<'_>,
-        send_ack: bool,
     ) -> Poll<Result<StreamId, ConnectionError>> {
         let mut state = self.lock();
         if let Some(id) = state.session.accept_stream() {
             state.wakers.insert(id, StreamWakers::default());
             state.streams_total += 1;
-            let driver = state.driver_waker.clone().filter(|_| send_ack);
-            drop(state);
-            if let Some(w) = driver {
-                w.wake();
-            }
+            self.send_queued(state);
             return Poll::Ready(Ok(id));
         }
         if let Some(e) = &state.closed {
@@ -503,6 +343,10 @@ impl Shared {
         for w in state.parked_writers.drain(..) {
             to_wake.push(Some(w));
         }
+        // Nothing more is sent: let go of the chunks (often another connection's receive
+        // buffers).
+        state.bodies.clear();
+        state.body_bytes = 0;
         to_wake.push(state.accept_waker.take());
         for w in state.close_wakers.drain(..) {
             to_wake.push(Some(w));
@@ -514,6 +358,12 @@ impl Shared {
 }
 
 impl State {
+    /// Bytes waiting in the send queue: the session's outgoing buffer and the owned bodies
+    /// beside it.
+    pub(super) fn queued(&mut self) -> usize {
+        self.session.outgoing().len() + self.body_bytes
+    }
+
     pub(super) fn is_going_away(&self) -> bool {
         self.closed.is_some()
             || self.closing

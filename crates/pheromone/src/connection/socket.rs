@@ -3,8 +3,8 @@
 //!
 //! The driver speaks to both through the readiness interface tokio's `TcpStream` offers
 //! (`poll_read_ready` / `try_read`, `poll_write_ready` / `try_write`, `shutdown`), callable
-//! through a shared reference, so the write-through sending of [`super::shared`] works the
-//! same over a circuit. The handshake in [`crate::upgrade`] uses the `AsyncRead` /
+//! through a shared reference, so the driver's sending half (`writer.rs`) works the same
+//! over a circuit. The handshake in [`crate::upgrade`] uses the `AsyncRead` /
 //! `AsyncWrite` side. This file only adapts; it frames and encrypts nothing.
 
 use super::stream::Stream;

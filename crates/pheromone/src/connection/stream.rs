@@ -1,12 +1,11 @@
 //! One yamux stream as a tokio `AsyncRead + AsyncWrite`.
 //!
 //! Reads take `Bytes` chunks out of the session and keep the unread rest locally, so the
-//! lock is taken once per chunk, not per caller buffer. Small writes copy into the session's
-//! outgoing buffer and send it (or wake the driver); a large write whose connection writer
-//! is free is sealed straight from the caller's buffer, with only its frame header queued.
-//! Writes wait when the send window is exhausted or the connection's outgoing buffer is
-//! above its high-water mark; large ones also while more than that much ciphertext waits
-//! for the socket. A lazy protocol proposal the peer is not known to support holds the
+//! lock is taken once per chunk, not per caller buffer. Writes copy into the connection's
+//! send queue (the session's outgoing buffer) and leave it to the driver to send (see
+//! `writer.rs`); they wait when the send window is exhausted or the queue is at its
+//! high-water mark. An owned chunk (`poll_write_owned`) of 16 KiB or more is not copied:
+//! the writer seals it in place. A lazy protocol proposal the peer is not known to support holds the
 //! first write back until the peer confirmed it. Dropping a stream tells the session, which
 //! closes it with FIN (never a reset: that would destroy what we wrote).
 
@@ -15,7 +14,7 @@ use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
 use pheromone_core::multistream::Dialer;
-use pheromone_core::yamux::{ReadOutcome, StreamId, StreamState};
+use pheromone_core::yamux::{CopyOutcome, ReadOutcome, StreamId, StreamState};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -23,10 +22,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Writes of at least this many bytes are sealed straight from the caller's buffer when
-/// the connection's writer is free; smaller ones are copied into the session's queue,
-/// where several coalesce into one frame and one system call.
-const WRITE_THROUGH_MIN: usize = 16 * 1024;
+/// Owned chunks of at least this many bytes are sealed in place by the writer
+/// ([`Stream::poll_write_owned`]); smaller ones are copied into the send queue, where they
+/// share Noise frames with the rest.
+const OWNED_MIN: usize = 16 * 1024;
 
 /// What a stream kept between exchanges can do next (see [`Stream::reuse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +55,9 @@ pub struct Stream {
     prefix: Option<Bytes>,
     /// Its protocol's counters, once negotiated (see [`Stream::set_protocol`]).
     meter: Option<Arc<crate::metrics::ProtocolCounters>>,
+    /// The queue take (`State::takes`) this stream last wrote after, and the bytes it has
+    /// queued since: its share of the send queue (see [`allowance`]).
+    queued_since_take: (u64, usize),
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
@@ -90,6 +92,7 @@ impl Stream {
             refused: None,
             prefix: None,
             meter: None,
+            queued_since_take: (0, 0),
         }
     }
 
@@ -173,22 +176,11 @@ impl Stream {
         }
     }
 
-    /// Runs `f` with this stream's connection corked: the writes `f` makes to any stream of
-    /// that connection leave together, in one encryption and one socket write, when `f`
-    /// returns (see `cork.rs`).
-    pub(crate) fn corked<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
-        super::cork::with_cork(shared, f)
-    }
-
-    /// The connection state this stream writes to, for [`Stream::corked`].
-    pub(crate) fn connection_shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
-        self.shared.lock().session.reset(self.id);
-        self.shared.flush_or_wake();
+        let mut state = self.shared.lock();
+        state.session.reset(self.id);
+        self.shared.send_queued(state);
     }
 
     /// Queues `bytes` to go out in front of the first write (a lazy protocol proposal).
@@ -201,8 +193,9 @@ impl Stream {
         let Some(prefix) = self.prefix.take() else {
             return Ok(());
         };
-        queue_prefix(&mut self.shared.lock().session, self.id, &prefix)?;
-        self.shared.flush_or_wake();
+        let mut state = self.shared.lock();
+        queue_prefix(&mut state.session, self.id, &prefix)?;
+        self.shared.send_queued(state);
         Ok(())
     }
 
@@ -359,8 +352,9 @@ impl Stream {
             return Poll::Ready(Ok(None));
         }
         let mut state = self.shared.lock();
+        let queued = state.session.outgoing().len();
         let outcome = state.session.read(self.id);
-        let window_update = !state.session.outgoing().is_empty();
+        let window_update = state.session.outgoing().len() > queued;
         let result = match outcome {
             Ok(ReadOutcome::Data(bytes)) => {
                 self.count_in(bytes.len());
@@ -382,14 +376,13 @@ impl Stream {
             },
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
         };
-        drop(state);
         if window_update {
-            self.shared.flush_or_wake();
+            self.shared.send_queued(state);
         }
         result
     }
 
-    /// Waits until a write may make progress: the connection's outgoing buffer is below its
+    /// Waits until a write may make progress: the connection's send queue is below its
     /// high-water mark and the stream has send window. Used where the stream stands in for
     /// a socket (a relayed circuit).
     pub(super) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -398,10 +391,19 @@ impl Stream {
             drop(state);
             return Poll::Ready(Err(self.closed_error()));
         }
-        if state.session.outgoing().len() >= self.shared.high_water || self.shared.over_backlog() {
+        // A circuit writes bulk (the inner connection's ciphertext): ready once a bulk
+        // write may queue something, as `poll_write` decides.
+        let bulk = self.shared.high_water;
+        if allowance(
+            &mut self.queued_since_take,
+            bulk,
+            self.shared.high_water,
+            &mut state,
+        ) == 0
+        {
             state.parked_writers.push(cx.waker().clone());
-            drop(state);
-            self.shared.wake_driver();
+            // The next take of the queue wakes us; make sure the driver is on it.
+            self.shared.send_queued(state);
             return Poll::Pending;
         }
         match state.session.send_window(self.id) {
@@ -416,6 +418,73 @@ impl Stream {
         }
     }
 
+    /// Writes the front of `chunk`, an owned buffer, and advances it past what was taken.
+    /// A large chunk is not copied into the send queue: the queue gets its frame header
+    /// and the writer seals the body straight from the chunk (a relay's splice passes the
+    /// chunks it received on this way). Small ones are copied as by `poll_write`, where
+    /// they share frames with the rest. Waits and fails as `poll_write` does.
+    pub(crate) fn poll_write_owned(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        if chunk.len() < OWNED_MIN {
+            let n = std::task::ready!(Pin::new(&mut *self).poll_write(cx, chunk))?;
+            chunk.advance(n);
+            return Poll::Ready(Ok(n));
+        }
+        match self.poll_write_gate(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let mut state = self.shared.lock();
+        if state.closed.is_some() {
+            drop(state);
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        let room = allowance(
+            &mut self.queued_since_take,
+            chunk.len(),
+            self.shared.high_water,
+            &mut state,
+        );
+        if room == 0 {
+            state.parked_writers.push(cx.waker().clone());
+            self.shared.send_queued(state);
+            return Poll::Pending;
+        }
+        let mut queued = false;
+        if let Some(prefix) = self.prefix.take() {
+            if let Err(e) = queue_prefix(&mut state.session, self.id, &prefix) {
+                return Poll::Ready(Err(e));
+            }
+            queued = true;
+        }
+        let result = match state.session.write_header(self.id, chunk.len().min(room)) {
+            Ok(0) => {
+                if let Some(w) = state.wakers.get_mut(&self.id) {
+                    w.writer = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Ok(n) => {
+                // The body goes right behind the header just queued.
+                let at = state.session.outgoing().len();
+                state.bodies.push_back((at, chunk.split_to(n)));
+                state.body_bytes += n;
+                self.queued_since_take.1 += n;
+                queued = true;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        };
+        if queued {
+            self.shared.send_queued(state);
+        }
+        result
+    }
+
     fn closed_error(&self) -> io::Error {
         match &self.shared.lock().closed {
             Some(e) => e.clone().into(),
@@ -425,6 +494,32 @@ impl Stream {
             .into(),
         }
     }
+}
+
+/// How many bytes a stream may queue now, for a write of `len` bytes. The send queue holds
+/// at most the high-water mark. A stream that has queued little since the driver last took
+/// the queue (a request, an answer: at most a sixteenth of the mark, this write included)
+/// may fill it to the brim. Beyond that — a bulk transfer — it may fill it only to three
+/// quarters, and queue at most half the mark between two takes. So a bulk stream never
+/// locks the short writes of the others out, and bulk streams take turns.
+/// `queued_since_take` is the stream's record of the take it last wrote after and what it
+/// queued since.
+fn allowance(
+    queued_since_take: &mut (u64, usize),
+    len: usize,
+    high_water: usize,
+    state: &mut super::shared::State,
+) -> usize {
+    let room = high_water.saturating_sub(state.queued());
+    if queued_since_take.0 != state.takes {
+        *queued_since_take = (state.takes, 0);
+    }
+    let used = queued_since_take.1;
+    if used + len <= high_water / 16 {
+        return room;
+    }
+    let share = (high_water / 2).saturating_sub(used);
+    room.saturating_sub(high_water / 4).min(share)
 }
 
 /// What reads and writes report after the negotiation failed (the first report carries the
@@ -461,20 +556,87 @@ impl AsyncRead for Stream {
         let this = self.get_mut();
         // The caller's buffer may arrive partly filled (tokio's `read_to_end` does this).
         let filled_at_entry = buf.filled().len();
-        while buf.remaining() > 0 {
-            if this.unread.is_empty() {
-                match this.poll_chunk(cx) {
-                    Poll::Ready(Ok(Some(chunk))) => this.unread = chunk,
-                    Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    // Something was read already: return it rather than wait for more.
-                    Poll::Pending if buf.filled().len() == filled_at_entry => return Poll::Pending,
-                    Poll::Pending => return Poll::Ready(Ok(())),
-                }
-            }
+        if !this.unread.is_empty() {
             let n = this.unread.len().min(buf.remaining());
             buf.put_slice(&this.unread[..n]);
             this.unread.advance(n);
+        }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let result =
+            if this.refused.is_some() || this.confirmation.is_some() || this.prefix.is_some() {
+                // A negotiation to finish or report first: read it chunk by chunk.
+                this.poll_read_chunks(cx, buf)
+            } else {
+                this.poll_copy(cx, buf)
+            };
+        match result {
+            // Something was read already: return it rather than wait for more.
+            Poll::Pending if buf.filled().len() != filled_at_entry => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+impl Stream {
+    /// Copies what the session holds for this stream straight into `buf` (no `Bytes` per
+    /// chunk, no allocation), under one lock.
+    fn poll_copy(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.eof {
+            return Poll::Ready(Ok(()));
+        }
+        let mut state = self.shared.lock();
+        let queued = state.session.outgoing().len();
+        let outcome = state
+            .session
+            .read_copy(self.id, buf.remaining(), |bytes| buf.put_slice(bytes));
+        let window_update = state.session.outgoing().len() > queued;
+        let result = match outcome {
+            Ok(CopyOutcome::Copied(n)) => {
+                self.count_in(n);
+                Poll::Ready(Ok(()))
+            }
+            Ok(CopyOutcome::Eof) => {
+                self.eof = true;
+                Poll::Ready(Ok(()))
+            }
+            Ok(CopyOutcome::Pending) => match &state.closed {
+                Some(e) => Poll::Ready(Err(e.clone().into())),
+                None => {
+                    if let Some(w) = state.wakers.get_mut(&self.id) {
+                        w.reader = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            },
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
+        };
+        if window_update {
+            self.shared.send_queued(state);
+        }
+        result
+    }
+
+    /// Fills `buf` from chunks while a negotiation is pending or was refused (the chunk
+    /// path checks the confirmation and reports a refusal).
+    fn poll_read_chunks(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        while buf.remaining() > 0 {
+            if self.unread.is_empty() {
+                match self.poll_chunk(cx) {
+                    Poll::Ready(Ok(Some(chunk))) => self.unread = chunk,
+                    Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread[..n]);
+            self.unread.advance(n);
         }
         Poll::Ready(Ok(()))
     }
@@ -492,63 +654,56 @@ impl AsyncWrite for Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let writer = if data.len() >= WRITE_THROUGH_MIN {
-            this.shared.try_writer()
-        } else {
-            None
-        };
         let mut state = this.shared.lock();
         if state.closed.is_some() {
-            drop((state, writer));
+            drop(state);
             return Poll::Ready(Err(this.closed_error()));
         }
-        if state.session.outgoing().len() >= this.shared.high_water
-            || (data.len() >= WRITE_THROUGH_MIN && this.shared.over_backlog())
-        {
+        // The queue is bounded: a write takes what it may ([`allowance`]) and parks while
+        // that is nothing. Taking the queue wakes the parked writers, oldest first.
+        let room = allowance(
+            &mut this.queued_since_take,
+            data.len(),
+            this.shared.high_water,
+            &mut state,
+        );
+        if room == 0 && !data.is_empty() {
             state.parked_writers.push(cx.waker().clone());
-            drop((state, writer));
-            // Whoever drains the queue wakes us; make sure somebody is draining it.
-            this.shared.wake_driver();
+            this.shared.send_queued(state);
             return Poll::Pending;
         }
+        let mut queued = false;
         if let Some(prefix) = this.prefix.take() {
             if let Err(e) = queue_prefix(&mut state.session, this.id, &prefix) {
                 return Poll::Ready(Err(e));
             }
+            queued = true;
         }
-        let written = match writer {
-            Some(_) => state.session.write_header(this.id, data.len()),
-            None => state.session.write(this.id, data),
-        };
-        match written {
+        let result = match state.session.write(this.id, &data[..data.len().min(room)]) {
             Ok(0) if !data.is_empty() => {
+                // The send window is exhausted: the peer's window update wakes us.
                 if let Some(w) = state.wakers.get_mut(&this.id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
-            Ok(n) => match writer {
-                Some(writer) => match this.shared.send_through(state, writer, &data[..n]) {
-                    Ok(()) => {
-                        this.count_out(n);
-                        Poll::Ready(Ok(n))
-                    }
-                    Err(e) => Poll::Ready(Err(e.into())),
-                },
-                None => {
-                    drop(state);
-                    this.count_out(n);
-                    this.shared.flush_or_wake();
-                    Poll::Ready(Ok(n))
-                }
-            },
+            Ok(n) => {
+                queued |= n > 0;
+                this.queued_since_take.1 += n;
+                this.count_out(n);
+                Poll::Ready(Ok(n))
+            }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        };
+        if queued {
+            this.shared.send_queued(state);
         }
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes are sent as they are made (or by the driver when the socket is full); a
-        // pending protocol proposal goes out now.
+        // Every write is already handed to the driver, which sends it once the tasks ready
+        // to run have queued theirs; a pending protocol proposal is handed over now.
         Poll::Ready(self.get_mut().send_prefix())
     }
 
@@ -560,8 +715,9 @@ impl AsyncWrite for Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let result = this.shared.lock().session.close_write(this.id);
-        this.shared.flush_or_wake();
+        let mut state = this.shared.lock();
+        let result = state.session.close_write(this.id);
+        this.shared.send_queued(state);
         match result {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
@@ -574,6 +730,7 @@ impl Drop for Stream {
         let _ = self.send_prefix();
         let mut state = self.shared.lock();
         let timer = state.session.poll_timeout();
+        let queued = state.session.outgoing().len();
         state
             .session
             .drop_stream(std::time::Instant::now(), self.id);
@@ -581,12 +738,12 @@ impl Drop for Stream {
         let rearm = state.session.poll_timeout() != timer;
         state.wakers.remove(&self.id);
         // A closing driver waits for the last stream to go; a stream that ended cleanly
-        // leaves nothing to send, so nothing else would wake it.
-        let closing = state.closing;
-        drop(state);
-        self.shared.flush_or_wake();
-        if closing || rearm {
+        // queues nothing, so nothing else would wake it.
+        if state.closing || rearm {
+            drop(state);
             self.shared.wake_driver();
+        } else if state.session.outgoing().len() > queued {
+            self.shared.send_queued(state);
         }
     }
 }

@@ -16,7 +16,7 @@ impl Endpoint {
         loop {
             let stream = tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
-                s = conn.accept_stream_quietly() => s,
+                s = conn.accept_stream() => s,
             };
             let stream = match stream {
                 Ok(s) => s,
@@ -24,11 +24,8 @@ impl Endpoint {
             };
             let this = self.clone();
             let stream_conn = conn.clone();
-            // Corked: the ACK, the protocol answer and a reply written in the same poll
-            // leave in one frame.
-            let mut serve: futures::future::BoxFuture<'static, ()> = Box::pin(
-                conn.cork(async move { this.handle_inbound_stream(stream_conn, stream).await }),
-            );
+            let mut serve: futures::future::BoxFuture<'static, ()> =
+                Box::pin(async move { this.handle_inbound_stream(stream_conn, stream).await });
             // Most streams (a request whose bytes came with the SYN, answered at once) finish
             // in their first poll: run it here, and give a stream a task of its own only when
             // it has to wait. A spawn per stream would hand every request to the scheduler

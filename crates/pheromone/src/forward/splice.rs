@@ -1,6 +1,9 @@
 //! Splicing a TCP connection and a mesh stream: bytes copied both ways at once, each end's
 //! EOF passed on as a half-close of the other, an error or a cancellation on either side
-//! turned into an abort of both (yamux RST, TCP RST), live byte counters.
+//! turned into an abort of both (yamux RST, TCP RST), live byte counters. From TCP to the
+//! mesh the bytes go through a buffer of ours (the stream copies them into its send queue);
+//! from the mesh to TCP the stream's received chunks are written as they are, without a
+//! copy of ours.
 //!
 //! This module opens nothing and decides nothing about access; its callers hand it two
 //! connected ends.
@@ -8,6 +11,7 @@
 use super::Counters;
 use crate::connection::Stream;
 use crate::node::NodeStream;
+use bytes::{Buf, Bytes};
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -22,21 +26,32 @@ use tokio_util::sync::CancellationToken;
 /// chunk and a TCP write moves many segments; two of these live per spliced connection.
 const BUFFER: usize = 128 * 1024;
 
-/// A mesh stream that can be aborted.
+/// A mesh stream that can be aborted and read chunk by chunk.
 pub(crate) trait MeshStream: AsyncRead + AsyncWrite + Unpin {
     /// Aborts the stream: the peer sees a reset, not an orderly end.
     fn abort(&mut self);
+
+    /// The next received chunk, without copying it; `None` at the end of the stream.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
 }
 
 impl MeshStream for Stream {
     fn abort(&mut self) {
         self.reset();
     }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        self.poll_read_chunk(cx)
+    }
 }
 
 impl MeshStream for NodeStream {
     fn abort(&mut self) {
         self.get_mut().reset();
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        self.get_mut().poll_read_chunk(cx)
     }
 }
 
@@ -69,7 +84,67 @@ pub(crate) enum SpliceEnd {
     Cancelled,
 }
 
-/// One direction's copy state.
+/// The mesh-to-TCP direction: received chunks written to TCP as they are.
+#[derive(Default)]
+struct ChunkPipe {
+    /// The part of the last chunk TCP has not taken yet.
+    pending: Bytes,
+    read_done: bool,
+    need_flush: bool,
+    done: bool,
+}
+
+impl ChunkPipe {
+    /// Moves chunks from `mesh` to `tcp` until the mesh stream ends and `tcp` is shut down,
+    /// or an error (tagged with the side it came from).
+    fn poll_copy<M: MeshStream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mesh: &mut M,
+        tcp: &mut TcpStream,
+        count: &AtomicU64,
+    ) -> Poll<Result<(), (Side, io::Error)>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.pending.is_empty() && !self.read_done {
+                match mesh.poll_chunk(cx) {
+                    Poll::Ready(Ok(Some(chunk))) => self.pending = chunk,
+                    Poll::Ready(Ok(None)) => self.read_done = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err((Side::Mesh, e))),
+                    Poll::Pending => {
+                        if self.need_flush {
+                            ready!(Pin::new(&mut *tcp).poll_flush(cx))
+                                .map_err(|e| (Side::Tcp, e))?;
+                            self.need_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            while !self.pending.is_empty() {
+                let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.pending))
+                    .map_err(|e| (Side::Tcp, e))?;
+                if n == 0 {
+                    return Poll::Ready(Err((Side::Tcp, io::ErrorKind::WriteZero.into())));
+                }
+                self.pending.advance(n);
+                self.need_flush = true;
+                count.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            if self.read_done {
+                // The mesh stream ended: half-close TCP, which goes on carrying the other
+                // direction.
+                ready!(Pin::new(&mut *tcp).poll_shutdown(cx)).map_err(|e| (Side::Tcp, e))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+/// The TCP-to-mesh direction's copy state.
 struct Pipe {
     buf: Box<[u8]>,
     start: usize,
@@ -164,7 +239,7 @@ pub(crate) async fn splice<M: MeshStream>(
     cancel: &CancellationToken,
 ) -> SpliceEnd {
     let mut to_mesh = Pipe::new();
-    let mut to_tcp = Pipe::new();
+    let mut to_tcp = ChunkPipe::default();
     let copy = poll_fn(|cx| {
         let out_done =
             match to_mesh.poll_copy(cx, tcp, Side::Tcp, mesh, Side::Mesh, &counters.bytes_out) {
@@ -172,7 +247,7 @@ pub(crate) async fn splice<M: MeshStream>(
                 Poll::Ready(Ok(())) => true,
                 Poll::Pending => false,
             };
-        match to_tcp.poll_copy(cx, mesh, Side::Mesh, tcp, Side::Tcp, &counters.bytes_in) {
+        match to_tcp.poll_copy(cx, mesh, tcp, &counters.bytes_in) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) if out_done => Poll::Ready(Ok(())),
             _ => Poll::Pending,

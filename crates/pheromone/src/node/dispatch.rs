@@ -62,7 +62,8 @@ impl Inner {
                 max,
             });
         }
-        let slot = self
+        // Held until the call returns.
+        let _slot = self
             .pending_out
             .acquire(peer)
             .ok_or(DispatchError::TooManyPending {
@@ -71,11 +72,7 @@ impl Inner {
             })?;
         let deadline = CallDeadline::after(options.timeout.unwrap_or(self.config.request_timeout));
         match options.mode.unwrap_or(self.config.mode) {
-            ConnectionMode::Long => {
-                let busy = slot.had_others();
-                self.request_long(peer, protocol, &request, deadline, busy)
-                    .await
-            }
+            ConnectionMode::Long => self.request_long(peer, protocol, &request, deadline).await,
             ConnectionMode::Short => {
                 // Boxed: a short call's state (its own connection's) would otherwise
                 // enlarge every long-mode call too.
@@ -103,7 +100,6 @@ impl Inner {
         protocol: &str,
         payload: &[u8],
         deadline: CallDeadline,
-        busy: bool,
     ) -> Result<Option<Bytes>, DispatchError> {
         let max = self.config.max_message_size;
         let mut attempt = 0;
@@ -118,7 +114,6 @@ impl Inner {
                 payload,
                 max_reply: max,
                 deadline: deadline.at,
-                busy,
             };
             let result = reqresp::request_reusing(&conn, streams, call).await;
             match result {

@@ -46,7 +46,6 @@ impl PeerCounter {
         }
         Some(PendingGuard {
             count: self.count.clone(),
-            others: before > 0,
         })
     }
 }
@@ -55,15 +54,6 @@ impl PeerCounter {
 #[derive(Debug)]
 pub(super) struct PendingGuard {
     count: Arc<AtomicUsize>,
-    /// Whether the peer had other requests in flight when this slot was taken.
-    others: bool,
-}
-
-impl PendingGuard {
-    /// Whether the peer had other requests in flight when this slot was taken.
-    pub(super) fn had_others(&self) -> bool {
-        self.others
-    }
 }
 
 impl PendingTable {

@@ -169,12 +169,8 @@ pub(super) async fn request(
     payload: &[u8],
     max_reply: usize,
 ) -> Result<Response, RequestError> {
-    // Corked: the SYN, the proposal, the request and the FIN leave in one frame.
-    conn.cork(async {
-        let (mut stream, mut head) = open(conn, protocol, payload.len())?;
-        exchange(&mut stream, &mut head, payload, max_reply, true).await
-    })
-    .await
+    let (mut stream, mut head) = open(conn, protocol, payload.len())?;
+    exchange(&mut stream, &mut head, payload, max_reply, true).await
 }
 
 /// One request on a long-mode connection.
@@ -183,8 +179,6 @@ pub(super) struct Call<'a> {
     pub(super) payload: &'a [u8],
     pub(super) max_reply: usize,
     pub(super) deadline: tokio::time::Instant,
-    /// Other requests to the same peer are in flight.
-    pub(super) busy: bool,
 }
 
 /// Sends one request on a stream of `conn` kept from an earlier request of the call's
@@ -200,27 +194,18 @@ pub(super) async fn request_reusing(
         payload,
         max_reply,
         deadline,
-        busy,
     } = call;
     if let Some(kept) = streams.take(conn, protocol) {
-        let on_kept = on_kept(kept, payload, max_reply, deadline);
-        // A request on a kept stream is one write. With others in flight, deferring it to
-        // the end of the poll lets it leave in one system call with theirs (c=64: +15 %);
-        // alone, the cork only costs (c=1: about 3 %).
-        let (response, kept) = if busy {
-            conn.cork(on_kept).await?
-        } else {
-            on_kept.await?
-        };
+        let (response, kept) = on_kept(kept, payload, max_reply, deadline).await?;
         if response.status != Status::Reopen {
             return Ok((response, kept));
         }
         // The responder's access rules changed since the stream was negotiated; it did not
         // handle the request. A new stream's negotiation decides.
     }
-    // Corked: a new stream's SYN, proposal and request leave in one frame. Boxed: taken
-    // once per stream, its state would otherwise enlarge every request's future.
-    Box::pin(conn.cork(async {
+    // Boxed: taken once per stream, its state would otherwise enlarge every request's
+    // future.
+    Box::pin(async {
         let (mut stream, mut buf) = open(conn, protocol, payload.len())?;
         let mut timer = ReusableTimer::new(deadline);
         let exchange = exchange(&mut stream, &mut buf, payload, max_reply, false);
@@ -229,7 +214,7 @@ pub(super) async fn request_reusing(
             .await
             .ok_or(RequestError::TimedOut)??;
         Ok((response, RequestStream { stream, timer, buf }))
-    }))
+    })
     .await
 }
 

@@ -2,14 +2,14 @@
 //! have ended.
 //!
 //! One future polls both directions (no task or lock per direction). Chunks move as
-//! `Bytes` from one session's receive buffer into the other's send queue, one copy; the
-//! sink's connection is corked while a direction is polled, so all the chunks that arrived
-//! together leave in one encryption and one system call. An end
+//! `Bytes` from one session's receive buffer to the other's writer, which seals large ones
+//! in place (`Stream::poll_write_owned`): no copy of ours; the sink's connection sends all
+//! the chunks that arrived together in one system call. An end
 //! of stream on one side becomes a half-close on the other; an error on either side, or
 //! more bytes than the circuit's limit, resets both.
 
 use crate::connection::Stream;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,16 +35,9 @@ pub(super) async fn splice(
 ) -> io::Result<()> {
     let (mut ab, mut ba) = (Half::default(), Half::default());
     let mut carried = 0u64;
-    let (a_conn, b_conn) = (a.connection_shared(), b.connection_shared());
     let result = std::future::poll_fn(|cx| {
-        // Each direction moves every chunk that has arrived before its sink's connection
-        // encrypts and writes them, together.
-        let forward = Stream::corked(&b_conn, || {
-            poll_half(&mut a, &mut b, &mut ab, cx, &mut carried, limit, counter)
-        });
-        let backward = Stream::corked(&a_conn, || {
-            poll_half(&mut b, &mut a, &mut ba, cx, &mut carried, limit, counter)
-        });
+        let forward = poll_half(&mut a, &mut b, &mut ab, cx, &mut carried, limit, counter);
+        let backward = poll_half(&mut b, &mut a, &mut ba, cx, &mut carried, limit, counter);
         match (forward, backward) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
@@ -70,8 +63,9 @@ fn poll_half(
 ) -> Poll<io::Result<()>> {
     loop {
         if !half.pending.is_empty() {
-            match Pin::new(&mut *to).poll_write(cx, &half.pending) {
-                Poll::Ready(Ok(n)) => half.pending.advance(n),
+            // Handed over as it is: the sink's writer seals a large chunk in place.
+            match to.poll_write_owned(cx, &mut half.pending) {
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }

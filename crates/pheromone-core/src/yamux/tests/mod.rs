@@ -1,6 +1,7 @@
 //! Sans-IO tests: two sessions wired back to back, bytes moved by hand, time advanced by
 //! hand; plus raw-frame injection for hostile peers.
 
+mod copy;
 mod flow;
 mod hostile;
 mod linger;
