@@ -65,3 +65,9 @@ pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};
 /// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
 /// foldhash, seeded per process, instead of SipHash.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The README's example is compiled as a doctest, so the front page cannot drift from the
+/// API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
