@@ -20,8 +20,10 @@
 mod collector;
 mod histogram;
 mod protocols;
+mod services;
 
-pub use collector::{ExecCollector, ForwardsCollector, NodeCollector};
+pub use collector::NodeCollector;
+pub use services::{ExecCollector, ForwardsCollector};
 
 use crate::connection::{ConnectionInfo, Direction};
 use crate::endpoint::DialError;
