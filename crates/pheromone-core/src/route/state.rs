@@ -23,6 +23,14 @@ pub(super) struct Neighbour {
     pub(super) next_dump: Instant,
 }
 
+/// A request we forwarded toward its destination.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    at: Instant,
+    /// Neighbours that sent it (at most `max_neighbours`).
+    askers: Vec<PeerId>,
+}
+
 /// A trace this node started.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PendingTrace {
@@ -49,8 +57,15 @@ pub struct Router {
     /// Earliest `next_at` among `requests` (may be stale-early: a wake-up with nothing to
     /// do is harmless and keeps this O(1) to maintain).
     next_request_at: Option<Instant>,
-    /// Requests we forwarded recently, to forward each (destination, seqno) once.
-    forwarded: BTreeMap<(PeerId, u32), Instant>,
+    /// Requests we forwarded recently, to forward each (destination, seqno) once, with
+    /// the neighbours that asked: they get the newer route when it arrives.
+    forwarded: BTreeMap<(PeerId, u32), Forwarded>,
+    /// Destinations to advertise to one neighbour at the next flush, answering its
+    /// request (a newer seqno alone is not news for the others).
+    answers: BTreeMap<PeerId, BTreeSet<PeerId>>,
+    /// Destinations for which we recently asked a neighbour for a newer seqno because it
+    /// offered a better, unfeasible route; asked again only after `request_dedup`.
+    improving: BTreeMap<PeerId, Instant>,
     /// Destinations whose advertisement changed since the last flush (ours included).
     dirty: BTreeSet<PeerId>,
     /// Request entries to send at the next flush, per neighbour.
@@ -78,6 +93,8 @@ impl Router {
             requests: BTreeMap::new(),
             next_request_at: None,
             forwarded: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            improving: BTreeMap::new(),
             dirty: BTreeSet::new(),
             out_requests: BTreeMap::new(),
             traces: BTreeMap::new(),
@@ -212,6 +229,7 @@ impl Router {
             return;
         }
         self.out_requests.remove(&peer);
+        self.answers.remove(&peer);
         let mut affected = Vec::new();
         for (dest, d) in &mut self.dests {
             let before = d.routes.len();
@@ -371,6 +389,7 @@ impl Router {
         // which will make it (or another) feasible.
         // If a request is already pending, the sender may not have heard it (it may be a
         // new neighbour): ask it directly, once per advertisement it sends.
+        self.ask_to_improve(now, from, &e);
         if e.metric != INFINITY
             && self
                 .dests
@@ -416,18 +435,25 @@ impl Router {
             return;
         }
         let key = (e.destination, e.seqno);
-        if self
-            .forwarded
-            .get(&key)
-            .is_some_and(|&at| now.saturating_duration_since(at) < self.config.request_dedup)
-        {
-            return;
+        if let Some(f) = self.forwarded.get_mut(&key) {
+            if now.saturating_duration_since(f.at) < self.config.request_dedup {
+                if !f.askers.contains(&from) && f.askers.len() < self.config.max_neighbours {
+                    f.askers.push(from);
+                }
+                return;
+            }
         }
         if self.forwarded.len() >= self.config.max_destinations {
             // Full of recent forwards: a flood of requests; drop this one rather than grow.
             return;
         }
-        self.forwarded.insert(key, now);
+        self.forwarded.insert(
+            key,
+            Forwarded {
+                at: now,
+                askers: vec![from],
+            },
+        );
         self.out_requests
             .entry(sel.via)
             .or_default()
@@ -436,6 +462,94 @@ impl Router {
                 seqno: e.seqno,
                 hop_count: e.hop_count - 1,
             });
+    }
+
+    /// `from` offers a route better than the one we use but unfeasible for us: ask it
+    /// (only it) for a newer seqno, which makes the better route usable (RFC 8966
+    /// §3.8.2.2). Seqno changes travel only to those who ask, so without this a node would
+    /// keep a longer route after the mesh healed.
+    fn ask_to_improve(&mut self, now: Instant, from: PeerId, e: &UpdateEntry) {
+        if e.metric == INFINITY {
+            return;
+        }
+        let Some(d) = self.dests.get(&e.destination) else {
+            return;
+        };
+        let (Some(sel), Some(n)) = (d.selected, self.neighbours.get(&from)) else {
+            return;
+        };
+        let offered = e.metric.saturating_add(n.cost);
+        if offered >= sel.metric || feasible(d.fd, e.seqno, e.metric) {
+            return;
+        }
+        self.request_newer(now, e.destination, from);
+    }
+
+    /// After a reselection: if a stored, unfeasible route is shorter than the one chosen
+    /// (the mesh lost a link and the best alternative was not feasible), ask its
+    /// neighbour for a newer seqno.
+    fn improve_after_select(&mut self, now: Instant, dest: PeerId) {
+        let Some(d) = self.dests.get(&dest) else {
+            return;
+        };
+        let Some(sel) = d.selected else {
+            return;
+        };
+        let better = d
+            .routes
+            .iter()
+            .filter(|r| !feasible(d.fd, r.seqno, r.metric))
+            .filter_map(|r| {
+                let n = self.neighbours.get(&r.via)?;
+                let metric = r.metric.saturating_add(n.cost);
+                (metric < sel.metric).then_some((metric, r.via))
+            })
+            .min();
+        if let Some((_, via)) = better {
+            self.request_newer(now, dest, via);
+        }
+    }
+
+    /// Asks `via` alone for a newer seqno of `dest`, at most once per `request_dedup`.
+    fn request_newer(&mut self, now: Instant, dest: PeerId, via: PeerId) {
+        let Some(d) = self.dests.get(&dest) else {
+            return;
+        };
+        if self
+            .improving
+            .get(&dest)
+            .is_some_and(|&at| now.saturating_duration_since(at) < self.config.request_dedup)
+        {
+            return;
+        }
+        if self.improving.len() >= self.config.max_destinations {
+            return;
+        }
+        let entry = RequestEntry {
+            destination: dest,
+            seqno: d.wanted_seqno(),
+            hop_count: self.config.request_hop_count,
+        };
+        self.improving.insert(dest, now);
+        self.out_requests.entry(via).or_default().push(entry);
+    }
+
+    /// Queues our route to `dest` for every neighbour whose request for a seqno up to
+    /// `seqno` we forwarded.
+    fn answer_askers(&mut self, dest: PeerId, seqno: u32) {
+        let satisfied: Vec<(PeerId, u32)> = self
+            .forwarded
+            .range((dest, 0)..=(dest, u32::MAX))
+            .filter(|((_, wanted), f)| !f.askers.is_empty() && seq_ge(seqno, *wanted))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in satisfied {
+            if let Some(f) = self.forwarded.get_mut(&key) {
+                for asker in std::mem::take(&mut f.askers) {
+                    self.answers.entry(asker).or_default().insert(dest);
+                }
+            }
+        }
     }
 
     fn bump_seqno(&mut self, to: u32) {
@@ -506,7 +620,19 @@ impl Router {
             return;
         }
         d.selected = new;
-        self.dirty.insert(dest);
+        let visible = |s: &Option<Selected>| s.map(|s| (s.via, s.metric, s.hops));
+        if visible(&new) != visible(&old) {
+            self.dirty.insert(dest);
+        }
+        // Only the seqno moved: news for the neighbours that asked for it, not for all.
+        // Everyone else still holds a feasible route and hears the number in the next
+        // dump; flooding it would make every request cost a message per link of the mesh.
+        if let Some(sel) = &new {
+            self.answer_askers(dest, sel.seqno);
+        }
+        let Some(d) = self.dests.get_mut(&dest) else {
+            return;
+        };
         match &new {
             Some(sel) => {
                 d.advertise(sel);
@@ -515,7 +641,6 @@ impl Router {
             }
             None => d.lost_at = Some(now),
         }
-        let visible = |s: &Option<Selected>| s.map(|s| (s.via, s.metric, s.hops));
         if visible(&new) != visible(&old) {
             self.metrics.route_changes += 1;
             if self.config.route_events {
@@ -531,6 +656,8 @@ impl Router {
         }
         if new.is_none() && old.is_some() {
             self.start_request(now, dest);
+        } else if new.is_some() {
+            self.improve_after_select(now, dest);
         }
     }
 
@@ -613,6 +740,8 @@ impl Router {
         });
         let dedup = self.config.request_dedup;
         self.forwarded
+            .retain(|_, f| now.saturating_duration_since(f.at) < dedup);
+        self.improving
             .retain(|_, at| now.saturating_duration_since(*at) < dedup);
         self.expire_traces(now);
     }

@@ -454,3 +454,49 @@ fn fuzz_bodies_accept_anything() {
         fuzzing::fuzz_handle_message(now, data);
     }
 }
+
+#[test]
+fn a_newer_seqno_goes_to_those_who_asked_not_to_everyone() {
+    // A complete graph of five: when 0 loses its direct link to 1, every other route to 1
+    // is unfeasible for 0 (they advertise metric 1, as 0 did), so 0 asks for a newer seqno.
+    let mut net = Net::new(5, Config::default());
+    for a in 0..5 {
+        for b in a + 1..5 {
+            net.link(a, b);
+        }
+    }
+    let before = net.routers[1].seqno();
+    net.sent.clear();
+    net.unlink(0, 1);
+    let after = net.routers[1].seqno();
+    assert!(
+        seq_gt_test(after, before),
+        "1 raised its seqno for 0's request"
+    );
+    assert_eq!(net.hop(0, 1).map(|(_, hops)| hops), Some(2));
+    // 2, 3 and 4 hear the new number from 1 and pass it to 0, who asked; they have
+    // nothing new for each other (same next hop, same metric).
+    let dest = net.ids[1];
+    for (from, to, message) in &net.sent {
+        let Message::Update(entries) = message else {
+            continue;
+        };
+        let news = entries
+            .iter()
+            .any(|e| e.destination == dest && e.seqno == after && e.metric != INFINITY);
+        assert!(
+            !(news && *from >= 2 && *to >= 2),
+            "{from} told {to} about 1's new seqno, which it did not ask for"
+        );
+    }
+    assert!(
+        net.sent
+            .iter()
+            .any(|(from, to, m)| *from >= 2 && *to == 0 && matches!(m, Message::Update(_))),
+        "nobody answered 0"
+    );
+}
+
+fn seq_gt_test(a: u32, b: u32) -> bool {
+    a != b && (a.wrapping_sub(b) as i32) > 0
+}

@@ -100,6 +100,11 @@ pub struct MeshReport {
     /// Checked pairs whose next-hop walk over live links reaches the destination; `null`
     /// without routing.
     pub route_reachable_ratio: Option<f64>,
+    /// Routing frames sent per node over the run; `null` without routing.
+    pub route_frames_per_node: Option<f64>,
+    /// Sequence-number raises over all nodes (each answers a request); `null` without
+    /// routing.
+    pub route_seqno_bumps: Option<u64>,
     /// Mean direct links per node at the end.
     pub links_per_node: f64,
     /// Mean Kademlia table size at the end.
@@ -306,6 +311,14 @@ pub fn run(params: &MeshParams) -> MeshReport {
         .filter_map(|x| sim.overlay::<SimBroadcast>(x))
         .map(|b| b.metrics().gossip_received)
         .sum();
+    let route_metrics = params.route.then(|| {
+        (0..n)
+            .filter_map(|x| sim.overlay::<Router>(x))
+            .map(|r| r.metrics())
+            .fold((0u64, 0u64), |(frames, bumps), m| {
+                (frames + m.frames_sent, bumps + m.seqno_bumps)
+            })
+    });
     let route_reachable_ratio = params
         .route
         .then(|| route_check(&mut sim, params.route_pairs));
@@ -329,6 +342,8 @@ pub fn run(params: &MeshParams) -> MeshReport {
         broadcast_delivery_ratio: ratio(delivered, expected),
         broadcast_copies_per_node: ratio(copies, expected),
         route_reachable_ratio,
+        route_frames_per_node: route_metrics.map(|(frames, _)| frames as f64 / n as f64),
+        route_seqno_bumps: route_metrics.map(|(_, bumps)| bumps),
         links_per_node: 2.0 * links as f64 / n as f64,
         kad_table_mean: mean(&tables),
         events: sim.stats().events,

@@ -85,6 +85,14 @@ impl Router {
     }
 
     pub(super) fn send_requests(&mut self) {
+        let answers = std::mem::take(&mut self.answers);
+        for (to, dests) in answers {
+            if !self.neighbours.contains_key(&to) {
+                continue;
+            }
+            let entries = dests.iter().filter_map(|d| self.advert(d, &to)).collect();
+            self.send_updates(to, entries);
+        }
         let requests = std::mem::take(&mut self.out_requests);
         for (to, entries) in requests {
             self.metrics.request_entries_sent += entries.len() as u64;
