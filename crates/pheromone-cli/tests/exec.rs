@@ -10,11 +10,17 @@ use common::{eventually, Daemon, Output};
 use std::time::Duration;
 
 /// A host named `name` that lets `controller` run commands, with `TEST_HOST=name` and
-/// `TEST_EXIT=exit` in its environment.
+/// `TEST_EXIT=exit` in its environment, which its commands inherit.
 fn host(dir: &std::path::Path, name: &str, controller: &Daemon, exit: &str) -> Daemon {
     Daemon::start_with_env(
         &dir.join(name),
-        &["--name", name, "--allow-exec", &controller.peer_id],
+        &[
+            "--name",
+            name,
+            "--allow-exec",
+            &controller.peer_id,
+            "--exec-inherit-env",
+        ],
         &[("TEST_HOST", name), ("TEST_EXIT", exit)],
     )
     .expect("host starts")
@@ -51,7 +57,7 @@ fn five_hosts_one_failing_command() {
         hosts[0]
             .banner
             .iter()
-            .any(|l| l == "exec: allowed for 1 peer(s)"),
+            .any(|l| l == "exec: allowed for 1 peer(s): any program (sh included)"),
         "{:?}",
         hosts[0].banner
     );
@@ -265,8 +271,122 @@ fn allow_exec_flags_are_checked() {
     assert!(
         d.banner
             .iter()
-            .any(|l| l == "exec: allowed for 1 peer(s), shell allowed"),
+            .any(|l| l == "exec: allowed for 1 peer(s): any program and shell command lines"),
         "{:?}",
         d.banner
+    );
+}
+
+#[test]
+fn commands_start_with_a_cleared_environment_and_only_listed_programs_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = Daemon::start_in(&dir.path().join("ctl"), &["--name", "ctl"]).expect("ctl");
+    // Cleared by default: the daemon's secrets stay behind, PATH is the system's.
+    let open = Daemon::start_with_env(
+        &dir.path().join("open"),
+        &["--name", "open", "--allow-exec", &ctl.peer_id],
+        &[
+            ("DAEMON_SECRET", "hunter2"),
+            ("PATH", "/nonexistent:/usr/bin:/bin"),
+        ],
+    )
+    .expect("host");
+    // Only `echo` and `true` may run here.
+    let strict = Daemon::start_in(
+        &dir.path().join("strict"),
+        &[
+            "--name",
+            "strict",
+            "--allow-exec",
+            &ctl.peer_id,
+            "--allow-exec-program",
+            "echo",
+            "--allow-exec-program",
+            "true",
+        ],
+    )
+    .expect("host");
+    assert!(
+        strict
+            .banner
+            .iter()
+            .any(|l| l == "exec: allowed for 1 peer(s): only echo, true"),
+        "{:?}",
+        strict.banner
+    );
+    ctl.json(&["connect", &open.addr]);
+    ctl.json(&["connect", &strict.addr]);
+
+    let env = ctl.cli(&[
+        "exec",
+        "open",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo secret=${DAEMON_SECRET:-unset} path=$PATH",
+    ]);
+    assert_eq!(env.status.code(), Some(0), "{env:?}");
+    let out = lines(&env)[0]["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        out.contains("secret=unset"),
+        "the environment leaked: {env:?}"
+    );
+    assert!(
+        out.contains(&format!("path={}", pheromone::exec::CLEAN_PATH)),
+        "{env:?}"
+    );
+
+    let allowed = ctl.cli(&["exec", "strict", "--json", "--", "echo", "listed"]);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(
+        lines(&allowed)[0]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("listed"),
+        "{allowed:?}"
+    );
+    let marker = dir.path().join("marker");
+    let marker_text = marker.display().to_string();
+    for program in ["sh", "/bin/sh", "touch"] {
+        let args: Vec<&str> = match program {
+            "touch" => vec!["exec", "strict", "--json", "--", "touch", &marker_text],
+            _ => vec![
+                "exec",
+                "strict",
+                "--json",
+                "--",
+                program,
+                "-c",
+                "touch \"$0\"",
+                &marker_text,
+            ],
+        };
+        let refused = ctl.cli(&args);
+        assert_eq!(refused.status.code(), Some(1), "{program}: {refused:?}");
+        let r = &lines(&refused)[0];
+        let error = r["error"].as_str().unwrap_or_default();
+        assert!(error.contains("program not allowed"), "{program}: {r}");
+        assert!(error.contains("allow-list"), "{program}: {r}");
+    }
+    assert!(!marker.exists(), "a program off the list ran");
+
+    let conflict = Daemon::start_in(
+        &dir.path().join("bad"),
+        &[
+            "--allow-exec",
+            &ctl.peer_id,
+            "--allow-exec-program",
+            "no-such-program-here",
+        ],
+    )
+    .err()
+    .expect("an unknown program is refused at start");
+    assert!(
+        conflict.stderr.contains("no-such-program-here"),
+        "{conflict:?}"
     );
 }

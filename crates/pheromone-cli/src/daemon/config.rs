@@ -76,6 +76,15 @@ pub struct UpArgs {
     /// Let allowed peers run shell command lines (`exec --shell`, run with `sh -c`).
     #[arg(long)]
     pub allow_exec_shell: bool,
+    /// Let allowed peers run only this program (repeatable; a name looked up in the
+    /// commands' PATH, or a path). Without it an allowed peer may run any program,
+    /// `sh` included.
+    #[arg(long, value_name = "PROGRAM", conflicts_with = "allow_exec_shell")]
+    pub allow_exec_program: Vec<String>,
+    /// Commands get the daemon's whole environment. By default it is cleared: PATH is the
+    /// system directories, and only HOME, USER, LOGNAME, LANG and TZ are kept.
+    #[arg(long)]
+    pub exec_inherit_env: bool,
     /// Run without the DHT: peers are found only through `--bootstrap`, `connect` and the
     /// route table (a relayed connection to a peer with no known address).
     #[arg(long)]
@@ -137,6 +146,10 @@ pub struct FileConfig {
     pub allow_exec_file: Option<PathBuf>,
     /// As `--allow-exec-shell`.
     pub allow_exec_shell: Option<bool>,
+    /// As `--allow-exec-program`.
+    pub allow_exec_programs: Option<Vec<String>>,
+    /// As `--exec-inherit-env`.
+    pub exec_inherit_env: Option<bool>,
     /// `false` is `--no-dht`.
     pub dht: Option<bool>,
     /// Most messages the inbox holds before senders are refused.
@@ -199,6 +212,10 @@ pub struct Settings {
     pub exec_allow: Vec<PeerId>,
     /// Whether allowed peers may run shell command lines.
     pub exec_shell: bool,
+    /// The programs allowed peers may run; `None` allows any.
+    pub exec_programs: Option<Vec<String>>,
+    /// Whether commands get the daemon's environment rather than a cleared one.
+    pub exec_inherit_env: bool,
     /// Whether the DHT runs.
     pub dht: bool,
     /// Where to serve `/metrics`, if anywhere.
@@ -292,6 +309,11 @@ impl Settings {
         }
         exec_allow.sort();
         exec_allow.dedup();
+        let exec_shell = args.allow_exec_shell || file.allow_exec_shell.unwrap_or(false);
+        let exec_programs = pick(&args.allow_exec_program, file.allow_exec_programs);
+        if exec_shell && exec_programs.is_some() {
+            bail!("a program allow-list (--allow-exec-program) cannot be combined with --allow-exec-shell: sh -c runs anything");
+        }
         let metrics = http_addr(
             "metrics",
             args.metrics.clone().or(file.metrics),
@@ -323,7 +345,9 @@ impl Settings {
             inbox_max_messages: file.inbox_max_messages.unwrap_or(1024).max(1),
             inbox_max_bytes: file.inbox_max_bytes.unwrap_or(64 << 20).max(1),
             exec_allow,
-            exec_shell: args.allow_exec_shell || file.allow_exec_shell.unwrap_or(false),
+            exec_shell,
+            exec_programs,
+            exec_inherit_env: args.exec_inherit_env || file.exec_inherit_env.unwrap_or(false),
             dht: !args.no_dht && file.dht.unwrap_or(true),
         })
     }

@@ -102,9 +102,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     for addr in net.listen_addrs() {
         println!("listening on {addr}");
     }
-    if let Some((peers, shell)) = net.exec_allowed() {
-        let shell = if shell { ", shell allowed" } else { "" };
-        println!("exec: allowed for {peers} peer(s){shell}");
+    if let Some((peers, what)) = net.exec_allowed() {
+        println!("exec: allowed for {peers} peer(s): {what}");
     }
     if let Some(url) = &urls.metrics {
         println!("metrics: {url}");

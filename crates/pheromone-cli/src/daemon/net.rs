@@ -18,7 +18,7 @@ use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
 use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
 use pheromone::connection::ConnectionId;
 use pheromone::discovery::DiscoveryConfig;
-use pheromone::exec::{ExecConfig, ExecService};
+use pheromone::exec::{ExecConfig, ExecEnv, ExecService};
 use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
 use pheromone::pubsub::Subscription;
@@ -146,6 +146,12 @@ impl Net {
         let exec = ExecConfig {
             allow: settings.exec_allow.clone(),
             allow_shell: settings.exec_shell,
+            programs: settings.exec_programs.clone(),
+            env: if settings.exec_inherit_env {
+                ExecEnv::Inherit
+            } else {
+                ExecEnv::Cleared
+            },
             ..ExecConfig::default()
         };
         let exec = match node.serve_exec(exec) {
@@ -222,14 +228,18 @@ impl Net {
         self.inner.urls.get().cloned().unwrap_or_default()
     }
 
-    /// Whether peers may run commands here, and how many are allowed.
-    pub fn exec_allowed(&self) -> Option<(usize, bool)> {
+    /// Whether peers may run commands here: how many peers are allowed, and what they may
+    /// run.
+    pub fn exec_allowed(&self) -> Option<(usize, String)> {
         let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
         let service = exec.as_ref()?;
         let config = service.config();
-        service
-            .is_enabled()
-            .then_some((config.allow.len(), config.allow_shell))
+        let what = match (&config.programs, config.allow_shell) {
+            (Some(programs), _) => format!("only {}", programs.join(", ")),
+            (None, true) => "any program and shell command lines".to_owned(),
+            (None, false) => "any program (sh included)".to_owned(),
+        };
+        service.is_enabled().then_some((config.allow.len(), what))
     }
 
     async fn follow_events(self, mut events: tokio::sync::broadcast::Receiver<EndpointEvent>) {

@@ -148,6 +148,8 @@ pub enum FailureKind {
     SpawnFailed,
     /// Something failed on the remote while the program ran.
     Internal,
+    /// The remote operator allows only certain programs, and this is not one of them.
+    ProgramNotAllowed,
     /// A kind this version does not know (a newer peer); the byte as sent.
     Other(u8),
 }
@@ -162,6 +164,7 @@ impl FailureKind {
             FailureKind::Busy => 5,
             FailureKind::SpawnFailed => 6,
             FailureKind::Internal => 7,
+            FailureKind::ProgramNotAllowed => 8,
             FailureKind::Other(b) => b,
         }
     }
@@ -175,6 +178,7 @@ impl FailureKind {
             5 => FailureKind::Busy,
             6 => FailureKind::SpawnFailed,
             7 => FailureKind::Internal,
+            8 => FailureKind::ProgramNotAllowed,
             other => FailureKind::Other(other),
         }
     }
@@ -190,6 +194,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Busy => f.write_str("busy"),
             FailureKind::SpawnFailed => f.write_str("spawn failed"),
             FailureKind::Internal => f.write_str("internal error"),
+            FailureKind::ProgramNotAllowed => f.write_str("program not allowed"),
             FailureKind::Other(b) => write!(f, "error kind {b}"),
         }
     }

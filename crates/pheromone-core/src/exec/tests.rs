@@ -186,7 +186,8 @@ fn arb_kind() -> impl Strategy<Value = FailureKind> {
         Just(FailureKind::Busy),
         Just(FailureKind::SpawnFailed),
         Just(FailureKind::Internal),
-        (8u8..=255).prop_map(FailureKind::Other),
+        Just(FailureKind::ProgramNotAllowed),
+        (9u8..=255).prop_map(FailureKind::Other),
         Just(FailureKind::Other(0)),
     ]
 }

@@ -75,6 +75,9 @@ pub enum ExecServeError {
     /// A setting is out of range.
     #[error("invalid exec config: {0}")]
     InvalidConfig(&'static str),
+    /// A program of the allow-list does not exist (or is not executable).
+    #[error("invalid exec config: {0}")]
+    UnknownProgram(String),
     /// Registering the handler failed.
     #[error("cannot register the exec handler: {0}")]
     Node(#[source] Arc<NodeError>),

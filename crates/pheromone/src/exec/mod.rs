@@ -3,9 +3,11 @@
 //!
 //! - Server: [`serve`] registers the handler with an [`ExecConfig`]. Exec is **off**
 //!   unless the allow-list names at least one peer; peers not on it are refused during
-//!   negotiation (nothing runs, the node logs the refusal). Programs run without a shell
-//!   unless the request asks for one *and* [`ExecConfig::allow_shell`] is set (then
-//!   `sh -c`). Each run has a timeout (the request's, at most the config's) after which
+//!   negotiation (nothing runs, the node logs the refusal). An allowed peer may run **any
+//!   program** the server's user may run (`sh` included, by naming it) unless
+//!   [`ExecConfig::programs`] lists the programs allowed; `shell` requests (`sh -c` with
+//!   a command line) also need [`ExecConfig::allow_shell`], which a program list rules
+//!   out. Commands start with a cleared environment ([`ExecEnv`]). Each run has a timeout (the request's, at most the config's) after which
 //!   the program and its process group are killed and the exit reports
 //!   [`ExitStatus::KilledByTimeout`]; output past the cap is dropped and the exit says so.
 //! - Client: [`exec`] runs one request on one peer and yields [`ExecOutput`] events ending
@@ -18,6 +20,7 @@
 mod client;
 mod error;
 mod fleet;
+mod policy;
 mod server;
 
 pub use client::{exec, ExecOutput, ExecSession};
@@ -26,6 +29,7 @@ pub use fleet::{exec_fleet, exec_many, Fleet, FleetEvent, FleetOptions, HostResu
 pub use pheromone_core::exec::{
     Exit, ExitStatus, FailureKind, Request as ExecRequest, MAX_STDIN, PROTOCOL,
 };
+pub use policy::{ExecEnv, CLEAN_PATH};
 
 use crate::node::{Access, Node};
 use pheromone_core::identity::PeerId;
@@ -40,8 +44,17 @@ use std::time::Duration;
 pub struct ExecConfig {
     /// Peers allowed to run commands; empty turns exec off.
     pub allow: Vec<PeerId>,
-    /// Whether requests may ask for `sh -c`; without it they must name a program.
+    /// Whether requests may ask for `sh -c` with a command line; without it they must name
+    /// a program. (Naming `sh` as the program is still possible unless
+    /// [`programs`](Self::programs) rules it out.)
     pub allow_shell: bool,
+    /// The programs allowed, by name (looked up in the commands' `PATH`) or path; `None`
+    /// allows every program. Names and symlinks are resolved to canonical paths when the
+    /// service starts and for every request, and the resolved path is what runs. Cannot be
+    /// combined with [`allow_shell`](Self::allow_shell).
+    pub programs: Option<Vec<String>>,
+    /// The environment commands start with; cleared by default.
+    pub env: ExecEnv,
     /// Longest a command may run; requests asking for more (or for no limit) get this.
     pub max_timeout: Duration,
     /// Most stdout + stderr bytes sent back per command; requests asking for more (or
@@ -56,6 +69,8 @@ impl Default for ExecConfig {
         Self {
             allow: Vec::new(),
             allow_shell: false,
+            programs: None,
+            env: ExecEnv::Cleared,
             max_timeout: Duration::from_secs(600),
             max_output: 16 * 1024 * 1024,
             max_concurrent: 16,
@@ -129,12 +144,24 @@ pub fn serve(node: &Node, config: ExecConfig) -> Result<ExecService, ExecServeEr
             "max_timeout must be positive",
         ));
     }
+    if config.programs.is_some() && config.allow_shell {
+        return Err(ExecServeError::InvalidConfig(
+            "a program allow-list cannot be combined with shell commands (sh -c runs anything)",
+        ));
+    }
+    let programs = match &config.programs {
+        Some(list) => Some(
+            policy::ProgramList::resolve(list, &config.env)
+                .map_err(ExecServeError::UnknownProgram)?,
+        ),
+        None => None,
+    };
     if node.protocols().iter().any(|p| p == PROTOCOL) {
         return Err(ExecServeError::AlreadyServing);
     }
     let enabled = config.is_enabled();
     let access = config.access();
-    let shared = Arc::new(ServerShared::new(config));
+    let shared = Arc::new(ServerShared::new(config, programs));
     if enabled {
         let handler_shared = shared.clone();
         node.handle_streams_with(
@@ -150,6 +177,8 @@ pub fn serve(node: &Node, config: ExecConfig) -> Result<ExecService, ExecServeEr
         tracing::info!(
             allowed = c.allow.len(),
             shell = c.allow_shell,
+            programs = ?c.programs,
+            env = ?c.env,
             "exec enabled"
         );
     }

@@ -6,12 +6,14 @@
 //! Access was decided during negotiation; a stream that reaches this module comes from an
 //! allowed peer. Nothing here blocks a thread or holds a lock across an await.
 
+use super::policy::{ProgramList, Refusal};
 use super::{ExecConfig, ExecStats};
 use crate::connection::Stream;
 use crate::node::Peer;
 use bytes::{Bytes, BytesMut};
 use pheromone_core::exec::{Exit, ExitStatus, FailureKind, Reply, Request, MAX_CHUNK};
 use pheromone_core::identity::PeerId;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,8 @@ const _: () = assert!(READ_CHUNK <= MAX_CHUNK);
 /// What the handler and the service handle share.
 pub(super) struct ServerShared {
     config: Mutex<ExecConfig>,
+    /// The program allow-list, resolved when the service started.
+    programs: Option<ProgramList>,
     slots: Arc<Semaphore>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -44,10 +48,11 @@ pub(super) struct ServerShared {
 }
 
 impl ServerShared {
-    pub(super) fn new(config: ExecConfig) -> Self {
+    pub(super) fn new(config: ExecConfig, programs: Option<ProgramList>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
             config: Mutex::new(config),
+            programs,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             running: AtomicU64::new(0),
@@ -152,6 +157,20 @@ pub(super) async fn serve_stream(shared: &ServerShared, peer: Peer, mut stream: 
             .await;
         return;
     }
+    let program = match &shared.programs {
+        None => PathBuf::from(&request.program),
+        Some(list) => match list.check(&request.program, &config.env) {
+            Ok(path) => path,
+            Err(refusal) => {
+                let (kind, message) = match refusal {
+                    Refusal::NotFound(p) => (FailureKind::NotFound, format!("{p:?} not found")),
+                    Refusal::NotAllowed(m) => (FailureKind::ProgramNotAllowed, m),
+                };
+                shared.reject(&mut stream, &peer_id, kind, &message).await;
+                return;
+            }
+        },
+    };
     let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
         let message = format!("already running {} commands", config.max_concurrent);
         shared
@@ -174,7 +193,7 @@ pub(super) async fn serve_stream(shared: &ServerShared, peer: Peer, mut stream: 
         cap,
         "exec"
     );
-    let mut child = match spawn(&request) {
+    let mut child = match spawn(&request, &program, &config) {
         Ok(child) => child,
         Err(e) => {
             let kind = match e.kind() {
@@ -239,16 +258,22 @@ fn limit(asked: Duration, max: Duration) -> Duration {
     }
 }
 
-fn spawn(request: &Request) -> std::io::Result<Child> {
+/// Starts `program` (the request's, resolved against the allow-list if there is one) with
+/// the request's arguments, or `sh -c` for a shell request, in the configured environment.
+fn spawn(request: &Request, program: &Path, config: &ExecConfig) -> std::io::Result<Child> {
     let mut cmd = if request.shell {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(request.command_line());
         cmd
     } else {
-        let mut cmd = Command::new(&request.program);
+        let mut cmd = Command::new(program);
         cmd.args(&request.args);
         cmd
     };
+    if let Some(vars) = config.env.vars() {
+        // With PATH set here, a bare program name is looked up in the command's PATH.
+        cmd.env_clear().envs(vars);
+    }
     cmd.stdin(if request.stdin.is_some() {
         Stdio::piped()
     } else {
