@@ -34,6 +34,8 @@
 //!   body), for `Node::dispatch` and its handlers.
 //! - [`route`]: loop-free distance-vector routing (Babel-style feasibility, sequence
 //!   numbers, triggered updates) as a sans-IO state machine, and its wire format.
+//! - [`tls`]: the libp2p TLS certificates (QUIC and `/tls/1.0.0`): parsing with capped
+//!   DER, verification of the identity extension, building our own.
 //! - [`varint`]: unsigned LEB128 varints as the multiformats specs use them.
 //! - [`yamux`]: the yamux stream multiplexer as a sans-IO session state machine.
 
@@ -55,5 +57,6 @@ mod reader;
 pub mod relay;
 pub mod reqresp;
 pub mod route;
+pub mod tls;
 pub mod varint;
 pub mod yamux;

@@ -51,8 +51,8 @@ pub mod transport;
 pub mod upgrade;
 
 pub use connection::{
-    cpu_has_fast_aes_gcm, Connection, ConnectionError, ConnectionInfo, Direction, Stream,
-    TransportCipher,
+    cpu_has_fast_aes_gcm, Connection, ConnectionError, ConnectionInfo, Direction, Security, Stream,
+    Transport, TransportCipher,
 };
 pub use endpoint::{Access, DialError, Endpoint, EndpointConfig, EndpointEvent, OpenStreamError};
 pub use node::{

@@ -67,6 +67,15 @@ pub enum UpgradeError {
         /// What went wrong.
         source: NoiseError,
     },
+    /// The QUIC handshake failed: TLS (a certificate refused, wrong peer, no common
+    /// ALPN), the peer closed, or it did not answer.
+    #[error("QUIC handshake with {addr} failed: {reason}")]
+    Quic {
+        /// The remote address.
+        addr: SocketAddr,
+        /// What went wrong (the certificate error, when that was it).
+        reason: String,
+    },
     /// Too many handshakes are in progress; this one was not started.
     #[error("too many handshakes in progress (limit {limit})")]
     Busy {
@@ -86,7 +95,8 @@ pub enum UpgradeError {
 /// An upgraded connection and the driver future that must be spawned to run it.
 pub(crate) struct Upgraded {
     pub(crate) connection: Connection,
-    pub(crate) driver: Driver,
+    /// `None` for QUIC, which quinn drives.
+    pub(crate) driver: Option<Driver>,
 }
 
 /// A fresh X25519 secret from the OS RNG: the ephemeral key of one handshake, or the
@@ -370,6 +380,12 @@ fn connection_info(
         local_addr: io.socket.local_addr(),
         direction,
         relay: io.socket.relay(),
+        transport: if io.socket.relay().is_some() {
+            crate::connection::Transport::Relay
+        } else {
+            crate::connection::Transport::Tcp
+        },
+        security: crate::connection::Security::Noise,
     }
 }
 
@@ -399,6 +415,6 @@ fn start(
     );
     Upgraded {
         connection: Connection::new(shared, info),
-        driver,
+        driver: Some(driver),
     }
 }

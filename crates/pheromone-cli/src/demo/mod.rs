@@ -137,8 +137,8 @@ async fn narrate(nodes: &[Node]) -> Result<()> {
         4,
         "The luda/yoghurt state machine in short mode (each message dials its own connection)",
     );
-    // Short mode needs only an address: luda learns yoghurt's with a route (dial and
-    // identify) and lets that link go before the exchange starts.
+    // Short mode needs only an address: luda makes yoghurt a contact (dial and identify)
+    // and lets that link go before the exchange starts.
     let addr = yoghurt
         .listen_addrs()
         .first()
@@ -149,7 +149,7 @@ async fn narrate(nodes: &[Node]) -> Result<()> {
         .context("luda cannot reach yoghurt")?;
     luda.disconnect(&yoghurt.peer_id()).await;
     detail(
-        "luda adds a route to yoghurt (dial, identify) and closes the link: an address is enough",
+        "luda adds yoghurt as a contact (dial, identify) and closes the link: an address is enough",
     );
     let short = DispatchOptions::new().mode(ConnectionMode::Short);
     let opened = state_machine_round(luda, yoghurt, &short).await?;
@@ -189,7 +189,7 @@ async fn link_ring(nodes: &[Node]) -> Result<()> {
             .context("a node has no listen address")?;
         let name = to.name().unwrap_or("?");
         let began = Instant::now();
-        let route = from
+        let contact = from
             .add_contact(name, &addr)
             .await
             .with_context(|| format!("{} cannot reach {name}", from.name().unwrap_or("?")))?;
@@ -198,8 +198,8 @@ async fn link_ring(nodes: &[Node]) -> Result<()> {
             from.name().unwrap_or("?"),
             name,
             ms(began.elapsed()),
-            route.announced_name.as_deref().unwrap_or("nameless"),
-            short_id(&route.peer)
+            contact.announced_name.as_deref().unwrap_or("nameless"),
+            short_id(&contact.peer)
         ));
     }
     detail("Noise XX authenticates each peer ID; yamux carries many streams on each link.");

@@ -74,6 +74,21 @@ impl Multiaddr {
         Self(vec![ip, Protocol::Tcp(addr.port())])
     }
 
+    /// `/ip4|ip6/<ip>/udp/<port>/quic-v1` for a QUIC socket address.
+    pub fn from_quic_socket_addr(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) => Protocol::Ip4(ip),
+            IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        Self(vec![ip, Protocol::Udp(addr.port()), Protocol::QuicV1])
+    }
+
+    /// Whether the address ends (before any `/p2p/`) in `/quic-v1`: a QUIC address,
+    /// by IP or by DNS name.
+    pub fn is_quic(&self) -> bool {
+        matches!(self.without_p2p_slice().last(), Some(Protocol::QuicV1))
+    }
+
     /// Parses the binary form (as identify and Kademlia carry addresses).
     ///
     /// Errors are [`AddrError::Binary`]; an unknown protocol code is

@@ -11,8 +11,14 @@
 //!
 //! This module negotiates nothing and knows no protocols; [`crate::upgrade`] builds
 //! connections and [`crate::negotiate`] picks a protocol per stream.
+//!
+//! A connection over QUIC (`quic.rs`) has the same handles: its streams are QUIC's own
+//! and quinn drives it, so it has no driver task of ours and no yamux session. Everything
+//! above this module — negotiation, the endpoint, the swarm, the node — sees one kind of
+//! [`Connection`] and [`Stream`], whatever the transport ([`ConnectionInfo::transport`]).
 
 pub(crate) mod driver;
+pub(crate) mod quic;
 mod read_buffers;
 mod send_buffer;
 mod shared;
@@ -26,6 +32,7 @@ mod tests;
 pub(crate) use stream::Reuse;
 pub use stream::Stream;
 
+use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::{PeerId, PublicKey};
 pub use pheromone_core::noise::TransportCipher;
 pub(crate) use shared::Shared;
@@ -62,6 +69,55 @@ pub enum Direction {
     Inbound,
 }
 
+/// What a connection runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// TCP, with Noise or TLS and yamux on top.
+    Tcp,
+    /// QUIC v1 (its streams are the streams; TLS 1.3 inside).
+    Quic,
+    /// A relayed circuit: a stream of another connection, spliced hop by hop to the peer.
+    Relay,
+}
+
+impl Transport {
+    /// `tcp`, `quic` or `relay` (what `peers --json` says).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+            Transport::Relay => "relay",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The security protocol that authenticated a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Security {
+    /// Noise XX (`/noise`).
+    Noise,
+    /// TLS 1.3 with the libp2p certificate extension (`/tls/1.0.0`, and always in QUIC).
+    Tls,
+}
+
+impl Security {
+    /// `noise` or `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Noise => "noise",
+            Security::Tls => "tls",
+        }
+    }
+}
+
 /// What is known about the two ends of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
@@ -82,7 +138,65 @@ pub struct ConnectionInfo {
     pub relay: Option<PeerId>,
     /// The cipher of the Noise transport phase: AES-256-GCM when both nodes offered it
     /// ([`ConnectionConfig::aes_gcm`]), ChaCha20-Poly1305 otherwise (always with libp2p).
+    /// For TLS (QUIC and `/tls/1.0.0`) the AEAD family our side puts first, which every
+    /// TLS 1.3 peer supports: AES-GCM on CPUs with AES instructions, else ChaCha20-Poly1305.
     pub cipher: TransportCipher,
+    /// TCP, QUIC, or a relayed circuit.
+    pub transport: Transport,
+    /// Noise or TLS.
+    pub security: Security,
+}
+
+impl ConnectionInfo {
+    /// The remote address as a multiaddr of this connection's transport
+    /// (`/ip4/…/tcp/N`, or `/ip4/…/udp/N/quic-v1`), without `/p2p/`.
+    pub fn remote_multiaddr(&self) -> Multiaddr {
+        socket_multiaddr(self.remote_addr, self.transport)
+    }
+
+    /// Our address on this connection, as [`ConnectionInfo::remote_multiaddr`] gives theirs.
+    pub fn local_multiaddr(&self) -> Multiaddr {
+        socket_multiaddr(self.local_addr, self.transport)
+    }
+}
+
+/// `addr` as a multiaddr of `transport` (a relayed circuit's socket addresses are TCP's).
+pub(crate) fn socket_multiaddr(addr: SocketAddr, transport: Transport) -> Multiaddr {
+    match transport {
+        Transport::Quic => Multiaddr::from_quic_socket_addr(addr),
+        Transport::Tcp | Transport::Relay => Multiaddr::from_socket_addr(addr),
+    }
+}
+
+/// The error inside the `io::Error` of a QUIC stream the peer refused before serving it
+/// (see [`Stream::is_acknowledged`]); a yamux stream's is
+/// [`StreamError::Reset`](pheromone_core::yamux::StreamError::Reset).
+#[derive(Debug, Error)]
+#[error(
+    "stream refused by {peer} before it was served (the peer is closing or at its stream limit)"
+)]
+pub struct StreamRefused {
+    /// The peer.
+    pub peer: PeerId,
+}
+
+/// Whether `e` is the peer resetting (or refusing) one stream, not the connection failing:
+/// a yamux reset, a QUIC `RESET_STREAM` or `STOP_SENDING`, or a refusal.
+pub fn is_stream_reset(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| {
+        inner
+            .downcast_ref::<pheromone_core::yamux::StreamError>()
+            .is_some_and(|s| matches!(s, pheromone_core::yamux::StreamError::Reset(_)))
+            || inner.is::<StreamRefused>()
+            || matches!(
+                inner.downcast_ref::<quinn::ReadError>(),
+                Some(quinn::ReadError::Reset(_))
+            )
+            || matches!(
+                inner.downcast_ref::<quinn::WriteError>(),
+                Some(quinn::WriteError::Stopped(_))
+            )
+    })
 }
 
 /// Why a connection or one of its streams failed.
@@ -136,6 +250,14 @@ pub enum ConnectionError {
     GoingAway {
         /// The remote peer.
         peer: PeerId,
+    },
+    /// QUIC reported a transport or protocol error (the connection is gone).
+    #[error("QUIC connection to {peer} failed: {reason}")]
+    Quic {
+        /// The remote peer.
+        peer: PeerId,
+        /// What quinn said.
+        reason: String,
     },
     /// A stream could not be opened: the stream limit of this connection is reached.
     #[error("connection to {peer}: stream limit reached ({reason})")]
@@ -211,8 +333,33 @@ impl Default for ConnectionConfig {
 /// [`close`]: Connection::close
 #[derive(Clone)]
 pub struct Connection {
-    shared: Arc<Shared>,
+    link: Link,
     info: Arc<ConnectionInfo>,
+}
+
+/// The connection underneath a handle.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// Our own driver: TCP or a circuit, a security layer, yamux.
+    Muxed(Arc<Shared>),
+    /// quinn's.
+    Quic(Arc<quic::QuicShared>),
+}
+
+impl Link {
+    pub(crate) fn traffic(&self) -> &crate::metrics::Traffic {
+        match self {
+            Link::Muxed(s) => &s.traffic,
+            Link::Quic(q) => &q.traffic,
+        }
+    }
+
+    pub(crate) fn counters(&self) -> &std::sync::OnceLock<Arc<crate::metrics::Counters>> {
+        match self {
+            Link::Muxed(s) => &s.counters,
+            Link::Quic(q) => &q.counters,
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -228,9 +375,21 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     pub(crate) fn new(shared: Arc<Shared>, info: ConnectionInfo) -> Self {
         Self {
-            shared,
+            link: Link::Muxed(shared),
             info: Arc::new(info),
         }
+    }
+
+    pub(crate) fn quic(shared: Arc<quic::QuicShared>, info: ConnectionInfo) -> Self {
+        Self {
+            link: Link::Quic(shared),
+            info: Arc::new(info),
+        }
+    }
+
+    /// The transport this connection runs over (a shorthand for `info().transport`).
+    pub fn transport(&self) -> Transport {
+        self.info.transport
     }
 
     /// Who is on the other end, and how we got there.
@@ -250,96 +409,155 @@ impl Connection {
 
     /// Opens a new outbound stream (no protocol negotiated yet; see [`crate::negotiate`]).
     pub fn open_stream(&self) -> Result<Stream, ConnectionError> {
-        let id = self.shared.open_stream()?;
-        Ok(Stream::new(id, self.shared.clone()))
+        match &self.link {
+            Link::Muxed(shared) => {
+                let id = shared.open_stream()?;
+                Ok(Stream::new(id, shared.clone()))
+            }
+            Link::Quic(q) => {
+                let (send, recv) = q.open_stream()?;
+                Ok(Stream::quic(send, recv, q.clone()))
+            }
+        }
     }
 
     /// Waits for the next inbound stream; an error once the connection is closed. Its ACK
     /// leaves with what the stream's handler writes in the same scheduling round.
     pub async fn accept_stream(&self) -> Result<Stream, ConnectionError> {
-        let id = std::future::poll_fn(|cx| self.shared.poll_accept(cx)).await?;
-        Ok(Stream::new(id, self.shared.clone()))
+        match &self.link {
+            Link::Muxed(shared) => {
+                let id = std::future::poll_fn(|cx| shared.poll_accept(cx)).await?;
+                Ok(Stream::new(id, shared.clone()))
+            }
+            Link::Quic(q) => {
+                let (send, recv) = q.accept_stream().await?;
+                Ok(Stream::quic(send, recv, q.clone()))
+            }
+        }
     }
 
     /// Whether the connection is closed or closing.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        match &self.link {
+            Link::Muxed(s) => s.is_closed(),
+            Link::Quic(q) => q.is_closed(),
+        }
     }
 
     /// Whether no new stream can be opened here any more: closed, closing, or the remote
     /// sent GoAway. Existing streams may still be finishing.
     pub fn is_going_away(&self) -> bool {
-        self.shared.is_going_away()
+        match &self.link {
+            Link::Muxed(s) => s.is_going_away(),
+            Link::Quic(q) => q.is_going_away(),
+        }
+    }
+
+    /// The peer said it is going away (over QUIC, a stream of
+    /// [`quic::GOAWAY_PROTOCOL`]; yamux has its own GoAway frame): open no more streams here.
+    pub(crate) fn peer_going_away(&self) {
+        if let Link::Quic(q) = &self.link {
+            q.remote_refused();
+        }
     }
 
     /// Waits until no new stream can be opened here any more (see
     /// [`Connection::is_going_away`]): the moment to wind down streams kept open for reuse.
     pub async fn going_away(&self) {
-        std::future::poll_fn(|cx| self.shared.poll_going_away(cx)).await
+        match &self.link {
+            Link::Muxed(s) => std::future::poll_fn(|cx| s.poll_going_away(cx)).await,
+            Link::Quic(q) => q.going_away().await,
+        }
     }
 
     /// Streams opened or accepted on this connection so far, both directions: a counter
     /// that moves whenever the connection is used (for idle detection).
     pub fn streams_total(&self) -> u64 {
-        self.shared.streams_total()
+        match &self.link {
+            Link::Muxed(s) => s.streams_total(),
+            Link::Quic(q) => q.streams_total(),
+        }
     }
 
     /// Records the protocols the peer listed in identify. From then on a stream proposing
     /// one of them may send data before the peer's confirmation; any other proposal waits
     /// for it before the first write (see [`negotiate::dialer_lazy`](crate::negotiate::dialer_lazy)).
     pub fn set_remote_protocols(&self, protocols: Arc<[String]>) {
-        self.shared.set_remote_protocols(protocols);
+        match &self.link {
+            Link::Muxed(s) => s.set_remote_protocols(protocols),
+            Link::Quic(q) => q.set_remote_protocols(protocols),
+        }
     }
 
     /// The protocols the peer listed in identify, if it has answered (on this connection or,
     /// as the endpoint remembers, on an earlier one).
     pub fn remote_protocols(&self) -> Option<Arc<[String]>> {
-        self.shared.remote_protocols()
+        match &self.link {
+            Link::Muxed(s) => s.remote_protocols(),
+            Link::Quic(q) => q.remote_protocols(),
+        }
     }
 
     /// Whether the peer listed `protocol` in identify; `None` while that is unknown.
     pub fn remote_supports(&self, protocol: &str) -> Option<bool> {
-        self.shared.remote_supports(protocol)
+        match &self.link {
+            Link::Muxed(s) => s.remote_supports(protocol),
+            Link::Quic(q) => q.remote_supports(protocol),
+        }
     }
 
     /// Number of streams currently open on this connection: held by the application,
     /// waiting to be accepted, or dropped and waiting for the peer's FIN (all count against
     /// the yamux stream limit).
     pub fn num_streams(&self) -> usize {
-        self.shared.num_streams()
+        match &self.link {
+            Link::Muxed(s) => s.num_streams(),
+            Link::Quic(q) => q.num_streams(),
+        }
     }
 
     /// Stream payload received on this connection so far (after yamux framing and
     /// decryption; protocol negotiation included).
     pub fn bytes_received(&self) -> u64 {
-        self.shared.traffic.bytes_in.load(Ordering::Relaxed)
+        self.link.traffic().bytes_in.load(Ordering::Relaxed)
     }
 
     /// Stream payload sent on this connection so far (protocol proposals not counted).
     pub fn bytes_sent(&self) -> u64 {
-        self.shared.traffic.bytes_out.load(Ordering::Relaxed)
+        self.link.traffic().bytes_out.load(Ordering::Relaxed)
     }
 
     /// Makes this connection's streams count into `counters` (once; later calls do
     /// nothing).
     pub(crate) fn attach_counters(&self, counters: &Arc<crate::metrics::Counters>) {
-        let _ = self.shared.counters.set(counters.clone());
+        let _ = self.link.counters().set(counters.clone());
     }
 
     /// The last keep-alive round-trip time measured on this connection.
     pub fn rtt(&self) -> Option<Duration> {
-        self.shared.rtt()
+        match &self.link {
+            Link::Muxed(s) => s.rtt(),
+            Link::Quic(q) => Some(q.conn.rtt()),
+        }
     }
 
     /// Closes gracefully: sends GoAway so the remote opens no new streams, waits up to the
     /// close grace for open streams to finish, then flushes and shuts the socket down.
     pub async fn close(&self) {
-        self.shared.begin_close();
-        std::future::poll_fn(|cx| self.shared.poll_closed(cx)).await;
+        match &self.link {
+            Link::Muxed(s) => {
+                s.begin_close();
+                std::future::poll_fn(|cx| s.poll_closed(cx)).await;
+            }
+            Link::Quic(q) => q.close().await,
+        }
     }
 
     /// Waits until the connection is closed, and says why.
     pub async fn closed(&self) -> ConnectionError {
-        std::future::poll_fn(|cx| self.shared.poll_closed(cx)).await
+        match &self.link {
+            Link::Muxed(s) => std::future::poll_fn(|cx| s.poll_closed(cx)).await,
+            Link::Quic(q) => q.closed().await,
+        }
     }
 }

@@ -8,13 +8,18 @@
 //! the writer seals it in place. A lazy protocol proposal the peer is not known to support holds the
 //! first write back until the peer confirmed it. Dropping a stream tells the session, which
 //! closes it with FIN (never a reset: that would destroy what we wrote).
+//!
+//! Over QUIC the same handle wraps a quinn stream pair (`Io::Quic`): reads and writes go to
+//! quinn, which buffers, flow-controls and sends them; the negotiation logic here (lazy
+//! proposals, the write gate, pushed-back bytes, counters) is shared by both.
 
+use super::quic::QuicShared;
 use super::shared::Shared;
-use super::ConnectionError;
 use crate::negotiate::NegotiateError;
 use bytes::{Buf, Bytes, BytesMut};
 use pheromone_core::multistream::Dialer;
 use pheromone_core::yamux::{CopyOutcome, ReadOutcome, StreamId, StreamState};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -40,8 +45,7 @@ pub(crate) enum Reuse {
 
 /// A bidirectional byte stream multiplexed over a [`Connection`](super::Connection).
 pub struct Stream {
-    id: StreamId,
-    shared: Arc<Shared>,
+    io: Io,
     /// Received bytes handed out by the session but not yet read by the caller.
     unread: Bytes,
     eof: bool,
@@ -55,9 +59,30 @@ pub struct Stream {
     prefix: Option<Bytes>,
     /// Its protocol's counters, once negotiated (see [`Stream::set_protocol`]).
     meter: Option<Arc<crate::metrics::ProtocolCounters>>,
-    /// The queue take (`State::takes`) this stream last wrote after, and the bytes it has
-    /// queued since: its share of the send queue (see [`allowance`]).
-    queued_since_take: (u64, usize),
+}
+
+/// Where a stream's bytes go.
+enum Io {
+    /// A yamux stream of our own driver's session.
+    Yamux {
+        id: StreamId,
+        shared: Arc<Shared>,
+        /// The queue take (`State::takes`) this stream last wrote after, and the bytes it
+        /// has queued since: its share of the send queue (see [`allowance`]).
+        queued_since_take: (u64, usize),
+    },
+    /// A QUIC stream (boxed: two quinn handles and the connection's).
+    Quic(Box<QuicIo>),
+}
+
+struct QuicIo {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    shared: Arc<QuicShared>,
+    /// Whether any byte came from the peer on this stream.
+    received: bool,
+    /// Whether the peer refused the stream before serving it (see [`QuicIo::sort_error`]).
+    refused: bool,
 }
 
 /// The lazy dialer and the bytes read while checking the listener's confirmation.
@@ -74,32 +99,67 @@ struct PendingConfirmation {
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peer = match &self.io {
+            Io::Yamux { shared, .. } => shared.peer,
+            Io::Quic(q) => q.shared.peer,
+        };
         f.debug_struct("Stream")
-            .field("id", &self.id)
-            .field("peer", &self.shared.peer)
+            .field("id", &self.id())
+            .field("peer", &peer)
             .finish()
     }
 }
 
 impl Stream {
     pub(super) fn new(id: StreamId, shared: Arc<Shared>) -> Self {
-        Self {
+        Self::with_io(Io::Yamux {
             id,
             shared,
+            queued_since_take: (0, 0),
+        })
+    }
+
+    pub(super) fn quic(
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        shared: Arc<QuicShared>,
+    ) -> Self {
+        Self::with_io(Io::Quic(Box::new(QuicIo {
+            send,
+            recv,
+            shared,
+            received: false,
+            refused: false,
+        })))
+    }
+
+    fn with_io(io: Io) -> Self {
+        Self {
+            io,
             unread: Bytes::new(),
             eof: false,
             confirmation: None,
             refused: None,
             prefix: None,
             meter: None,
-            queued_since_take: (0, 0),
+        }
+    }
+
+    fn traffic(&self) -> &crate::metrics::Traffic {
+        match &self.io {
+            Io::Yamux { shared, .. } => &shared.traffic,
+            Io::Quic(q) => &q.shared.traffic,
         }
     }
 
     /// Counts this stream as one of `protocol`'s, opened in `direction`, and its bytes
     /// from now on under that protocol's label (`other` for one the node does not serve).
     pub(crate) fn set_protocol(&mut self, protocol: &str, direction: super::Direction) {
-        if let Some(counters) = self.shared.counters.get() {
+        let counters = match &self.io {
+            Io::Yamux { shared, .. } => shared.counters.get(),
+            Io::Quic(q) => q.shared.counters.get(),
+        };
+        if let Some(counters) = counters {
             let meter = counters.protocols.get(protocol);
             meter.stream_opened(direction);
             // Bytes read along with the negotiation belong to the protocol.
@@ -113,7 +173,7 @@ impl Stream {
     /// Counts `n` payload bytes received: one relaxed add per chunk, not per byte.
     fn count_in(&self, n: usize) {
         let n = n as u64;
-        self.shared.traffic.bytes_in.fetch_add(n, Ordering::Relaxed);
+        self.traffic().bytes_in.fetch_add(n, Ordering::Relaxed);
         if let Some(m) = &self.meter {
             m.bytes_in.fetch_add(n, Ordering::Relaxed);
         }
@@ -122,38 +182,43 @@ impl Stream {
     /// Counts `n` payload bytes sent: one relaxed add per write call.
     fn count_out(&self, n: usize) {
         let n = n as u64;
-        self.shared
-            .traffic
-            .bytes_out
-            .fetch_add(n, Ordering::Relaxed);
+        self.traffic().bytes_out.fetch_add(n, Ordering::Relaxed);
         if let Some(m) = &self.meter {
             m.bytes_out.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// The yamux stream id.
-    pub fn id(&self) -> StreamId {
-        self.id
+    /// The stream's number on the wire: the yamux stream id, or the QUIC stream id.
+    pub fn id(&self) -> u64 {
+        match &self.io {
+            Io::Yamux { id, .. } => u64::from(id.get()),
+            Io::Quic(q) => q.send.id().index(),
+        }
     }
 
     /// Whether the peer accepted this stream (sent its ACK). A stream we opened that is
     /// reset while still unacknowledged was refused by the peer before any application on
     /// its side saw it (its stream limit, or it is going away), so a request on it was not
     /// processed and may be retried elsewhere. Always true for inbound streams.
+    /// Over QUIC, false for a stream the peer refused (reset with our refusal code, or a
+    /// draining close before it sent a byte: see `docs/protocols/quic.md`).
     pub fn is_acknowledged(&self) -> bool {
-        self.shared.is_acknowledged(self.id)
+        match &self.io {
+            Io::Yamux { id, shared, .. } => shared.is_acknowledged(*id),
+            Io::Quic(q) => !q.refused,
+        }
     }
 
     /// Whether the stream can carry another exchange of a protocol that frames its
     /// messages: both directions open, nothing received and unread, no negotiation
     /// pending, and the connection not going away.
-    pub(crate) fn is_open_and_drained(&self) -> bool {
+    pub(crate) fn is_open_and_drained(&mut self) -> bool {
         self.reuse() == Reuse::Ready
     }
 
     /// Whether the stream, kept between exchanges, can carry another one; one look at the
     /// connection's state.
-    pub(crate) fn reuse(&self) -> Reuse {
+    pub(crate) fn reuse(&mut self) -> Reuse {
         if !self.unread.is_empty()
             || self.eof
             || self.confirmation.is_some()
@@ -161,14 +226,37 @@ impl Stream {
         {
             return Reuse::Ended;
         }
-        let state = self.shared.lock();
+        let (id, shared) = match &mut self.io {
+            Io::Yamux { id, shared, .. } => (*id, &*shared),
+            Io::Quic(q) => {
+                if q.shared.is_going_away() {
+                    return Reuse::WindingDown;
+                }
+                // Reusable while a read would have to wait; what a read finds instead is
+                // kept for the caller, and ends the reuse.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                return match q.poll_chunk(&mut cx) {
+                    Poll::Pending => Reuse::Ready,
+                    Poll::Ready(Ok(Some(bytes))) => {
+                        self.unread = bytes;
+                        Reuse::Ended
+                    }
+                    Poll::Ready(Ok(None)) => {
+                        self.eof = true;
+                        Reuse::Ended
+                    }
+                    Poll::Ready(Err(_)) => Reuse::Ended,
+                };
+            }
+        };
+        let state = shared.lock();
         // A connection that takes no new streams is winding down: its streams are not
         // kept for more requests either.
         if state.is_going_away() {
             return Reuse::WindingDown;
         }
-        if state.session.stream_state(self.id) == Some(StreamState::Open)
-            && state.session.buffered(self.id) == Some(0)
+        if state.session.stream_state(id) == Some(StreamState::Open)
+            && state.session.buffered(id) == Some(0)
         {
             Reuse::Ready
         } else {
@@ -178,9 +266,17 @@ impl Stream {
 
     /// Resets the stream: the remote sees an error, not an orderly end.
     pub fn reset(&mut self) {
-        let mut state = self.shared.lock();
-        state.session.reset(self.id);
-        self.shared.send_queued(state);
+        match &mut self.io {
+            Io::Yamux { id, shared, .. } => {
+                let mut state = shared.lock();
+                state.session.reset(*id);
+                shared.send_queued(state);
+            }
+            Io::Quic(q) => {
+                let _ = q.send.reset(0u32.into());
+                let _ = q.recv.stop(0u32.into());
+            }
+        }
     }
 
     /// Queues `bytes` to go out in front of the first write (a lazy protocol proposal).
@@ -193,10 +289,21 @@ impl Stream {
         let Some(prefix) = self.prefix.take() else {
             return Ok(());
         };
-        let mut state = self.shared.lock();
-        queue_prefix(&mut state.session, self.id, &prefix)?;
-        self.shared.send_queued(state);
-        Ok(())
+        match &mut self.io {
+            Io::Yamux { id, shared, .. } => {
+                let mut state = shared.lock();
+                queue_prefix(&mut state.session, *id, &prefix)?;
+                shared.send_queued(state);
+                Ok(())
+            }
+            Io::Quic(q) => {
+                // A fresh stream has credit for far more than a proposal; a connection
+                // out of credit keeps the rest for the next write.
+                let rest = q.write_prefix(prefix)?;
+                self.prefix = rest;
+                Ok(())
+            }
+        }
     }
 
     /// Puts bytes read past a negotiation back in front of the stream.
@@ -230,7 +337,11 @@ impl Stream {
     /// Whether the peer listed `protocol` in identify, so data may follow a proposal of it
     /// before the confirmation (0-RTT).
     pub(crate) fn peer_speaks(&self, protocol: &str) -> bool {
-        self.shared.remote_supports(protocol) == Some(true)
+        let supports = match &self.io {
+            Io::Yamux { shared, .. } => shared.remote_supports(protocol),
+            Io::Quic(q) => q.shared.remote_supports(protocol),
+        };
+        supports == Some(true)
     }
 
     /// Holds a write back until the peer confirmed a proposal not known to be supported;
@@ -351,9 +462,22 @@ impl Stream {
         if self.eof {
             return Poll::Ready(Ok(None));
         }
-        let mut state = self.shared.lock();
+        if let Io::Quic(q) = &mut self.io {
+            let result = q.poll_chunk(cx);
+            match &result {
+                Poll::Ready(Ok(Some(bytes))) => self.count_in(bytes.len()),
+                Poll::Ready(Ok(None)) => self.eof = true,
+                _ => {}
+            }
+            return result;
+        }
+        let Io::Yamux { id, shared, .. } = &self.io else {
+            return Poll::Ready(Ok(None));
+        };
+        let id = *id;
+        let mut state = shared.lock();
         let queued = state.session.outgoing().len();
-        let outcome = state.session.read(self.id);
+        let outcome = state.session.read(id);
         let window_update = state.session.outgoing().len() > queued;
         let result = match outcome {
             Ok(ReadOutcome::Data(bytes)) => {
@@ -367,7 +491,7 @@ impl Stream {
             Ok(ReadOutcome::Pending) => match &state.closed {
                 Some(e) => Poll::Ready(Err(e.clone().into())),
                 None => {
-                    if let Some(w) = state.wakers.get_mut(&self.id) {
+                    if let Some(w) = state.wakers.get_mut(&id) {
                         let slot = if gate { &mut w.gate } else { &mut w.reader };
                         *slot = Some(cx.waker().clone());
                     }
@@ -377,38 +501,46 @@ impl Stream {
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
         };
         if window_update {
-            self.shared.send_queued(state);
+            shared.send_queued(state);
         }
         result
     }
 
     /// Waits until a write may make progress: the connection's send queue is below its
-    /// high-water mark and the stream has send window. Used where the stream stands in for
-    /// a socket (a relayed circuit).
+    /// high-water mark and the stream has send window (for QUIC: quinn takes bytes). Used
+    /// where the stream stands in for a socket (a relayed circuit).
     pub(super) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = self.shared.lock();
-        if state.closed.is_some() {
-            drop(state);
-            return Poll::Ready(Err(self.closed_error()));
+        let (id, shared, queued_since_take) = match &mut self.io {
+            Io::Yamux {
+                id,
+                shared,
+                queued_since_take,
+            } => (*id, &*shared, queued_since_take),
+            // An empty write waits exactly while quinn would refuse bytes.
+            Io::Quic(q) => {
+                return match Pin::new(&mut q.send).poll_write(cx, &[]) {
+                    Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(q.sort_error(e.into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        };
+        let mut state = shared.lock();
+        if let Some(e) = &state.closed {
+            return Poll::Ready(Err(e.clone().into()));
         }
         // A circuit writes bulk (the inner connection's ciphertext): ready once a bulk
         // write may queue something, as `poll_write` decides.
-        let bulk = self.shared.high_water;
-        if allowance(
-            &mut self.queued_since_take,
-            bulk,
-            self.shared.high_water,
-            &mut state,
-        ) == 0
-        {
+        let bulk = shared.high_water;
+        if allowance(queued_since_take, bulk, shared.high_water, &mut state) == 0 {
             state.parked_writers.push(cx.waker().clone());
             // The next take of the queue wakes us; make sure the driver is on it.
-            self.shared.send_queued(state);
+            shared.send_queued(state);
             return Poll::Pending;
         }
-        match state.session.send_window(self.id) {
+        match state.session.send_window(id) {
             Some(0) => {
-                if let Some(w) = state.wakers.get_mut(&self.id) {
+                if let Some(w) = state.wakers.get_mut(&id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -421,8 +553,9 @@ impl Stream {
     /// Writes the front of `chunk`, an owned buffer, and advances it past what was taken.
     /// A large chunk is not copied into the send queue: the queue gets its frame header
     /// and the writer seals the body straight from the chunk (a relay's splice passes the
-    /// chunks it received on this way). Small ones are copied as by `poll_write`, where
-    /// they share frames with the rest. Waits and fails as `poll_write` does.
+    /// chunks it received on this way); over QUIC quinn keeps the chunk itself. Small ones
+    /// are copied as by `poll_write`, where they share frames with the rest. Waits and
+    /// fails as `poll_write` does.
     pub(crate) fn poll_write_owned(
         &mut self,
         cx: &mut Context<'_>,
@@ -438,32 +571,53 @@ impl Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let mut state = self.shared.lock();
-        if state.closed.is_some() {
-            drop(state);
-            return Poll::Ready(Err(self.closed_error()));
+        let prefix = self.prefix.take();
+        let (id, shared, queued_since_take) = match &mut self.io {
+            Io::Yamux {
+                id,
+                shared,
+                queued_since_take,
+            } => (*id, &*shared, queued_since_take),
+            Io::Quic(q) => {
+                if let Some(prefix) = prefix {
+                    self.prefix = q.write_prefix(prefix)?;
+                    if self.prefix.is_some() {
+                        return q.poll_blocked(cx);
+                    }
+                }
+                let result = q.poll_write_chunk(cx, chunk);
+                if let Poll::Ready(Ok(n)) = &result {
+                    self.count_out(*n);
+                }
+                return result;
+            }
+        };
+        let mut state = shared.lock();
+        if let Some(e) = &state.closed {
+            return Poll::Ready(Err(e.clone().into()));
         }
         let room = allowance(
-            &mut self.queued_since_take,
+            queued_since_take,
             chunk.len(),
-            self.shared.high_water,
+            shared.high_water,
             &mut state,
         );
         if room == 0 {
+            self.prefix = prefix;
             state.parked_writers.push(cx.waker().clone());
-            self.shared.send_queued(state);
+            shared.send_queued(state);
             return Poll::Pending;
         }
         let mut queued = false;
-        if let Some(prefix) = self.prefix.take() {
-            if let Err(e) = queue_prefix(&mut state.session, self.id, &prefix) {
+        if let Some(prefix) = prefix {
+            if let Err(e) = queue_prefix(&mut state.session, id, &prefix) {
                 return Poll::Ready(Err(e));
             }
             queued = true;
         }
-        let result = match state.session.write_header(self.id, chunk.len().min(room)) {
+        let result = match state.session.write_header(id, chunk.len().min(room)) {
             Ok(0) => {
-                if let Some(w) = state.wakers.get_mut(&self.id) {
+                if let Some(w) = state.wakers.get_mut(&id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -473,26 +627,126 @@ impl Stream {
                 let at = state.session.outgoing().len();
                 state.bodies.push_back((at, chunk.split_to(n)));
                 state.body_bytes += n;
-                self.queued_since_take.1 += n;
+                queued_since_take.1 += n;
                 queued = true;
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
         };
         if queued {
-            self.shared.send_queued(state);
+            shared.send_queued(state);
         }
         result
     }
+}
 
-    fn closed_error(&self) -> io::Error {
-        match &self.shared.lock().closed {
-            Some(e) => e.clone().into(),
-            None => ConnectionError::ClosedLocally {
-                peer: self.shared.peer,
+impl QuicIo {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        let polled = {
+            let mut read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
+            read.as_mut().poll(cx)
+        };
+        match polled {
+            Poll::Ready(Ok(Some(chunk))) => {
+                self.received = true;
+                Poll::Ready(Ok(Some(chunk.bytes)))
             }
-            .into(),
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(None)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.sort_error(e.into()))),
+            Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Writes as much of `prefix` as quinn takes now; what is left, if anything.
+    fn write_prefix(&mut self, mut prefix: Bytes) -> io::Result<Option<Bytes>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while !prefix.is_empty() {
+            match Pin::new(&mut self.send).poll_write(&mut cx, &prefix) {
+                Poll::Ready(Ok(n)) => prefix.advance(n),
+                Poll::Ready(Err(e)) => return Err(self.sort_error(e.into())),
+                Poll::Pending => return Ok(Some(prefix)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Registers `cx` to be woken when quinn takes bytes again.
+    fn poll_blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match Pin::new(&mut self.send).poll_write(cx, &[]) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.sort_error(e.into()))),
+            // Room appeared meanwhile: have the caller try again at once.
+            Poll::Ready(Ok(_)) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        let mut bufs = [std::mem::take(chunk)];
+        let result = {
+            let mut write = std::pin::pin!(self.send.write_chunks(&mut bufs));
+            write.as_mut().poll(cx)
+        };
+        // quinn advanced the chunk past what it took.
+        *chunk = std::mem::take(&mut bufs[0]);
+        match result {
+            Poll::Ready(Ok(written)) => Poll::Ready(Ok(written.bytes)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.sort_error(e.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl QuicIo {
+    /// Sorts a quinn stream error. A refusal — the peer reset or stopped the stream with
+    /// the refusal code, or closed the connection with the "drained" code (every stream it
+    /// accepted had ended) before sending us a byte here — means no application of the
+    /// peer's saw the stream, as an unacknowledged yamux reset does: it becomes a
+    /// [`StreamRefused`](super::StreamRefused) reset, the stream reports itself
+    /// unacknowledged (so a request may be retried elsewhere) and the connection going
+    /// away. Anything else stays quinn's error.
+    fn sort_error(&mut self, e: io::Error) -> io::Error {
+        use super::quic::{CLOSE_DRAINED, STREAM_REFUSED};
+        let drained = |c: &quinn::ConnectionError| {
+            matches!(c, quinn::ConnectionError::ApplicationClosed(a)
+                if a.error_code == quinn::VarInt::from_u32(CLOSE_DRAINED))
+        };
+        let refusal = quinn::VarInt::from_u32(STREAM_REFUSED);
+        let refused = e.get_ref().is_some_and(|inner| {
+            if let Some(r) = inner.downcast_ref::<quinn::ReadError>() {
+                match r {
+                    quinn::ReadError::Reset(code) => *code == refusal,
+                    quinn::ReadError::ConnectionLost(c) => !self.received && drained(c),
+                    _ => false,
+                }
+            } else if let Some(w) = inner.downcast_ref::<quinn::WriteError>() {
+                match w {
+                    quinn::WriteError::Stopped(code) => *code == refusal,
+                    quinn::WriteError::ConnectionLost(c) => !self.received && drained(c),
+                    _ => false,
+                }
+            } else {
+                false
+            }
+        });
+        if !refused {
+            tracing::trace!(peer = %self.shared.peer, error = ?e.get_ref(), received = self.received, "QUIC stream error");
+            return e;
+        }
+        self.refused = true;
+        self.shared.remote_refused();
+        io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            super::StreamRefused {
+                peer: self.shared.peer,
+            },
+        )
     }
 }
 
@@ -581,16 +835,40 @@ impl AsyncRead for Stream {
 
 impl Stream {
     /// Copies what the session holds for this stream straight into `buf` (no `Bytes` per
-    /// chunk, no allocation), under one lock.
+    /// chunk, no allocation), under one lock; over QUIC, what quinn holds.
     fn poll_copy(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.eof {
             return Poll::Ready(Ok(()));
         }
-        let mut state = self.shared.lock();
+        if let Io::Quic(q) = &mut self.io {
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            return match q.recv.poll_read_buf(cx, buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len() - before;
+                    if n == 0 {
+                        self.eof = true;
+                    } else {
+                        q.received = true;
+                        self.count_in(n);
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(q.sort_error(e.into()))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        let Io::Yamux { id, shared, .. } = &self.io else {
+            return Poll::Ready(Ok(()));
+        };
+        let id = *id;
+        let mut state = shared.lock();
         let queued = state.session.outgoing().len();
         let outcome = state
             .session
-            .read_copy(self.id, buf.remaining(), |bytes| buf.put_slice(bytes));
+            .read_copy(id, buf.remaining(), |bytes| buf.put_slice(bytes));
         let window_update = state.session.outgoing().len() > queued;
         let result = match outcome {
             Ok(CopyOutcome::Copied(n)) => {
@@ -604,7 +882,7 @@ impl Stream {
             Ok(CopyOutcome::Pending) => match &state.closed {
                 Some(e) => Poll::Ready(Err(e.clone().into())),
                 None => {
-                    if let Some(w) = state.wakers.get_mut(&self.id) {
+                    if let Some(w) = state.wakers.get_mut(&id) {
                         w.reader = Some(cx.waker().clone());
                     }
                     Poll::Pending
@@ -613,7 +891,7 @@ impl Stream {
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, e))),
         };
         if window_update {
-            self.shared.send_queued(state);
+            shared.send_queued(state);
         }
         result
     }
@@ -654,73 +932,114 @@ impl AsyncWrite for Stream {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let mut state = this.shared.lock();
-        if state.closed.is_some() {
-            drop(state);
-            return Poll::Ready(Err(this.closed_error()));
+        let prefix = this.prefix.take();
+        let (id, shared, queued_since_take) = match &mut this.io {
+            Io::Yamux {
+                id,
+                shared,
+                queued_since_take,
+            } => (*id, &*shared, queued_since_take),
+            Io::Quic(q) => {
+                if let Some(prefix) = prefix {
+                    this.prefix = q.write_prefix(prefix)?;
+                    if this.prefix.is_some() {
+                        return q.poll_blocked(cx);
+                    }
+                }
+                let result = match Pin::new(&mut q.send).poll_write(cx, data) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(q.sort_error(e.into()))),
+                    Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+                    Poll::Pending => Poll::Pending,
+                };
+                if let Poll::Ready(Ok(n)) = &result {
+                    this.count_out(*n);
+                }
+                return result;
+            }
+        };
+        let mut state = shared.lock();
+        if let Some(e) = &state.closed {
+            return Poll::Ready(Err(e.clone().into()));
         }
         // The queue is bounded: a write takes what it may ([`allowance`]) and parks while
         // that is nothing. Taking the queue wakes the parked writers, oldest first.
-        let room = allowance(
-            &mut this.queued_since_take,
-            data.len(),
-            this.shared.high_water,
-            &mut state,
-        );
+        let room = allowance(queued_since_take, data.len(), shared.high_water, &mut state);
         if room == 0 && !data.is_empty() {
+            this.prefix = prefix;
             state.parked_writers.push(cx.waker().clone());
-            this.shared.send_queued(state);
+            shared.send_queued(state);
             return Poll::Pending;
         }
         let mut queued = false;
-        if let Some(prefix) = this.prefix.take() {
-            if let Err(e) = queue_prefix(&mut state.session, this.id, &prefix) {
+        if let Some(prefix) = prefix {
+            if let Err(e) = queue_prefix(&mut state.session, id, &prefix) {
                 return Poll::Ready(Err(e));
             }
             queued = true;
         }
-        let result = match state.session.write(this.id, &data[..data.len().min(room)]) {
+        let mut sent = 0;
+        let result = match state.session.write(id, &data[..data.len().min(room)]) {
             Ok(0) if !data.is_empty() => {
                 // The send window is exhausted: the peer's window update wakes us.
-                if let Some(w) = state.wakers.get_mut(&this.id) {
+                if let Some(w) = state.wakers.get_mut(&id) {
                     w.writer = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
             Ok(n) => {
                 queued |= n > 0;
-                this.queued_since_take.1 += n;
-                this.count_out(n);
+                queued_since_take.1 += n;
+                sent = n;
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
         };
         if queued {
-            this.shared.send_queued(state);
+            shared.send_queued(state);
+        } else {
+            drop(state);
+        }
+        if sent > 0 {
+            this.count_out(sent);
         }
         result
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Every write is already handed to the driver, which sends it once the tasks ready
-        // to run have queued theirs; a pending protocol proposal is handed over now.
+        // Every write is already handed to the driver (or quinn), which sends it once the
+        // tasks ready to run have queued theirs; a pending protocol proposal is handed over
+        // now.
         Poll::Ready(self.get_mut().send_prefix())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.send_prefix()?;
+        if let Io::Quic(q) = &mut this.io {
+            if this.prefix.is_some() {
+                return q.poll_blocked(cx);
+            }
+        }
         match this.poll_confirmed(cx, true) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        let mut state = this.shared.lock();
-        let result = state.session.close_write(this.id);
-        this.shared.send_queued(state);
-        match result {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+        match &mut this.io {
+            Io::Yamux { id, shared, .. } => {
+                let mut state = shared.lock();
+                let result = state.session.close_write(*id);
+                shared.send_queued(state);
+                match result {
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+                }
+            }
+            // Finishing twice, or a stream the peer stopped, is a finished stream.
+            Io::Quic(q) => {
+                let _ = q.send.finish();
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }
@@ -728,22 +1047,33 @@ impl AsyncWrite for Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         let _ = self.send_prefix();
-        let mut state = self.shared.lock();
-        let timer = state.session.poll_timeout();
-        let queued = state.session.outgoing().len();
-        state
-            .session
-            .drop_stream(std::time::Instant::now(), self.id);
-        // A stream left waiting for the peer's FIN arms a grace timer only the driver runs.
-        let rearm = state.session.poll_timeout() != timer;
-        state.wakers.remove(&self.id);
-        // A closing driver waits for the last stream to go; a stream that ended cleanly
-        // queues nothing, so nothing else would wake it.
-        if state.closing || rearm {
-            drop(state);
-            self.shared.wake_driver();
-        } else if state.session.outgoing().len() > queued {
-            self.shared.send_queued(state);
+        match &mut self.io {
+            Io::Yamux { id, shared, .. } => {
+                let mut state = shared.lock();
+                let timer = state.session.poll_timeout();
+                let queued = state.session.outgoing().len();
+                state.session.drop_stream(std::time::Instant::now(), *id);
+                // A stream left waiting for the peer's FIN arms a grace timer only the
+                // driver runs.
+                let rearm = state.session.poll_timeout() != timer;
+                state.wakers.remove(id);
+                // A closing driver waits for the last stream to go; a stream that ended
+                // cleanly queues nothing, so nothing else would wake it.
+                if state.closing || rearm {
+                    drop(state);
+                    shared.wake_driver();
+                } else if state.session.outgoing().len() > queued {
+                    shared.send_queued(state);
+                }
+            }
+            Io::Quic(q) => {
+                // quinn finishes the send side when the handle drops; a graceful close
+                // waits until the peer acknowledged it.
+                let acked = q.send.stopped();
+                q.shared.stream_ended(Box::pin(async move {
+                    let _ = acked.await;
+                }));
+            }
         }
     }
 }

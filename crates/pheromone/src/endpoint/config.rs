@@ -2,7 +2,7 @@
 
 use super::Access;
 use crate::connection::ConnectionConfig;
-use crate::transport::TcpConfig;
+use crate::transport::{QuicConfig, TcpConfig};
 use std::time::Duration;
 
 /// Settings of an [`Endpoint`](super::Endpoint). `Default` gives safe, fast values.
@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct EndpointConfig {
     /// TCP dial timeout and listen backlog.
     pub tcp: TcpConfig,
+    /// QUIC windows, stream limits, keep-alive, MTU, certificates.
+    pub quic: QuicConfig,
     /// Yamux windows, stream limits, keep-alive and close grace.
     pub connection: ConnectionConfig,
     /// The whole upgrade (multistream, Noise, multistream, yamux) must finish within this.
@@ -41,6 +43,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             tcp: TcpConfig::default(),
+            quic: QuicConfig::default(),
             connection: ConnectionConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 256,

@@ -12,16 +12,19 @@ mod config;
 mod error;
 mod handlers;
 mod protocol_book;
+mod quic;
 mod streams;
 
 pub use config::EndpointConfig;
 pub use error::{DialError, OpenStreamError};
 pub use handlers::{Access, StreamHandler};
 
+use crate::connection::Transport;
 use crate::connection::{
     Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket,
 };
 use crate::protocols::{identify, perf, ping};
+use crate::transport::quic::QuicTransport;
 use crate::transport::{TcpListener, TcpTransport};
 use crate::upgrade;
 use futures::FutureExt;
@@ -69,7 +72,9 @@ struct Inner {
     config: EndpointConfig,
     handlers: HandlerTable,
     transport: TcpTransport,
-    listen_addrs: Mutex<Vec<SocketAddr>>,
+    quic: QuicTransport,
+    /// Bound addresses and what listens there (TCP or QUIC).
+    listen_addrs: Mutex<Vec<(SocketAddr, Transport)>>,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     events: broadcast::Sender<EndpointEvent>,
     cancel: CancellationToken,
@@ -105,6 +110,7 @@ impl Endpoint {
             inner: Arc::new(Inner {
                 peer_id: keypair.peer_id(),
                 static_key: upgrade::static_key(&keypair),
+                quic: QuicTransport::new(&keypair, config.quic.clone()),
                 keypair,
                 transport: TcpTransport::new(config.tcp.clone()),
                 handshake_slots: Arc::new(Semaphore::new(config.max_pending_handshakes)),
@@ -125,6 +131,7 @@ impl Endpoint {
     }
 
     fn register_builtin_protocols(&self) {
+        self.register_quic_goaway();
         let idle = self.inner.config.ping_idle_timeout;
         self.set_handler(
             ping::PROTOCOL,
@@ -248,20 +255,26 @@ impl Endpoint {
         self.inner.events.subscribe()
     }
 
-    /// Every live connection.
+    /// Every live connection (one closed a moment ago, whose bookkeeping task has not run
+    /// yet, is left out).
     pub fn connections(&self) -> Vec<Connection> {
         self.inner
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
+            .filter(|c| !c.is_closed())
             .cloned()
             .collect()
     }
 
-    /// Starts listening on `addr` (`/ip4|ip6/…/tcp/PORT`; port 0 picks one) and returns the
-    /// bound address with its real port and our `/p2p/` suffix.
+    /// Starts listening on `addr` (`/ip4|ip6/…/tcp/PORT` or `/ip4|ip6/…/udp/PORT/quic-v1`;
+    /// port 0 picks one) and returns the bound address with its real port and our `/p2p/`
+    /// suffix.
     pub fn listen(&self, addr: &Multiaddr) -> Result<Multiaddr, DialError> {
+        if let Some(socket_addr) = addr.quic_socket_addr() {
+            return self.listen_quic(socket_addr);
+        }
         let socket_addr = addr
             .tcp_socket_addr()
             .ok_or_else(|| DialError::UnsupportedAddress {
@@ -269,23 +282,29 @@ impl Endpoint {
             })?;
         let listener = self.inner.transport.listen(socket_addr)?;
         let bound = listener.local_addr();
-        self.inner
-            .listen_addrs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(bound);
+        self.add_listen_addr(bound, Transport::Tcp);
         let this = self.clone();
         self.inner
             .tasks
             .spawn(async move { this.accept_loop(listener).await });
-        tracing::info!(addr = %bound, peer = %self.peer_id(), "listening");
-        Ok(self.p2p_addr(bound))
+        tracing::info!(addr = %bound, peer = %self.peer_id(), "listening on TCP");
+        Ok(self.p2p_addr(bound, Transport::Tcp))
     }
 
-    fn p2p_addr(&self, addr: SocketAddr) -> Multiaddr {
-        Multiaddr::from_socket_addr(addr)
-            .with_p2p(self.peer_id())
-            .unwrap_or_else(|_| Multiaddr::from_socket_addr(addr))
+    fn add_listen_addr(&self, bound: SocketAddr, transport: Transport) {
+        self.inner
+            .listen_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((bound, transport));
+    }
+
+    fn p2p_addr(&self, addr: SocketAddr, transport: Transport) -> Multiaddr {
+        let base = match transport {
+            Transport::Quic => Multiaddr::from_quic_socket_addr(addr),
+            _ => Multiaddr::from_socket_addr(addr),
+        };
+        base.clone().with_p2p(self.peer_id()).unwrap_or(base)
     }
 
     /// The addresses we listen on, with real ports and our `/p2p/` suffix.
@@ -296,7 +315,10 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        addrs.into_iter().map(|a| self.p2p_addr(a)).collect()
+        addrs
+            .into_iter()
+            .map(|(a, t)| self.p2p_addr(a, t))
+            .collect()
     }
 
     async fn accept_loop(self, listener: TcpListener) {
@@ -314,14 +336,9 @@ impl Endpoint {
                     continue;
                 }
             };
-            let Ok(permit) = self.inner.handshake_slots.clone().try_acquire_owned() else {
-                tracing::warn!(%remote, limit = self.inner.config.max_pending_handshakes, "too many handshakes in progress; dropping inbound connection");
+            let Some(permit) = self.admit_inbound(remote, Transport::Tcp) else {
                 continue;
             };
-            if self.count(Direction::Inbound) >= self.inner.config.max_inbound_connections {
-                tracing::warn!(%remote, limit = self.inner.config.max_inbound_connections, "inbound connection limit reached; dropping");
-                continue;
-            }
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 let started = std::time::Instant::now();
@@ -341,6 +358,45 @@ impl Endpoint {
         }
     }
 
+    /// Admission of an inbound connection before its handshake, the same for every
+    /// transport: a handshake slot, and room under the inbound connection limit. `None`
+    /// (logged) refuses it; the permit is held until the handshake ends. The connection is
+    /// admitted a second time, with its peer ID, in [`Endpoint::adopt`].
+    pub(crate) fn admit_inbound(
+        &self,
+        remote: SocketAddr,
+        transport: Transport,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let Ok(permit) = self.inner.handshake_slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, %transport, limit = self.inner.config.max_pending_handshakes, "too many handshakes in progress; dropping inbound connection");
+            return None;
+        };
+        if self.count(Direction::Inbound) >= self.inner.config.max_inbound_connections {
+            tracing::warn!(%remote, %transport, limit = self.inner.config.max_inbound_connections, "inbound connection limit reached; dropping");
+            return None;
+        }
+        Some(permit)
+    }
+
+    /// Admission of an outbound dial, the same for every transport.
+    pub(crate) fn admit_outbound(
+        &self,
+        _remote: SocketAddr,
+        _transport: Transport,
+    ) -> Result<(), DialError> {
+        if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
+            return Err(DialError::ConnectionLimit {
+                limit: self.inner.config.max_outbound_connections,
+            });
+        }
+        Ok(())
+    }
+
+    /// Handshakes in progress (inbound, all transports).
+    pub(crate) fn pending_handshakes(&self) -> usize {
+        self.inner.config.max_pending_handshakes - self.inner.handshake_slots.available_permits()
+    }
+
     fn count(&self, direction: Direction) -> usize {
         self.inner
             .connections
@@ -355,6 +411,9 @@ impl Endpoint {
     /// must prove it is that peer.
     pub async fn dial(&self, addr: &Multiaddr) -> Result<Connection, DialError> {
         let expected = addr.peer_id();
+        if addr.is_quic() {
+            return self.dial_quic_addr(addr, expected).await;
+        }
         let targets = self
             .resolve(addr)
             .await
@@ -389,11 +448,7 @@ impl Endpoint {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, DialError> {
-        if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
-            return Err(DialError::ConnectionLimit {
-                limit: self.inner.config.max_outbound_connections,
-            });
-        }
+        self.admit_outbound(addr, Transport::Tcp)?;
         let socket = self.inner.transport.dial(addr).await?;
         let started = std::time::Instant::now();
         let upgraded = upgrade::outbound(
@@ -511,7 +566,9 @@ impl Endpoint {
         if let Some(hook) = hook {
             hook(&connection);
         }
-        self.inner.tasks.spawn(driver);
+        if let Some(driver) = driver {
+            self.inner.tasks.spawn(driver);
+        }
         let this = self.clone();
         let conn = connection.clone();
         self.inner
@@ -529,6 +586,7 @@ impl Endpoint {
         self.inner.cancel.cancel();
         let conns = self.connections();
         futures::future::join_all(conns.iter().map(|c| c.close())).await;
+        self.inner.quic.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }

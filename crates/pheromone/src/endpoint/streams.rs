@@ -6,7 +6,6 @@ use super::{Endpoint, EndpointEvent, OpenStreamError};
 use crate::connection::{Connection, Stream};
 use crate::negotiate;
 use crate::protocols::{identify, ping};
-use pheromone_core::addr::Multiaddr;
 use pheromone_core::identify::IdentifyInfo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +184,7 @@ impl Endpoint {
                 .map(|a| a.without_p2p())
                 .collect(),
             protocols: self.protocols(),
-            observed_addr: Some(Multiaddr::from_socket_addr(conn.info().remote_addr)),
+            observed_addr: Some(conn.info().remote_multiaddr()),
             protocol_version: self.inner.config.protocol_version.clone(),
             agent_version: self.inner.config.agent_version.clone(),
             pheromone_name: self.inner.config.node_name.clone(),

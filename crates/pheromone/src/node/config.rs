@@ -149,6 +149,8 @@ impl NodeConfig {
         config.max_inbound_connections = self.limits.max_inbound_connections;
         config.max_outbound_connections = self.limits.max_outbound_connections;
         config.connection.yamux.max_streams = self.limits.max_streams_per_connection;
+        config.quic.max_concurrent_streams =
+            u32::try_from(self.limits.max_streams_per_connection).unwrap_or(u32::MAX);
         config.node_name = self.name.clone();
         config
     }
@@ -174,6 +176,7 @@ mod tests {
         assert_eq!(ep.max_inbound_connections, 3);
         assert_eq!(ep.max_outbound_connections, 4);
         assert_eq!(ep.connection.yamux.max_streams, 5);
+        assert_eq!(ep.quic.max_concurrent_streams, 5);
         assert_eq!(ep.node_name.as_deref(), Some("luda"));
         assert_eq!(NodeConfig::default().max_message_size, 1 << 20);
         assert_eq!(NodeConfig::default().mode, ConnectionMode::Long);

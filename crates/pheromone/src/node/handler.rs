@@ -4,7 +4,7 @@
 //! The traits use `impl Future` returns so handlers are plain `async fn`s; the node stores
 //! them type-erased (`Erased*`) behind an `Arc`. Nothing here touches the network.
 
-use crate::connection::{ConnectionId, Direction, Stream};
+use crate::connection::{ConnectionId, Direction, Stream, Transport};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -22,6 +22,7 @@ pub struct Peer {
     pub(super) id: PeerId,
     pub(super) name: Option<Arc<str>>,
     pub(super) addr: SocketAddr,
+    pub(super) transport: Transport,
     pub(super) connection: ConnectionId,
     pub(super) direction: Direction,
 }
@@ -42,9 +43,14 @@ impl Peer {
         self.addr
     }
 
-    /// The same address as a multiaddr with the peer's `/p2p/` suffix.
+    /// The transport of that connection (TCP, QUIC, or a relayed circuit).
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The same address as a multiaddr of its transport, with the peer's `/p2p/` suffix.
     pub fn multiaddr(&self) -> Multiaddr {
-        let addr = Multiaddr::from_socket_addr(self.addr);
+        let addr = crate::connection::socket_multiaddr(self.addr, self.transport);
         addr.clone().with_p2p(self.id).unwrap_or(addr)
     }
 

@@ -17,7 +17,6 @@ use crate::deadline::ReusableTimer;
 use crate::negotiate;
 use bytes::{Bytes, BytesMut};
 use pheromone_core::reqresp::wire::{self, Header, Status, WireError};
-use pheromone_core::yamux::StreamError;
 use std::io;
 use tokio::io::AsyncWriteExt;
 
@@ -298,9 +297,7 @@ fn classify(stream: &Stream, e: io::Error) -> RequestError {
 
 /// Whether `e` is the peer resetting this one stream (not the connection failing).
 pub(super) fn is_stream_reset(e: &io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<StreamError>())
-        .is_some_and(|s| matches!(s, StreamError::Reset(_)))
+    crate::connection::is_stream_reset(e)
 }
 
 /// Reads a request of at most `max` bytes. `Ok(None)` when the stream ends before a byte.

@@ -115,7 +115,7 @@ impl RequestStreams {
     pub(super) fn take(&self, conn: &Connection, protocol: &str) -> Option<RequestStream> {
         let mut idle = self.lock();
         let list = idle.get_mut(&conn.id())?.list(protocol)?;
-        while let Some(entry) = list.pop() {
+        while let Some(mut entry) = list.pop() {
             match entry.kept.stream.reuse() {
                 Reuse::Ready => return Some(entry.kept),
                 // The responder ended it meanwhile: it is closed already.

@@ -113,6 +113,7 @@ impl Inner {
             id: info.remote_peer,
             name,
             addr: info.remote_addr,
+            transport: info.transport,
             connection: info.id,
             direction: info.direction,
         }

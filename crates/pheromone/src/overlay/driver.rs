@@ -14,7 +14,6 @@ use super::{now, Counters, DriverConfig, OverlayHandle, Service, Shared};
 use crate::connection::{Connection, ConnectionId};
 use crate::swarm::{PeerRecord, Swarm, SwarmEvent};
 use bytes::Bytes;
-use pheromone_core::addr::Multiaddr;
 use pheromone_core::identity::PeerId;
 use pheromone_core::overlay::{Direction, InboundId, Neighbour, Output, Overlay, Wire};
 use std::collections::HashMap;
@@ -237,10 +236,9 @@ where
         let relayed = info.relay.is_some();
         let (direction, addrs) = match (info.direction, relayed) {
             (_, true) => (Direction::Outbound, Vec::new()),
-            (crate::connection::Direction::Outbound, false) => (
-                Direction::Outbound,
-                vec![Multiaddr::from_socket_addr(info.remote_addr)],
-            ),
+            (crate::connection::Direction::Outbound, false) => {
+                (Direction::Outbound, vec![info.remote_multiaddr()])
+            }
             (crate::connection::Direction::Inbound, false) => (
                 Direction::Inbound,
                 record.map(|r| r.listen_addrs.clone()).unwrap_or_default(),

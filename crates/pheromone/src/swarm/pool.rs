@@ -300,6 +300,8 @@ mod tests {
             direction,
             relay: None,
             cipher: pheromone_core::noise::TransportCipher::ChaChaPoly,
+            transport: crate::connection::Transport::Tcp,
+            security: crate::connection::Security::Noise,
         }
     }
 

@@ -1,11 +1,19 @@
-//! Transports: byte pipes between two sockets, before any authentication or multiplexing.
+//! Transports: what carries bytes between two hosts, before the connection handles.
 //!
-//! Only TCP exists for now. A transport knows nothing about peers, Noise or streams; it
-//! hands a connected socket to [`crate::upgrade`].
+//! TCP (`tcp.rs`) hands a connected socket to [`crate::upgrade`], which runs a security
+//! protocol (Noise, or TLS from `tls.rs`) and yamux over it. QUIC (`quic.rs`, quinn) brings
+//! TLS 1.3 and streams of its own; its connections become the same
+//! [`Connection`](crate::Connection) handles. `tls.rs` is the libp2p TLS setup of rustls
+//! both share. No transport knows about protocols or the swarm: admitting a connection
+//! (limits, peer, address) happens in the [endpoint](crate::endpoint), once for all.
 
+pub(crate) mod quic;
 mod tcp;
+pub(crate) mod tls;
 
+pub use quic::{bind_udp, QuicConfig};
 pub use tcp::{TcpConfig, TcpListener, TcpTransport};
+pub use tls::{TlsConfig, TlsIdentity};
 
 use std::net::SocketAddr;
 use thiserror::Error;

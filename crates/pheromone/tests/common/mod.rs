@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod raw;
+#[path = "../transports/mod.rs"]
+pub mod transports;
 
 use futures::FutureExt;
 use pheromone::{
@@ -17,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const ECHO: &str = "/test/echo/1.0.0";
 
-/// An endpoint listening on an ephemeral loopback port, answering the echo protocol.
+/// An endpoint listening on an ephemeral loopback port (of the conformance run's transport,
+/// TCP outside one), answering the echo protocol.
 pub async fn endpoint() -> (Endpoint, Multiaddr) {
     endpoint_with(EndpointConfig::default()).await
 }
@@ -25,7 +28,7 @@ pub async fn endpoint() -> (Endpoint, Multiaddr) {
 pub async fn endpoint_with(config: EndpointConfig) -> (Endpoint, Multiaddr) {
     let endpoint = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), config);
     let addr = endpoint
-        .listen(&"/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .listen(&transports::listen_multiaddr())
         .expect("listen");
     endpoint.set_handler(
         ECHO,

@@ -49,6 +49,20 @@ async fn connection(ours: &Ours, peer: PeerId, direction: Direction) -> Connecti
 
 pub async fn run(transport: Transport) -> Vec<Cell> {
     let mut rec = Recorder::new(Impl::Js, transport);
+    if transport == Transport::Quic {
+        // js-libp2p ships no QUIC transport for Node.js; `@chainsafe/libp2p-quic` (a native
+        // module) is not in the harness's lock file yet.
+        for scenario in Scenario::ALL {
+            for dir in Dir::ALL {
+                rec.record(
+                    scenario,
+                    dir,
+                    Outcome::NotApplicable("not run: no QUIC in the js harness"),
+                );
+            }
+        }
+        return rec.cells;
+    }
     let ours = match Ours::spawn(transport).await {
         Ok(ours) => ours,
         Err(e) => {

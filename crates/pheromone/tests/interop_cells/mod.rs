@@ -59,19 +59,21 @@ impl Impl {
     }
 }
 
-/// A transport every scenario runs over. QUIC is a variant to add here (with the listen
-/// address each implementation uses for it), not a copy of the suite.
+/// A transport every scenario runs over: TCP (Noise, yamux) or QUIC v1 (TLS 1.3, QUIC's
+/// own streams). Both implementations listen on it, so every dial in a cell uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
+    Quic,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 1] = [Transport::Tcp];
+    pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Quic];
 
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
         }
     }
 
@@ -79,6 +81,7 @@ impl Transport {
     pub fn listen(self) -> &'static str {
         match self {
             Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
         }
     }
 }
@@ -130,7 +133,7 @@ impl Scenario {
 
     pub fn name(self) -> &'static str {
         match self {
-            Scenario::Connect => "connect (TCP, Noise, yamux)",
+            Scenario::Connect => "connect (TCP: Noise, yamux; QUIC: TLS 1.3)",
             Scenario::Identify => "`/ipfs/id/1.0.0`: every field, one request per connection",
             Scenario::Ping => "`/ipfs/ping/1.0.0`",
             Scenario::Streams => "100 concurrent echo streams, data checked",

@@ -5,8 +5,8 @@
 
 use super::ours::{kad_node, Ours};
 use super::{
-    ensure, sha256_hex, Cell, Dir, Impl, Recorder, Scenario, Transport, CLOSE_BYTES, ECHO, MISSING,
-    PERF, PROBE, SINK, STREAMS,
+    ensure, sha256_hex, Cell, Dir, Impl, Outcome, Recorder, Scenario, Transport, CLOSE_BYTES, ECHO,
+    MISSING, PERF, PROBE, SINK, STREAMS,
 };
 use crate::libp2p_peer::{
     from_libp2p_addr, from_libp2p_peer, to_libp2p_addr, to_libp2p_key, to_libp2p_peer, Libp2pPeer,
@@ -15,7 +15,7 @@ use crate::libp2p_peer::{
 use futures::StreamExt as _;
 use libp2p::{identify, ping, swarm::SwarmEvent, StreamProtocol};
 use pheromone::discovery::DiscoveryConfig;
-use pheromone::{Connection, Direction, Multiaddr};
+use pheromone::{Connection, Direction};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -118,7 +118,7 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
             return rec.cells;
         }
     };
-    let mut theirs = Libp2pPeer::spawn(ECHO).await;
+    let mut theirs = Libp2pPeer::spawn_listening(ECHO, false, transport.listen()).await;
     let mut reports = serve(&theirs);
     let us = to_libp2p_peer(&ours.peer());
 
@@ -170,7 +170,7 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
                 format!("{expected} missing from {protocols:?}")
             })?;
         }
-        let local = Multiaddr::from_socket_addr(conn.info().local_addr);
+        let local = conn.info().local_multiaddr();
         ensure(info.observed_addr == Some(local), || {
             format!("observed addr {:?}", info.observed_addr)
         })?;
@@ -356,25 +356,49 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
         ensure(got == PERF.1, || format!("downloaded {got} of {}", PERF.1))
     })
     .await;
-    rec.run(Scenario::Reset, Dir::Theirs, async {
-        let stream = theirs
-            .control
-            .clone()
-            .open_stream(us, StreamProtocol::new(PROBE))
-            .await
-            .map_err(|e| format!("open probe: {e}"))?;
-        let mut stream = stream.compat();
-        stream
-            .write_all(&[7u8; 1000])
-            .await
-            .map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // rust-libp2p resets a stream dropped without closing it.
-        drop(stream);
-        ours.survived_reset(&conn).await
-    })
-    .await;
+    if transport == Transport::Quic {
+        // libp2p-quic's stream finishes (FIN) when dropped and has no reset call: their side
+        // cannot reset a stream over QUIC. Ours is tested in the other direction.
+        rec.record(
+            Scenario::Reset,
+            Dir::Theirs,
+            Outcome::NotApplicable("not run: rust-libp2p's QUIC stream cannot be reset"),
+        );
+    } else {
+        rec.run(Scenario::Reset, Dir::Theirs, async {
+            let stream = theirs
+                .control
+                .clone()
+                .open_stream(us, StreamProtocol::new(PROBE))
+                .await
+                .map_err(|e| format!("open probe: {e}"))?;
+            let mut stream = stream.compat();
+            stream
+                .write_all(&[7u8; 1000])
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // rust-libp2p resets a stream dropped without closing it.
+            drop(stream);
+            ours.survived_reset(&conn).await
+        })
+        .await;
+    }
+    if transport == Transport::Quic {
+        // libp2p-quic closes a connection at once (CONNECTION_CLOSE), without waiting for the
+        // stream data it has sent to be acknowledged: what was in flight is lost on their
+        // side before it reaches us (seen: 170 kB of 1 MiB arrived). Nothing we can fix.
+        rec.record(
+            Scenario::GracefulClose,
+            Dir::Theirs,
+            Outcome::NotApplicable(
+                "not run: rust-libp2p's QUIC close drops its unacknowledged data",
+            ),
+        );
+        ours.node.close().await;
+        return rec.cells;
+    }
     rec.run(Scenario::GracefulClose, Dir::Theirs, async {
         let data = crate::common::pattern(CLOSE_BYTES, 11);
         let stream = theirs
@@ -440,7 +464,7 @@ async fn check_they_identify_us(
         format!("protocols {theirs_view:?} vs {ours_list:?}")
     })?;
     // What we saw it at: the socket it dialled from.
-    let observed = Multiaddr::from_socket_addr(conn.info().remote_addr);
+    let observed = conn.info().remote_multiaddr();
     ensure(info.observed_addr == to_libp2p_addr(&observed), || {
         format!("observed addr {}", info.observed_addr)
     })?;

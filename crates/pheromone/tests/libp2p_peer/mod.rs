@@ -1,5 +1,5 @@
-//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux, default
-//! configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
+//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux and QUIC v1,
+//! default configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
 //! 127.0.0.1 and driven on its own task. Tests see its swarm events through a channel and
 //! open raw streams through `libp2p_stream::Control`. Also the conversions between our types and
 //! libp2p's, done through their shared wire encodings so that a mismatch shows up as a test
@@ -99,6 +99,16 @@ impl Libp2pPeer {
     /// Like [`spawn`](Self::spawn); with `signed_peer_record`, identify also sends a signed
     /// peer record (field 8, as go-libp2p always does), which we must skip.
     pub async fn spawn_with(echo_protocol: &'static str, signed_peer_record: bool) -> Self {
+        Self::spawn_listening(echo_protocol, signed_peer_record, "/ip4/127.0.0.1/tcp/0").await
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), listening on `listen` (a TCP or a QUIC
+    /// address; the swarm dials both kinds whatever it listens on).
+    pub async fn spawn_listening(
+        echo_protocol: &'static str,
+        signed_peer_record: bool,
+        listen: &str,
+    ) -> Self {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
@@ -108,6 +118,7 @@ impl Libp2pPeer {
                 yamux::Config::default,
             )
             .expect("tcp transport")
+            .with_quic()
             .with_behaviour(|key| PeerBehaviour {
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 identify: identify::Behaviour::new(
@@ -140,7 +151,7 @@ impl Libp2pPeer {
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
         swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .listen_on(listen.parse().expect("addr"))
             .expect("listen");
         let listen_addr = loop {
             if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {

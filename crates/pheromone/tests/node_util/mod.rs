@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../transports/mod.rs"]
+pub mod transports;
+
 use bytes::Bytes;
 use pheromone::node::{HandlerResult, Node, NodeBuilder, NodeEvent, Peer};
 use std::future::Future;
@@ -28,13 +31,14 @@ pub async fn echo(_peer: Peer, request: Bytes) -> HandlerResult {
     Ok(Some(request))
 }
 
-/// A builder listening on an ephemeral loopback port with the echo handler, discovery off:
+/// A builder listening on an ephemeral loopback port (of the conformance run's transport,
+/// TCP outside one) with the echo handler, discovery off:
 /// these tests count and close connections, and the DHT's connection manager keeps its
 /// peers connected (discovery has tests of its own in `discovery.rs`).
 pub fn listening(name: &str) -> NodeBuilder {
     Node::builder()
         .name(name)
-        .listen("/ip4/127.0.0.1/tcp/0")
+        .listen(transports::listen_addr())
         .discovery(None)
         .handle_requests(ECHO, echo)
 }
