@@ -601,6 +601,20 @@ impl Session {
             .map(|s| s.acknowledged || !s.outbound)
     }
 
+    /// Gives every received, unread chunk that is a slice of the driver's input buffer a
+    /// copy of its own, so that the input buffers it pinned can be reused or freed; the
+    /// bytes copied. The driver calls this when unread data pins more of its receive
+    /// buffers than it allows a connection to hold: memory then follows what is buffered
+    /// (bounded by the windows), not which buffers the frames happened to land in.
+    pub fn unshare_received(&mut self) -> usize {
+        self.streams.values_mut().map(|s| s.recv.unshare()).sum()
+    }
+
+    /// Bytes received and not yet read, over all streams.
+    pub fn buffered_total(&self) -> usize {
+        self.streams.values().map(|s| s.recv.len()).sum()
+    }
+
     /// Streams alive, both directions, including those waiting to be accepted and those
     /// dropped but waiting for the peer's FIN: the number [`Config::max_streams`] caps.
     pub fn num_streams(&self) -> usize {
