@@ -50,8 +50,8 @@ pub mod relay;
 pub mod resources;
 pub mod routing;
 pub mod swarm;
-pub mod transport;
 mod throttle;
+pub mod transport;
 pub mod upgrade;
 
 pub use connection::{

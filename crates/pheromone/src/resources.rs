@@ -10,10 +10,10 @@
 
 use crate::throttle::Throttle;
 use pheromone_core::identity::PeerId;
+use pheromone_core::resources::{ConnectionKey, Ledger};
 pub use pheromone_core::resources::{
     IpPrefix, Resource, ResourceError, ResourceLimits, Scope, Usage, Way,
 };
-use pheromone_core::resources::{ConnectionKey, Ledger};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +97,11 @@ impl ResourceManager {
 
     /// Refusals so far by (scope kind, resource), for metrics.
     pub fn refusals(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let map = self.inner.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self
+            .inner
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         map.iter().map(|((s, r), n)| (*s, *r, *n)).collect()
     }
 

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// A kind of line: (what was refused, why), both fixed strings.
+pub(crate) type Kind = (&'static str, &'static str);
+
 /// Decides whether a line of some kind may be logged now.
 #[derive(Debug)]
 pub(crate) struct Throttle {
     interval: Duration,
     /// Per kind: when it was last logged and how many were left out since.
-    last: Mutex<HashMap<(&'static str, &'static str), (Instant, u64)>>,
+    last: Mutex<HashMap<Kind, (Instant, u64)>>,
 }
 
 impl Throttle {
@@ -24,7 +27,7 @@ impl Throttle {
 
     /// `Some(left_out)` when a line of `kind` may be logged now (with how many were left
     /// out since the last one); `None` when it must be left out.
-    pub(crate) fn allow(&self, kind: (&'static str, &'static str)) -> Option<u64> {
+    pub(crate) fn allow(&self, kind: Kind) -> Option<u64> {
         let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match last.get_mut(&kind) {

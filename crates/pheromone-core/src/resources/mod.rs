@@ -297,7 +297,9 @@ impl Ledger {
     /// The prefix `ip` is counted under, or `None` when it is exempt (loopback, by default).
     pub fn prefix(&self, ip: IpAddr) -> Option<IpPrefix> {
         let loopback = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
             IpAddr::V4(v4) => v4.is_loopback(),
         };
         if loopback && self.limits.exempt_loopback {

@@ -118,11 +118,17 @@ fn connections_are_limited_per_ip_per_peer_and_per_direction() {
     ledger
         .open_connection(Way::Inbound, Some(ip(2)), peer(1))
         .unwrap();
-    ledger.open_connection(Way::Outbound, None, peer(1)).unwrap();
-    let err = ledger.open_connection(Way::Outbound, None, peer(1)).unwrap_err();
+    ledger
+        .open_connection(Way::Outbound, None, peer(1))
+        .unwrap();
+    let err = ledger
+        .open_connection(Way::Outbound, None, peer(1))
+        .unwrap_err();
     assert_eq!(err.scope, Scope::Peer(peer(1)));
     // System outbound: 2.
-    ledger.open_connection(Way::Outbound, None, peer(4)).unwrap();
+    ledger
+        .open_connection(Way::Outbound, None, peer(4))
+        .unwrap();
     assert_eq!(
         ledger.check_dial().unwrap_err().resource,
         Resource::OutboundConnections
@@ -179,7 +185,9 @@ fn circuits_are_capped_per_neighbour_and_in_total_and_ending_ones_count_as_inbou
     );
     // The inbound limit covers relayed connections too.
     for n in 0..5 {
-        ledger.open_connection(Way::Inbound, None, peer(10 + n)).unwrap();
+        ledger
+            .open_connection(Way::Inbound, None, peer(10 + n))
+            .unwrap();
     }
     let err = ledger.open_circuit_ending_here(peer(2)).unwrap_err();
     assert_eq!(err.resource, Resource::InboundConnections);
@@ -190,7 +198,15 @@ fn memory_checks_name_the_scope() {
     let ledger = Ledger::new(limits());
     let max = ledger.limits().max_memory;
     assert!(ledger.check_memory(max - 1, None).is_ok());
-    assert_eq!(ledger.check_memory(max, None).unwrap_err().scope, Scope::System);
-    let err = ledger.check_memory(0, Some((peer(1), 64 << 20))).unwrap_err();
-    assert_eq!((err.scope, err.resource), (Scope::Peer(peer(1)), Resource::Memory));
+    assert_eq!(
+        ledger.check_memory(max, None).unwrap_err().scope,
+        Scope::System
+    );
+    let err = ledger
+        .check_memory(0, Some((peer(1), 64 << 20)))
+        .unwrap_err();
+    assert_eq!(
+        (err.scope, err.resource),
+        (Scope::Peer(peer(1)), Resource::Memory)
+    );
 }

@@ -24,6 +24,9 @@ use crate::connection::{
     Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket,
 };
 use crate::protocols::{identify, perf, ping};
+use crate::resources::{
+    CircuitGuard, ConnectionGuard, HandshakeGuard, ResourceError, ResourceManager, Way,
+};
 use crate::transport::quic::QuicTransport;
 use crate::transport::{TcpListener, TcpTransport};
 use crate::upgrade;
@@ -36,9 +39,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use crate::resources::{
-    CircuitGuard, ConnectionGuard, HandshakeGuard, ResourceError, ResourceManager, Way,
-};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -406,7 +406,9 @@ impl Endpoint {
             Ok(slot)
         });
         admitted
-            .inspect_err(|e| resources.refused(e, &format_args!("{transport} connection from {remote}")))
+            .inspect_err(|e| {
+                resources.refused(e, &format_args!("{transport} connection from {remote}"))
+            })
             .ok()
     }
 
@@ -603,7 +605,10 @@ impl Endpoint {
                 _circuit: circuit,
             },
             Err(e) => {
-                let what = format_args!("{:?} connection with {} at {}", info.direction, info.remote_peer, info.remote_addr);
+                let what = format_args!(
+                    "{:?} connection with {} at {}",
+                    info.direction, info.remote_peer, info.remote_addr
+                );
                 resources.refused(&e, &what);
                 connection.abort();
                 return Err(e);

@@ -108,7 +108,11 @@ mod tests {
     #[tokio::test]
     async fn ping_over_a_duplex_pipe() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let server = tokio::spawn(serve(server, Duration::from_secs(5), Duration::from_secs(5)));
+        let server = tokio::spawn(serve(
+            server,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        ));
         for _ in 0..3 {
             ping(&mut client, Duration::from_secs(5))
                 .await

@@ -267,7 +267,10 @@ impl Relay {
         let counted = match resources.open_circuit_ending_here(conn.remote_peer()) {
             Ok(guard) => guard,
             Err(e) => {
-                resources.refused(&e, &format_args!("circuit from {} via {}", request.source, conn.remote_peer()));
+                resources.refused(
+                    &e,
+                    &format_args!("circuit from {} via {}", request.source, conn.remote_peer()),
+                );
                 self.refuse(&mut stream, &request, Status::ResourceLimit, &e.to_string())
                     .await;
                 return;
@@ -380,7 +383,10 @@ impl Relay {
         }
         let resources = self.inner.endpoint.resources();
         resources.open_relayed_circuit(from).map_err(|e| {
-            resources.refused(&e, &format_args!("circuit {} for {from}", request.circuit_id));
+            resources.refused(
+                &e,
+                &format_args!("circuit {} for {from}", request.circuit_id),
+            );
             (Status::ResourceLimit, e.to_string())
         })
     }

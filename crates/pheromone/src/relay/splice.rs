@@ -11,8 +11,8 @@
 
 use crate::connection::Stream;
 use bytes::Bytes;
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};

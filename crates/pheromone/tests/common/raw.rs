@@ -195,7 +195,11 @@ impl RawConn {
     }
 
     /// As [`RawConn::connect`], from the local address `from`.
-    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr, identity: &Keypair) -> Self {
+    pub async fn connect_from(
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        identity: &Keypair,
+    ) -> Self {
         let socket = connect_from(from, addr).await.expect("connect");
         Self::upgrade(socket, identity, |_| {}).await
     }
