@@ -363,3 +363,45 @@ async fn circuit_flood_is_held_to_the_per_peer_circuit_limit() {
     .await
     .expect("test timed out");
 }
+
+/// A relayed connection that ends here is an inbound connection: at the inbound limit, a
+/// circuit to this node is refused before its handshake (before, circuits bypassed it).
+#[tokio::test]
+async fn circuits_ending_here_count_as_inbound_connections() {
+    tokio::time::timeout(LIMIT, async {
+        let (r, r_addr, _) = listener_with(hostile_config()).await;
+        let mut b_config = hostile_config();
+        b_config.resources.max_inbound_connections = 1;
+        let (b, b_addr) = common::endpoint_with(b_config).await;
+        let direct = |ep: &Endpoint| {
+            let ep = ep.clone();
+            Arc::new(move |dest: &pheromone::PeerId| ep.direct_connection(dest).map(|_| *dest))
+                as pheromone::relay::NextHopFn
+        };
+        let _r_relay = Relay::install(&r, RelayConfig::default(), direct(&r));
+        let _b_relay = Relay::install(&b, RelayConfig::default(), direct(&b));
+        // R's link to B is B's one inbound connection.
+        r.dial(&b_addr).await.expect("relay dials the destination");
+
+        let g = Endpoint::new(identity(), EndpointConfig::default());
+        g.dial(&r_addr).await.expect("dial the relay");
+        let r_id = r.peer_id();
+        let via_r: pheromone::relay::NextHopFn = Arc::new(move |_| Some(r_id));
+        let g_relay = Relay::install(&g, RelayConfig::default(), via_r);
+        match g_relay.connect(b.peer_id()).await {
+            Err(pheromone::relay::RelayError::Refused { status, reason, .. }) => {
+                assert_eq!(status, Status::ResourceLimit, "{reason}");
+                assert!(reason.contains("inbound_connections"), "{reason}");
+            }
+            Ok(_) => panic!("a circuit passed the inbound connection limit"),
+            Err(e) => panic!("unexpected failure: {e}"),
+        }
+        assert_eq!(b.resources().usage().inbound_connections, 1);
+        assert_eq!(b.resources().usage().circuits_ending_here, 0);
+        for ep in [&g, &r, &b] {
+            ep.close().await;
+        }
+    })
+    .await
+    .expect("test timed out");
+}
