@@ -30,6 +30,8 @@
 //!   outputs), driven by the tokio glue and by the simulator alike.
 //! - [`relay`]: the `/pheromone/relay/1.0.0` circuit handshake codec (CONNECT and its
 //!   status response) that relays exchange before splicing streams.
+//! - [`resources`]: the resource manager's accounting (rcmgr's scopes: system,
+//!   handshaking, per IP prefix, per peer, per protocol, per connection) and its limits.
 //! - [`reqresp`]: the request/response wire format of user protocols (status, length,
 //!   body), for `Node::dispatch` and its handlers.
 //! - [`route`]: loop-free distance-vector routing (Babel-style feasibility, sequence
@@ -56,6 +58,7 @@ pub mod overlay;
 mod reader;
 pub mod relay;
 pub mod reqresp;
+pub mod resources;
 pub mod route;
 pub mod tls;
 pub mod varint;

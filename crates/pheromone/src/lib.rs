@@ -14,6 +14,8 @@
 //! - [`negotiate`]: multistream-select on a stream, picking its protocol.
 //! - [`endpoint`]: an identity with listeners, connections and the protocol handler
 //!   table; answers ping, identify and perf ([`protocols`]).
+//! - [`resources`]: the resource manager — what every scope (system, handshaking, IP
+//!   prefix, peer, protocol, connection) holds, checked before anything new is taken.
 //! - [`swarm`]: one pool of connections per peer, shared dials, simultaneous-open
 //!   resolution, identify once per connection, the peer book (contacts, what peers said,
 //!   what the DHT found), idle closing.
@@ -45,8 +47,10 @@ pub mod overlay;
 pub mod protocols;
 pub mod pubsub;
 pub mod relay;
+pub mod resources;
 pub mod routing;
 pub mod swarm;
+mod throttle;
 pub mod transport;
 pub mod upgrade;
 

@@ -76,12 +76,9 @@ pub enum UpgradeError {
         /// What went wrong (the certificate error, when that was it).
         reason: String,
     },
-    /// Too many handshakes are in progress; this one was not started.
-    #[error("too many handshakes in progress (limit {limit})")]
-    Busy {
-        /// The limit.
-        limit: usize,
-    },
+    /// The resource manager refused it (handshakes, circuits or connections at a limit).
+    #[error(transparent)]
+    Resource(#[from] crate::resources::ResourceError),
     /// The whole upgrade did not finish in time (a peer that stalls mid-handshake).
     #[error("handshake with {addr} did not finish within {timeout:?}")]
     Timeout {
@@ -412,6 +409,7 @@ fn start(
         (io.buf, plaintext),
         muxer_confirmation,
         config.connection.close_grace,
+        usize::try_from(config.resources.max_memory_per_connection).unwrap_or(usize::MAX),
     );
     Upgraded {
         connection: Connection::new(shared, info),

@@ -270,11 +270,11 @@ async fn forged_noise_signatures_are_refused() {
 }
 
 #[tokio::test]
-async fn stalled_handshakes_hold_only_their_slots_until_the_timeout() {
+async fn stalled_handshakes_give_their_slots_to_newcomers_and_end_at_the_timeout() {
     tokio::time::timeout(LIMIT, async {
         const SLOTS: usize = 4;
         let mut config = hostile_config();
-        config.max_pending_handshakes = SLOTS;
+        config.resources.max_pending_handshakes = SLOTS;
         let (listener, addr, sock) = listener_with(config).await;
 
         // Fill every handshake slot with a silent socket.
@@ -290,12 +290,16 @@ async fn stalled_handshakes_hold_only_their_slots_until_the_timeout() {
         // Give the accept loop time to take all of them.
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        // One more is dropped at accept rather than queued without bound (it is closed
-        // while the four hold their slots: their timeouts have not fired yet, as they are
-        // waited for below).
-        send_and_wait_close(sock, &ms_message("/multistream/1.0.0"), false).await;
+        // One more is not dropped: it takes the slot of the oldest stalled socket, which
+        // is closed at once (its handshake timeout is seconds away).
+        let newcomer = TcpStream::connect(sock).await.expect("connect");
+        let mut oldest = stalled.remove(0);
+        // (Panics if the listener kept it open: the oldest stalled handshake kept its slot.)
+        common::raw::wait_for_close(&mut oldest, HANDSHAKE_TIMEOUT / 2).await;
+        assert_eq!(listener.resources().usage().pending_handshakes, SLOTS);
 
-        // The stalled sockets are cut off at the timeout, which frees their slots.
+        // The rest are cut off at the timeout, which frees their slots.
+        stalled.push(newcomer);
         for mut socket in stalled {
             common::raw::wait_for_close(&mut socket, HANDSHAKE_TIMEOUT + MARGIN).await;
         }

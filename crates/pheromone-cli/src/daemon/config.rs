@@ -166,6 +166,8 @@ pub struct FileConfig {
     pub dashboard_public: Option<bool>,
     /// As `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// The `[resources]` table: the resource manager's limits (see `resources.rs`).
+    pub resources: Option<super::resources::ResourcesFile>,
 }
 
 impl FileConfig {
@@ -224,6 +226,8 @@ pub struct Settings {
     pub dashboard: Option<SocketAddr>,
     /// How to write log lines.
     pub log_format: LogFormat,
+    /// The resource manager's limits and the relay's per-circuit limits.
+    pub resources: super::resources::Resources,
 }
 
 impl Settings {
@@ -329,7 +333,9 @@ impl Settings {
                 bail!("--metrics and --dashboard cannot share {m}");
             }
         }
+        let resources = file.resources.unwrap_or_default().resolve()?;
         Ok(Self {
+            resources,
             metrics,
             dashboard,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),

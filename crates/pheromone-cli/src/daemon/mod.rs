@@ -27,6 +27,7 @@ pub mod observe;
 pub mod perf;
 pub mod protocols;
 pub mod remote;
+pub mod resources;
 pub mod routes;
 
 use crate::control_proto::{LOCK_NAME, SOCKET_NAME};

@@ -106,6 +106,8 @@ impl Net {
     pub async fn start(keypair: Keypair, settings: &Settings) -> anyhow::Result<Self> {
         let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
         let mut endpoint = EndpointConfig::default();
+        let limits = &settings.resources.limits;
+        endpoint.resources = limits.clone();
         endpoint.connection.yamux.keepalive_interval = settings.keepalive_interval;
         endpoint.connection.yamux.keepalive_timeout = settings.keepalive_timeout;
         if settings.perf {
@@ -131,8 +133,11 @@ impl Net {
             })
             .limits(Limits {
                 max_pending_requests_per_peer: MAX_PENDING_PER_PEER,
+                max_inbound_connections: limits.max_inbound_connections,
+                max_outbound_connections: limits.max_outbound_connections,
                 ..Limits::default()
             })
+            .relay(settings.resources.relay.clone())
             .handle_requests(
                 MSG_PROTOCOL,
                 MessageHandler {

@@ -58,6 +58,7 @@ mod config;
 mod error;
 mod event;
 mod inbound;
+mod inspect;
 mod linger;
 mod session;
 mod stream;

@@ -1,8 +1,8 @@
 //! The yamux session state machine: stream table, flow control, keep-alive, and the
 //! application-facing commands (open, accept, read, write, close, reset, go away).
 //!
-//! Frames from the peer are handled in `inbound.rs`; this file holds the type, its
-//! commands and the shared helpers. No IO and no clock: time comes in as `now`, bytes go
+//! Frames from the peer are handled in `inbound.rs`, queries about the session's state in
+//! `inspect.rs`; this file holds the type, its commands and the shared helpers. No IO and no clock: time comes in as `now`, bytes go
 //! out through [`Session::outgoing`].
 
 use std::collections::{HashMap, VecDeque};
@@ -566,78 +566,5 @@ impl Session {
             self.next_ping_at = None;
         }
         err
-    }
-
-    /// The state of a stream the application holds, `None` for unknown ids.
-    pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
-        self.streams
-            .get(&id.get())
-            .filter(|s| s.visible)
-            .map(Stream::state)
-    }
-
-    /// Bytes the stream may send right now, `None` for unknown ids.
-    pub fn send_window(&self, id: StreamId) -> Option<u32> {
-        self.streams
-            .get(&id.get())
-            .filter(|s| s.visible)
-            .map(|s| s.send_window)
-    }
-
-    /// Bytes received on the stream and not yet read, `None` for unknown ids.
-    pub fn buffered(&self, id: StreamId) -> Option<usize> {
-        self.streams
-            .get(&id.get())
-            .filter(|s| s.visible)
-            .map(|s| s.recv.len())
-    }
-
-    /// Whether the peer acknowledged a stream we opened (`None` for unknown ids; `true` for
-    /// inbound streams).
-    pub fn is_acknowledged(&self, id: StreamId) -> Option<bool> {
-        self.streams
-            .get(&id.get())
-            .filter(|s| s.visible)
-            .map(|s| s.acknowledged || !s.outbound)
-    }
-
-    /// Streams alive, both directions, including those waiting to be accepted and those
-    /// dropped but waiting for the peer's FIN: the number [`Config::max_streams`] caps.
-    pub fn num_streams(&self) -> usize {
-        self.streams.len()
-    }
-
-    /// Streams the application dropped that still wait for the peer's FIN (counted in
-    /// [`num_streams`](Session::num_streams)).
-    pub fn num_lingering(&self) -> usize {
-        self.num_lingering
-    }
-
-    /// Inbound streams waiting for [`accept_stream`](Session::accept_stream).
-    pub fn pending_accept(&self) -> usize {
-        self.accept_queue.len()
-    }
-
-    /// The go-away code we sent, if any.
-    pub fn local_go_away(&self) -> Option<GoAwayCode> {
-        self.local_go_away
-    }
-
-    /// The go-away code the peer sent, if any.
-    pub fn remote_go_away(&self) -> Option<GoAwayCode> {
-        self.remote_go_away
-    }
-
-    /// Whether the session failed (protocol error or keep-alive timeout).
-    pub fn is_closed(&self) -> bool {
-        self.failed
-    }
-
-    /// Whether the connection has nothing left to do: failed, or a go away was sent or
-    /// received and no stream is left. The driver may close it once `outgoing()` is flushed.
-    pub fn is_finished(&self) -> bool {
-        self.failed
-            || ((self.local_go_away.is_some() || self.remote_go_away.is_some())
-                && self.streams.is_empty())
     }
 }

@@ -86,12 +86,22 @@ pub(crate) const EV_RESET: u8 = 4;
 ///
 /// Large bodies are kept as the `Bytes` split off the input (zero copy); small ones are
 /// appended to `tail`, whose spare capacity is reused, so trickled bytes neither allocate
-/// per frame nor pin the driver's buffers.
+/// per frame nor pin the driver's buffers. A zero-copy chunk still pins the whole receive
+/// buffer it is a slice of: when the driver finds too many buffers pinned by unread data,
+/// [`RecvBuf::unshare`] copies those chunks out.
 #[derive(Debug, Default)]
 pub(crate) struct RecvBuf {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     tail: BytesMut,
     len: usize,
+}
+
+/// One stored piece of received data.
+#[derive(Debug)]
+struct Chunk {
+    data: Bytes,
+    /// A slice of the driver's receive buffer (as opposed to memory of its own).
+    shared: bool,
 }
 
 impl RecvBuf {
@@ -113,18 +123,34 @@ impl RecvBuf {
             return;
         }
         if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+            let data = self.tail.split().freeze();
+            self.chunks.push_back(Chunk {
+                data,
+                shared: false,
+            });
         }
         self.len += data.len();
-        self.chunks.push_back(data);
+        self.chunks.push_back(Chunk { data, shared: true });
+    }
+
+    /// Replaces every chunk that is a slice of a receive buffer with a copy of its own, so
+    /// that the buffer can be reused or freed; returns the bytes copied.
+    pub(crate) fn unshare(&mut self) -> usize {
+        let mut copied = 0;
+        for chunk in self.chunks.iter_mut().filter(|c| c.shared) {
+            chunk.data = Bytes::copy_from_slice(&chunk.data);
+            chunk.shared = false;
+            copied += chunk.data.len();
+        }
+        copied
     }
 
     /// Takes up to `max` (at least 1) bytes from the front.
     pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
         let max = max.max(1);
         let chunk = match self.chunks.front_mut() {
-            Some(front) if front.len() > max => front.split_to(max),
-            Some(_) => self.chunks.pop_front()?,
+            Some(front) if front.data.len() > max => front.data.split_to(max),
+            Some(_) => self.chunks.pop_front()?.data,
             None if self.tail.is_empty() => return None,
             None if self.tail.len() > max => self.tail.split_to(max).freeze(),
             None => self.tail.split().freeze(),
@@ -141,6 +167,7 @@ impl RecvBuf {
         while copied < max {
             let want = max - copied;
             if let Some(front) = self.chunks.front_mut() {
+                let front = &mut front.data;
                 let n = front.len().min(want);
                 sink(&front[..n]);
                 if n == front.len() {

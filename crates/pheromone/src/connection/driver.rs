@@ -80,6 +80,9 @@ pub(crate) struct Driver {
     /// Tasks woken by the reads of the current poll.
     woke: usize,
     close_grace: std::time::Duration,
+    /// Most receive-buffer memory this connection may hold before slices that unread
+    /// streams keep of it are copied out (see `read_buffers.rs`).
+    max_held: usize,
 }
 
 impl Driver {
@@ -92,6 +95,7 @@ impl Driver {
         leftover: (BytesMut, BytesMut),
         muxer_confirmation: Option<Dialer>,
         close_grace: std::time::Duration,
+        max_held: usize,
     ) -> Self {
         let (read_buf, plain_in) = leftover;
         Self {
@@ -112,6 +116,21 @@ impl Driver {
             last_read_woke: 0,
             woke: 0,
             close_grace,
+            max_held,
+        }
+    }
+
+    /// Keeps the receive buffers within `max_held`: when slices that streams have not read
+    /// pin more than that, the session copies them out and the freed buffers are trimmed.
+    /// Reports what is held to the resource manager's gauge.
+    fn bound_held_memory(&mut self) {
+        if self.read_bufs.held() > self.max_held {
+            let copied = self.shared.lock().session.unshare_received();
+            self.read_bufs.trim(self.max_held);
+            tracing::trace!(peer = %self.peer(), copied, held = self.read_bufs.held(), "unread slices copied out of the receive buffers");
+        }
+        if let Some(gauge) = self.shared.memory.get() {
+            gauge.set(self.read_bufs.held() as u64);
         }
     }
 
@@ -139,6 +158,7 @@ impl Driver {
                 Poll::Ready(Ok(())) => {}
             }
             self.read_bufs.reserve(READ_CHUNK + FRAME_ROOM);
+            self.bound_held_memory();
             let limit = self.read_bufs.read_limit().min(READ_CHUNK);
             let n = match self
                 .shared

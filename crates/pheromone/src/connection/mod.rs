@@ -533,6 +533,32 @@ impl Connection {
         let _ = self.link.counters().set(counters.clone());
     }
 
+    /// Gives the connection the gauge its driver reports held memory to (our own driver
+    /// only: quinn keeps its buffers to itself, bounded by its windows).
+    pub(crate) fn attach_memory(&self, gauge: crate::resources::MemoryGauge) {
+        if let Link::Muxed(s) = &self.link {
+            let _ = s.memory.set(gauge);
+        }
+    }
+
+    /// Bytes of receive buffer this connection holds now (0 for QUIC, whose buffers are
+    /// quinn's).
+    pub fn held_memory(&self) -> u64 {
+        match &self.link {
+            Link::Muxed(s) => s.memory.get().map_or(0, |g| g.get()),
+            Link::Quic(_) => 0,
+        }
+    }
+
+    /// Drops the connection at once, without a goodbye: for one the resource manager
+    /// refused before its driver ever ran.
+    pub(crate) fn abort(&self) {
+        match &self.link {
+            Link::Muxed(s) => s.shutdown(std::net::Shutdown::Both),
+            Link::Quic(q) => q.conn.close(0u32.into(), b"resource limit"),
+        }
+    }
+
     /// The last keep-alive round-trip time measured on this connection.
     pub fn rtt(&self) -> Option<Duration> {
         match &self.link {

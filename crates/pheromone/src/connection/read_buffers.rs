@@ -6,19 +6,27 @@
 //! to the kernel and fault it back in on every read (a tenth of the CPU time of a bulk
 //! transfer). This keeps a few buffers in rotation and takes back whichever one the
 //! streams have let go of, with `BytesMut::try_reclaim`.
+//!
+//! A buffer a stream still holds a slice of is never forgotten: [`ReadBuffers::held`]
+//! counts every buffer until it is free again, so that what a connection pins is known.
+//! A peer that sends frames just large enough to be handed out as slices, on a stream
+//! nobody reads, would otherwise pin a whole buffer per frame; when the count passes the
+//! connection's memory limit the driver has the session copy those slices out
+//! (`Session::unshare_received`), and the buffers come back.
 
 use bytes::BytesMut;
 use pheromone_core::noise::frame;
 
 /// Size of each buffer: several socket reads fit before rotating.
 const BUFFER_CAPACITY: usize = 1024 * 1024;
-/// Buffers kept for reuse besides the current one; beyond that the oldest is let go.
+/// Free buffers kept for reuse besides the current one; beyond that they are freed.
 const MAX_SPARES: usize = 8;
 /// Room kept free behind a read for the rest of a partial frame: one whole Noise frame
 /// with its length prefix.
 pub(super) const FRAME_ROOM: usize = frame::LEN_PREFIX + frame::MAX_FRAME_LEN;
 
-/// The current receive buffer and the ones waiting to be reclaimed.
+/// The current receive buffer, and every earlier one: still held by streams, or free
+/// and kept for reuse.
 pub(super) struct ReadBuffers {
     current: BytesMut,
     spares: Vec<BytesMut>,
@@ -68,10 +76,39 @@ impl ReadBuffers {
         next.extend_from_slice(&self.current);
         let mut previous = std::mem::replace(&mut self.current, next);
         previous.clear();
-        if self.spares.len() >= MAX_SPARES {
-            self.spares.remove(0);
-        }
         self.spares.push(previous);
+        self.trim(usize::MAX);
+    }
+
+    /// Bytes of receive buffer this connection holds: the current buffer and every earlier
+    /// one, free or still holding a slice some stream has not read.
+    pub(super) fn held(&self) -> usize {
+        self.current.capacity()
+            + self
+                .spares
+                .iter()
+                .map(|b| b.capacity().max(BUFFER_CAPACITY))
+                .sum::<usize>()
+    }
+
+    /// Frees spare buffers nobody holds a slice of, beyond [`MAX_SPARES`] or beyond what
+    /// keeps [`held`](Self::held) under `limit`. Buffers still shared stay (they are
+    /// memory held all the same, and become reusable once read).
+    pub(super) fn trim(&mut self, limit: usize) {
+        let mut held = self.held();
+        let mut free_kept = 0;
+        self.spares.retain_mut(|b| {
+            let free = b.try_reclaim(BUFFER_CAPACITY);
+            if !free {
+                return true;
+            }
+            if free_kept < MAX_SPARES && held <= limit {
+                free_kept += 1;
+                return true;
+            }
+            held -= b.capacity().max(BUFFER_CAPACITY);
+            false
+        });
     }
 }
 
@@ -121,6 +158,21 @@ mod tests {
         let after = buffers.current();
         assert_eq!(after.as_ptr(), before.0.wrapping_add(limit - 3));
         assert!(after.capacity() >= frame::LEN_PREFIX + frame::MAX_FRAME_LEN);
+    }
+
+    #[test]
+    fn buffers_still_held_are_counted_until_free_and_trimmed_after() {
+        let mut buffers = ReadBuffers::new(BytesMut::new());
+        let mut held = Vec::new();
+        for _ in 0..20 {
+            buffers.reserve(1000);
+            held.push(fill_and_hand_out(&mut buffers));
+        }
+        // Twenty buffers hold a slice each: none is forgotten.
+        assert!(buffers.held() >= 20 * BUFFER_CAPACITY, "{}", buffers.held());
+        held.clear();
+        buffers.trim(2 * BUFFER_CAPACITY);
+        assert!(buffers.held() <= 2 * BUFFER_CAPACITY, "{}", buffers.held());
     }
 
     #[test]

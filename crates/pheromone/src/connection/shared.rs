@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     /// The endpoint's counters, set when the endpoint adopts the connection; streams find
     /// their protocol's counters there at negotiation.
     pub(crate) counters: std::sync::OnceLock<std::sync::Arc<crate::metrics::Counters>>,
+    /// The receive-buffer memory the driver holds, counted by the endpoint's resource
+    /// manager; set when the endpoint adopts the connection.
+    pub(crate) memory: std::sync::OnceLock<crate::resources::MemoryGauge>,
 }
 
 /// Wakers collected under the lock, woken after it is released.
@@ -130,6 +133,7 @@ impl Shared {
             high_water,
             traffic: crate::metrics::Traffic::default(),
             counters: std::sync::OnceLock::new(),
+            memory: std::sync::OnceLock::new(),
         }
     }
 

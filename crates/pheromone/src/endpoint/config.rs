@@ -2,6 +2,7 @@
 
 use super::Access;
 use crate::connection::ConnectionConfig;
+use crate::resources::ResourceLimits;
 use crate::transport::{QuicConfig, TcpConfig};
 use std::time::Duration;
 
@@ -16,12 +17,10 @@ pub struct EndpointConfig {
     pub connection: ConnectionConfig,
     /// The whole upgrade (multistream, Noise, multistream, yamux) must finish within this.
     pub handshake_timeout: Duration,
-    /// Inbound upgrades in progress at once; further sockets are dropped at accept.
-    pub max_pending_handshakes: usize,
-    /// Live inbound connections at most.
-    pub max_inbound_connections: usize,
-    /// Live outbound connections at most.
-    pub max_outbound_connections: usize,
+    /// The resource manager's limits: connections (per direction, IP prefix and peer),
+    /// pending handshakes, streams, circuits and memory. Defaults are sized from this
+    /// machine's RAM ([`machine_limits`](crate::resources::machine_limits)).
+    pub resources: ResourceLimits,
     /// Per-stream protocol negotiation, and a ping or identify reply, must finish within this.
     pub stream_negotiation_timeout: Duration,
     /// A ping stream with no ping for this long is closed.
@@ -46,9 +45,7 @@ impl Default for EndpointConfig {
             quic: QuicConfig::default(),
             connection: ConnectionConfig::default(),
             handshake_timeout: Duration::from_secs(10),
-            max_pending_handshakes: 256,
-            max_inbound_connections: 1024,
-            max_outbound_connections: 1024,
+            resources: crate::resources::machine_limits(),
             stream_negotiation_timeout: Duration::from_secs(10),
             ping_idle_timeout: Duration::from_secs(60),
             perf: None,

@@ -29,6 +29,10 @@ pub enum DialError {
         /// The limit.
         limit: usize,
     },
+    /// The connection was made, but the resource manager refused to keep it (a per-peer,
+    /// per-IP or memory limit); it was closed.
+    #[error(transparent)]
+    Resource(#[from] crate::resources::ResourceError),
 }
 
 /// Why a stream could not be opened or its protocol failed.

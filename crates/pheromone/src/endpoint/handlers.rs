@@ -5,6 +5,7 @@
 //! the endpoint runs; lookups copy an `Arc` out and never hold the lock across an await.
 
 use crate::connection::{Connection, Stream};
+use crate::throttle;
 use futures::future::BoxFuture;
 use pheromone_core::identity::PeerId;
 use std::collections::{HashMap, HashSet};
@@ -104,7 +105,10 @@ impl HandlerTable {
         match self.read().entries.get(protocol) {
             Some(entry) if entry.access.allows(peer) => true,
             Some(_) => {
-                tracing::info!(%peer, protocol, "refused: peer is not on the protocol's allow-list");
+                // Any peer can provoke this at will: throttled.
+                if let Some(suppressed) = throttle::negotiation().allow(("allow-list", "refused")) {
+                    tracing::info!(%peer, protocol, suppressed, "refused: peer is not on the protocol's allow-list");
+                }
                 false
             }
             None => false,
@@ -131,5 +135,47 @@ impl HandlerTable {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flood_of_refused_negotiations_logs_at_most_one_line() {
+        let table = HandlerTable::default();
+        let handler: StreamHandler = Arc::new(|_, _| Box::pin(async {}));
+        let allowed = pheromone_core::identity::Keypair::from_seed([1; 32]).peer_id();
+        let stranger = pheromone_core::identity::Keypair::from_seed([2; 32]).peer_id();
+        table.insert("/x".into(), handler, Access::AllowList([allowed].into()));
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                assert!(!table.allows("/x", &stranger));
+            }
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf8");
+        assert!(text.lines().count() <= 1, "{text}");
     }
 }

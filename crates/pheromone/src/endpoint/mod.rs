@@ -24,6 +24,9 @@ use crate::connection::{
     Connection, ConnectionError, ConnectionId, ConnectionInfo, Direction, Socket,
 };
 use crate::protocols::{identify, perf, ping};
+use crate::resources::{
+    CircuitGuard, ConnectionGuard, HandshakeGuard, ResourceError, ResourceManager, Way,
+};
 use crate::transport::quic::QuicTransport;
 use crate::transport::{TcpListener, TcpTransport};
 use crate::upgrade;
@@ -36,7 +39,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,7 +82,9 @@ struct Inner {
     events: broadcast::Sender<EndpointEvent>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    handshake_slots: Arc<Semaphore>,
+    /// What every scope holds; asked before a handshake, a connection, a stream or a
+    /// circuit is taken.
+    resources: ResourceManager,
     /// Called for every connection as it is adopted, before any stream on it is served and
     /// before `dial` returns it: the node's pool must see a connection before its peer can
     /// use it, which the lossy event channel cannot promise.
@@ -88,6 +93,13 @@ struct Inner {
     protocol_book: Mutex<protocol_book::ProtocolBook>,
     /// Event counters for metrics (connections, handshakes, dials, streams per protocol).
     counters: Arc<crate::metrics::Counters>,
+}
+
+/// What a live connection holds from the resource manager; given back when its
+/// inbound-stream task ends, after the connection closed.
+pub(crate) struct Held {
+    _connection: ConnectionGuard,
+    _circuit: Option<CircuitGuard>,
 }
 
 /// A callback run synchronously for each newly adopted connection (see `Inner`).
@@ -113,7 +125,7 @@ impl Endpoint {
                 quic: QuicTransport::new(&keypair, config.quic.clone()),
                 keypair,
                 transport: TcpTransport::new(config.tcp.clone()),
-                handshake_slots: Arc::new(Semaphore::new(config.max_pending_handshakes)),
+                resources: ResourceManager::new(config.resources.clone()),
                 config,
                 handlers: HandlerTable::default(),
                 listen_addrs: Mutex::new(Vec::new()),
@@ -133,11 +145,12 @@ impl Endpoint {
     fn register_builtin_protocols(&self) {
         self.register_quic_goaway();
         let idle = self.inner.config.ping_idle_timeout;
+        let reply = self.inner.config.stream_negotiation_timeout;
         self.set_handler(
             ping::PROTOCOL,
             Arc::new(move |_conn, stream| {
                 async move {
-                    if let Err(e) = ping::serve(stream, idle).await {
+                    if let Err(e) = ping::serve(stream, idle, reply).await {
                         tracing::debug!(error = %e, "ping stream ended");
                     }
                 }
@@ -336,21 +349,28 @@ impl Endpoint {
                     continue;
                 }
             };
-            let Some(permit) = self.admit_inbound(remote, Transport::Tcp) else {
+            let Some(slot) = self.admit_inbound(remote, Transport::Tcp) else {
                 continue;
             };
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let result =
-                    upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config)
-                        .await;
-                drop(permit);
+                let upgrade =
+                    upgrade::inbound(Socket::Tcp(socket), this.identity(), &this.inner.config);
+                let result = tokio::select! {
+                    result = upgrade => result,
+                    _ = slot.evicted() => {
+                        // A newer handshake took the slot; dropping the socket closes it.
+                        tracing::debug!(%remote, "inbound handshake evicted by a newer one");
+                        return;
+                    }
+                };
+                drop(slot);
                 let counters = &this.inner.counters;
                 counters.handshake(Direction::Inbound, started.elapsed(), &result);
                 match result {
                     Ok(upgraded) => {
-                        this.adopt(upgraded);
+                        let _ = this.adopt(upgraded, None);
                     }
                     Err(e) => tracing::debug!(%remote, error = %e, "inbound handshake failed"),
                 }
@@ -359,23 +379,37 @@ impl Endpoint {
     }
 
     /// Admission of an inbound connection before its handshake, the same for every
-    /// transport: a handshake slot, and room under the inbound connection limit. `None`
-    /// (logged) refuses it; the permit is held until the handshake ends. The connection is
-    /// admitted a second time, with its peer ID, in [`Endpoint::adopt`].
+    /// transport: a handshake slot (the address's share of them; when all are taken, the
+    /// oldest handshake of the busiest address gives its slot up, see
+    /// [`Ledger::open_handshake`](pheromone_core::resources::Ledger::open_handshake)).
+    /// `None` (counted, logged at a throttled rate) refuses it; the slot is held until the
+    /// handshake ends, and the handshake must stop when [`HandshakeGuard::evicted`]
+    /// completes. The connection is admitted a second time, with its peer ID, in
+    /// [`Endpoint::adopt`].
     pub(crate) fn admit_inbound(
         &self,
         remote: SocketAddr,
         transport: Transport,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let Ok(permit) = self.inner.handshake_slots.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, %transport, limit = self.inner.config.max_pending_handshakes, "too many handshakes in progress; dropping inbound connection");
-            return None;
-        };
-        if self.count(Direction::Inbound) >= self.inner.config.max_inbound_connections {
-            tracing::warn!(%remote, %transport, limit = self.inner.config.max_inbound_connections, "inbound connection limit reached; dropping");
-            return None;
-        }
-        Some(permit)
+    ) -> Option<HandshakeGuard> {
+        let resources = &self.inner.resources;
+        let admitted = resources.open_handshake(remote.ip()).and_then(|slot| {
+            // A node at its inbound limit need not spend a handshake on one more.
+            let usage = resources.usage();
+            let limit = self.inner.config.resources.max_inbound_connections;
+            if usage.inbound_connections >= limit {
+                return Err(ResourceError {
+                    scope: crate::resources::Scope::System,
+                    resource: crate::resources::Resource::InboundConnections,
+                    limit: limit as u64,
+                });
+            }
+            Ok(slot)
+        });
+        admitted
+            .inspect_err(|e| {
+                resources.refused(e, &format_args!("{transport} connection from {remote}"))
+            })
+            .ok()
     }
 
     /// Admission of an outbound dial, the same for every transport.
@@ -384,27 +418,34 @@ impl Endpoint {
         _remote: SocketAddr,
         _transport: Transport,
     ) -> Result<(), DialError> {
-        if self.count(Direction::Outbound) >= self.inner.config.max_outbound_connections {
-            return Err(DialError::ConnectionLimit {
-                limit: self.inner.config.max_outbound_connections,
-            });
-        }
-        Ok(())
+        self.inner
+            .resources
+            .check_dial()
+            .map_err(|e| DialError::ConnectionLimit {
+                limit: usize::try_from(e.limit).unwrap_or(usize::MAX),
+            })
     }
 
     /// Handshakes in progress (inbound, all transports).
     pub(crate) fn pending_handshakes(&self) -> usize {
-        self.inner.config.max_pending_handshakes - self.inner.handshake_slots.available_permits()
+        self.inner.resources.usage().pending_handshakes
     }
 
-    fn count(&self, direction: Direction) -> usize {
+    /// The endpoint's resource manager (limits, usage, refusals).
+    pub fn resources(&self) -> &ResourceManager {
+        &self.inner.resources
+    }
+
+    /// Bytes the live connections with `peer` hold.
+    fn peer_memory(&self, peer: &PeerId) -> u64 {
         self.inner
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|c| c.info().direction == direction)
-            .count()
+            .filter(|c| c.remote_peer() == *peer)
+            .map(|c| c.held_memory())
+            .sum()
     }
 
     /// Dials `addr` and upgrades the link; if the address ends in `/p2p/<id>`, the remote
@@ -460,7 +501,7 @@ impl Endpoint {
         .await;
         let counters = &self.inner.counters;
         counters.handshake(Direction::Outbound, started.elapsed(), &upgraded);
-        Ok(self.adopt(upgraded?))
+        Ok(self.adopt(upgraded?, None)?)
     }
 
     /// A live direct (not relayed) connection to `peer`, if there is one.
@@ -477,17 +518,20 @@ impl Endpoint {
 
     /// Upgrades a relayed circuit (its far end spliced to the peer) like a socket and
     /// registers the connection; outbound with the peer we expect, inbound as accepted.
+    /// An inbound one holds `circuit` (its count among the circuits ending here) for as
+    /// long as the connection lives.
     pub(crate) async fn adopt_circuit(
         &self,
         socket: Socket,
         direction: Direction,
         expected: Option<PeerId>,
+        circuit: Option<CircuitGuard>,
     ) -> Result<Connection, upgrade::UpgradeError> {
         let started = std::time::Instant::now();
         let upgraded = self.upgrade_circuit(socket, direction, expected).await;
         let counters = &self.inner.counters;
         counters.handshake(direction, started.elapsed(), &upgraded);
-        Ok(self.adopt(upgraded?))
+        Ok(self.adopt(upgraded?, circuit)?)
     }
 
     async fn upgrade_circuit(
@@ -501,15 +545,15 @@ impl Endpoint {
                 upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
             }
             Direction::Inbound => {
-                let _permit = self
-                    .inner
-                    .handshake_slots
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| upgrade::UpgradeError::Busy {
-                        limit: self.inner.config.max_pending_handshakes,
-                    })?;
-                upgrade::inbound(socket, self.identity(), &self.inner.config).await?
+                let remote = socket.peer_addr();
+                let slot = self.inner.resources.open_handshake(remote.ip())?;
+                tokio::select! {
+                    upgraded = upgrade::inbound(socket, self.identity(), &self.inner.config) => upgraded?,
+                    _ = slot.evicted() => return Err(upgrade::UpgradeError::Timeout {
+                        addr: remote,
+                        timeout: Duration::ZERO,
+                    }),
+                }
             }
         })
     }
@@ -536,10 +580,41 @@ impl Endpoint {
         Ok(self.inner.transport.resolve(&host, port, v4, v6).await?)
     }
 
-    /// Registers an upgraded connection: spawns its driver and inbound-stream task.
-    fn adopt(&self, upgraded: upgrade::Upgraded) -> Connection {
+    /// Registers an upgraded connection, if the resource manager lets it stay (system,
+    /// per-IP and per-peer connection limits, memory): spawns its driver and
+    /// inbound-stream task, which holds its grants until it closes. A refused connection
+    /// is dropped, which closes its socket.
+    fn adopt(
+        &self,
+        upgraded: upgrade::Upgraded,
+        circuit: Option<CircuitGuard>,
+    ) -> Result<Connection, ResourceError> {
         let upgrade::Upgraded { connection, driver } = upgraded;
         let info = connection.info().clone();
+        let way = match info.direction {
+            Direction::Inbound => Way::Inbound,
+            Direction::Outbound => Way::Outbound,
+        };
+        // A relayed connection's address is its relay's: the per-IP limit is not for it.
+        let ip = info.relay.is_none().then(|| info.remote_addr.ip());
+        let resources = &self.inner.resources;
+        let peer_memory = self.peer_memory(&info.remote_peer);
+        let held = match resources.open_connection(way, ip, info.remote_peer, peer_memory) {
+            Ok(guard) => Held {
+                _connection: guard,
+                _circuit: circuit,
+            },
+            Err(e) => {
+                let what = format_args!(
+                    "{:?} connection with {} at {}",
+                    info.direction, info.remote_peer, info.remote_addr
+                );
+                resources.refused(&e, &what);
+                connection.abort();
+                return Err(e);
+            }
+        };
+        connection.attach_memory(resources.memory_gauge());
         tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
         let known = self
             .inner
@@ -573,12 +648,12 @@ impl Endpoint {
         let conn = connection.clone();
         self.inner
             .tasks
-            .spawn(async move { this.serve_inbound_streams(conn).await });
+            .spawn(async move { this.serve_inbound_streams(conn, held).await });
         let _ = self
             .inner
             .events
             .send(EndpointEvent::ConnectionEstablished(connection.clone()));
-        connection
+        Ok(connection)
     }
 
     /// Stops listening, closes every connection gracefully and waits for all tasks.

@@ -68,7 +68,7 @@ impl Endpoint {
                 }
                 continue;
             }
-            let Some(permit) = self.admit_inbound(remote, Transport::Quic) else {
+            let Some(slot) = self.admit_inbound(remote, Transport::Quic) else {
                 incoming.refuse();
                 continue;
             };
@@ -82,15 +82,22 @@ impl Endpoint {
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 let started = std::time::Instant::now();
-                let result = this
-                    .quic_handshake(connecting, remote, bound, Direction::Inbound, None)
-                    .await;
-                drop(permit);
+                let handshake =
+                    this.quic_handshake(connecting, remote, bound, Direction::Inbound, None);
+                let result = tokio::select! {
+                    result = handshake => result,
+                    _ = slot.evicted() => {
+                        // Dropping the half-made connection closes it.
+                        tracing::debug!(%remote, "inbound QUIC handshake evicted by a newer one");
+                        return;
+                    }
+                };
+                drop(slot);
                 let counters = &this.inner.counters;
                 counters.handshake(Direction::Inbound, started.elapsed(), &result);
                 match result {
                     Ok(upgraded) => {
-                        this.adopt(upgraded);
+                        let _ = this.adopt(upgraded, None);
                     }
                     Err(e) => tracing::debug!(%remote, error = %e, "inbound QUIC handshake failed"),
                 }
@@ -153,7 +160,7 @@ impl Endpoint {
             .await;
         let counters = &self.inner.counters;
         counters.handshake(Direction::Outbound, started.elapsed(), &upgraded);
-        Ok(self.adopt(upgraded?))
+        Ok(self.adopt(upgraded?, None)?)
     }
 
     /// Runs a QUIC handshake to its end within the handshake timeout and builds the

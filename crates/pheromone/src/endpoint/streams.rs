@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl Endpoint {
-    pub(super) async fn serve_inbound_streams(self, conn: Connection) {
+    /// Serves the connection's inbound streams until it closes; `held` (its grants from
+    /// the resource manager) is given back after it is removed from the table.
+    pub(super) async fn serve_inbound_streams(self, conn: Connection, held: super::Held) {
         loop {
             let stream = tokio::select! {
                 _ = self.inner.cancel.cancelled() => break,
@@ -54,6 +56,7 @@ impl Endpoint {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&info.id);
         self.inner.counters.connection_closed(&info);
+        drop(held);
         tracing::debug!(peer = %info.remote_peer, id = %info.id, %error, "connection closed");
         let _ = self.inner.events.send(EndpointEvent::ConnectionClosed {
             info: Box::new(info),
@@ -90,6 +93,15 @@ impl Endpoint {
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "inbound stream negotiation timed out");
+                stream.reset();
+                return;
+            }
+        };
+        let resources = &self.inner.resources;
+        let _counted = match resources.open_stream(peer, &protocol, self.peer_memory(&peer)) {
+            Ok(guard) => guard,
+            Err(e) => {
+                resources.refused(&e, &format_args!("{protocol} stream of {peer}"));
                 stream.reset();
                 return;
             }

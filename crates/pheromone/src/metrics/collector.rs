@@ -334,6 +334,7 @@ fn encode_protocols(f: &mut Families<'_, '_>, c: &Counters) -> fmt::Result {
 }
 
 fn encode_node(f: &mut Families<'_, '_>, node: &crate::Node) -> fmt::Result {
+    encode_resources(f, node.endpoint().resources())?;
     let s = node.stats();
     f.gauge(
         "pheromone_peers_connected",
@@ -433,4 +434,49 @@ fn encode_node(f: &mut Families<'_, '_>, node: &crate::Node) -> fmt::Result {
         )?;
     }
     Ok(())
+}
+
+/// The resource manager's refusals by scope and resource, and what the system scope holds.
+fn encode_resources(
+    f: &mut Families<'_, '_>,
+    resources: &crate::resources::ResourceManager,
+) -> fmt::Result {
+    let mut refusals = resources.refusals();
+    refusals.sort_unstable();
+    let labels: Vec<[(&str, &str); 2]> = refusals
+        .iter()
+        .map(|(scope, resource, _)| [("scope", *scope), ("resource", *resource)])
+        .collect();
+    let rows: Vec<_> = labels
+        .iter()
+        .zip(&refusals)
+        .map(|(l, (_, _, n))| (&l[..], *n))
+        .collect();
+    f.counters(
+        "pheromone_resource_refusals",
+        "What the resource manager refused, by scope kind and resource.",
+        &rows,
+    )?;
+    let u = resources.usage();
+    let held = [
+        ("inbound_connections", u.inbound_connections),
+        ("outbound_connections", u.outbound_connections),
+        ("pending_handshakes", u.pending_handshakes),
+        ("streams", u.streams),
+        ("relayed_circuits", u.relayed_circuits),
+        ("circuits_ending_here", u.circuits_ending_here),
+    ];
+    let labels: Vec<[(&str, &str); 1]> = held.iter().map(|(r, _)| [("resource", *r)]).collect();
+    let mut rows: Vec<_> = labels
+        .iter()
+        .zip(&held)
+        .map(|(l, (_, n))| (&l[..], gauge_value(*n)))
+        .collect();
+    let memory = [("resource", "memory")];
+    rows.push((&memory[..], gauge_value(resources.memory())));
+    f.gauges(
+        "pheromone_resources_held",
+        "What the system scope holds now: connections, handshakes, inbound streams, circuits, bytes of receive buffer.",
+        &rows,
+    )
 }

@@ -79,7 +79,7 @@ impl DialCause {
     fn of(error: &DialError) -> Self {
         match error {
             DialError::UnsupportedAddress { .. } => DialCause::UnsupportedAddress,
-            DialError::ConnectionLimit { .. } => DialCause::Limit,
+            DialError::ConnectionLimit { .. } | DialError::Resource(_) => DialCause::Limit,
             DialError::Transport(t) => match t {
                 TransportError::Resolve { .. } => DialCause::Resolve,
                 TransportError::ConnectTimeout { .. } => DialCause::Timeout,
@@ -92,7 +92,7 @@ impl DialCause {
             },
             DialError::Upgrade(u) => match u.as_ref() {
                 UpgradeError::Timeout { .. } => DialCause::Timeout,
-                UpgradeError::Busy { .. } => DialCause::Limit,
+                UpgradeError::Resource(_) => DialCause::Limit,
                 UpgradeError::Noise {
                     source: pheromone_core::noise::NoiseError::PeerIdMismatch { .. },
                     ..

@@ -12,7 +12,9 @@ use std::time::Duration;
 /// Caps that turn overload into a clear error instead of a hang or unbounded memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Live inbound connections at most; further ones are dropped at accept.
+    /// Live inbound connections at most (relayed ones ending here included); further ones
+    /// are dropped at accept. Written into the resource manager's limits
+    /// ([`EndpointConfig::resources`]).
     pub max_inbound_connections: usize,
     /// Live outbound connections at most; a dial beyond fails with
     /// [`DispatchError::ConnectionLimit`](super::DispatchError::ConnectionLimit).
@@ -29,10 +31,13 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The connection limits of the resource manager's defaults for this machine
+    /// ([`machine_limits`](crate::resources::machine_limits)).
     fn default() -> Self {
+        let machine = crate::resources::machine_limits();
         Self {
-            max_inbound_connections: 1024,
-            max_outbound_connections: 1024,
+            max_inbound_connections: machine.max_inbound_connections,
+            max_outbound_connections: machine.max_outbound_connections,
             max_streams_per_connection: 512,
             max_pending_requests_per_peer: 256,
         }
@@ -146,8 +151,8 @@ impl NodeConfig {
     /// The endpoint settings with this node's limits and name applied.
     pub fn endpoint_config(&self) -> EndpointConfig {
         let mut config = self.endpoint.clone();
-        config.max_inbound_connections = self.limits.max_inbound_connections;
-        config.max_outbound_connections = self.limits.max_outbound_connections;
+        config.resources.max_inbound_connections = self.limits.max_inbound_connections;
+        config.resources.max_outbound_connections = self.limits.max_outbound_connections;
         config.connection.yamux.max_streams = self.limits.max_streams_per_connection;
         config.quic.max_concurrent_streams =
             u32::try_from(self.limits.max_streams_per_connection).unwrap_or(u32::MAX);
@@ -173,8 +178,8 @@ mod tests {
             ..NodeConfig::default()
         };
         let ep = config.endpoint_config();
-        assert_eq!(ep.max_inbound_connections, 3);
-        assert_eq!(ep.max_outbound_connections, 4);
+        assert_eq!(ep.resources.max_inbound_connections, 3);
+        assert_eq!(ep.resources.max_outbound_connections, 4);
         assert_eq!(ep.connection.yamux.max_streams, 5);
         assert_eq!(ep.quic.max_concurrent_streams, 5);
         assert_eq!(ep.node_name.as_deref(), Some("luda"));

@@ -198,7 +198,11 @@ impl Inner {
                 return Next::Done;
             }
             Some(Err(ReadError::Wire(WireError::TooLarge { len, max }))) => {
-                tracing::warn!(%peer, protocol, size = len, limit = max, "refusing oversized request");
+                if let Some(suppressed) =
+                    crate::throttle::negotiation().allow(("request", "too large"))
+                {
+                    tracing::warn!(%peer, protocol, size = len, limit = max, suppressed, "refusing oversized request");
+                }
                 wire::encode_limit_response(Status::TooLarge, max, &mut out);
                 return self
                     .answer(conn, stream, &mut out, Bytes::new(), false)
@@ -223,7 +227,9 @@ impl Inner {
             }
         };
         if !self.still_allowed(protocol, &peer, kept) {
-            tracing::info!(%peer, protocol, "refused on a kept stream: access changed");
+            if let Some(suppressed) = crate::throttle::negotiation().allow(("kept", "refused")) {
+                tracing::info!(%peer, protocol, suppressed, "refused on a kept stream: access changed");
+            }
             wire::encode_response(Status::Reopen, &[], &mut out);
             return self
                 .answer(conn, stream, &mut out, Bytes::new(), false)

@@ -1,7 +1,8 @@
 //! `/ipfs/ping/1.0.0`: the dialer sends 32 random bytes, the listener echoes them.
 //!
 //! One stream carries any number of pings in sequence. The listener echoes until the
-//! dialer closes its side, or until a read times out.
+//! dialer closes its side, until a read times out, or until an echo cannot be written in
+//! time (a dialer that withholds window would otherwise park the listener forever).
 
 use rand::RngCore;
 use std::time::{Duration, Instant};
@@ -52,8 +53,13 @@ where
     Ok(started.elapsed())
 }
 
-/// Answers pings on `stream` until the dialer closes it or stays silent for `idle_timeout`.
-pub async fn serve<S>(mut stream: S, idle_timeout: Duration) -> Result<(), PingError>
+/// Answers pings on `stream` until the dialer closes it, stays silent for `idle_timeout`,
+/// or does not take an echo within `reply_timeout`.
+pub async fn serve<S>(
+    mut stream: S,
+    idle_timeout: Duration,
+    reply_timeout: Duration,
+) -> Result<(), PingError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -66,8 +72,13 @@ where
             let _ = stream.shutdown().await;
             return Ok(());
         }
-        stream.write_all(&buf).await?;
-        stream.flush().await?;
+        let echo = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(reply_timeout, echo)
+            .await
+            .map_err(|_| PingError::Timeout(reply_timeout))??;
     }
 }
 
@@ -97,7 +108,11 @@ mod tests {
     #[tokio::test]
     async fn ping_over_a_duplex_pipe() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let server = tokio::spawn(serve(server, Duration::from_secs(5)));
+        let server = tokio::spawn(serve(
+            server,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        ));
         for _ in 0..3 {
             ping(&mut client, Duration::from_secs(5))
                 .await
@@ -106,6 +121,29 @@ mod tests {
         client.shutdown().await.expect("shutdown");
         drop(client);
         server.await.expect("join").expect("serve");
+    }
+
+    /// A dialer that sends pings and never reads the echoes: the listener gives up after
+    /// the reply timeout instead of waiting in `write_all` forever.
+    #[tokio::test(start_paused = true)]
+    async fn an_echo_nobody_reads_times_out() {
+        // Room for one echo in each direction.
+        let (mut client, server) = tokio::io::duplex(PAYLOAD_LEN);
+        let server = tokio::spawn(serve(
+            server,
+            Duration::from_secs(3600),
+            Duration::from_secs(10),
+        ));
+        // The first echo fills the way back; the second has nowhere to go.
+        for _ in 0..2 {
+            client.write_all(&[1u8; PAYLOAD_LEN]).await.expect("write");
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(600), server)
+            .await
+            .expect("the listener is still parked on the echo")
+            .expect("join");
+        assert!(matches!(ended, Err(PingError::Timeout(t)) if t == Duration::from_secs(10)));
+        drop(client);
     }
 
     #[tokio::test]

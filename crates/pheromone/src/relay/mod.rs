@@ -9,8 +9,10 @@
 //! [`Connection`]. The handshake codec lives in [`pheromone_core::relay`]; the wire is in
 //! `docs/protocols/relay.md`.
 //!
-//! This module moves bytes and enforces limits (hops, circuits, bytes per circuit, setup
-//! time); which neighbour is the next hop is asked of a lookup function the node wires to
+//! This module moves bytes and enforces limits (hops; circuits per neighbour and in total,
+//! both those relayed through us and those ending here, counted by the endpoint's
+//! [resource manager](crate::resources); bytes, idle time and lifetime per circuit, as
+//! circuit relay v2 has; setup time); which neighbour is the next hop is asked of a lookup function the node wires to
 //! its route table.
 
 mod error;
@@ -43,10 +45,15 @@ pub struct RelayConfig {
     pub accept_circuits: bool,
     /// Most links a circuit this node opens may cross.
     pub max_hops: u8,
-    /// Circuits relayed through this node at once.
-    pub max_circuits: usize,
     /// Bytes one relayed circuit may carry (both directions); it is reset beyond that.
+    /// (How many circuits may be relayed, in total and per neighbour, is the resource
+    /// manager's: `max_relayed_circuits`, `max_relayed_circuits_per_peer`.)
     pub max_circuit_bytes: u64,
+    /// A relayed circuit that carries nothing either way for this long is reset (the ends'
+    /// keep-alive pings keep a live one busy).
+    pub circuit_idle_timeout: Duration,
+    /// A relayed circuit is reset after this long, whatever it carries.
+    pub max_circuit_lifetime: Duration,
     /// How long opening a circuit (every hop's answer) may take.
     pub setup_timeout: Duration,
 }
@@ -57,8 +64,9 @@ impl Default for RelayConfig {
             relay_for_others: true,
             accept_circuits: true,
             max_hops: wire::DEFAULT_MAX_HOPS,
-            max_circuits: 128,
             max_circuit_bytes: 64 << 30,
+            circuit_idle_timeout: Duration::from_secs(120),
+            max_circuit_lifetime: Duration::from_secs(24 * 3600),
             setup_timeout: Duration::from_secs(10),
         }
     }
@@ -204,7 +212,7 @@ impl Relay {
             via.info().local_addr,
         )));
         endpoint
-            .adopt_circuit(socket, Direction::Outbound, Some(destination))
+            .adopt_circuit(socket, Direction::Outbound, Some(destination), None)
             .await
             .map_err(|e| RelayError::Upgrade {
                 destination,
@@ -253,6 +261,21 @@ impl Relay {
             .await;
             return;
         }
+        // Counted before the answer, so that a refused circuit costs no handshake; held for
+        // as long as the connection over it lives.
+        let resources = self.inner.endpoint.resources();
+        let counted = match resources.open_circuit_ending_here(conn.remote_peer()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                resources.refused(
+                    &e,
+                    &format_args!("circuit from {} via {}", request.source, conn.remote_peer()),
+                );
+                self.refuse(&mut stream, &request, Status::ResourceLimit, &e.to_string())
+                    .await;
+                return;
+            }
+        };
         let ok = response(&request, Status::Ok, "");
         if stream.write_all(&ok.to_vec()).await.is_err() {
             return;
@@ -267,7 +290,7 @@ impl Relay {
         match self
             .inner
             .endpoint
-            .adopt_circuit(socket, Direction::Inbound, None)
+            .adopt_circuit(socket, Direction::Inbound, None, Some(counted))
             .await
         {
             Ok(circuit) if circuit.remote_peer() != request.source => {
@@ -285,14 +308,13 @@ impl Relay {
 
     /// A circuit goes further: open the next hop, pass the request and the answer, splice.
     async fn pass_on(&self, mut inbound: Stream, from: PeerId, request: Connect) {
-        let (status, reason) = match self.admit(from, &request) {
-            Ok(()) => (Status::Ok, String::new()),
-            Err(refusal) => refusal,
+        let _counted = match self.admit(from, &request) {
+            Ok(guard) => guard,
+            Err((status, reason)) => {
+                self.refuse(&mut inbound, &request, status, &reason).await;
+                return;
+            }
         };
-        if status != Status::Ok {
-            self.refuse(&mut inbound, &request, status, &reason).await;
-            return;
-        }
         let _slot = CircuitSlot::take(&self.inner, request.circuit_id);
         let outcome =
             tokio::time::timeout(self.inner.config.setup_timeout, self.open_next(&request)).await;
@@ -322,14 +344,24 @@ impl Relay {
         }
         self.inner.relayed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(circuit = request.circuit_id, source = %request.source, destination = %request.destination, "relaying");
-        let limit = self.inner.config.max_circuit_bytes;
-        if let Err(e) = splice::splice(inbound, outbound, limit, &self.inner.bytes).await {
+        let config = &self.inner.config;
+        let limits = splice::Limits {
+            bytes: config.max_circuit_bytes,
+            idle: config.circuit_idle_timeout,
+            lifetime: config.max_circuit_lifetime,
+        };
+        if let Err(e) = splice::splice(inbound, outbound, limits, &self.inner.bytes).await {
             tracing::debug!(circuit = request.circuit_id, error = %e, "relayed circuit ended with an error");
         }
     }
 
-    /// Checks the limits before a circuit is passed on.
-    fn admit(&self, from: PeerId, request: &Connect) -> Result<(), (Status, String)> {
+    /// Checks the limits before a circuit is passed on; the grant counts it in the resource
+    /// manager (in total and for `from`) until dropped.
+    fn admit(
+        &self,
+        from: PeerId,
+        request: &Connect,
+    ) -> Result<crate::resources::CircuitGuard, (Status, String)> {
         let config = &self.inner.config;
         if !config.relay_for_others {
             return Err((Status::RelayDisabled, "this node does not relay".into()));
@@ -338,12 +370,6 @@ impl Relay {
             return Err((
                 Status::HopLimit,
                 format!("hop limit reached after {} hops", request.hops),
-            ));
-        }
-        if self.inner.active.load(Ordering::Relaxed) >= config.max_circuits {
-            return Err((
-                Status::ResourceLimit,
-                format!("relaying {} circuits already", config.max_circuits),
             ));
         }
         if self.lock_circuits().contains(&request.circuit_id) {
@@ -355,7 +381,14 @@ impl Relay {
         if from == request.destination {
             return Err((Status::Loop, "the request came from its destination".into()));
         }
-        Ok(())
+        let resources = self.inner.endpoint.resources();
+        resources.open_relayed_circuit(from).map_err(|e| {
+            resources.refused(
+                &e,
+                &format_args!("circuit {} for {from}", request.circuit_id),
+            );
+            (Status::ResourceLimit, e.to_string())
+        })
     }
 
     /// Opens the relay stream to the next hop and returns it with the answer it gave.

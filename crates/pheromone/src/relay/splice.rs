@@ -5,16 +5,30 @@
 //! `Bytes` from one session's receive buffer to the other's writer, which seals large ones
 //! in place (`Stream::poll_write_owned`): no copy of ours; the sink's connection sends all
 //! the chunks that arrived together in one system call. An end
-//! of stream on one side becomes a half-close on the other; an error on either side, or
-//! more bytes than the circuit's limit, resets both.
+//! of stream on one side becomes a half-close on the other; an error on either side, more
+//! bytes than the circuit's limit, no byte either way for the idle timeout, or the end of
+//! its lifetime resets both.
 
 use crate::connection::Stream;
 use bytes::Bytes;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::AsyncWrite;
+
+/// What one circuit may use.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Bytes carried, both directions together.
+    pub(super) bytes: u64,
+    /// Longest time with no byte either way.
+    pub(super) idle: Duration,
+    /// Longest time in all.
+    pub(super) lifetime: Duration,
+}
 
 /// One direction's progress.
 #[derive(Default)]
@@ -25,24 +39,46 @@ struct Half {
     done: bool,
 }
 
-/// Splices `a` and `b` until both directions end; resets both on an error or when more
-/// than `limit` bytes crossed. Every byte carried is added to `counter`.
+/// Splices `a` and `b` until both directions end; resets both on an error or when a
+/// limit is passed. Every byte carried is added to `counter`.
 pub(super) async fn splice(
     mut a: Stream,
     mut b: Stream,
-    limit: u64,
+    limits: Limits,
     counter: &AtomicU64,
 ) -> io::Result<()> {
     let (mut ab, mut ba) = (Half::default(), Half::default());
     let mut carried = 0u64;
+    let limit = limits.bytes;
+    let mut idle = Box::pin(tokio::time::sleep(limits.idle));
+    let lifetime = tokio::time::sleep(limits.lifetime);
+    tokio::pin!(lifetime);
     let result = std::future::poll_fn(|cx| {
+        let before = carried;
         let forward = poll_half(&mut a, &mut b, &mut ab, cx, &mut carried, limit, counter);
         let backward = poll_half(&mut b, &mut a, &mut ba, cx, &mut carried, limit, counter);
         match (forward, backward) {
-            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
-            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
-            _ => Poll::Pending,
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
+            _ => {}
         }
+        if carried != before {
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + limits.idle);
+        }
+        if idle.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("circuit idle for {:?}", limits.idle),
+            )));
+        }
+        if lifetime.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("circuit reached its lifetime of {:?}", limits.lifetime),
+            )));
+        }
+        Poll::Pending
     })
     .await;
     if result.is_err() {

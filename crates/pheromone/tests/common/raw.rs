@@ -109,7 +109,24 @@ pub async fn handshake_until_msg3(
     identity: &Keypair,
     tamper: impl FnOnce(&mut Handshake),
 ) -> (TcpStream, Handshake, BytesMut) {
-    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let socket = TcpStream::connect(addr).await.expect("connect");
+    handshake_on(socket, identity, tamper).await
+}
+
+/// A TCP connection to `addr` from the local address `from` (any port): loopback offers
+/// all of 127.0.0.0/8, so one machine can play many hosts.
+pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// [`handshake_until_msg3`] on a socket already connected.
+pub async fn handshake_on(
+    mut socket: TcpStream,
+    identity: &Keypair,
+    tamper: impl FnOnce(&mut Handshake),
+) -> (TcpStream, Handshake, BytesMut) {
     let mut hs = initiator(identity);
     tamper(&mut hs);
     let mut first = ms_proposal(noise::PROTOCOL_ID);
@@ -173,7 +190,26 @@ impl RawConn {
         identity: &Keypair,
         tamper: impl FnOnce(&mut Handshake),
     ) -> Self {
-        let (socket, mut hs, leftover) = handshake_until_msg3(addr, identity, tamper).await;
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        Self::upgrade(socket, identity, tamper).await
+    }
+
+    /// As [`RawConn::connect`], from the local address `from`.
+    pub async fn connect_from(
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        identity: &Keypair,
+    ) -> Self {
+        let socket = connect_from(from, addr).await.expect("connect");
+        Self::upgrade(socket, identity, |_| {}).await
+    }
+
+    async fn upgrade(
+        socket: TcpStream,
+        identity: &Keypair,
+        tamper: impl FnOnce(&mut Handshake),
+    ) -> Self {
+        let (socket, mut hs, leftover) = handshake_on(socket, identity, tamper).await;
         let msg3 = drain(&mut hs);
         assert!(hs.is_complete());
         let (transport, _, _) = hs.into_transport().expect("transport");

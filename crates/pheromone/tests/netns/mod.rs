@@ -61,9 +61,15 @@ impl Topology {
     /// `hosts` namespaces linked by `edges` (pairs of host indices). `None` (after saying
     /// why on stderr) when namespaces cannot be made here.
     pub fn new(hosts: usize, edges: &[(usize, usize)]) -> Option<Topology> {
+        Self::named("phr", hosts, edges)
+    }
+
+    /// As [`Topology::new`], with namespace and interface names starting with `prefix`
+    /// (at most 3 bytes), so that a suite's namespaces are told apart from others'.
+    pub fn named(prefix: &str, hosts: usize, edges: &[(usize, usize)]) -> Option<Topology> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let tag = format!(
-            "phr{}x{}",
+            "{prefix}{}x{}",
             std::process::id() % 100_000,
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
