@@ -20,6 +20,7 @@
 pub(crate) mod driver;
 pub(crate) mod quic;
 mod read_buffers;
+pub(crate) mod secure;
 mod send_buffer;
 mod shared;
 mod socket;
@@ -251,6 +252,14 @@ pub enum ConnectionError {
         /// The remote peer.
         peer: PeerId,
     },
+    /// A TLS record failed to open or seal, or the peer sent a fatal alert (over TCP).
+    #[error("TLS session with {peer} failed: {reason}")]
+    Tls {
+        /// The remote peer.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
     /// QUIC reported a transport or protocol error (the connection is gone).
     #[error("QUIC connection to {peer} failed: {reason}")]
     Quic {
@@ -267,6 +276,23 @@ pub enum ConnectionError {
         /// Which limit.
         reason: String,
     },
+}
+
+impl ConnectionError {
+    /// The error of a failed seal or open on the link to `peer`.
+    pub(crate) fn secure(peer: PeerId, e: secure::SecureError) -> Self {
+        match e {
+            secure::SecureError::Noise(e) => ConnectionError::Noise {
+                peer,
+                reason: e.to_string(),
+            },
+            secure::SecureError::CloseNotify => ConnectionError::ClosedByRemote { peer },
+            other => ConnectionError::Tls {
+                peer,
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 impl From<ConnectionError> for std::io::Error {

@@ -3,6 +3,7 @@
 use super::Access;
 use crate::connection::ConnectionConfig;
 use crate::transport::{QuicConfig, TcpConfig};
+use crate::upgrade::TcpSecurity;
 use std::time::Duration;
 
 /// Settings of an [`Endpoint`](super::Endpoint). `Default` gives safe, fast values.
@@ -12,6 +13,9 @@ pub struct EndpointConfig {
     pub tcp: TcpConfig,
     /// QUIC windows, stream limits, keep-alive, MTU, certificates.
     pub quic: QuicConfig,
+    /// The security protocol a TCP dial proposes first (`/noise` by default; the other one
+    /// on a second dial when the listener refuses it). Inbound, both are accepted.
+    pub tcp_security: TcpSecurity,
     /// Yamux windows, stream limits, keep-alive and close grace.
     pub connection: ConnectionConfig,
     /// The whole upgrade (multistream, Noise, multistream, yamux) must finish within this.
@@ -44,6 +48,7 @@ impl Default for EndpointConfig {
         Self {
             tcp: TcpConfig::default(),
             quic: QuicConfig::default(),
+            tcp_security: TcpSecurity::default(),
             connection: ConnectionConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 256,

@@ -113,6 +113,15 @@ impl NodeBuilder {
         self
     }
 
+    /// The security protocol TCP dials propose first: Noise (the default) or TLS; either
+    /// falls back to the other on a second dial when the listener refuses it (see
+    /// [`EndpointConfig::tcp_security`]). Set after [`NodeBuilder::endpoint_config`],
+    /// which replaces it.
+    pub fn tcp_security(mut self, security: crate::TcpSecurity) -> Self {
+        self.config.endpoint.tcp_security = security;
+        self
+    }
+
     /// Endpoint settings (transport, handshake, keep-alive); see [`NodeConfig::endpoint`].
     pub fn endpoint_config(mut self, config: EndpointConfig) -> Self {
         self.config.endpoint = config;

@@ -163,6 +163,11 @@ impl QuicTransport {
         }
     }
 
+    /// Our TLS identity (also what `/tls/1.0.0` over TCP uses).
+    pub(crate) fn tls(&self) -> &TlsIdentity {
+        &self.tls
+    }
+
     /// Whether AES-GCM is our first TLS cipher suite.
     pub(crate) fn prefers_aes_gcm(&self) -> bool {
         self.tls.prefers_aes_gcm()
