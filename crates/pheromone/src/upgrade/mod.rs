@@ -394,6 +394,7 @@ async fn noise_outbound(
 }
 
 /// The two halves and the proven peer of a completed Noise handshake.
+#[allow(clippy::result_large_err)] // once per handshake
 fn noise_secured(io: &Io, handshake: Handshake) -> Result<Secured, UpgradeError> {
     let (transport, remote_peer, remote_key) =
         handshake.into_transport().map_err(|e| io.noise_err(e))?;
@@ -513,7 +514,7 @@ fn connection_info(io: &Io, secured: &Secured, direction: Direction) -> Connecti
         cipher: secured.sealer.cipher(),
         id: ConnectionId::next(),
         remote_peer: secured.remote_peer,
-        remote_public_key: secured.remote_key.clone(),
+        remote_public_key: secured.remote_key,
         remote_addr: io.addr,
         local_addr: io.socket.local_addr(),
         direction,

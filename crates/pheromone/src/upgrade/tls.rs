@@ -10,6 +10,9 @@
 //! handed on as plaintext. The certificate checks are the ones QUIC uses
 //! ([`crate::transport::tls`]).
 
+// `UpgradeError` is large for a `Result`, but these run once per handshake.
+#![allow(clippy::result_large_err)]
+
 use super::{await_confirmation, drain_into, Io, Secured, UpgradeError};
 use crate::connection::secure::{tls_pair, traffic_key, Kernel};
 use crate::connection::Security;
@@ -221,4 +224,176 @@ fn tls_err(addr: std::net::SocketAddr, e: &rustls::Error) -> UpgradeError {
         other => other.to_string(),
     };
     UpgradeError::Tls { addr, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Socket;
+    use pheromone_core::identity::Keypair;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Moves what a buffered rustls connection wants sent to the socket, and reads until
+    /// `done` holds, feeding rustls.
+    async fn pump(
+        conn: &mut rustls::ClientConnection,
+        socket: &mut tokio::net::TcpStream,
+        mut done: impl FnMut(&mut rustls::ClientConnection) -> bool,
+    ) {
+        for _ in 0..100 {
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).expect("write_tls");
+            }
+            socket.write_all(&out).await.expect("write");
+            if done(conn) {
+                return;
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "our side closed");
+            let mut slice = &buf[..n];
+            while !slice.is_empty() {
+                conn.read_tls(&mut slice).expect("read_tls");
+                conn.process_new_packets().expect("process");
+            }
+        }
+        panic!("rustls peer made no progress");
+    }
+
+    /// Our record layer against plain rustls (as libp2p-tls runs it): the handshake, data
+    /// both ways, and a key update the rustls peer asks for — we must follow its new key,
+    /// answer with our own `KeyUpdate` before our next data, and seal under the new key.
+    #[tokio::test]
+    async fn our_records_follow_a_rustls_peer_through_a_key_update() {
+        let ours = TlsIdentity::new(
+            &Keypair::generate(&mut rand::rngs::OsRng),
+            &Default::default(),
+        );
+        let theirs_key = Keypair::generate(&mut rand::rngs::OsRng);
+        let theirs = TlsIdentity::new(&theirs_key, &Default::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (socket, remote) = listener.accept().await.expect("accept");
+            let mut io = Io {
+                socket: Socket::Tcp(socket),
+                buf: BytesMut::new(),
+                addr: remote,
+            };
+            let (secured, plain) = inbound(&mut io, &ours).await.expect("handshake");
+            (io, secured, plain)
+        });
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut client = rustls::ClientConnection::new(
+            theirs.client_config(None),
+            ServerName::IpAddress(addr.ip().into()),
+        )
+        .expect("client");
+        pump(&mut client, &mut socket, |c| !c.is_handshaking()).await;
+        let (mut io, secured, mut plain) = server.await.expect("join");
+        assert_eq!(secured.remote_peer, theirs_key.peer_id());
+        assert_eq!(secured.security, Security::Tls);
+        let Secured {
+            mut sealer,
+            mut opener,
+            ..
+        } = secured;
+
+        // Their data, their key update (asking for ours), more data.
+        use std::io::Write as _;
+        client.writer().write_all(b"before ").expect("write");
+        client.refresh_traffic_keys().expect("key update");
+        client.writer().write_all(b"after").expect("write");
+        pump(&mut client, &mut socket, |_| true).await;
+        while plain.len() < b"before after".len() {
+            while let Some(data) = opener.open(&mut io.buf).expect("open") {
+                plain.extend_from_slice(&data);
+            }
+            if plain.len() < b"before after".len() {
+                io.read_more().await.expect("read");
+            }
+        }
+        assert_eq!(&plain[..], b"before after");
+
+        // Our answer: a KeyUpdate first, then data under the new key.
+        assert!(sealer.control_len() > 0, "the requested update is due");
+        let mut wire = vec![0u8; sealer.control_len()];
+        let n = sealer.seal_control_into(&mut wire).expect("key update");
+        wire.truncate(n);
+        assert_eq!(sealer.control_len(), 0);
+        let mut data = BytesMut::new();
+        sealer.seal(b"reply", &mut data).expect("seal");
+        wire.extend_from_slice(&data);
+        io.write(&wire).await.expect("write");
+        let mut got = Vec::new();
+        pump(&mut client, &mut socket, |c| {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = std::io::Read::read(&mut c.reader(), &mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len() >= 5
+        })
+        .await;
+        assert_eq!(got, b"reply");
+    }
+
+    /// A dialer that offers TLS to a peer whose certificate does not prove the peer ID it
+    /// expects is refused with an error naming the certificate problem.
+    #[tokio::test]
+    async fn a_wrong_peer_is_refused_by_name() {
+        let ours = TlsIdentity::new(
+            &Keypair::generate(&mut rand::rngs::OsRng),
+            &Default::default(),
+        );
+        let server_id = TlsIdentity::new(
+            &Keypair::generate(&mut rand::rngs::OsRng),
+            &Default::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (socket, remote) = listener.accept().await.expect("accept");
+            let mut io = Io {
+                socket: Socket::Tcp(socket),
+                buf: BytesMut::new(),
+                addr: remote,
+            };
+            let mut listener = pheromone_core::multistream::Listener::new(vec![
+                pheromone_core::tls::PROTOCOL_ID.to_owned(),
+            ])
+            .expect("listener");
+            loop {
+                listener.handle_input_with(&mut io.buf, |_| true);
+                let mut out = Vec::new();
+                drain_into(&mut out, || listener.poll_transmit());
+                io.write(&out).await.expect("write");
+                if listener.poll_outcome().is_some() {
+                    break;
+                }
+                io.read_more().await.expect("read");
+            }
+            inbound(&mut io, &server_id).await.map(|_| ())
+        });
+        let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut io = Io {
+            socket: Socket::Tcp(socket),
+            buf: BytesMut::new(),
+            addr,
+        };
+        let someone_else = Keypair::generate(&mut rand::rngs::OsRng).peer_id();
+        let proposal = Dialer::lazy(pheromone_core::tls::PROTOCOL_ID.to_owned()).expect("dialer");
+        let error = match outbound(&mut io, proposal, &ours, Some(someone_else)).await {
+            Ok(_) => panic!("a wrong peer must be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("certificate refused"), "{error}");
+        assert!(error.contains(&someone_else.to_string()), "{error}");
+        drop(io);
+        let _ = server.await;
+    }
 }
