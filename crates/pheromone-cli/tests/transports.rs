@@ -83,7 +83,17 @@ fn quic_beside_tcp_and_named_everywhere() {
 
 #[test]
 fn a_redial_prefers_quic_when_both_are_known() {
-    let a = Daemon::start_no_dht("alpha");
+    // A long attempt delay, so that the order of the attempts, not which handshake is
+    // quicker on a loaded machine, decides the transport.
+    let temp = tempfile::tempdir().expect("tempdir");
+    let config = temp.path().join("alpha.toml");
+    std::fs::write(&config, "happy_eyeballs_delay = \"5s\"\n").expect("config");
+    let config = config.to_str().expect("utf-8 path");
+    let a = Daemon::start_in(
+        &temp.path().join("alpha"),
+        &["--name", "alpha", "--no-dht", "--config", config],
+    )
+    .expect("alpha starts");
     let b = Daemon::start_no_dht("beta");
     // The first link is the TCP address `connect` was given; identify then tells alpha
     // both of beta's addresses.

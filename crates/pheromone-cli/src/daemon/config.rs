@@ -159,6 +159,9 @@ pub struct FileConfig {
     pub dht: Option<bool>,
     /// `false` is `--no-quic`.
     pub quic: Option<bool>,
+    /// How long a dial of a peer known at several addresses waits for one (QUIC first)
+    /// before racing the next, e.g. `250ms` (the default).
+    pub happy_eyeballs_delay: Option<String>,
     /// Most messages the inbox holds before senders are refused.
     pub inbox_max_messages: Option<usize>,
     /// Most bytes the inbox holds before senders are refused.
@@ -201,6 +204,8 @@ pub struct Settings {
     pub listen_is_default: bool,
     /// Whether each TCP listen address gets a QUIC sibling on the same port number.
     pub quic: bool,
+    /// Happy Eyeballs' connection attempt delay.
+    pub happy_eyeballs_delay: Duration,
     /// Peers to dial at start.
     pub bootstrap: Vec<Multiaddr>,
     /// Human name.
@@ -306,6 +311,10 @@ impl Settings {
                 d
             }
         };
+        let happy_eyeballs_delay = match &file.happy_eyeballs_delay {
+            None => pheromone::swarm::SwarmConfig::default().happy_eyeballs_delay,
+            Some(text) => parse_duration(text).context("bad happy_eyeballs_delay")?,
+        };
         let mut exec_allow = pick(&args.allow_exec, file.allow_exec)
             .unwrap_or_default()
             .iter()
@@ -348,6 +357,7 @@ impl Settings {
             listen,
             listen_is_default,
             quic: !args.no_quic && file.quic.unwrap_or(true),
+            happy_eyeballs_delay,
             bootstrap,
             name,
             mode: args.mode.or(file.mode).unwrap_or_default(),

@@ -124,6 +124,7 @@ impl Net {
             .keypair(keypair)
             .discovery(settings.dht.then_some(discovery))
             .mode(settings.mode.into())
+            .happy_eyeballs_delay(settings.happy_eyeballs_delay)
             .endpoint_config(endpoint)
             .max_message_size(MAX_MESSAGE)
             .request_timeout(MSG_TIMEOUT)

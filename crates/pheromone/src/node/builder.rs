@@ -94,6 +94,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Happy Eyeballs: how long a dial waits for one address before racing the next
+    /// (250 ms by default; see [`NodeConfig::happy_eyeballs_delay`]).
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.config.happy_eyeballs_delay = delay;
+        self
+    }
+
     /// How long an unused connection stays open; `None` keeps it until it fails.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
