@@ -155,7 +155,10 @@ async fn a_udp_flood_does_not_stop_a_good_peer() {
             .await
             .expect("echo during the flood");
         assert_eq!(reply, "still here");
-        assert!(!flooder.is_finished(), "the flood lasted the whole exchange");
+        assert!(
+            !flooder.is_finished(),
+            "the flood lasted the whole exchange"
+        );
 
         stop.store(true, Ordering::Relaxed);
         flooder.await.expect("flooder");
