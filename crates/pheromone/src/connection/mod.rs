@@ -1,8 +1,8 @@
 //! Connections: one authenticated, encrypted, multiplexed link to a peer, and its streams.
 //!
 //! A [`Connection`] is a cloneable handle; the link itself is driven by one task
-//! (`driver.rs`) that reads the socket, opens Noise frames and feeds the yamux
-//! [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
+//! (`driver.rs`) that reads the socket, opens Noise frames or TLS records (`secure.rs`)
+//! and feeds the yamux [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
 //! through one std mutex that is never held across an `.await`. A stream write copies into
 //! the session's outgoing buffer — the connection's bounded send queue — and wakes the
 //! driver, the connection's only writer, which lets the other ready tasks queue theirs,

@@ -1,5 +1,5 @@
-//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux and QUIC v1,
-//! default configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
+//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux, or TCP +
+//! libp2p-tls + yamux with `spawn_tls`, and QUIC v1; default configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
 //! 127.0.0.1 and driven on its own task. Tests see its swarm events through a channel and
 //! open raw streams through `libp2p_stream::Control`. Also the conversions between our types and
 //! libp2p's, done through their shared wire encodings so that a mismatch shows up as a test
