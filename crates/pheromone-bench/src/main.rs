@@ -1,6 +1,7 @@
 //! `pheromone-bench`: measures throughput, request/response and connection set-up for
-//! each stack (plain TCP, TCP + ChaCha20-Poly1305, TCP + AES-256-GCM, rust-libp2p,
-//! pheromone) in one process on 127.0.0.1, and prints one JSON object per
+//! each stack (plain TCP, TCP + ChaCha20-Poly1305, TCP + AES-256-GCM, rust-libp2p over
+//! TCP and QUIC, bare quinn, pheromone over TCP + Noise, TCP + TLS and QUIC) in one
+//! process on 127.0.0.1, and prints one JSON object per
 //! line on stdout. Diagnostics go to stderr so stdout stays machine-readable.
 //!
 //! # Layout

@@ -59,9 +59,14 @@ fn three_daemons_connect_and_report() {
         assert_eq!(status["name"], name, "{status}");
         assert_eq!(status["mode"], "long", "{status}");
         assert_eq!(status["connections"], peers, "{status}");
+        // TCP, and QUIC beside it on the same port number (free on loopback here).
+        let port = d.addr.split('/').nth(4).expect("port");
         assert_eq!(
             status["listen_addrs"],
-            serde_json::json!([d.addr]),
+            serde_json::json!([
+                d.addr,
+                format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/{}", d.peer_id)
+            ]),
             "{status}"
         );
         assert!(
@@ -81,7 +86,17 @@ fn three_daemons_connect_and_report() {
         let p = find(&peers, &other.peer_id);
         assert_eq!(p["name"], name, "{p}");
         assert_eq!(p["direction"], "outbound", "{p}");
-        assert_eq!(p["connections"], 1, "{p}");
+        // `connect` dialled the TCP address it was given.
+        assert_eq!(p["transport"], "tcp", "{p}");
+        assert_eq!(
+            p["connections"],
+            serde_json::json!([{
+                "transport": "tcp",
+                "direction": "outbound",
+                "addr": p["addrs"][0],
+            }]),
+            "{p}"
+        );
         // Two pheromone daemons pick AES-256-GCM where the CPU has it.
         let cipher = if pheromone::cpu_has_fast_aes_gcm() {
             "aes256gcm"

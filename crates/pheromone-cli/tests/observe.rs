@@ -264,7 +264,7 @@ fn json_logs_are_one_object_per_line_with_span_fields() {
     assert!(!lines.is_empty());
     let listening = lines
         .iter()
-        .find(|l| l["fields"]["message"] == "listening")
+        .find(|l| l["fields"]["message"] == "listening on TCP")
         .expect("a listening line");
     assert_eq!(listening["level"], "INFO");
     assert!(listening["fields"]["addr"].as_str().is_some());

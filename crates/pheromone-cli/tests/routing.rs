@@ -58,7 +58,7 @@ fn a_line_of_three_reaches_the_far_end_through_the_middle() {
     assert!(ping.status.success(), "{ping:?}");
     let header = ping.stdout.lines().next().expect("header");
     assert!(header.starts_with("PING "), "{ping:?}");
-    assert!(header.contains("via beta, 2 hops"), "{ping:?}");
+    assert!(header.contains("via beta over relay, 2 hops"), "{ping:?}");
     assert!(ping.stdout.contains("2 received"), "{ping:?}");
     let json = a
         .cli(&["ping", &c.peer_id, "-c", "1", "--json"])

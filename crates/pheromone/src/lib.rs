@@ -65,6 +65,7 @@ pub use node::{
 };
 pub use pheromone_core::addr::{parse_dial_address, Multiaddr};
 pub use pheromone_core::identity::{Keypair, PeerId, PublicKey};
+pub use upgrade::TcpSecurity;
 
 /// The maps a dispatch consults on every call (pending counts, the pool, kept streams):
 /// foldhash, seeded per process, instead of SipHash.

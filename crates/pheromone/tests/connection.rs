@@ -43,6 +43,8 @@ over_transports! {
             let (b, b_addr) = endpoint().await;
             let conn = a.dial(&b_addr).await.expect("dial");
             assert_eq!(conn.remote_peer(), b.peer_id());
+            assert_eq!(conn.transport(), transports::expected());
+            assert_eq!(conn.info().security, transports::expected_security());
             let rtt = a.ping(&conn).await.expect("ping");
             assert!(rtt < LIMIT);
             // The listener sees the dialer's authenticated identity.
@@ -53,6 +55,7 @@ over_transports! {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             };
             assert_eq!(inbound.remote_peer(), a.peer_id());
+            assert_eq!(inbound.info().security, transports::expected_security());
             b.ping(&inbound)
                 .await
                 .expect("ping back over the same connection");

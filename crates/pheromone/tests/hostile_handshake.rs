@@ -308,3 +308,42 @@ async fn stalled_handshakes_give_their_slots_to_newcomers_and_end_at_the_timeout
     .await
     .expect("test timed out");
 }
+
+/// `/tls/1.0.0` agreed, then `tail`.
+fn after_tls(tail: &[u8]) -> Vec<u8> {
+    let mut bytes = ms_proposal(pheromone_core::tls::PROTOCOL_ID);
+    bytes.extend_from_slice(tail);
+    bytes
+}
+
+/// The TLS side of the listener: garbage, a record header announcing more than TLS
+/// allows, a ClientHello cut short, and a plaintext alert instead of a ClientHello are
+/// each dropped (at once, or on EOF), and the listener keeps serving.
+#[tokio::test]
+async fn tls_garbage_is_dropped_and_the_listener_serves_on() {
+    tokio::time::timeout(LIMIT, async {
+        let (listener, addr, sock) = listener_with(patient_config()).await;
+        let mut oversized = vec![0x16, 0x03, 0x01, 0xff, 0xff];
+        oversized.extend_from_slice(&seeded_bytes(5, 1000));
+        // A ClientHello-shaped record whose body is cut off by EOF.
+        let mut cut = vec![
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
+        cut.extend_from_slice(&seeded_bytes(6, 40));
+        let cases = [
+            after_tls(&seeded_bytes(7, 4096)),
+            after_tls(&oversized),
+            after_tls(&cut),
+            // A fatal alert record in plaintext instead of a ClientHello.
+            after_tls(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]),
+        ];
+        let waits = cases
+            .iter()
+            .map(|bytes| send_and_wait_close(sock, bytes, true));
+        futures::future::join_all(waits).await;
+        assert!(listener.connections().is_empty());
+        assert_still_serves(&listener, &addr).await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -177,6 +177,38 @@ async fn a_request_is_counted_on_both_sides() {
     .await;
 }
 
+/// A QUIC connection is counted under `transport="quic"` on both sides, and nothing
+/// under `tcp`.
+#[tokio::test]
+async fn connections_carry_their_transport_label() {
+    bounded(async {
+        let server = node_util::listening("yoghurt")
+            .listen("/ip4/127.0.0.1/udp/0/quic-v1")
+            .build()
+            .await
+            .expect("server");
+        let quic = server
+            .listen_addrs()
+            .into_iter()
+            .find(|a| a.is_quic())
+            .expect("a QUIC address");
+        let client = pheromone::Node::builder().build().await.expect("client");
+        client.add_contact("yoghurt", quic).await.expect("route");
+        client.dispatch("yoghurt", ECHO, "x").await.expect("echo");
+        for (node, direction) in [(&client, "outbound"), (&server, "inbound")] {
+            let c = samples(&node.metrics().encode().await);
+            let label = |t: &str| {
+                format!(
+                    r#"pheromone_connections_opened_total{{direction="{direction}",transport="{t}",path="direct"}}"#
+                )
+            };
+            assert_eq!(get(&c, &label("quic")), 1.0, "{direction}");
+            assert_eq!(get(&c, &label("tcp")), 0.0, "{direction}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dial_errors_are_counted_by_cause() {
     bounded(async {

@@ -1,4 +1,5 @@
-//! rust-libp2p as the reference peer: TCP + Noise + yamux with default configs, two
+//! rust-libp2p as the reference peer: TCP + Noise + yamux (or libp2p-quic) with default
+//! configs, two
 //! `Swarm`s in this process on 127.0.0.1, raw streams through `libp2p-stream`. Each swarm
 //! runs on its own task driven by a small command loop (dial, disconnect); stream work goes
 //! through `libp2p_stream::Control` and the shared workloads, so the bytes on every stream
@@ -27,6 +28,33 @@ use crate::{
 
 /// The name printed in the `stack` field.
 pub const NAME: &str = "libp2p";
+/// The name of the QUIC variant (libp2p-quic with its defaults).
+pub const NAME_QUIC: &str = "libp2p-quic";
+
+/// Which link the swarms use: TCP + Noise + yamux, or QUIC v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// TCP + Noise + yamux.
+    Tcp,
+    /// QUIC v1.
+    Quic,
+}
+
+impl Link {
+    fn name(self) -> &'static str {
+        match self {
+            Link::Tcp => NAME,
+            Link::Quic => NAME_QUIC,
+        }
+    }
+
+    fn listen(self) -> &'static str {
+        match self {
+            Link::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Link::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+}
 
 /// The protocol the throughput and rr benches negotiate on each stream.
 const BENCH: StreamProtocol = StreamProtocol::new("/bench/1.0.0");
@@ -67,7 +95,7 @@ struct Node {
 impl Node {
     /// Builds a swarm with default TCP, Noise and yamux configs; listens on an ephemeral
     /// loopback port when `listen` is set.
-    async fn spawn(listen: bool) -> Result<Self> {
+    async fn spawn(listen: Option<Link>) -> Result<Self> {
         let mut swarm = SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -75,11 +103,12 @@ impl Node {
                 noise::Config::new,
                 yamux::Config::default,
             )?
+            .with_quic()
             .with_behaviour(|_| Behaviour::new())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
             .build();
-        let listen_addr = if listen {
-            swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        let listen_addr = if let Some(link) = listen {
+            swarm.listen_on(link.listen().parse()?)?;
             Some(wait_for_listen_addr(&mut swarm).await?)
         } else {
             None
@@ -220,14 +249,14 @@ struct Pair {
 }
 
 impl Pair {
-    async fn new<F, Fut>(protocol: StreamProtocol, handler: F) -> Result<Self>
+    async fn new<F, Fut>(link: Link, protocol: StreamProtocol, handler: F) -> Result<Self>
     where
         F: Fn(BenchStream) -> Fut + Send + 'static,
         Fut: Future<Output = io::Result<()>> + Send + 'static,
     {
-        let mut server = Node::spawn(true).await?;
+        let mut server = Node::spawn(Some(link)).await?;
         let accept = server.serve(protocol, handler)?;
-        let client = Node::spawn(false).await?;
+        let client = Node::spawn(None).await?;
         let server_addr = server
             .listen_addr
             .clone()
@@ -249,9 +278,9 @@ impl Pair {
 }
 
 /// Bulk transfer of `total` bytes on one stream of one connection.
-pub async fn throughput(total: u64) -> Result<ThroughputResult> {
+pub async fn throughput(link: Link, total: u64) -> Result<ThroughputResult> {
     let (done_tx, done_rx) = mpsc::channel(1);
-    let mut pair = Pair::new(BENCH, move |mut stream| {
+    let mut pair = Pair::new(link, BENCH, move |mut stream| {
         let done = done_tx.clone();
         async move {
             let got = workload::sink_bulk(&mut stream).await?;
@@ -269,12 +298,12 @@ pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let (wall, cpu) = measure.stop();
     let got = done_rx.recv().await.context("receiver stopped")?;
     ensure!(got == total, "receiver got {got} of {total} bytes");
-    Ok(ThroughputResult::new(NAME, total, wall, cpu))
+    Ok(ThroughputResult::new(link.name(), total, wall, cpu))
 }
 
 /// `requests` round trips of 64 bytes over `concurrency` streams of one connection.
-pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrResult> {
-    let mut pair = Pair::new(BENCH, workload::echo).await?;
+pub async fn request_response(link: Link, concurrency: usize, requests: usize) -> Result<RrResult> {
+    let mut pair = Pair::new(link, BENCH, workload::echo).await?;
     pair.dial().await?;
     let peer = pair.server_peer;
     let mut streams = Vec::with_capacity(concurrency);
@@ -288,7 +317,7 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
     }
     let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
     Ok(RrResult::new(
-        NAME,
+        link.name(),
         concurrency.max(1),
         &mut latencies,
         wall,
@@ -297,8 +326,8 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
 
 /// `n` sequential connections: dial with the full TCP + Noise + yamux upgrade, open a
 /// `/ipfs/ping/1.0.0` stream, one 32-byte ping, close.
-pub async fn connect(n: usize) -> Result<ConnectResult> {
-    let mut pair = Pair::new(PING, workload::echo).await?;
+pub async fn connect(link: Link, n: usize) -> Result<ConnectResult> {
+    let mut pair = Pair::new(link, PING, workload::echo).await?;
     let peer = pair.server_peer;
     let mut latencies = Vec::with_capacity(n);
     let start = Instant::now();
@@ -312,5 +341,5 @@ pub async fn connect(n: usize) -> Result<ConnectResult> {
         pair.client.disconnect(peer).await?;
     }
     let wall = start.elapsed();
-    Ok(ConnectResult::new(NAME, &mut latencies, wall))
+    Ok(ConnectResult::new(link.name(), &mut latencies, wall))
 }

@@ -4,6 +4,7 @@
 //! that has nothing meaningful to say for a bench does not offer it. To add a stack, add
 //! a module, a [`Stack`] variant and its arms below.
 
+pub mod bare_quinn;
 pub mod libp2p;
 pub mod libp2p_rr;
 pub mod pheromone;
@@ -72,16 +73,32 @@ pub enum Stack {
     /// pheromone: TCP + Noise + yamux of our own.
     #[value(name = "pheromone")]
     Pheromone,
+    /// pheromone over QUIC v1.
+    #[value(name = "pheromone-quic")]
+    PheromoneQuic,
+    /// pheromone over TCP + TLS 1.3 (`/tls/1.0.0`) + yamux.
+    #[value(name = "pheromone-tls")]
+    PheromoneTls,
+    /// rust-libp2p's QUIC (libp2p-quic, default config), raw streams via libp2p-stream.
+    #[value(name = "libp2p-quic")]
+    Libp2pQuic,
+    /// Bare quinn: one QUIC stream, no libp2p layer, best settings: the QUIC ceiling.
+    #[value(name = "quinn")]
+    Quinn,
 }
 
 impl Stack {
     /// Every stack, in the order a full run prints them.
-    pub const ALL: [Stack; 5] = [
+    pub const ALL: [Stack; 9] = [
         Stack::Pheromone,
         Stack::Tcp,
         Stack::TcpChacha,
         Stack::TcpAes,
         Stack::Libp2p,
+        Stack::Quinn,
+        Stack::PheromoneQuic,
+        Stack::Libp2pQuic,
+        Stack::PheromoneTls,
     ];
 
     /// The name printed in the `stack` field of each line.
@@ -92,6 +109,10 @@ impl Stack {
             Stack::TcpAes => tcp_aes::NAME,
             Stack::Libp2p => libp2p::NAME,
             Stack::Pheromone => pheromone::NAME,
+            Stack::PheromoneQuic => pheromone::NAME_QUIC,
+            Stack::PheromoneTls => pheromone::NAME_TLS,
+            Stack::Libp2pQuic => libp2p::NAME_QUIC,
+            Stack::Quinn => bare_quinn::NAME,
         }
     }
 
@@ -102,6 +123,10 @@ impl Stack {
             Stack::Libp2p => !matches!(bench, Bench::Relay | Bench::Forward),
             Stack::Tcp => !matches!(bench, Bench::Dispatch | Bench::Relay | Bench::Forward),
             Stack::TcpChacha | Stack::TcpAes => bench == Bench::Throughput,
+            Stack::PheromoneQuic | Stack::Libp2pQuic | Stack::Quinn => {
+                matches!(bench, Bench::Throughput | Bench::Rr | Bench::Connect)
+            }
+            Stack::PheromoneTls => matches!(bench, Bench::Throughput | Bench::Rr | Bench::Connect),
         }
     }
 
@@ -114,9 +139,7 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_long(concurrency, requests).await,
             Stack::Libp2p => libp2p_rr::dispatch_long(concurrency, requests).await,
-            Stack::Tcp | Stack::TcpChacha | Stack::TcpAes => {
-                bail!("{} has no dispatch bench", self.name())
-            }
+            _ => bail!("{} has no dispatch bench", self.name()),
         }
     }
 
@@ -125,9 +148,7 @@ impl Stack {
         match self {
             Stack::Pheromone => pheromone_node::dispatch_short(n).await,
             Stack::Libp2p => libp2p_rr::dispatch_short(n).await,
-            Stack::Tcp | Stack::TcpChacha | Stack::TcpAes => {
-                bail!("{} has no dispatch bench", self.name())
-            }
+            _ => bail!("{} has no dispatch bench", self.name()),
         }
     }
 
@@ -169,8 +190,12 @@ impl Stack {
             Stack::Tcp => tcp::throughput(total).await,
             Stack::TcpChacha => tcp_chacha::throughput(total).await,
             Stack::TcpAes => tcp_aes::throughput(total).await,
-            Stack::Libp2p => libp2p::throughput(total).await,
-            Stack::Pheromone => pheromone::throughput(total).await,
+            Stack::Libp2p => libp2p::throughput(libp2p::Link::Tcp, total).await,
+            Stack::Libp2pQuic => libp2p::throughput(libp2p::Link::Quic, total).await,
+            Stack::Pheromone => pheromone::throughput(pheromone::Link::Noise, total).await,
+            Stack::PheromoneTls => pheromone::throughput(pheromone::Link::Tls, total).await,
+            Stack::PheromoneQuic => pheromone::throughput(pheromone::Link::Quic, total).await,
+            Stack::Quinn => bare_quinn::throughput(total).await,
         }
     }
 
@@ -178,8 +203,22 @@ impl Stack {
     pub async fn request_response(self, concurrency: usize, requests: usize) -> Result<RrResult> {
         match self {
             Stack::Tcp => tcp::request_response(concurrency, requests).await,
-            Stack::Libp2p => libp2p::request_response(concurrency, requests).await,
-            Stack::Pheromone => pheromone::request_response(concurrency, requests).await,
+            Stack::Libp2p => {
+                libp2p::request_response(libp2p::Link::Tcp, concurrency, requests).await
+            }
+            Stack::Libp2pQuic => {
+                libp2p::request_response(libp2p::Link::Quic, concurrency, requests).await
+            }
+            Stack::Pheromone => {
+                pheromone::request_response(pheromone::Link::Noise, concurrency, requests).await
+            }
+            Stack::PheromoneTls => {
+                pheromone::request_response(pheromone::Link::Tls, concurrency, requests).await
+            }
+            Stack::PheromoneQuic => {
+                pheromone::request_response(pheromone::Link::Quic, concurrency, requests).await
+            }
+            Stack::Quinn => bare_quinn::request_response(concurrency, requests).await,
             Stack::TcpChacha | Stack::TcpAes => bail!("{} has no rr bench", self.name()),
         }
     }
@@ -188,8 +227,12 @@ impl Stack {
     pub async fn connect(self, n: usize) -> Result<ConnectResult> {
         match self {
             Stack::Tcp => tcp::connect(n).await,
-            Stack::Libp2p => libp2p::connect(n).await,
-            Stack::Pheromone => pheromone::connect(n).await,
+            Stack::Libp2p => libp2p::connect(libp2p::Link::Tcp, n).await,
+            Stack::Libp2pQuic => libp2p::connect(libp2p::Link::Quic, n).await,
+            Stack::Pheromone => pheromone::connect(pheromone::Link::Noise, n).await,
+            Stack::PheromoneTls => pheromone::connect(pheromone::Link::Tls, n).await,
+            Stack::PheromoneQuic => pheromone::connect(pheromone::Link::Quic, n).await,
+            Stack::Quinn => bare_quinn::connect(n).await,
             Stack::TcpChacha | Stack::TcpAes => {
                 bail!("{} has no connect bench", self.name())
             }

@@ -1,5 +1,6 @@
 //! pheromone: TCP + Noise XX + yamux of our own, streams opened with lazy
-//! multistream-select, on two endpoints in this process.
+//! multistream-select, on two endpoints in this process; the same benches over TCP +
+//! TLS 1.3 + yamux (`pheromone-tls`) and over QUIC v1 (`pheromone-quic`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,38 @@ use crate::{
 
 /// The name printed in the `stack` field.
 pub const NAME: &str = "pheromone";
+/// The name of the TCP + TLS 1.3 + yamux variant.
+pub const NAME_TLS: &str = "pheromone-tls";
+/// The name of the QUIC variant.
+pub const NAME_QUIC: &str = "pheromone-quic";
+
+/// Which link the pheromone endpoints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// TCP, Noise, yamux.
+    Noise,
+    /// TCP, `/tls/1.0.0`, yamux.
+    Tls,
+    /// QUIC v1.
+    Quic,
+}
+
+impl Link {
+    fn name(self) -> &'static str {
+        match self {
+            Link::Noise => NAME,
+            Link::Tls => NAME_TLS,
+            Link::Quic => NAME_QUIC,
+        }
+    }
+
+    fn listen(self) -> &'static str {
+        match self {
+            Link::Noise | Link::Tls => "/ip4/127.0.0.1/tcp/0",
+            Link::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+}
 const BENCH: &str = "/bench/1.0.0";
 const PING: &str = "/ipfs/ping/1.0.0";
 
@@ -39,20 +72,24 @@ pub fn endpoint_config() -> EndpointConfig {
 }
 
 /// A client endpoint and a server endpoint whose `BENCH` handler is `serve`.
-async fn pair<F, Fut>(serve: F) -> Result<(Endpoint, Endpoint, Multiaddr)>
+async fn pair<F, Fut>(link: Link, serve: F) -> Result<(Endpoint, Endpoint, Multiaddr)>
 where
     F: Fn(Stream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let server = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), endpoint_config());
-    let addr = server.listen(&"/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let mut config = endpoint_config();
+    if link == Link::Tls {
+        config.tcp_security = pheromone::TcpSecurity::Tls;
+    }
+    let server = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), config.clone());
+    let addr = server.listen(&link.listen().parse()?)?;
     let serve = Arc::new(serve);
     server.set_handler(
         BENCH,
         Arc::new(move |_conn, stream| serve(stream).boxed()),
         Access::Open,
     );
-    let client = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), endpoint_config());
+    let client = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), config);
     Ok((client, server, addr))
 }
 
@@ -68,9 +105,9 @@ async fn dial(client: &Endpoint, addr: &Multiaddr) -> Result<Connection> {
 }
 
 /// Bulk transfer of `total` bytes over one stream.
-pub async fn throughput(total: u64) -> Result<ThroughputResult> {
+pub async fn throughput(link: Link, total: u64) -> Result<ThroughputResult> {
     let (done_tx, mut done_rx) = mpsc::channel(1);
-    let (client, server, addr) = pair(move |mut stream| {
+    let (client, server, addr) = pair(link, move |mut stream| {
         let done = done_tx.clone();
         async move {
             if let Ok(got) = workload::sink_bulk(&mut stream).await {
@@ -89,12 +126,12 @@ pub async fn throughput(total: u64) -> Result<ThroughputResult> {
     let cipher = conn.info().cipher.as_str();
     drop(stream);
     close_pair(&client, &server).await;
-    Ok(ThroughputResult::new(NAME, total, wall, cpu).with_cipher(cipher))
+    Ok(ThroughputResult::new(link.name(), total, wall, cpu).with_cipher(cipher))
 }
 
 /// `requests` round trips of 64 bytes over `concurrency` streams of one connection.
-pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrResult> {
-    let (client, server, addr) = pair(|stream| async move {
+pub async fn request_response(link: Link, concurrency: usize, requests: usize) -> Result<RrResult> {
+    let (client, server, addr) = pair(link, |stream| async move {
         let _ = workload::echo(stream).await;
     })
     .await?;
@@ -106,7 +143,7 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
     let (mut latencies, wall) = workload::rr_on_streams(streams, requests).await?;
     close_pair(&client, &server).await;
     Ok(RrResult::new(
-        NAME,
+        link.name(),
         concurrency.max(1),
         &mut latencies,
         wall,
@@ -114,8 +151,8 @@ pub async fn request_response(concurrency: usize, requests: usize) -> Result<RrR
 }
 
 /// `n` sequential connections: dial, full upgrade, one `/ipfs/ping/1.0.0`, close.
-pub async fn connect(n: usize) -> Result<ConnectResult> {
-    let (client, server, addr) = pair(|_stream| async {}).await?;
+pub async fn connect(link: Link, n: usize) -> Result<ConnectResult> {
+    let (client, server, addr) = pair(link, |_stream| async {}).await?;
     let mut latencies = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
@@ -129,5 +166,5 @@ pub async fn connect(n: usize) -> Result<ConnectResult> {
     }
     let wall = start.elapsed();
     close_pair(&client, &server).await;
-    Ok(ConnectResult::new(NAME, &mut latencies, wall))
+    Ok(ConnectResult::new(link.name(), &mut latencies, wall))
 }

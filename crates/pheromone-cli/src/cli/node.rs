@@ -56,15 +56,23 @@ pub async fn peers(ctx: &Ctx) -> Result<()> {
         .unwrap_or(1)
         .max(4);
     let header = format!(
-        "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {:<16}  ADDRESS",
-        "PEER ID", "NAME", "DIRECTION", "SINCE", "RTT", "CIPHER"
+        "{:<52}  {:<name_width$}  {:<9}  {:<9}  {:>10}  {:>10}  {:<16}  ADDRESS",
+        "PEER ID", "NAME", "TRANSPORT", "DIRECTION", "SINCE", "RTT", "CIPHER"
     );
     println!("{}", paint(&header, Paint::Bold));
     for p in &peers {
+        // The transport new streams use, and the others' after a `+` (`quic+tcp`).
+        let mut transports: Vec<&str> = vec![p.transport.as_deref().unwrap_or("-")];
+        for c in &p.connections {
+            if !transports.contains(&c.transport.as_str()) {
+                transports.push(&c.transport);
+            }
+        }
         println!(
-            "{:<52}  {:<name_width$}  {:<9}  {:>10}  {:>10}  {:<16}  {}",
+            "{:<52}  {:<name_width$}  {:<9}  {:<9}  {:>10}  {:>10}  {:<16}  {}",
             p.peer_id,
             p.name.as_deref().unwrap_or("-"),
+            transports.join("+"),
             p.direction,
             human_secs(p.connected_secs),
             rtt(p.rtt_ms),
@@ -174,7 +182,7 @@ pub async fn connect(ctx: &Ctx, addr: String) -> Result<()> {
 }
 
 fn print_connected(peer: &PeerInfo) {
-    if peer.connections == 0 {
+    if peer.connections.is_empty() {
         // Short mode: reached and identified; each request dials its own link.
         println!(
             "{} {} at {} (short mode: each request dials its own link)",

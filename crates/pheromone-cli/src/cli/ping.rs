@@ -113,8 +113,12 @@ fn header(start: &PingStart) -> String {
         Some(n) => format!("{n} hops"),
         None => "hops unknown".to_owned(),
     };
+    let transport = match &start.transport {
+        Some(t) => format!(" over {t}"),
+        None => String::new(),
+    };
     format!(
-        "PING {} via {via}, {hops}: {} data bytes",
+        "PING {} via {via}{transport}, {hops}: {} data bytes",
         peer_label(&start.peer.peer_id, start.peer.name.as_deref()),
         start.payload_bytes
     )

@@ -44,8 +44,12 @@ pub struct PeerInfo {
     pub connected_secs: u64,
     /// The last round-trip time measured, in milliseconds.
     pub rtt_ms: Option<f64>,
-    /// Number of live connections to it.
-    pub connections: usize,
+    /// The transport of the connection new streams to it go to: `tcp`, `quic`, or `relay`
+    /// for a relayed circuit. Absent when no connection is open (short mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Every live connection to it, oldest first.
+    pub connections: Vec<ConnectionSummary>,
     /// For a peer reached only through a relayed circuit: the first relay's peer ID
     /// (`addrs` are then the relay's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +58,17 @@ pub struct PeerInfo {
     /// a libp2p peer always gets the latter). Absent when no connection is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cipher: Option<String>,
+}
+
+/// One connection to a peer, as `peers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSummary {
+    /// `tcp`, `quic` or `relay`.
+    pub transport: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The remote address (the relay's for a relayed circuit).
+    pub addr: String,
 }
 
 /// A way to reach a peer.
@@ -114,6 +129,9 @@ pub struct PingStart {
     /// For a relayed connection, the first relay.
     #[serde(default)]
     pub relay: Option<super::TraceHop>,
+    /// The transport of the connection the pings go over: `tcp`, `quic` or `relay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 /// A direct message taken from the inbox.

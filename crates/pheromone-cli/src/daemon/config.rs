@@ -41,9 +41,14 @@ impl Mode {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct UpArgs {
     /// Address to listen on (repeatable; default /ip4/0.0.0.0/tcp/4001 and /ip6/::/tcp/4001;
-    /// `tcp/0` picks a free port).
+    /// `tcp/0` picks a free port). Each TCP address also gets QUIC (`udp/PORT/quic-v1`)
+    /// on the same port number where it is free, unless `--no-quic`; `…/udp/N/quic-v1`
+    /// addresses may be given too.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
+    /// Listen on TCP only: no QUIC beside each TCP listen address.
+    #[arg(long)]
+    pub no_quic: bool,
     /// Peer to dial at start (repeatable): `host:port` or a multiaddr, ideally with /p2p/.
     #[arg(long, value_name = "ADDR")]
     pub bootstrap: Vec<String>,
@@ -152,6 +157,11 @@ pub struct FileConfig {
     pub exec_inherit_env: Option<bool>,
     /// `false` is `--no-dht`.
     pub dht: Option<bool>,
+    /// `false` is `--no-quic`.
+    pub quic: Option<bool>,
+    /// How long a dial of a peer known at several addresses waits for one (QUIC first)
+    /// before racing the next, e.g. `250ms` (the default).
+    pub happy_eyeballs_delay: Option<String>,
     /// Most messages the inbox holds before senders are refused.
     pub inbox_max_messages: Option<usize>,
     /// Most bytes the inbox holds before senders are refused.
@@ -194,6 +204,10 @@ pub struct Settings {
     /// Whether `listen` is the default (then an address that cannot be bound, such as IPv6
     /// on a host without it, is a warning rather than an error).
     pub listen_is_default: bool,
+    /// Whether each TCP listen address gets a QUIC sibling on the same port number.
+    pub quic: bool,
+    /// Happy Eyeballs' connection attempt delay.
+    pub happy_eyeballs_delay: Duration,
     /// Peers to dial at start.
     pub bootstrap: Vec<Multiaddr>,
     /// Human name.
@@ -262,8 +276,10 @@ impl Settings {
                 let addr: Multiaddr = text
                     .parse()
                     .with_context(|| format!("bad listen address {text:?}"))?;
-                if addr.tcp_socket_addr().is_none() {
-                    bail!("bad listen address {text:?}: expected /ip4|/ip6/…/tcp/PORT");
+                if addr.tcp_socket_addr().is_none() && addr.quic_socket_addr().is_none() {
+                    bail!(
+                        "bad listen address {text:?}: expected /ip4|/ip6/…/tcp/PORT or …/udp/PORT/quic-v1"
+                    );
                 }
                 Ok(addr)
             })
@@ -298,6 +314,10 @@ impl Settings {
                 }
                 d
             }
+        };
+        let happy_eyeballs_delay = match &file.happy_eyeballs_delay {
+            None => pheromone::swarm::SwarmConfig::default().happy_eyeballs_delay,
+            Some(text) => parse_duration(text).context("bad happy_eyeballs_delay")?,
         };
         let mut exec_allow = pick(&args.allow_exec, file.allow_exec)
             .unwrap_or_default()
@@ -342,6 +362,8 @@ impl Settings {
             data_dir,
             listen,
             listen_is_default,
+            quic: !args.no_quic && file.quic.unwrap_or(true),
+            happy_eyeballs_delay,
             bootstrap,
             name,
             mode: args.mode.or(file.mode).unwrap_or_default(),
@@ -471,6 +493,20 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/d"));
         assert!(s.listen_is_default);
         assert_eq!(s.listen.len(), 2);
+        assert!(s.quic, "QUIC beside TCP by default");
+        let mut a = args();
+        a.no_quic = true;
+        assert!(
+            !Settings::merge(&a, FileConfig::default(), Some("/d".into()))
+                .expect("ok")
+                .quic
+        );
+        let file = FileConfig::parse("quic = false").expect("parse");
+        assert!(
+            !Settings::merge(&args(), file, Some("/d".into()))
+                .expect("ok")
+                .quic
+        );
         assert_eq!(s.mode, Mode::Long);
         assert_eq!(s.keepalive_interval, Some(Duration::from_secs(15)));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
@@ -543,6 +579,10 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         let mut a = args();
+        a.listen = vec!["/ip4/127.0.0.1/udp/1".into()];
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
+        a.listen = vec!["/ip4/127.0.0.1/udp/1/quic-v1".into()];
+        assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_ok());
         a.listen = vec!["/ip4/127.0.0.1/udp/1".into()];
         assert!(Settings::merge(&a, FileConfig::default(), Some("/d".into())).is_err());
         let mut a = args();

@@ -330,6 +330,7 @@ async fn ping(
                 peer_id: r.to_string(),
                 name: net.peer_name(&r),
             }),
+            transport: net.transport_to(&peer).map(str::to_owned),
         }))
         .await?;
     let mut stats = PingStats {

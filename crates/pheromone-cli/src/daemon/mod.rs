@@ -156,7 +156,12 @@ fn listen(net: &Net, settings: &Settings) -> Result<()> {
     let mut failures = Vec::new();
     for addr in &settings.listen {
         match net.node().listen(addr) {
-            Ok(_) => bound += 1,
+            Ok(actual) => {
+                bound += 1;
+                if settings.quic {
+                    listen_quic_beside(net, settings, &actual);
+                }
+            }
             Err(e) => failures.push((addr, e)),
         }
     }
@@ -173,6 +178,31 @@ fn listen(net: &Net, settings: &Settings) -> Result<()> {
         bail!("not listening on any address");
     }
     Ok(())
+}
+
+/// QUIC beside a bound TCP address: the same IP, and the same port number where that UDP
+/// port is free (else any), unless a QUIC address of that IP was asked for. Logged, never
+/// fatal: TCP alone still serves.
+fn listen_quic_beside(net: &Net, settings: &Settings, tcp: &pheromone::Multiaddr) {
+    let Some(tcp) = tcp.tcp_socket_addr() else {
+        return;
+    };
+    let explicit = settings
+        .listen
+        .iter()
+        .filter_map(pheromone::Multiaddr::quic_socket_addr)
+        .any(|q| q.ip() == tcp.ip());
+    if explicit {
+        return;
+    }
+    let at = |port| pheromone::Multiaddr::from_quic_socket_addr((tcp.ip(), port).into());
+    let result = net.node().listen(at(tcp.port())).or_else(|e| {
+        tracing::info!(port = tcp.port(), error = %e, "UDP port taken; QUIC on another");
+        net.node().listen(at(0))
+    });
+    if let Err(e) = result {
+        tracing::warn!(ip = %tcp.ip(), error = %e, "not listening on QUIC");
+    }
 }
 
 /// Creates the data dir (owner-only) if it does not exist.

@@ -15,7 +15,9 @@ use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
 use super::observe::activity::{short_id, Activity};
 use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
-use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
+use crate::control_proto::{
+    ConnectionSummary, ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE,
+};
 use pheromone::connection::ConnectionId;
 use pheromone::discovery::DiscoveryConfig;
 use pheromone::exec::{ExecConfig, ExecEnv, ExecService};
@@ -124,6 +126,7 @@ impl Net {
             .keypair(keypair)
             .discovery(settings.dht.then_some(discovery))
             .mode(settings.mode.into())
+            .happy_eyeballs_delay(settings.happy_eyeballs_delay)
             .endpoint_config(endpoint)
             .max_message_size(MAX_MESSAGE)
             .request_timeout(MSG_TIMEOUT)
@@ -377,7 +380,8 @@ impl Net {
             .unwrap_or_default();
         let mut out = Vec::new();
         for bound in node.listen_addrs() {
-            let Some(socket) = bound.tcp_socket_addr() else {
+            let quic = bound.is_quic();
+            let Some(socket) = bound.tcp_socket_addr().or_else(|| bound.quic_socket_addr()) else {
                 continue;
             };
             if !socket.ip().is_unspecified() {
@@ -389,7 +393,12 @@ impl Net {
                 let link_local =
                     matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if same_family && !link_local {
-                    let addr = Multiaddr::from_socket_addr(SocketAddr::new(*ip, socket.port()));
+                    let at = SocketAddr::new(*ip, socket.port());
+                    let addr = if quic {
+                        Multiaddr::from_quic_socket_addr(at)
+                    } else {
+                        Multiaddr::from_socket_addr(at)
+                    };
                     out.push(addr.clone().with_p2p(node.peer_id()).unwrap_or(addr));
                 }
             }
@@ -424,18 +433,29 @@ impl Net {
                     .iter()
                     .find_map(Connection::rtt)
                     .or_else(|| book.ping_rtt.get(&peer).copied());
+                // The connection new streams go to: the swarm's pooled one.
+                let current = self.inner.node.swarm().current(&peer);
+                let transport = current.as_ref().unwrap_or(oldest).transport();
                 PeerInfo {
                     peer_id: peer.to_string(),
                     name: names.get(&peer).cloned().flatten(),
                     addrs: conns
                         .iter()
-                        .map(|c| Multiaddr::from_socket_addr(c.info().remote_addr).to_string())
+                        .map(|c| c.info().remote_multiaddr().to_string())
                         .collect(),
                     direction: direction_name(oldest.info().direction).to_owned(),
                     since: unix_secs(since),
                     connected_secs: now.duration_since(since).unwrap_or_default().as_secs(),
                     rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    connections: conns.len(),
+                    transport: Some(transport.as_str().to_owned()),
+                    connections: conns
+                        .iter()
+                        .map(|c| ConnectionSummary {
+                            transport: c.transport().as_str().to_owned(),
+                            direction: direction_name(c.info().direction).to_owned(),
+                            addr: c.info().remote_multiaddr().to_string(),
+                        })
+                        .collect(),
                     relay: if conns.iter().any(|c| c.info().relay.is_none()) {
                         None
                     } else {
@@ -560,7 +580,8 @@ impl Net {
             since: unix_secs(now),
             connected_secs: 0,
             rtt_ms: None,
-            connections: 0,
+            transport: None,
+            connections: Vec::new(),
             relay: None,
             cipher: None,
         })
@@ -595,7 +616,7 @@ impl Net {
         let addr = self
             .live_connections(peer)
             .first()
-            .map(|c| Multiaddr::from_socket_addr(c.info().remote_addr).to_string())
+            .map(|c| c.info().remote_multiaddr().to_string())
             .or_else(|| {
                 self.inner
                     .node
@@ -624,6 +645,14 @@ impl Net {
             .open_stream(peer, protocol)
             .await
             .map_err(|e| dispatch_error(&e))
+    }
+
+    /// The transport of the connection new streams to `peer` go to (the swarm's pooled
+    /// one, else any live one): `tcp`, `quic` or `relay`.
+    pub fn transport_to(&self, peer: &PeerId) -> Option<&'static str> {
+        let current = self.inner.node.swarm().current(peer);
+        let conn = current.or_else(|| self.live_connections(peer).into_iter().next())?;
+        Some(conn.transport().as_str())
     }
 
     /// Remembers a ping's RTT for `peers`.

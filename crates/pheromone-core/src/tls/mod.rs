@@ -9,13 +9,15 @@
 //! handshake signatures against them, and builds our own from a key and a signing closure
 //! the caller supplies.
 //!
-//! It runs no TLS: rustls does, in the `pheromone` crate, which calls in here from its
-//! certificate verifiers. Nothing here reads a clock (the caller passes `now`) or draws
+//! It runs no TLS handshake: rustls does, in the `pheromone` crate, which calls in here
+//! from its certificate verifiers. Over TCP, the records after the handshake are sealed
+//! and opened by `record.rs` with the keys rustls negotiated. Nothing here reads a clock (the caller passes `now`) or draws
 //! randomness (the caller generates the certificate key and signs).
 
 mod cert;
 mod der;
 mod error;
+pub mod record;
 
 #[cfg(test)]
 mod tests;

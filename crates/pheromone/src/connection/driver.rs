@@ -1,4 +1,4 @@
-//! The one task per connection: socket ⇄ Noise ⇄ yamux session.
+//! The one task per connection: socket ⇄ Noise or TLS records ⇄ yamux session.
 //!
 //! A hand-written future rather than an `async fn` with `select!`, because it must read and
 //! write at the same time (two peers both blocked on a full socket while neither reads would
@@ -15,12 +15,12 @@
 //! first we answer with ours.
 
 use super::read_buffers::{ReadBuffers, FRAME_ROOM};
+use super::secure::{Opener, Sealer};
 use super::shared::{Shared, ToWake};
 use super::writer::{Sent, Writer};
 use super::ConnectionError;
 use bytes::{Buf, BytesMut};
 use pheromone_core::multistream::Dialer;
-use pheromone_core::noise::{NoiseReceiver, NoiseSender};
 use pheromone_core::yamux::{Event, YamuxError, HEADER_LEN};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,7 +51,7 @@ const MAX_PROVOKED_BACKLOG: usize = 256 * 1024;
 /// Drives one connection until it closes.
 pub(crate) struct Driver {
     shared: Arc<Shared>,
-    receiver: NoiseReceiver,
+    receiver: Opener,
     writer: Writer,
     /// Ciphertext read from the socket, not yet decrypted (a partial frame at most).
     read_bufs: ReadBuffers,
@@ -91,7 +91,7 @@ impl Driver {
     /// be the first plaintext we receive.
     pub(crate) fn new(
         shared: Arc<Shared>,
-        (sender, receiver): (NoiseSender, NoiseReceiver),
+        (sender, receiver): (Sealer, Opener),
         leftover: (BytesMut, BytesMut),
         muxer_confirmation: Option<Dialer>,
         close_grace: std::time::Duration,
@@ -189,11 +189,8 @@ impl Driver {
     fn decrypt_and_feed(&mut self, force: bool) -> Result<(), ConnectionError> {
         while let Some(frame) = self
             .receiver
-            .decrypt_frame(self.read_bufs.current())
-            .map_err(|e| ConnectionError::Noise {
-                peer: self.peer(),
-                reason: e.to_string(),
-            })?
+            .open(self.read_bufs.current())
+            .map_err(|e| ConnectionError::secure(self.peer(), e))?
         {
             self.decrypted.push(frame);
         }

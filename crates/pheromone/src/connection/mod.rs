@@ -1,8 +1,8 @@
 //! Connections: one authenticated, encrypted, multiplexed link to a peer, and its streams.
 //!
 //! A [`Connection`] is a cloneable handle; the link itself is driven by one task
-//! (`driver.rs`) that reads the socket, opens Noise frames and feeds the yamux
-//! [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
+//! (`driver.rs`) that reads the socket, opens Noise frames or TLS records (`secure.rs`)
+//! and feeds the yamux [`Session`](pheromone_core::yamux::Session). Streams and the handle share the session
 //! through one std mutex that is never held across an `.await`. A stream write copies into
 //! the session's outgoing buffer — the connection's bounded send queue — and wakes the
 //! driver, the connection's only writer, which lets the other ready tasks queue theirs,
@@ -20,6 +20,7 @@
 pub(crate) mod driver;
 pub(crate) mod quic;
 mod read_buffers;
+pub(crate) mod secure;
 mod send_buffer;
 mod shared;
 mod socket;
@@ -251,6 +252,14 @@ pub enum ConnectionError {
         /// The remote peer.
         peer: PeerId,
     },
+    /// A TLS record failed to open or seal, or the peer sent a fatal alert (over TCP).
+    #[error("TLS session with {peer} failed: {reason}")]
+    Tls {
+        /// The remote peer.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
     /// QUIC reported a transport or protocol error (the connection is gone).
     #[error("QUIC connection to {peer} failed: {reason}")]
     Quic {
@@ -267,6 +276,23 @@ pub enum ConnectionError {
         /// Which limit.
         reason: String,
     },
+}
+
+impl ConnectionError {
+    /// The error of a failed seal or open on the link to `peer`.
+    pub(crate) fn secure(peer: PeerId, e: secure::SecureError) -> Self {
+        match e {
+            secure::SecureError::Noise(e) => ConnectionError::Noise {
+                peer,
+                reason: e.to_string(),
+            },
+            secure::SecureError::CloseNotify => ConnectionError::ClosedByRemote { peer },
+            other => ConnectionError::Tls {
+                peer,
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 impl From<ConnectionError> for std::io::Error {

@@ -33,14 +33,14 @@
 //! Lock discipline: the connection has one lock (`Shared::lock`, the session and the
 //! wakers). It is held only to append to or take the queue and to update wakers, never
 //! while encrypting, never across a system call, never across an `.await`; wakers are
-//! woken after it is released. The Noise sender and the ciphertext need no lock: only
+//! woken after it is released. The sealer and the ciphertext need no lock: only
 //! this type, owned by the driver, touches them.
 
+use super::secure::{Sealer, SecureError};
 use super::send_buffer::SendBuffer;
 use super::shared::{Shared, ToWake};
 use super::ConnectionError;
 use bytes::{Bytes, BytesMut};
-use pheromone_core::noise::{encrypted_len, NoiseError, NoiseSender};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -62,10 +62,10 @@ pub(super) enum Sent {
     Yielded,
 }
 
-/// The driver's sending state: the Noise sender and the ciphertext not yet taken by the
-/// socket.
+/// The driver's sending state: the Noise or TLS sealer and the ciphertext not yet taken
+/// by the socket.
 pub(super) struct Writer {
-    sender: NoiseSender,
+    sender: Sealer,
     /// Ciphertext waiting for the socket (sealed straight into it).
     buf: SendBuffer,
     /// The plaintext taken from the session's queue, swapped with it so that neither
@@ -89,7 +89,7 @@ enum Deferral {
 }
 
 impl Writer {
-    pub(super) fn new(sender: NoiseSender) -> Self {
+    pub(super) fn new(sender: Sealer) -> Self {
         Self {
             sender,
             buf: SendBuffer::with_capacity(256 * 1024),
@@ -192,16 +192,13 @@ impl Writer {
         let sealed = self.seal_taken();
         self.plain.clear();
         self.bodies.clear();
-        sealed.map_err(|e| ConnectionError::Noise {
-            peer: shared.peer,
-            reason: e.to_string(),
-        })?;
+        sealed.map_err(|e| ConnectionError::secure(shared.peer, e))?;
         Ok(None)
     }
 
     /// Seals the taken queue into the ciphertext buffer: the plaintext with every owned
     /// body at its place, each body sealed straight from its chunk.
-    fn seal_taken(&mut self) -> Result<(), NoiseError> {
+    fn seal_taken(&mut self) -> Result<(), SecureError> {
         let Writer {
             sender,
             buf,
@@ -209,18 +206,22 @@ impl Writer {
             bodies,
             ..
         } = self;
+        let control = sender.control_len();
+        if control > 0 {
+            buf.append_with(control, |room| sender.seal_control_into(room))?;
+        }
         let mut at = 0;
         for (offset, body) in bodies.iter() {
             let head = &plain[at..*offset];
-            buf.append_with(encrypted_len(head.len() + body.len()), |room| {
-                sender.encrypt_pair_into(head, body, room)
+            buf.append_with(sender.sealed_len(head.len() + body.len()), |room| {
+                sender.seal_pair_into(head, body, room)
             })?;
             at = *offset;
         }
         let rest = &plain[at..];
         if !rest.is_empty() {
-            buf.append_with(encrypted_len(rest.len()), |room| {
-                sender.encrypt_into(rest, room)
+            buf.append_with(sender.sealed_len(rest.len()), |room| {
+                sender.seal_pair_into(rest, &[], room)
             })?;
         }
         Ok(())

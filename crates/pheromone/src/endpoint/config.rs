@@ -4,6 +4,7 @@ use super::Access;
 use crate::connection::ConnectionConfig;
 use crate::resources::ResourceLimits;
 use crate::transport::{QuicConfig, TcpConfig};
+use crate::upgrade::TcpSecurity;
 use std::time::Duration;
 
 /// Settings of an [`Endpoint`](super::Endpoint). `Default` gives safe, fast values.
@@ -13,6 +14,9 @@ pub struct EndpointConfig {
     pub tcp: TcpConfig,
     /// QUIC windows, stream limits, keep-alive, MTU, certificates.
     pub quic: QuicConfig,
+    /// The security protocol a TCP dial proposes first (`/noise` by default; the other one
+    /// on a second dial when the listener refuses it). Inbound, both are accepted.
+    pub tcp_security: TcpSecurity,
     /// Yamux windows, stream limits, keep-alive and close grace.
     pub connection: ConnectionConfig,
     /// The whole upgrade (multistream, Noise, multistream, yamux) must finish within this.
@@ -43,6 +47,7 @@ impl Default for EndpointConfig {
         Self {
             tcp: TcpConfig::default(),
             quic: QuicConfig::default(),
+            tcp_security: TcpSecurity::default(),
             connection: ConnectionConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             resources: crate::resources::machine_limits(),

@@ -191,8 +191,12 @@ impl Endpoint {
         }
     }
 
-    fn identity(&self) -> (&Keypair, &StaticKey) {
-        (&self.inner.keypair, &self.inner.static_key)
+    fn identity(&self) -> upgrade::LocalKeys<'_> {
+        upgrade::LocalKeys {
+            keypair: &self.inner.keypair,
+            static_key: &self.inner.static_key,
+            tls: self.inner.quic.tls(),
+        }
     }
 
     /// This endpoint's peer ID.
@@ -490,12 +494,32 @@ impl Endpoint {
         expected: Option<PeerId>,
     ) -> Result<Connection, DialError> {
         self.admit_outbound(addr, Transport::Tcp)?;
+        let security = self.inner.config.tcp_security;
+        match self.dial_tcp_with(addr, expected, security).await {
+            Err(DialError::Upgrade(e)) if e.is_security_refused() => {
+                // The listener read our handshake behind the refused proposal as garbage:
+                // the other protocol needs a connection of its own.
+                tracing::debug!(%addr, refused = security.protocol_id(), "redialling with the other security protocol");
+                self.dial_tcp_with(addr, expected, security.other()).await
+            }
+            other => other,
+        }
+    }
+
+    /// One TCP dial and upgrade proposing `security`.
+    async fn dial_tcp_with(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        security: upgrade::TcpSecurity,
+    ) -> Result<Connection, DialError> {
         let socket = self.inner.transport.dial(addr).await?;
         let started = std::time::Instant::now();
         let upgraded = upgrade::outbound(
             Socket::Tcp(socket),
             self.identity(),
             expected,
+            security,
             &self.inner.config,
         )
         .await;
@@ -542,7 +566,15 @@ impl Endpoint {
     ) -> Result<upgrade::Upgraded, upgrade::UpgradeError> {
         Ok(match direction {
             Direction::Outbound => {
-                upgrade::outbound(socket, self.identity(), expected, &self.inner.config).await?
+                // A relayed circuit is always Noise: both ends are pheromone nodes.
+                upgrade::outbound(
+                    socket,
+                    self.identity(),
+                    expected,
+                    upgrade::TcpSecurity::Noise,
+                    &self.inner.config,
+                )
+                .await?
             }
             Direction::Inbound => {
                 let remote = socket.peer_addr();

@@ -147,17 +147,17 @@ fn encode_counters(f: &mut Families<'_, '_>, c: &Counters) -> fmt::Result {
     let mut now = Vec::new();
     let labels: Vec<[(&str, &str); 3]> = (0..2)
         .flat_map(|d| {
-            (0..2).map(move |p| {
+            PATHS.iter().map(move |(transport, path)| {
                 [
                     ("direction", DIRECTIONS[d]),
-                    ("transport", "tcp"),
-                    ("path", PATHS[p]),
+                    ("transport", *transport),
+                    ("path", *path),
                 ]
             })
         })
         .collect();
     for (i, l) in labels.iter().enumerate() {
-        let (d, p) = (i / 2, i % 2);
+        let (d, p) = (i / PATHS.len(), i % PATHS.len());
         let o = c.opened[d][p].load(Ordering::Relaxed);
         let x = c.closed[d][p].load(Ordering::Relaxed);
         opened.push((&l[..], o));

@@ -105,8 +105,8 @@ impl DialCause {
 
 /// `direction` label values, indexed by [`dir_index`].
 const DIRECTIONS: [&str; 2] = ["inbound", "outbound"];
-/// `path` label values, indexed by [`path_index`].
-const PATHS: [&str; 2] = ["direct", "relayed"];
+/// `transport` and `path` label values of a connection, indexed by [`path_index`].
+const PATHS: [(&str, &str); 3] = [("tcp", "direct"), ("quic", "direct"), ("relay", "relayed")];
 
 fn dir_index(d: Direction) -> usize {
     match d {
@@ -116,7 +116,12 @@ fn dir_index(d: Direction) -> usize {
 }
 
 fn path_index(info: &ConnectionInfo) -> usize {
-    usize::from(info.relay.is_some())
+    match info.transport {
+        _ if info.relay.is_some() => 2,
+        crate::connection::Transport::Quic => 1,
+        crate::connection::Transport::Tcp => 0,
+        _ => 2,
+    }
 }
 
 /// `kind` and `outcome` labels of DHT lookups.
@@ -127,9 +132,9 @@ const LOOKUP_OUTCOMES: [&str; 5] = ["found", "not_found", "completed", "timed_ou
 /// connections and the node above it.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    /// `[direction][path]`.
-    opened: [[AtomicU64; 2]; 2],
-    closed: [[AtomicU64; 2]; 2],
+    /// `[direction][transport and path]`.
+    opened: [[AtomicU64; 3]; 2],
+    closed: [[AtomicU64; 3]; 2],
     /// By direction.
     handshake: [AtomicHistogram; 2],
     handshake_failures: [AtomicU64; 2],

@@ -94,6 +94,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Happy Eyeballs: how long a dial waits for one address before racing the next
+    /// (250 ms by default; see [`NodeConfig::happy_eyeballs_delay`]).
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.config.happy_eyeballs_delay = delay;
+        self
+    }
+
     /// How long an unused connection stays open; `None` keeps it until it fails.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
@@ -110,6 +117,15 @@ impl NodeBuilder {
     /// Connection, stream and pending-request caps.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;
+        self
+    }
+
+    /// The security protocol TCP dials propose first: Noise (the default) or TLS; either
+    /// falls back to the other on a second dial when the listener refuses it (see
+    /// [`EndpointConfig::tcp_security`]). Set after [`NodeBuilder::endpoint_config`],
+    /// which replaces it.
+    pub fn tcp_security(mut self, security: crate::TcpSecurity) -> Self {
+        self.config.endpoint.tcp_security = security;
         self
     }
 

@@ -63,6 +63,10 @@ pub struct NodeConfig {
     /// redialled on the next use). `None` keeps connections until they fail. Short mode:
     /// inbound connections that stay unused this long are closed.
     pub idle_timeout: Option<Duration>,
+    /// Happy Eyeballs: how long a dial of a peer with several addresses waits for an
+    /// attempt before starting the next (see
+    /// [`SwarmConfig::happy_eyeballs_delay`](crate::swarm::SwarmConfig)).
+    pub happy_eyeballs_delay: Duration,
     /// Long mode: a request stream is kept open after its reply for the next request of the
     /// same protocol to the same peer (which then costs one frame each way instead of a
     /// stream open, a negotiation and a close), for at most this long without use
@@ -99,6 +103,7 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(30),
             max_message_size: 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(120)),
+            happy_eyeballs_delay: SwarmConfig::default().happy_eyeballs_delay,
             request_stream_idle: Duration::from_secs(15),
             limits: Limits::default(),
             endpoint: EndpointConfig {
@@ -144,6 +149,7 @@ impl NodeConfig {
         SwarmConfig {
             mode: self.mode,
             idle_timeout: self.idle_timeout,
+            happy_eyeballs_delay: self.happy_eyeballs_delay,
             ..SwarmConfig::default()
         }
     }

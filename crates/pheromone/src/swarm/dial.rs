@@ -3,7 +3,9 @@
 //! addresses the DHT finds, then a relayed connection).
 //!
 //! Dials run on tasks of their own, so a caller that gives up does not cancel a dial the
-//! others wait for.
+//! others wait for. A peer's addresses are raced the Happy Eyeballs way (RFC 8305): QUIC
+//! ones first, each next one started when the attempts before it have neither succeeded
+//! nor all failed within [`SwarmConfig::happy_eyeballs_delay`](super::SwarmConfig).
 
 use super::error::ConnectError;
 use super::pool::DialFuture;
@@ -161,25 +163,53 @@ impl Inner {
         Ok(self.pool.current(&peer).unwrap_or(conn))
     }
 
-    /// Dials `peer` at each of `addrs` until one works.
+    /// Dials `peer` at `addrs` until one works, Happy Eyeballs style: in [`dial_order`],
+    /// the next attempt starting when the running ones have not succeeded within the
+    /// delay, or at once when they all failed. The first connection made wins; attempts
+    /// still running are dropped (before their handshakes end, so nothing is adopted).
     async fn dial_addrs(
         &self,
         peer: PeerId,
         addrs: &[Multiaddr],
     ) -> Result<Connection, ConnectError> {
         let mut last = ConnectError::NoAddress { peer };
-        for addr in addrs {
+        let mut waiting: std::collections::VecDeque<Multiaddr> = dial_order(addrs).into();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let attempt = |addr: Multiaddr| {
             // Boxed: the upgrade's state is kilobytes, and every future that may dial
             // would otherwise carry (and move) it.
-            match Box::pin(self.endpoint.dial(addr)).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => {
-                    tracing::debug!(%peer, %addr, error = %e, "dial failed");
-                    last = ConnectError::from_dial(peer, e);
+            Box::pin(async move {
+                let result = self.endpoint.dial(&addr).await;
+                (addr, result)
+            })
+        };
+        loop {
+            if running.is_empty() {
+                let Some(addr) = waiting.pop_front() else {
+                    return Err(last);
+                };
+                running.push(attempt(addr));
+            }
+            let delay = tokio::time::sleep(self.config.happy_eyeballs_delay);
+            tokio::select! {
+                Some((addr, result)) = futures::StreamExt::next(&mut running) => match result {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => {
+                        tracing::debug!(%peer, %addr, error = %e, "dial failed");
+                        last = ConnectError::from_dial(peer, e);
+                        if let Some(next) = waiting.pop_front() {
+                            running.push(attempt(next));
+                        }
+                    }
+                },
+                _ = delay, if !waiting.is_empty() => {
+                    if let Some(next) = waiting.pop_front() {
+                        tracing::debug!(%peer, addr = %next, "no connection yet; racing the next address");
+                        running.push(attempt(next));
+                    }
                 }
             }
         }
-        Err(last)
     }
 
     /// A connection of its own for one short-mode call; adopted (tracked, identified) but
@@ -194,5 +224,49 @@ impl Inner {
         let conn = self.dial(peer).await?;
         self.adopt(conn.clone(), false);
         Ok(conn)
+    }
+}
+
+/// The order a peer's addresses are tried in: QUIC first (one round trip less, and what
+/// hole punching needs), then the rest, each group in the order given; duplicates once.
+pub(crate) fn dial_order(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut ordered: Vec<Multiaddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs
+        .iter()
+        .filter(|a| a.is_quic())
+        .chain(addrs.iter().filter(|a| !a.is_quic()))
+    {
+        if !ordered.contains(addr) {
+            ordered.push(addr.clone());
+        }
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dial_order;
+    use pheromone_core::addr::Multiaddr;
+
+    #[test]
+    fn quic_addresses_go_first_and_the_rest_keep_their_order() {
+        let parse = |s: &str| s.parse::<Multiaddr>().expect("addr");
+        let given = [
+            parse("/ip4/10.0.0.1/tcp/4001"),
+            parse("/ip4/10.0.0.2/udp/4001/quic-v1"),
+            parse("/ip6/::1/tcp/4001"),
+            parse("/ip4/10.0.0.1/tcp/4001"),
+            parse("/ip4/10.0.0.1/udp/4001/quic-v1"),
+        ];
+        let order: Vec<String> = dial_order(&given).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            order,
+            [
+                "/ip4/10.0.0.2/udp/4001/quic-v1",
+                "/ip4/10.0.0.1/udp/4001/quic-v1",
+                "/ip4/10.0.0.1/tcp/4001",
+                "/ip6/::1/tcp/4001",
+            ]
+        );
     }
 }

@@ -76,6 +76,11 @@ pub struct SwarmConfig {
     pub idle_timeout: Option<Duration>,
     /// Peers remembered from identify and DHT findings each (contacts come on top).
     pub max_known_peers: usize,
+    /// Happy Eyeballs (RFC 8305): a dial of a peer with several addresses tries QUIC ones
+    /// first and starts the next address when an attempt has not succeeded within this
+    /// "connection attempt delay" (the RFC's recommended 250 ms), keeping the earlier ones
+    /// running; the first to succeed wins.
+    pub happy_eyeballs_delay: Duration,
 }
 
 impl Default for SwarmConfig {
@@ -84,6 +89,7 @@ impl Default for SwarmConfig {
             mode: ConnectionMode::Long,
             idle_timeout: Some(Duration::from_secs(120)),
             max_known_peers: peers::MAX_KNOWN_PEERS,
+            happy_eyeballs_delay: Duration::from_millis(250),
         }
     }
 }

@@ -42,6 +42,13 @@ pub struct QuicConfig {
     /// with a stateless retry (one more round trip; keeps a spoofed flood from costing us
     /// handshake state).
     pub retry_above_pending: usize,
+    /// Connection attempts quinn queues before our accept loop takes them (each holds its
+    /// first packet); beyond it, new ones are refused. The accept loop takes them at once,
+    /// so only a flood fills it.
+    pub max_incoming: usize,
+    /// Bytes of further packets quinn buffers for all connection attempts not yet taken
+    /// (0-RTT and handshake data); beyond it they are dropped and retransmitted.
+    pub incoming_buffer_bytes: u64,
     /// How our certificates are made.
     pub tls: TlsConfig,
 }
@@ -59,6 +66,8 @@ impl Default for QuicConfig {
             segmentation_offload: true,
             socket_buffer: 8 * 1024 * 1024,
             retry_above_pending: 64,
+            max_incoming: 4096,
+            incoming_buffer_bytes: 4 << 20,
             tls: TlsConfig::default(),
         }
     }
@@ -163,6 +172,11 @@ impl QuicTransport {
         }
     }
 
+    /// Our TLS identity (also what `/tls/1.0.0` over TCP uses).
+    pub(crate) fn tls(&self) -> &TlsIdentity {
+        &self.tls
+    }
+
     /// Whether AES-GCM is our first TLS cipher suite.
     pub(crate) fn prefers_aes_gcm(&self) -> bool {
         self.tls.prefers_aes_gcm()
@@ -179,6 +193,12 @@ impl QuicTransport {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(self.transport.clone());
         server.migration(true);
+        // quinn's defaults (65,536 attempts, 100 MiB) are sized for a server with memory to
+        // spare; a flood of valid-looking Initials should cost us far less.
+        server
+            .max_incoming(self.config.max_incoming)
+            .incoming_buffer_size(64 * 1024)
+            .incoming_buffer_size_total(self.config.incoming_buffer_bytes);
         Ok(server)
     }
 

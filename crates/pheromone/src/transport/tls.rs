@@ -48,6 +48,9 @@ pub struct TlsIdentity {
     certs: Arc<CertSource>,
     provider: Arc<CryptoProvider>,
     server: Arc<rustls::ServerConfig>,
+    /// The server configuration for `/tls/1.0.0` over TCP: the same, but it lets the
+    /// record keys out after the handshake (our driver seals the records itself).
+    tcp_server: Arc<rustls::ServerConfig>,
     prefer_aes_gcm: bool,
 }
 
@@ -68,10 +71,13 @@ impl TlsIdentity {
         server.ignore_client_order = true;
         // 0.5-RTT data and session tickets serve resumption, which libp2p does not use.
         server.send_tls13_tickets = 0;
+        let mut tcp_server = server.clone();
+        tcp_server.enable_secret_extraction = true;
         Self {
             certs,
             provider,
             server: Arc::new(server),
+            tcp_server: Arc::new(tcp_server),
             prefer_aes_gcm: config.prefer_aes_gcm,
         }
     }
@@ -79,6 +85,19 @@ impl TlsIdentity {
     /// The server configuration (shared by every inbound handshake).
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server.clone()
+    }
+
+    /// The server configuration of `/tls/1.0.0` over TCP (secret extraction enabled).
+    pub(crate) fn tcp_server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.tcp_server.clone()
+    }
+
+    /// The client configuration of one `/tls/1.0.0` dial over TCP (secret extraction
+    /// enabled); with `expected`, the server must prove it is that peer.
+    pub(crate) fn tcp_client_config(&self, expected: Option<PeerId>) -> Arc<rustls::ClientConfig> {
+        let mut client = Arc::unwrap_or_clone(self.client_config(expected));
+        client.enable_secret_extraction = true;
+        Arc::new(client)
     }
 
     /// A client configuration for one dial; with `expected`, the server must prove it is

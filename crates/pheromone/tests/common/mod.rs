@@ -25,7 +25,8 @@ pub async fn endpoint() -> (Endpoint, Multiaddr) {
     endpoint_with(EndpointConfig::default()).await
 }
 
-pub async fn endpoint_with(config: EndpointConfig) -> (Endpoint, Multiaddr) {
+pub async fn endpoint_with(mut config: EndpointConfig) -> (Endpoint, Multiaddr) {
+    config.tcp_security = transports::tcp_security();
     let endpoint = Endpoint::new(Keypair::generate(&mut rand::rngs::OsRng), config);
     let addr = endpoint
         .listen(&transports::listen_multiaddr())

@@ -49,16 +49,17 @@ async fn connection(ours: &Ours, peer: PeerId, direction: Direction) -> Connecti
 
 pub async fn run(transport: Transport) -> Vec<Cell> {
     let mut rec = Recorder::new(Impl::Js, transport);
-    if transport == Transport::Quic {
+    if transport != Transport::Tcp {
         // js-libp2p ships no QUIC transport for Node.js; `@chainsafe/libp2p-quic` (a native
-        // module) is not in the harness's lock file yet.
+        // module) and `@libp2p/tls` are not in the harness's lock file yet.
+        let why = if transport == Transport::Quic {
+            "not run: no QUIC in the js harness"
+        } else {
+            "not run: no TLS in the js harness"
+        };
         for scenario in Scenario::ALL {
             for dir in Dir::ALL {
-                rec.record(
-                    scenario,
-                    dir,
-                    Outcome::NotApplicable("not run: no QUIC in the js harness"),
-                );
+                rec.record(scenario, dir, Outcome::NotApplicable(why));
             }
         }
         return rec.cells;

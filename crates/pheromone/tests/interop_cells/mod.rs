@@ -59,28 +59,41 @@ impl Impl {
     }
 }
 
-/// A transport every scenario runs over: TCP (Noise, yamux) or QUIC v1 (TLS 1.3, QUIC's
-/// own streams). Both implementations listen on it, so every dial in a cell uses it.
+/// A transport every scenario runs over: TCP (Noise, yamux), TCP with TLS 1.3
+/// (`/tls/1.0.0`, yamux) or QUIC v1 (TLS 1.3, QUIC's own streams). Both implementations
+/// listen on it, so every dial in a cell uses it. For `TcpTls` the other implementation
+/// speaks TLS only over TCP, and our node keeps its default (propose Noise): our dials
+/// show the fallback to TLS when Noise is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
+    TcpTls,
     Quic,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Quic];
+    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::TcpTls, Transport::Quic];
 
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
+            Transport::TcpTls => "tcp+tls",
             Transport::Quic => "quic",
+        }
+    }
+
+    /// The security protocol connections over it must have.
+    pub fn security(self) -> pheromone::Security {
+        match self {
+            Transport::Tcp => pheromone::Security::Noise,
+            Transport::TcpTls | Transport::Quic => pheromone::Security::Tls,
         }
     }
 
     /// The address to listen on.
     pub fn listen(self) -> &'static str {
         match self {
-            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Transport::Tcp | Transport::TcpTls => "/ip4/127.0.0.1/tcp/0",
             Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
         }
     }

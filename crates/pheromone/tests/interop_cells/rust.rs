@@ -118,7 +118,11 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
             return rec.cells;
         }
     };
-    let mut theirs = Libp2pPeer::spawn_listening(ECHO, false, transport.listen()).await;
+    let mut theirs = if transport == Transport::TcpTls {
+        Libp2pPeer::spawn_tls(ECHO, transport.listen()).await
+    } else {
+        Libp2pPeer::spawn_listening(ECHO, false, transport.listen()).await
+    };
     let mut reports = serve(&theirs);
     let us = to_libp2p_peer(&ours.peer());
 
@@ -133,7 +137,11 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
             format!("dialled {}", route.peer)
         })?;
         theirs.wait_connected(us).await;
-        Ok(())
+        let conn = connection(&ours, &theirs, Direction::Outbound).await;
+        let security = conn.info().security;
+        ensure(security == transport.security(), || {
+            format!("connected with {}", security.as_str())
+        })
     })
     .await;
     let conn = connection(&ours, &theirs, Direction::Outbound).await;
@@ -241,7 +249,14 @@ pub async fn run(transport: Transport) -> Vec<Cell> {
     let answered_before = theirs.identify_answered(us).await;
     rec.run(Scenario::Connect, Dir::Theirs, async {
         let peer = theirs.dial(to_libp2p_addr(&ours.addr())).await?;
-        ensure(peer == us, || format!("reached {peer}"))
+        ensure(peer == us, || format!("reached {peer}"))?;
+        let security = connection(&ours, &theirs, Direction::Inbound)
+            .await
+            .info()
+            .security;
+        ensure(security == transport.security(), || {
+            format!("connected with {}", security.as_str())
+        })
     })
     .await;
     let conn = connection(&ours, &theirs, Direction::Inbound).await;

@@ -1,5 +1,5 @@
-//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux and QUIC v1,
-//! default configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
+//! A rust-libp2p peer for the interop tests: one `Swarm` (TCP + Noise + yamux, or TCP +
+//! libp2p-tls + yamux with `spawn_tls`, and QUIC v1; default configs) with ping, identify, an echo protocol and `libp2p-stream` combined, listening on
 //! 127.0.0.1 and driven on its own task. Tests see its swarm events through a channel and
 //! open raw streams through `libp2p_stream::Control`. Also the conversions between our types and
 //! libp2p's, done through their shared wire encodings so that a mismatch shows up as a test
@@ -110,7 +110,7 @@ impl Libp2pPeer {
         listen: &str,
     ) -> Self {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
+        let swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
             .with_tcp(
                 tcp::Config::default(),
@@ -119,37 +119,40 @@ impl Libp2pPeer {
             )
             .expect("tcp transport")
             .with_quic()
-            .with_behaviour(|key| PeerBehaviour {
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
-                identify: identify::Behaviour::new(
-                    if signed_peer_record {
-                        identify::Config::new_with_signed_peer_record(
-                            PROTOCOL_VERSION.to_owned(),
-                            key,
-                        )
-                    } else {
-                        identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
-                    }
-                    .with_agent_version(AGENT_VERSION.to_owned()),
-                ),
-                echo: Echo::new(echo_protocol),
-                stream: libp2p_stream::Behaviour::new(),
-                kad: {
-                    let id = key.public().to_peer_id();
-                    let mut config = kad::Config::new(libp2p::StreamProtocol::new(KAD_PROTOCOL));
-                    config.set_query_timeout(Duration::from_secs(10));
-                    let mut kad =
-                        kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
-                    // Loopback addresses are never "confirmed external": serve regardless.
-                    kad.set_mode(Some(kad::Mode::Server));
-                    kad
-                },
-            })
+            .with_behaviour(|key| behaviour(key, echo_protocol, signed_peer_record))
             .expect("behaviour")
             // Nothing in a test keeps a connection busy all the time; it must not be closed
             // as idle between steps.
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
+        Self::start(keypair, swarm, listen).await
+    }
+
+    /// A peer whose TCP transport speaks `/tls/1.0.0` only (libp2p-tls, no Noise), and
+    /// QUIC; listening on `listen`.
+    pub async fn spawn_tls(echo_protocol: &'static str, listen: &str) -> Self {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let swarm = SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                libp2p::tls::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_quic()
+            .with_behaviour(|key| behaviour(key, echo_protocol, false))
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        Self::start(keypair, swarm, listen).await
+    }
+
+    async fn start(
+        keypair: libp2p::identity::Keypair,
+        mut swarm: Swarm<PeerBehaviour>,
+        listen: &str,
+    ) -> Self {
         swarm
             .listen_on(listen.parse().expect("addr"))
             .expect("listen");
@@ -172,7 +175,39 @@ impl Libp2pPeer {
             task,
         }
     }
+}
 
+/// The behaviours every test peer runs.
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    echo_protocol: &'static str,
+    signed_peer_record: bool,
+) -> PeerBehaviour {
+    PeerBehaviour {
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
+        identify: identify::Behaviour::new(
+            if signed_peer_record {
+                identify::Config::new_with_signed_peer_record(PROTOCOL_VERSION.to_owned(), key)
+            } else {
+                identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
+            }
+            .with_agent_version(AGENT_VERSION.to_owned()),
+        ),
+        echo: Echo::new(echo_protocol),
+        stream: libp2p_stream::Behaviour::new(),
+        kad: {
+            let id = key.public().to_peer_id();
+            let mut config = kad::Config::new(libp2p::StreamProtocol::new(KAD_PROTOCOL));
+            config.set_query_timeout(Duration::from_secs(10));
+            let mut kad = kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
+            // Loopback addresses are never "confirmed external": serve regardless.
+            kad.set_mode(Some(kad::Mode::Server));
+            kad
+        },
+    }
+}
+
+impl Libp2pPeer {
     /// Dials `addr` (with or without `/p2p/`) and waits for the upgraded connection.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
         let (reply, answer) = oneshot::channel();

@@ -39,6 +39,7 @@ pub fn listening(name: &str) -> NodeBuilder {
     Node::builder()
         .name(name)
         .listen(transports::listen_addr())
+        .tcp_security(transports::tcp_security())
         .discovery(None)
         .handle_requests(ECHO, echo)
 }

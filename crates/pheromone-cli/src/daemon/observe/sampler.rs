@@ -43,7 +43,6 @@ pub struct TrafficSample {
 struct PeerRow {
     #[serde(flatten)]
     info: crate::control_proto::PeerInfo,
-    transport: &'static str,
     path: &'static str,
     relay_name: Option<String>,
     bytes_in: u64,
@@ -257,7 +256,6 @@ fn take(net: &Net, metrics: &pheromone::metrics::NodeMetrics, dht: Option<DhtTab
                 .and_then(|r| r.parse().ok())
                 .and_then(|p| net.peer_name(&p));
             PeerRow {
-                transport: "tcp",
                 path: if relayed { "relayed" } else { "direct" },
                 relay_name,
                 bytes_in: live.iter().map(|c| c.bytes_received()).sum(),
