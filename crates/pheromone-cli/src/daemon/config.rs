@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use pheromone::{Multiaddr, PeerId};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -166,6 +167,9 @@ pub struct FileConfig {
     pub dashboard_public: Option<bool>,
     /// As `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `[aliases]`: NAME = "PEER_ID", the only names that pick peers for `expose
+    /// --allow`, `exec` and `forward`.
+    pub aliases: Option<BTreeMap<String, String>>,
 }
 
 impl FileConfig {
@@ -224,6 +228,8 @@ pub struct Settings {
     pub dashboard: Option<SocketAddr>,
     /// How to write log lines.
     pub log_format: LogFormat,
+    /// The config's `[aliases]`: the operator's names for peers.
+    pub aliases: BTreeMap<String, PeerId>,
 }
 
 impl Settings {
@@ -329,7 +335,23 @@ impl Settings {
                 bail!("--metrics and --dashboard cannot share {m}");
             }
         }
+        let mut aliases = BTreeMap::new();
+        for (alias, peer) in file.aliases.unwrap_or_default() {
+            validate_name(&alias).context("bad name in [aliases]")?;
+            let peer = peer.trim().parse::<PeerId>().map_err(|e| {
+                anyhow::anyhow!("bad peer ID for alias {alias:?} in [aliases]: {e}")
+            })?;
+            aliases.insert(alias, peer);
+        }
+        if aliases.len() > super::aliases::MAX_ALIASES {
+            bail!(
+                "[aliases] holds {} names; at most {} are kept",
+                aliases.len(),
+                super::aliases::MAX_ALIASES
+            );
+        }
         Ok(Self {
+            aliases,
             metrics,
             dashboard,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
