@@ -132,14 +132,25 @@ fn bad_frames_are_typed_errors() {
     let l = limits();
     assert_eq!(decode(&[], &l), Err(DecodeError::Truncated("version")));
     assert_eq!(decode(&[9, 1], &l), Err(DecodeError::UnsupportedVersion(9)));
-    assert_eq!(decode(&[1, 9], &l), Err(DecodeError::UnknownKind(9)));
+    // Version 1 frames (unsigned records) are refused.
+    assert_eq!(decode(&[1, 1, 0], &l), Err(DecodeError::UnsupportedVersion(1)));
+    assert_eq!(decode(&[VERSION, 9], &l), Err(DecodeError::UnknownKind(9)));
     assert_eq!(
-        decode(&[1, 1, 0, 0], &l),
+        decode(&[VERSION, 1, 0, 0], &l),
         Err(DecodeError::TrailingBytes(1))
     );
     assert_eq!(
-        decode(&[1, 1, 1], &l),
+        decode(&[VERSION, 1, 1], &l),
         Err(DecodeError::Truncated("destination"))
+    );
+    // A finite entry cut off in its signature.
+    let mut frame = vec![VERSION, KIND_UPDATE, 1, 38];
+    frame.extend_from_slice(peer(1).as_bytes());
+    frame.extend_from_slice(&[1, 1, 1]);
+    frame.extend_from_slice(&[0; SIGNATURE_LEN - 1]);
+    assert_eq!(
+        decode(&frame, &l),
+        Err(DecodeError::Truncated("record signature"))
     );
     let big = vec![0u8; l.max_frame_len + 1];
     assert!(matches!(
