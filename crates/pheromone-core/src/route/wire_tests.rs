@@ -133,7 +133,10 @@ fn bad_frames_are_typed_errors() {
     assert_eq!(decode(&[], &l), Err(DecodeError::Truncated("version")));
     assert_eq!(decode(&[9, 1], &l), Err(DecodeError::UnsupportedVersion(9)));
     // Version 1 frames (unsigned records) are refused.
-    assert_eq!(decode(&[1, 1, 0], &l), Err(DecodeError::UnsupportedVersion(1)));
+    assert_eq!(
+        decode(&[1, 1, 0], &l),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
     assert_eq!(decode(&[VERSION, 9], &l), Err(DecodeError::UnknownKind(9)));
     assert_eq!(
         decode(&[VERSION, 1, 0, 0], &l),
