@@ -61,6 +61,24 @@ enum Command {
         /// The address.
         addr: String,
     },
+    /// Binds a local name to a peer ID: the only kind of name `exec`, `forward` and
+    /// `expose --allow` accept (names peers announce are anyone's to claim). Without
+    /// arguments, or with --list, lists the aliases.
+    Alias {
+        /// The name.
+        #[arg(requires = "peer", conflicts_with = "list")]
+        name: Option<String>,
+        /// The peer ID (or a multiaddr with /p2p/).
+        peer: Option<String>,
+        /// List the aliases.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Removes a name from the alias book.
+    Unalias {
+        /// The name.
+        name: String,
+    },
     /// Closes every connection to a peer.
     Disconnect {
         /// Peer ID, unique name, or multiaddr with /p2p/.
@@ -282,6 +300,8 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
         },
         Command::Connect { addr } => cli::node::connect(&ctx, addr).await,
         Command::Disconnect { peer } => cli::node::disconnect(&ctx, peer).await,
+        Command::Alias { name, peer, .. } => cli::alias::alias(&ctx, name, peer).await,
+        Command::Unalias { name } => cli::alias::unalias(&ctx, name).await,
         Command::Ping {
             peer,
             count,

@@ -103,6 +103,8 @@ fn the_dashboard_in_chromium() {
     let target = service.local_addr().expect("addr").to_string();
     let out = hub.cli(&["expose", "web", "--target", &target, "--allow-any"]);
     assert!(out.status.success(), "{}", out.stderr);
+    let out = hub.cli(&["alias", "gamma", &gamma.peer_id]);
+    assert!(out.status.success(), "{}", out.stderr);
     let out = hub.cli(&["exec", "gamma", "--", "true"]);
     assert!(out.status.success(), "{}", out.stderr);
     let out = hub.cli(&["perf", "alpha", "--bytes", "4MiB"]);

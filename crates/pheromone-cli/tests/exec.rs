@@ -61,8 +61,10 @@ fn five_hosts_one_failing_command() {
         "{:?}",
         hosts[0].banner
     );
-    for h in &hosts {
+    for (h, n) in hosts.iter().zip(names) {
         ctl.json(&["connect", &h.addr]);
+        // Exec targets are the operator's names, not the ones hosts announce.
+        ctl.json(&["alias", n, &h.peer_id]);
     }
 
     // Every connected peer, output prefixed by host, then the table; exit code 1.
@@ -148,6 +150,7 @@ fn a_command_past_its_timeout_is_killed_and_reported() {
     let ctl = Daemon::start_in(&dir.path().join("ctl"), &["--name", "ctl"]).expect("ctl");
     let h = host(dir.path(), "h1", &ctl, "0");
     ctl.json(&["connect", &h.addr]);
+    ctl.json(&["alias", "h1", &h.peer_id]);
     let pid_file = dir.path().join("pid");
     let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
 
@@ -187,6 +190,7 @@ fn output_over_the_cap_is_cut_and_reported() {
     let ctl = Daemon::start_in(&dir.path().join("ctl"), &["--name", "ctl"]).expect("ctl");
     let h = host(dir.path(), "h1", &ctl, "0");
     ctl.json(&["connect", &h.addr]);
+    ctl.json(&["alias", "h1", &h.peer_id]);
     let cmd = ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x; echo"];
 
     let mut args = vec!["exec", "h1", "--max-output", "1000", "--json", "--"];
@@ -225,6 +229,8 @@ fn a_peer_not_on_the_allow_list_is_refused_and_nothing_runs() {
     let off = Daemon::start_in(&dir.path().join("h2"), &["--name", "h2"]).expect("host");
     ctl.json(&["connect", &h.addr]);
     ctl.json(&["connect", &off.addr]);
+    ctl.json(&["alias", "h1", &h.peer_id]);
+    ctl.json(&["alias", "h2", &off.peer_id]);
     let marker = dir.path().join("marker");
     let marker_text = marker.display().to_string();
 
@@ -316,6 +322,8 @@ fn commands_start_with_a_cleared_environment_and_only_listed_programs_run() {
     );
     ctl.json(&["connect", &open.addr]);
     ctl.json(&["connect", &strict.addr]);
+    ctl.json(&["alias", "open", &open.peer_id]);
+    ctl.json(&["alias", "strict", &strict.peer_id]);
 
     let env = ctl.cli(&[
         "exec",

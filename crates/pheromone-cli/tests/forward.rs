@@ -134,6 +134,8 @@ fn get(addr: &str, path: &str) -> Vec<u8> {
 fn forward_pair(a: &Daemon, b: &Daemon, server: &Server) -> String {
     let peer = a.json(&["connect", &b.addr]);
     assert_eq!(peer["peer_id"], b.peer_id.as_str(), "{peer}");
+    // Forward targets are the operator's names, not the ones peers announce.
+    a.json(&["alias", "beta", &b.peer_id]);
     let exposed = b.json(&[
         "expose",
         "web",

@@ -80,6 +80,10 @@ pub struct Neighbour {
     /// Whether that connection is a circuit through other nodes (only for overlays whose
     /// [`Overlay::accepts_relayed`] is true).
     pub relayed: bool,
+    /// The IP address the connection's socket really talks to (not an address the peer
+    /// announced), for limits per network such as Kademlia's diversity; `None` on a
+    /// relayed circuit or where the driver has no socket (the simulator).
+    pub observed_ip: Option<std::net::IpAddr>,
 }
 
 impl Neighbour {
@@ -90,6 +94,7 @@ impl Neighbour {
             addrs,
             direction,
             relayed: false,
+            observed_ip: None,
         }
     }
 }

@@ -114,6 +114,8 @@ pub struct Sim<E> {
     nodes: Vec<Node<E>>,
     by_peer: FastMap<PeerId, NodeId>,
     by_addr: FastMap<Multiaddr, NodeId>,
+    /// Addresses given with [`Sim::add_node_at`], in place of the computed one.
+    addr_override: FastMap<NodeId, Multiaddr>,
     links: FastMap<(NodeId, NodeId), Link>,
     protocols: Vec<String>,
     queue: BinaryHeap<Reverse<Event>>,
@@ -150,6 +152,7 @@ impl<E: 'static> Sim<E> {
             nodes: Vec::new(),
             by_peer: FastMap::default(),
             by_addr: FastMap::default(),
+            addr_override: FastMap::default(),
             links: FastMap::default(),
             protocols: Vec::new(),
             queue: BinaryHeap::new(),
@@ -227,6 +230,9 @@ impl<E: 'static> Sim<E> {
     /// and in a /24 of its own for the first 89 × 65,536 nodes, so that Kademlia's
     /// diversity limits see an internet-like spread.
     pub fn addr(&self, node: NodeId) -> Multiaddr {
+        if let Some(addr) = self.addr_override.get(&node) {
+            return addr.clone();
+        }
         let n = node as u32;
         // 11.0.0.0–99.255.255.255 holds no private, loopback or shared range.
         let first = 11 + (n % 89) as u8;
@@ -234,6 +240,27 @@ impl<E: 'static> Sim<E> {
         let rest = (n / 89).wrapping_mul(0x9E37_79B1) & 0x00FF_FFFF;
         let [_, b, c, d] = rest.to_be_bytes();
         Multiaddr::from_socket_addr(([first, b, c, d], 4001).into())
+    }
+
+    /// The IP of node `node`'s address ([`Sim::addr`]).
+    pub fn ip(&self, node: NodeId) -> Option<std::net::IpAddr> {
+        match self.addr(node).protocols().first() {
+            Some(pheromone_core::addr::Protocol::Ip4(ip)) => Some((*ip).into()),
+            _ => None,
+        }
+    }
+
+    /// [`Sim::add_node`] at a chosen address (several nodes in one subnet, as one
+    /// operator's hosts are). The address must be unique in the run.
+    pub fn add_node_at(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        stack: impl Into<Stack<E>>,
+    ) -> NodeId {
+        let id = self.nodes.len();
+        self.addr_override.insert(id, addr);
+        self.add_node(peer, stack)
     }
 
     /// Adds a live node named `peer` running `stack`; it sits at a seeded random point
@@ -389,8 +416,10 @@ impl<E: 'static> Sim<E> {
                 pheromone_core::overlay::Direction::Inbound,
             ),
         ] {
-            let neighbour =
-                Neighbour::direct(self.nodes[other].peer, vec![self.addr(other)], direction);
+            let addr = self.addr(other);
+            let mut neighbour = Neighbour::direct(self.nodes[other].peer, vec![addr], direction);
+            // The simulated socket's peer: the node's own address, whatever it announces.
+            neighbour.observed_ip = self.ip(other);
             let shared: Vec<usize> = self.shared_slots(me, other);
             self.each_slot(me, &shared, |s, now| s.neighbour_up(now, neighbour.clone()));
         }

@@ -1,11 +1,14 @@
 //! `pheromone-sim`: runs simulation scenarios and prints one JSON object per run.
 //!
 //! Subcommands map one-to-one to modules of `pheromone_sim::scenario`: `broadcast`,
-//! `kad` (discovery), `route` (multi-hop routing) and `mesh` (all of them together).
+//! `kad` (discovery), `route` (multi-hop routing), `mesh` (all of them together) and
+//! `adversary` (attacks on kad and routing).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
+use pheromone_sim::scenario::adversary::{self, RouteAttackParams};
+use pheromone_sim::scenario::adversary_kad::{self, EclipseParams};
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use pheromone_sim::scenario::kad::{self, KadParams};
 use pheromone_sim::scenario::mesh::{self, MeshParams};
@@ -34,6 +37,64 @@ enum Command {
     /// Every overlay together (discovery with the connection manager, routing,
     /// broadcast) on one seeded random network; one JSON object.
     Mesh(MeshArgs),
+    /// Attacks: `adversary route` (route poisoning: forged seqnos, minted destinations,
+    /// relays that lie about metrics and drop traffic) or `adversary kad` (eclipse: IDs
+    /// minted next to the attacked keys, lookups answered with colluders only); one JSON
+    /// line.
+    Adversary {
+        /// What to attack.
+        #[command(subcommand)]
+        attack: Attack,
+    },
+}
+
+#[derive(Subcommand)]
+enum Attack {
+    /// Route poisoning on a random mesh.
+    Route {
+        /// Nodes, adversaries included.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Fraction of adversaries.
+        #[arg(long, default_value_t = 0.2)]
+        adversaries: f64,
+        /// Average degree of the mesh.
+        #[arg(long, default_value_t = 6)]
+        degree: usize,
+        /// Virtual seconds the attack runs.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Seed of the run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Eclipse attempts on Kademlia lookups.
+    Kad {
+        /// Nodes, adversaries included.
+        #[arg(long, default_value_t = 500)]
+        nodes: usize,
+        /// Fraction of adversaries.
+        #[arg(long, default_value_t = 0.2)]
+        adversaries: f64,
+        /// Honest nodes attacked (the adversaries split among them).
+        #[arg(long, default_value_t = 4)]
+        targets: usize,
+        /// Leading key bits each adversary shares with its target.
+        #[arg(long, default_value_t = 12)]
+        prefix_bits: usize,
+        /// /24 subnets the adversaries live in.
+        #[arg(long, default_value_t = 4)]
+        subnets: usize,
+        /// Lookups of attacked nodes from random honest nodes.
+        #[arg(long, default_value_t = 400)]
+        lookups: usize,
+        /// Lookup diversity cap (peers per /24 among a lookup's k closest; 0 = off).
+        #[arg(long, default_value_t = 2)]
+        per_subnet: usize,
+        /// Seed of the run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -219,6 +280,55 @@ fn main() -> Result<()> {
                 ..MeshParams::default()
             };
             println!("{}", serde_json::to_string(&mesh::run(&params))?);
+        }
+        Command::Adversary {
+            attack:
+                Attack::Route {
+                    nodes,
+                    adversaries,
+                    degree,
+                    secs,
+                    seed,
+                },
+        } => {
+            let params = RouteAttackParams {
+                nodes,
+                adversaries,
+                degree,
+                duration: Duration::from_secs(secs),
+                seed,
+                ..RouteAttackParams::default()
+            };
+            println!("{}", serde_json::to_string(&adversary::route(&params))?);
+        }
+        Command::Adversary {
+            attack:
+                Attack::Kad {
+                    nodes,
+                    adversaries,
+                    targets,
+                    prefix_bits,
+                    subnets,
+                    lookups,
+                    per_subnet,
+                    seed,
+                },
+        } => {
+            let mut params = EclipseParams {
+                nodes,
+                adversaries,
+                targets,
+                prefix_bits,
+                subnets,
+                lookups,
+                seed,
+                ..EclipseParams::default()
+            };
+            params.config.max_per_subnet_lookup = per_subnet;
+            println!(
+                "{}",
+                serde_json::to_string(&adversary_kad::eclipse(&params))?
+            );
         }
     }
     Ok(())

@@ -1,12 +1,13 @@
-//! The routing service: the node's [`Router`] (`/pheromone/route/1.0.0`, a loop-free
-//! distance-vector protocol) run by the generic [overlay driver](crate::overlay) over the
-//! node's direct connections.
+//! The routing service: the node's [`Router`] (`/pheromone/route/2.0.0`, a loop-free
+//! distance-vector protocol of signed route records) run by the generic
+//! [overlay driver](crate::overlay) over the node's direct connections.
 //!
 //! Every direct connection to a peer that speaks the protocol makes it a neighbour (a
 //! relayed circuit never does, or routes would lean on themselves); updates are rare, so
 //! each batch goes on a short stream of its own and an idle link holds none. Next-hop
-//! lookups (one per relayed dial or relay hop) read the router under its lock, without a
-//! message. Protocol logic is all in [`pheromone_core::route`].
+//! lookups (one per relayed dial or relay hop) take the router's lock without a message
+//! and mark the destination in use, so the router probes that route and drops it if a
+//! relay on it lies about its metric. Protocol logic is all in [`pheromone_core::route`].
 
 use crate::overlay::{DriverConfig, OverlayDriver, OverlayHandle, Service, StreamUse};
 use crate::swarm::Swarm;
@@ -71,7 +72,11 @@ impl std::fmt::Debug for Routing {
 impl Routing {
     /// Starts the service on `swarm` (installs the protocol handler and the driver).
     pub fn start(swarm: &Swarm, config: Config) -> Routing {
-        let router = Router::new(swarm.local_peer_id(), config, crate::overlay::now());
+        let router = Router::new(
+            swarm.endpoint().keypair().clone(),
+            config,
+            crate::overlay::now(),
+        );
         let driver = DriverConfig {
             streams: StreamUse::PerBatch,
             // Periodic dumps repair whatever a full queue drops.
@@ -82,9 +87,16 @@ impl Routing {
         Routing { handle }
     }
 
-    /// Where traffic for `destination` goes next, if it is reachable.
+    /// Where traffic for `destination` goes next, if it is reachable. A lookup means
+    /// traffic: the route is marked in use, so the router probes it.
     pub fn next_hop(&self, destination: &PeerId) -> Option<NextHop> {
-        self.handle.read(|r, _| r.next_hop(destination))
+        self.handle
+            .with(|r, _, now| {
+                r.mark_in_use(now, *destination);
+                r.next_hop(destination)
+            })
+            .ok()
+            .flatten()
     }
 
     /// Every destination the node can reach and how.

@@ -2,11 +2,12 @@
 //! send one request, print its events and result for a person or, with `--json`, as JSON
 //! (one object per line for streams).
 //!
-//! Layout: [`node`] (id, status, peers, routes, connect, disconnect), [`ping`], [`msg`]
+//! Layout: [`node`] (id, status, peers, routes, connect, disconnect), [`alias`], [`ping`], [`msg`]
 //! (send, recv, broadcast, subscribe), [`perf`], [`forward`] (expose, forward, forwards,
 //! unexpose, unforward), [`exec`]; [`style`] holds colours, progress bars and
 //! number formatting. Nothing here touches the network; everything goes through the daemon.
 
+pub mod alias;
 pub mod dht;
 pub mod exec;
 pub mod forward;

@@ -174,6 +174,31 @@ pub enum Op {
         /// Most hosts running it at once.
         concurrency: u32,
     },
+    /// Bind a local name to a peer ID in the alias book.
+    Alias {
+        /// The name.
+        name: String,
+        /// A peer ID or a multiaddr with `/p2p/`.
+        peer: String,
+    },
+    /// Remove a name from the alias book.
+    Unalias {
+        /// The name.
+        name: String,
+    },
+    /// List the alias book.
+    Aliases,
+}
+
+/// A name in the operator's alias book.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasEntry {
+    /// The name.
+    pub name: String,
+    /// The peer it stands for.
+    pub peer_id: String,
+    /// `config` (the config file's `[aliases]`) or `cli` (`pheromone alias`).
+    pub source: String,
 }
 
 /// One response line from the daemon.
@@ -311,6 +336,10 @@ pub enum Reply {
     Forwards(ForwardList),
     /// For [`Op::Exec`]: every host's summary, in the order given.
     Exec(Vec<HostSummary>),
+    /// For [`Op::Alias`] (the new binding) and [`Op::Unalias`] (the removed one).
+    Alias(AliasEntry),
+    /// For [`Op::Aliases`], by name.
+    Aliases(Vec<AliasEntry>),
     /// For [`Op::Dashboard`].
     Dashboard {
         /// The dashboard's URL with its token; absent when the daemon serves none.
@@ -387,6 +416,10 @@ pub enum ErrorCode {
     AlreadyExists,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// A name that grants access or aims a command (`expose --allow`, `exec`,
+    /// `forward`) is not one the operator bound with `alias` (or the config's
+    /// `[aliases]`): names peers announce are not trusted there.
+    UntrustedName,
     /// The daemon failed in a way it did not expect.
     Internal,
 }

@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use pheromone::{Multiaddr, PeerId};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -178,6 +179,9 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// The `[resources]` table: the resource manager's limits (see `resources.rs`).
     pub resources: Option<super::resources::ResourcesFile>,
+    /// `[aliases]`: NAME = "PEER_ID", the only names that pick peers for `expose
+    /// --allow`, `exec` and `forward`.
+    pub aliases: Option<BTreeMap<String, String>>,
 }
 
 impl FileConfig {
@@ -242,6 +246,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// The resource manager's limits and the relay's per-circuit limits.
     pub resources: super::resources::Resources,
+    /// The config's `[aliases]`: the operator's names for peers.
+    pub aliases: BTreeMap<String, PeerId>,
 }
 
 impl Settings {
@@ -354,8 +360,24 @@ impl Settings {
             }
         }
         let resources = file.resources.unwrap_or_default().resolve()?;
+        let mut aliases = BTreeMap::new();
+        for (alias, peer) in file.aliases.unwrap_or_default() {
+            validate_name(&alias).context("bad name in [aliases]")?;
+            let peer = peer.trim().parse::<PeerId>().map_err(|e| {
+                anyhow::anyhow!("bad peer ID for alias {alias:?} in [aliases]: {e}")
+            })?;
+            aliases.insert(alias, peer);
+        }
+        if aliases.len() > super::aliases::MAX_ALIASES {
+            bail!(
+                "[aliases] holds {} names; at most {} are kept",
+                aliases.len(),
+                super::aliases::MAX_ALIASES
+            );
+        }
         Ok(Self {
             resources,
+            aliases,
             metrics,
             dashboard,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),

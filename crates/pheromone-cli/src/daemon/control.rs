@@ -239,6 +239,9 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
             })
             .map(Reply::Forwarding),
         Op::Forwards => Ok(Reply::Forwards(remote::list(net))),
+        Op::Alias { name, peer } => net.set_alias(&name, &peer).map(Reply::Alias),
+        Op::Unalias { name } => net.aliases().remove(&name).map(Reply::Alias),
+        Op::Aliases => Ok(Reply::Aliases(net.aliases().list())),
         Op::Dashboard => {
             let urls = net.urls();
             Ok(Reply::Dashboard {

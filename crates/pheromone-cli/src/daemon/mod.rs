@@ -16,6 +16,7 @@
 //!
 //! Nothing here prints except the start-up lines on stdout; the rest goes through tracing.
 
+pub mod aliases;
 pub mod bootstrap;
 pub mod config;
 pub mod control;

@@ -80,6 +80,8 @@ struct Inner {
     activity: Arc<Activity>,
     /// Where the metrics and the dashboard are served, once they are.
     urls: std::sync::OnceLock<super::observe::Urls>,
+    /// Names the operator bound to peers; a std mutex, nothing awaits while it is held.
+    aliases: Mutex<super::aliases::AliasBook>,
 }
 
 /// What we know about peers beyond the node's own tables.
@@ -183,6 +185,7 @@ impl Net {
                 exec: Mutex::new(Some(exec)),
                 activity: Arc::default(),
                 urls: std::sync::OnceLock::new(),
+                aliases: Mutex::new(super::aliases::AliasBook::from_config(&settings.aliases)),
             }),
         };
         let events = net.inner.node.endpoint().events();
@@ -195,7 +198,15 @@ impl Net {
         self.inner.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The node underneath.
+    /// The operator's alias book.
+    pub fn aliases(&self) -> std::sync::MutexGuard<'_, super::aliases::AliasBook> {
+        self.inner
+            .aliases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The library node.
     pub fn node(&self) -> &Node {
         &self.inner.node
     }

@@ -118,8 +118,9 @@ pub async fn expose(
             ));
         }
         let mut peers = HashSet::new();
+        // Who gets in is the operator's call: only peer IDs and aliases it set.
         for spec in allow {
-            peers.insert(net.resolve(spec)?.peer);
+            peers.insert(net.resolve_trusted(spec)?.peer);
         }
         Access::AllowList(peers)
     };
@@ -137,7 +138,8 @@ pub async fn forward(
     listen: &str,
 ) -> Result<ForwardEntry, ControlError> {
     let listen = socket_addr(listen, "listen address").await?;
-    let peer = net.reach(&net.resolve(peer)?).await?;
+    // A forwarded port carries the operator's traffic: only to a peer it named.
+    let peer = net.reach(&net.resolve_trusted(peer)?).await?;
     let info = net
         .forwards()
         .forward(name, peer, listen)
@@ -217,7 +219,8 @@ pub async fn exec(
         }
         let mut peers = Vec::with_capacity(specs.len());
         for spec in specs {
-            let peer = net.reach(&net.resolve(spec)?).await?;
+            // Commands (and their output) go only to peers the operator named.
+            let peer = net.reach(&net.resolve_trusted(spec)?).await?;
             if !peers.contains(&peer) {
                 peers.push(peer);
             }

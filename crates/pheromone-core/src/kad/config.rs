@@ -88,6 +88,10 @@ pub struct Config {
     pub max_per_subnet_bucket: usize,
     /// Table entries overall in the same /24 (IPv6: /48).
     pub max_per_subnet_table: usize,
+    /// Peers of one lookup's `k` closest (those it asks and waits for) listed with an
+    /// address in the same /24 (IPv6: /48); the rest of that subnet are passed over. Keeps
+    /// IDs minted next to a key on a few hosts from eclipsing it. 0 turns it off.
+    pub max_per_subnet_lookup: usize,
     /// Ranges exempt from the diversity limits (loopback always is).
     pub diversity_exempt: Vec<IpRange>,
     /// Whether advertised loopback and private-range addresses are kept. On (the default)
@@ -116,6 +120,7 @@ impl Default for Config {
             max_pending_inbound: 256,
             max_per_subnet_bucket: 2,
             max_per_subnet_table: 10,
+            max_per_subnet_lookup: 2,
             diversity_exempt: Vec::new(),
             allow_private_addrs: true,
         }

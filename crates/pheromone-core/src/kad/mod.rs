@@ -40,7 +40,7 @@ pub use error::{KadError, WireError};
 pub use event::{Event, Metrics, Output, QueryId, QueryKind, QueryOutcome, QueryResult};
 pub use key::{Distance, Key};
 pub use state::Kademlia;
-pub use table::{Entry, InsertOutcome, RoutingTable, Subnet, NUM_BUCKETS};
+pub use table::{Entry, InsertOutcome, Origin, RoutingTable, Subnet, NUM_BUCKETS};
 pub use wire::{ConnectionType, DecodeLimits, KadPeer, Request, Response};
 
 #[cfg(test)]

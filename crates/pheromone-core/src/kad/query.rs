@@ -3,8 +3,15 @@
 //!
 //! Pure bookkeeping: it picks whom to ask next and says when it is done; `state.rs` sends
 //! the requests, owns the clock and turns answers into calls here.
+//!
+//! Diversity: among the `k` closest that a lookup asks and waits for, at most
+//! `per_subnet` may share an IPv4 /24 (IPv6 /48) by the addresses they are listed with.
+//! Peers that mint IDs next to a key and list only each other (an eclipse) then cannot
+//! fill the `k` closest from a handful of hosts: honest peers keep their places, get asked,
+//! and name the target. Loopback addresses count against no subnet (one-machine tests).
 
 use super::key::{Distance, Key};
+use super::table::Subnet;
 use super::wire::KadPeer;
 use crate::addr::Multiaddr;
 use crate::identity::PeerId;
@@ -32,6 +39,8 @@ struct Candidate {
     status: Status,
     /// Requests on the shortest chain that led to this peer, counting the one to it.
     hop: u32,
+    /// The subnet of the address it was listed with, for the per-subnet cap.
+    subnet: Option<Subnet>,
 }
 
 impl Candidate {
@@ -56,6 +65,8 @@ pub(crate) struct Lookup {
     pub(crate) failures: u32,
     pub(crate) messages: u32,
     pub(crate) max_hop: u32,
+    /// Most of the `k` closest that may share a subnet (0: no cap).
+    per_subnet: usize,
 }
 
 /// The next request a lookup wants sent.
@@ -68,8 +79,9 @@ pub(crate) struct Next {
 impl Lookup {
     /// A lookup of `key`; `target` is the peer being resolved, if any (the lookup then ends
     /// as soon as someone names it with an address).
-    pub(crate) fn new(key: Key, target: Option<PeerId>) -> Self {
+    pub(crate) fn new(key: Key, target: Option<PeerId>, per_subnet: usize) -> Self {
         Self {
+            per_subnet,
             key,
             target,
             candidates: BTreeMap::new(),
@@ -88,12 +100,41 @@ impl Lookup {
         if self.distances.len() < MAX_REMEMBERED {
             self.distances.insert(peer, distance);
         }
+        let subnet = Subnet::of_listed(&addrs);
         self.candidates.entry(distance).or_insert(Candidate {
             peer,
             addrs,
             status: Status::NotContacted,
             hop: 1,
+            subnet,
         });
+    }
+
+    /// The responsive candidates that count, closest first: at most `per_subnet` of
+    /// each subnet (the closest ones), at most `k` in all.
+    fn counted(&self, k: usize) -> impl Iterator<Item = (&Distance, &Candidate)> + '_ {
+        let mut seen: Vec<(Subnet, usize)> = Vec::new();
+        let cap = self.per_subnet;
+        self.candidates
+            .iter()
+            .filter(|(_, c)| c.responsive())
+            .filter(move |(_, c)| {
+                let (Some(subnet), true) = (c.subnet, cap > 0) else {
+                    return true;
+                };
+                match seen.iter_mut().find(|(s, _)| *s == subnet) {
+                    Some((_, n)) if *n >= cap => false,
+                    Some((_, n)) => {
+                        *n += 1;
+                        true
+                    }
+                    None => {
+                        seen.push((subnet, 1));
+                        true
+                    }
+                }
+            })
+            .take(k)
     }
 
     /// The closest candidate worth asking now, if fewer than `alpha` requests are in flight:
@@ -106,10 +147,7 @@ impl Lookup {
         if self.in_flight >= alpha || self.found.is_some() {
             return None;
         }
-        self.candidates
-            .iter()
-            .filter(|(_, c)| c.responsive())
-            .take(k)
+        self.counted(k)
             .find(|(_, c)| c.status == Status::NotContacted)
             .map(|(distance, c)| Next {
                 peer: c.peer,
@@ -179,6 +217,7 @@ impl Lookup {
                 Some(existing) => {
                     existing.hop = existing.hop.min(hop + 1);
                     if existing.addrs.is_empty() {
+                        existing.subnet = Subnet::of_listed(&peer.addrs);
                         existing.addrs = peer.addrs;
                     }
                 }
@@ -187,6 +226,7 @@ impl Lookup {
                         d,
                         Candidate {
                             peer: peer.id,
+                            subnet: Subnet::of_listed(&peer.addrs),
                             addrs: peer.addrs,
                             status: Status::NotContacted,
                             hop: hop + 1,
@@ -196,11 +236,21 @@ impl Lookup {
             }
         }
         while self.candidates.len() > max {
+            // Candidates past their subnet's cap go first: a crowd from one subnet must
+            // not push the others out of the lookup.
+            let over_cap = self.over_cap();
             let farthest = self
                 .candidates
                 .iter()
                 .rev()
-                .find(|(_, c)| c.status == Status::NotContacted)
+                .filter(|(_, c)| c.status == Status::NotContacted)
+                .find(|(d, _)| over_cap.contains(d))
+                .or_else(|| {
+                    self.candidates
+                        .iter()
+                        .rev()
+                        .find(|(_, c)| c.status == Status::NotContacted)
+                })
                 .map(|(d, _)| *d);
             match farthest {
                 Some(d) => {
@@ -229,12 +279,7 @@ impl Lookup {
         if self.found.is_some() {
             return true;
         }
-        let mut closest = self
-            .candidates
-            .values()
-            .filter(|c| c.responsive())
-            .take(k)
-            .peekable();
+        let mut closest = self.counted(k).map(|(_, c)| c).peekable();
         if closest.peek().is_none() {
             return self.in_flight == 0
                 && !self
@@ -243,6 +288,24 @@ impl Lookup {
                     .any(|c| matches!(c.status, Status::Slow(_)));
         }
         closest.all(|c| c.status == Status::Succeeded)
+    }
+
+    /// Distances of candidates that come after `per_subnet` closer ones of their subnet.
+    fn over_cap(&self) -> Vec<Distance> {
+        if self.per_subnet == 0 {
+            return Vec::new();
+        }
+        let mut seen: Vec<(Subnet, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for (d, c) in &self.candidates {
+            let Some(subnet) = c.subnet else { continue };
+            match seen.iter_mut().find(|(s, _)| *s == subnet) {
+                Some((_, n)) if *n >= self.per_subnet => out.push(*d),
+                Some((_, n)) => *n += 1,
+                None => seen.push((subnet, 1)),
+            }
+        }
+        out
     }
 
     /// The peers that answered, closest first, at most `k`.

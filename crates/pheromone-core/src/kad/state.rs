@@ -17,7 +17,7 @@ use super::error::KadError;
 use super::event::{Event, Metrics, Output, QueryId, QueryKind, QueryOutcome};
 use super::key::{Distance, Key};
 use super::query::Lookup;
-use super::table::{InsertOutcome, RoutingTable};
+use super::table::{InsertOutcome, Origin, RoutingTable};
 use super::wire::{
     encode_find_node_response_from_fields, ConnectionType, DecodeLimits, KadPeer, Request, Response,
 };
@@ -85,6 +85,9 @@ pub struct Kademlia {
     slow: BTreeSet<(Instant, RequestId)>,
     next_request: u64,
     connected: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The IP each connected peer's socket talks to (direct connections only): the
+    /// diversity limits count this, never what the peer announces.
+    observed: HashMap<PeerId, std::net::IpAddr>,
     /// Peers that sent us a request before any address of theirs was vouched for: they
     /// serve kad, so the first vouched address puts them in the table.
     requested_unvouched: HashSet<PeerId>,
@@ -112,6 +115,7 @@ impl Kademlia {
             slow: BTreeSet::new(),
             next_request: 0,
             connected: HashMap::new(),
+            observed: HashMap::new(),
             requested_unvouched: HashSet::new(),
             outputs: VecDeque::new(),
             responses_queued: 0,
@@ -156,10 +160,14 @@ impl Kademlia {
             peer,
             addrs,
             direction,
+            observed_ip,
             ..
         } = neighbour;
         if peer == self.local {
             return;
+        }
+        if let Some(ip) = observed_ip {
+            self.observed.insert(peer, ip);
         }
         let mut addrs: Vec<Multiaddr> = addrs
             .into_iter()
@@ -231,7 +239,7 @@ impl Kademlia {
         if let Some(reason) = unusable(&peer, &addr, true) {
             return Err(KadError::BadAddress { peer, reason });
         }
-        Ok(self.offer(now, peer, std::slice::from_ref(&addr)))
+        Ok(self.offer_from(now, peer, std::slice::from_ref(&addr), Origin::Operator))
     }
 
     /// Removes `peer` from the table (a replacement takes its place).
@@ -519,8 +527,20 @@ impl Kademlia {
         }
     }
 
+    /// Offers a peer met on the network to the table.
     fn offer(&mut self, now: Instant, peer: PeerId, addrs: &[Multiaddr]) -> InsertOutcome {
-        let outcome = self.table.insert(now, peer, addrs);
+        let observed = self.observed.get(&peer).copied();
+        self.offer_from(now, peer, addrs, Origin::Network(observed))
+    }
+
+    fn offer_from(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        origin: Origin,
+    ) -> InsertOutcome {
+        let outcome = self.table.insert_from(now, peer, addrs, origin);
         if let InsertOutcome::Inserted { bucket } = outcome {
             let addrs = self
                 .table

@@ -690,3 +690,48 @@ fn slow_peers_give_up_their_place_among_the_k_closest() {
     .unwrap();
     assert!(finished(&drain(&mut kad)).is_empty());
 }
+
+/// A connection from `peer`, which announces `announced` while its socket talks from
+/// `observed`.
+fn connect_observed(
+    kad: &mut Kademlia,
+    now: Instant,
+    peer: PeerId,
+    announced: Multiaddr,
+    observed: [u8; 4],
+) {
+    let mut n = Neighbour::direct(peer, vec![announced], Direction::Inbound);
+    n.observed_ip = Some(std::net::IpAddr::from(observed));
+    kad.neighbour_up(now, n);
+}
+
+#[test]
+fn diversity_counts_the_observed_address_not_the_announced_ones() {
+    // Issue 16: one host (one /24 on the wire) announcing a different subnet, loopback or a
+    // DNS name per identity filled the table past the per-subnet cap.
+    let config = Config::default();
+    let cap = config.max_per_subnet_table;
+    let now = test_now();
+    let mut kad = Kademlia::new(peer(0), config, now, 1);
+    let attacker = [66, 1, 2, 3];
+    for i in 1..=3 * cap as u32 {
+        let announced: Multiaddr = match i % 3 {
+            0 => addr_of(i),
+            1 => "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+            _ => format!("/dns4/n{i}.example/tcp/4001").parse().unwrap(),
+        };
+        connect_observed(&mut kad, now, peer(i), announced, attacker);
+    }
+    assert!(
+        kad.table().len() <= cap,
+        "{} entries from one observed /24 (cap {cap})",
+        kad.table().len()
+    );
+    // Peers really on loopback (tests, one machine) stay exempt.
+    let mut local = Kademlia::new(peer(0), Config::default(), now, 1);
+    for i in 1..=3 * cap as u32 {
+        let announced: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        connect_observed(&mut local, now, peer(i), announced, [127, 0, 0, 1]);
+    }
+    assert!(local.table().len() > cap);
+}

@@ -26,22 +26,63 @@ pub enum Subnet {
     V4([u8; 3]),
     /// The first six bytes of an IPv6 address.
     V6([u8; 6]),
+    /// Peers whose connection address we never saw and whose announced addresses are
+    /// loopback, exempt or DNS names: nothing tells them apart, so they share one group
+    /// (and one group's limits) rather than counting against none.
+    Unobserved,
 }
 
 impl Subnet {
     /// The subnet of the first IP address in `addrs`, unless that address is loopback or
     /// in an exempt range (then the entry counts against no limit). Addresses without an
-    /// IP (DNS names) count against none either.
+    /// IP (DNS names) count against none either. For addresses the *operator* gave
+    /// (bootstrap and static peers); peers met on the network go through
+    /// [`Subnet::observed`].
     pub fn of(addrs: &[Multiaddr], exempt: &[IpRange]) -> Option<Subnet> {
-        let ip = addrs.iter().find_map(|a| match a.protocols().first() {
-            Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(*ip)),
-            Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(*ip)),
-            _ => None,
-        })?;
+        let ip = first_ip(addrs)?;
         if ip.is_loopback() || exempt.iter().any(|r| r.contains(ip)) {
             return None;
         }
-        Some(match ip {
+        Some(Self::of_ip(ip))
+    }
+
+    /// The subnet a peer met on the network counts against: that of `observed`, the IP
+    /// its connection's socket really talks to, whatever it announces (an attacker can
+    /// announce addresses in as many subnets as it likes, or loopback and DNS names to be
+    /// exempt). Only an observed loopback or exempt address is exempt, so nodes on
+    /// 127.0.0.1 still fill their tables. With no observed address (the connection is
+    /// gone), the first announced IP counts, and announced loopback, exempt or DNS
+    /// addresses fall in [`Subnet::Unobserved`].
+    pub fn observed(
+        observed: Option<IpAddr>,
+        addrs: &[Multiaddr],
+        exempt: &[IpRange],
+    ) -> Option<Subnet> {
+        let exempted = |ip: IpAddr| ip.is_loopback() || exempt.iter().any(|r| r.contains(ip));
+        match observed {
+            Some(ip) if exempted(ip) => None,
+            Some(ip) => Some(Self::of_ip(ip)),
+            None => match first_ip(addrs) {
+                Some(ip) if !exempted(ip) => Some(Self::of_ip(ip)),
+                _ => Some(Subnet::Unobserved),
+            },
+        }
+    }
+
+    /// The subnet a peer listed in a FIND_NODE answer counts against in a lookup: that
+    /// of its first IP address (loopback: none, so one-machine tests are not capped), or
+    /// [`Subnet::Unobserved`] for DNS names and addresses without an IP.
+    pub fn of_listed(addrs: &[Multiaddr]) -> Option<Subnet> {
+        match first_ip(addrs) {
+            Some(ip) if ip.is_loopback() => None,
+            Some(ip) => Some(Self::of_ip(ip)),
+            None if addrs.is_empty() => None,
+            None => Some(Subnet::Unobserved),
+        }
+    }
+
+    fn of_ip(ip: IpAddr) -> Subnet {
+        match ip {
             IpAddr::V4(v4) => {
                 let o = v4.octets();
                 Subnet::V4([o[0], o[1], o[2]])
@@ -50,8 +91,28 @@ impl Subnet {
                 let o = v6.octets();
                 Subnet::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
             }
-        })
+        }
     }
+}
+
+fn first_ip(addrs: &[Multiaddr]) -> Option<IpAddr> {
+    addrs.iter().find_map(|a| match a.protocols().first() {
+        Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(*ip)),
+        Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    })
+}
+
+/// Where a peer offered to the table was learned, which decides the subnet it counts
+/// against in the diversity limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The operator gave its address (bootstrap, static peer): the address it names
+    /// counts, with the loopback, DNS and exempt-range exemptions of [`Subnet::of`].
+    Operator,
+    /// Met on the network; the connection's socket address if known (see
+    /// [`Subnet::observed`]).
+    Network(Option<IpAddr>),
 }
 
 /// One peer in the table.
@@ -203,6 +264,18 @@ impl RoutingTable {
     /// old ones. A new peer joins its bucket if the bucket has room and its subnet is within
     /// the limits, else the bucket's replacement list (oldest dropped beyond the cap).
     pub fn insert(&mut self, now: Instant, peer: PeerId, addrs: &[Multiaddr]) -> InsertOutcome {
+        self.insert_from(now, peer, addrs, Origin::Operator)
+    }
+
+    /// [`insert`](Self::insert) for a peer learned as `origin` says: a peer met on the
+    /// network counts against the subnet of its observed address.
+    pub fn insert_from(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        origin: Origin,
+    ) -> InsertOutcome {
         let known = self.index.get(&peer).copied();
         let max_addrs = self.max_addrs;
         if let Some(index) = known {
@@ -236,7 +309,10 @@ impl RoutingTable {
             return InsertOutcome::RejectedSelf;
         };
         let bucket = &mut self.buckets[index];
-        let subnet = Subnet::of(addrs, &self.exempt);
+        let subnet = match origin {
+            Origin::Operator => Subnet::of(addrs, &self.exempt),
+            Origin::Network(observed) => Subnet::observed(observed, addrs, &self.exempt),
+        };
         if let Some(subnet) = subnet {
             let in_bucket = bucket
                 .entries

@@ -47,11 +47,18 @@ pub struct Config {
     /// already known are never evicted by newcomers, so a flood of fake peer IDs cannot
     /// push real routes out. Default 10 000.
     pub max_destinations: usize,
+    /// Most destinations one neighbour may hold routes to in our table. Past it, new
+    /// destinations from that neighbour are refused (`MessageError::NeighbourRouteCap`,
+    /// counted in `Metrics::neighbour_cap_drops`): identities are free to mint, so one
+    /// neighbour advertising 10,000 genuine-but-fake destinations must not fill
+    /// `max_destinations` alone. Default 5 000 (half the table).
+    pub max_destinations_per_neighbour: usize,
     /// Most neighbours; `link_up` beyond this is ignored (counted). Default 256.
     pub max_neighbours: usize,
     /// Most entries in one UPDATE or REQUEST frame, sent and accepted. Default 128.
     pub max_entries_per_frame: usize,
-    /// Longest routing frame accepted. Default 16 KiB (128 entries take at most ~7 KiB).
+    /// Longest routing frame accepted. Default 16 KiB (128 signed entries take at most
+    /// ~15 KiB).
     pub max_frame_len: usize,
     /// Routes longer than this many hops are treated as unreachable. Default 32.
     pub max_hops: u8,
@@ -69,6 +76,27 @@ pub struct Config {
     /// catches up by itself (it jumps past any number it hears for itself), but starting
     /// from something fresh, e.g. seconds since an epoch, saves that round. Default 0.
     pub initial_seqno: u32,
+    /// A selected route to a destination in use is probed again this long after a probe
+    /// through it succeeded. Default 30 s.
+    pub probe_interval: Duration,
+    /// A probe without a signed answer after this long has failed. Default 3 s.
+    pub probe_timeout: Duration,
+    /// Failures in a row that make a route *suspect*: it is then selected only when no
+    /// other feasible route is left, for `probe_penalty` (doubled at each repeat, up to
+    /// 16×). Two, so a single lost frame does not condemn an honest path. Default 2.
+    pub probe_failures: u8,
+    /// How long a suspect route stays set aside. Default 300 s.
+    pub probe_penalty: Duration,
+    /// Most probes in flight from this node (apart from `max_pending_traces`). Default 64.
+    pub max_pending_probes: usize,
+    /// Probe every reachable destination, not only those marked with
+    /// [`Router::mark_in_use`](super::Router::mark_in_use). For small meshes and the
+    /// simulator; the probes cost a round trip per destination per `probe_interval`.
+    /// Default false.
+    pub probe_all: bool,
+    /// A destination marked in use stays probed this long after the last mark.
+    /// Default 300 s.
+    pub in_use_ttl: Duration,
 }
 
 impl Default for Config {
@@ -85,6 +113,7 @@ impl Default for Config {
             request_hop_count: 64,
             request_dedup: Duration::from_secs(1),
             max_destinations: 10_000,
+            max_destinations_per_neighbour: 5_000,
             max_neighbours: 256,
             max_entries_per_frame: 128,
             max_frame_len: 16 * 1024,
@@ -94,6 +123,13 @@ impl Default for Config {
             trace_timeout: Duration::from_secs(5),
             route_events: true,
             initial_seqno: 0,
+            probe_interval: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(3),
+            probe_failures: 2,
+            probe_penalty: Duration::from_secs(300),
+            max_pending_probes: 64,
+            probe_all: false,
+            in_use_ttl: Duration::from_secs(300),
         }
     }
 }

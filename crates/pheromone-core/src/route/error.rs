@@ -74,6 +74,36 @@ pub enum MessageError {
     /// does not hold us just before the sender: forged or misrouted, dropped.
     #[error("trace frame with an inconsistent path")]
     BadTracePath,
+    /// A route record whose signature is not the destination's own signature of
+    /// (destination, seqno): forged (e.g. a higher seqno for someone else's peer ID) or
+    /// corrupted. The entry was dropped, the rest of the frame used.
+    #[error("route record for {destination} (seqno {seqno}) from {from} has a bad signature")]
+    BadSignature {
+        /// The neighbour that sent it.
+        from: crate::identity::PeerId,
+        /// The destination it claims to be signed by.
+        destination: crate::identity::PeerId,
+        /// The seqno it claims.
+        seqno: u32,
+    },
+    /// The neighbour already holds routes to `Config::max_destinations_per_neighbour`
+    /// destinations in our table; its new destinations were dropped.
+    #[error("neighbour {peer} advertises more than {limit} destinations; {dropped} refused")]
+    NeighbourRouteCap {
+        /// The neighbour.
+        peer: crate::identity::PeerId,
+        /// The cap in force.
+        limit: usize,
+        /// Destinations of this frame refused.
+        dropped: usize,
+    },
+    /// A trace reply that says "reached" without the target's valid signature of the trace:
+    /// a node on the way back faked an arrival. Dropped (the trace or probe times out).
+    #[error("trace reply for {target} without the target's signature")]
+    BadTraceSignature {
+        /// The target the reply claims reached.
+        target: crate::identity::PeerId,
+    },
 }
 
 /// Why [`Router::trace`](super::Router::trace) could not start a trace.

@@ -47,6 +47,8 @@
 
 mod config;
 mod error;
+mod probe;
+mod record;
 mod state;
 mod table;
 mod trace;
@@ -54,6 +56,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::{DecodeError, MessageError, TraceError};
+pub use record::sign_record;
 pub use state::Router;
 pub use wire::TraceStatus;
 
@@ -125,7 +128,7 @@ pub enum Event {
 pub type Output = crate::overlay::Output<Event>;
 
 /// The routing protocol id.
-pub const PROTOCOL: &str = "/pheromone/route/1.0.0";
+pub const PROTOCOL: &str = "/pheromone/route/2.0.0";
 
 /// Counters of one router, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,6 +153,17 @@ pub struct Metrics {
     pub seqno_bumps: u64,
     /// Changes of a selected route (next hop, metric or hops).
     pub route_changes: u64,
+    /// Route records dropped for a bad signature.
+    pub records_rejected: u64,
+    /// New destinations refused because their neighbour reached
+    /// `max_destinations_per_neighbour`.
+    pub neighbour_cap_drops: u64,
+    /// Path probes sent.
+    pub probes_sent: u64,
+    /// Path probes that failed (timeout, no signed answer, dead end).
+    pub probes_failed: u64,
+    /// Times a route was found lying and set aside.
+    pub routes_suspected: u64,
 }
 
 /// Entry points for fuzz targets: each takes arbitrary bytes and must never panic.
@@ -178,7 +192,7 @@ pub mod fuzzing {
     /// runs its timers; drains every output. `start` is any instant (the harness reads
     /// the clock; this crate never does).
     pub fn fuzz_handle_message(start: std::time::Instant, data: &[u8]) {
-        let local = crate::identity::Keypair::from_seed([7; 32]).peer_id();
+        let local = crate::identity::Keypair::from_seed([7; 32]);
         let a = crate::identity::Keypair::from_seed([8; 32]).peer_id();
         let b = crate::identity::Keypair::from_seed([9; 32]).peer_id();
         let mut router = Router::new(local, Config::default(), start);

@@ -2,17 +2,20 @@
 //! the feasibility condition, triggered and periodic updates, sequence-number requests,
 //! expiry and garbage collection.
 //!
-//! Trace probes are handled in `trace.rs`; frames are built by `wire.rs`; what goes out is
-//! in `state/outgoing.rs`, the overlay contract in `state/overlay_impl.rs`. Nothing here
+//! Trace probes are handled in `trace.rs`, path probes of selected routes in `probe.rs`,
+//! record signatures in `record.rs`; frames are built by `wire.rs`; what goes out is in
+//! `state/outgoing.rs`, the overlay contract in `state/overlay_impl.rs`. Nothing here
 //! reads a clock or does IO: every method takes `now` and queues [`Output`]s.
 
 mod outgoing;
 mod overlay_impl;
 
+use super::probe::PendingProbe;
+use super::record;
 use super::table::{feasible, seq_ge, seq_gt, Dest, Learned, Pending, Selected};
-use super::wire::{self, Limits, Message, RequestEntry, UpdateEntry, INFINITY};
+use super::wire::{self, Limits, Message, RequestEntry, Signature, UpdateEntry, INFINITY};
 use super::{Config, Event, MessageError, Metrics, NextHop, Output, RouteEntry, TraceId};
-use crate::identity::PeerId;
+use crate::identity::{Keypair, PeerId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -21,6 +24,9 @@ use std::time::Instant;
 pub(super) struct Neighbour {
     pub(super) cost: u16,
     pub(super) next_dump: Instant,
+    /// Destinations it holds a route to in our table, against
+    /// `max_destinations_per_neighbour`.
+    pub(super) routes: usize,
 }
 
 /// A request we forwarded toward its destination.
@@ -46,14 +52,18 @@ pub(super) struct PendingTrace {
 #[derive(Debug)]
 pub struct Router {
     pub(super) local: PeerId,
+    /// Signs our own route record and the trace replies addressed to us.
+    pub(super) keypair: Keypair,
+    /// Our signature of (us, `seqno`), made once per seqno.
+    pub(super) own_signature: Signature,
     pub(super) config: Config,
     limits: Limits,
     /// Our own sequence number.
     seqno: u32,
     pub(super) neighbours: BTreeMap<PeerId, Neighbour>,
-    dests: BTreeMap<PeerId, Dest>,
+    pub(super) dests: BTreeMap<PeerId, Dest>,
     /// Our pending sequence-number requests, by destination.
-    requests: BTreeMap<PeerId, Pending>,
+    pub(super) requests: BTreeMap<PeerId, Pending>,
     /// Earliest `next_at` among `requests` (may be stale-early: a wake-up with nothing to
     /// do is harmless and keeps this O(1) to maintain).
     next_request_at: Option<Instant>,
@@ -71,6 +81,11 @@ pub struct Router {
     /// Request entries to send at the next flush, per neighbour.
     out_requests: BTreeMap<PeerId, Vec<RequestEntry>>,
     pub(super) traces: BTreeMap<TraceId, PendingTrace>,
+    /// Path probes of selected routes in flight (ids shared with traces).
+    pub(super) probes: BTreeMap<TraceId, PendingProbe>,
+    /// Destinations the node sends traffic to, with the last time it said so: their
+    /// routes are probed (all destinations with `Config::probe_all`).
+    pub(super) in_use: BTreeMap<PeerId, Instant>,
     pub(super) next_trace_id: u64,
     next_housekeeping: Option<Instant>,
     /// When the held triggered updates go out (None: nothing held).
@@ -80,11 +95,14 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for the node `local`, with no neighbours yet; its housekeeping clock
-    /// starts at `now`.
-    pub fn new(local: PeerId, config: Config, now: Instant) -> Self {
+    /// A router for the node whose identity is `keypair` (it signs the node's route
+    /// record), with no neighbours yet; its housekeeping clock starts at `now`.
+    pub fn new(keypair: Keypair, config: Config, now: Instant) -> Self {
+        let own_signature = record::sign_record(&keypair, config.initial_seqno);
         let mut router = Self {
-            local,
+            local: keypair.peer_id(),
+            keypair,
+            own_signature,
             limits: Limits::from_config(&config),
             seqno: config.initial_seqno,
             config,
@@ -98,6 +116,8 @@ impl Router {
             dirty: BTreeSet::new(),
             out_requests: BTreeMap::new(),
             traces: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            in_use: BTreeMap::new(),
             next_trace_id: 1,
             next_housekeeping: None,
             flush_at: None,
@@ -197,6 +217,7 @@ impl Router {
             Neighbour {
                 cost: cost.clamp(1, INFINITY - 1),
                 next_dump: now + self.config.update_interval,
+                routes: 0,
             },
         );
         self.send_dump(now, peer);
@@ -230,6 +251,7 @@ impl Router {
         }
         self.out_requests.remove(&peer);
         self.answers.remove(&peer);
+        self.cancel_probes_via(&peer);
         let mut affected = Vec::new();
         for (dest, d) in &mut self.dests {
             let before = d.routes.len();
@@ -273,8 +295,27 @@ impl Router {
         }
         match wire::decode(bytes, &self.limits)? {
             Message::Update(entries) => {
+                // Every entry is judged on its own; the first refusal is reported.
+                let mut first_error = None;
+                let mut capped = 0;
                 for entry in entries {
-                    self.handle_update(now, from, entry);
+                    match self.handle_update(now, from, entry) {
+                        Ok(()) => {}
+                        Err(MessageError::NeighbourRouteCap { .. }) => capped += 1,
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
+                }
+                if capped > 0 {
+                    return Err(MessageError::NeighbourRouteCap {
+                        peer: from,
+                        limit: self.config.max_destinations_per_neighbour,
+                        dropped: capped,
+                    });
                 }
                 Ok(())
             }
@@ -285,7 +326,7 @@ impl Router {
                 Ok(())
             }
             Message::Trace(probe) => self.handle_trace(now, from, probe),
-            Message::TraceReply(reply) => self.handle_trace_reply(from, reply),
+            Message::TraceReply(reply) => self.handle_trace_reply(now, from, reply),
         }
     }
 
@@ -338,50 +379,117 @@ impl Router {
         }
     }
 
-    fn handle_update(&mut self, now: Instant, from: PeerId, e: UpdateEntry) {
+    fn handle_update(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        e: UpdateEntry,
+    ) -> Result<(), MessageError> {
+        let bad_signature = MessageError::BadSignature {
+            from,
+            destination: e.destination,
+            seqno: e.seqno,
+        };
         if e.destination == self.local {
             // Someone still carries a number of ours at least as new as our own: we were
-            // restarted. Jump past it so our fresh routes are feasible everywhere.
+            // restarted. Jump past it so our fresh routes are feasible everywhere — but
+            // only for a number we really signed, or anyone could push ours around.
             if e.metric != INFINITY && seq_ge(e.seqno, self.seqno) {
+                let genuine = e
+                    .signature
+                    .is_some_and(|sig| record::verify_record(&self.local, e.seqno, &sig));
+                if !genuine {
+                    self.metrics.records_rejected += 1;
+                    return Err(bad_signature);
+                }
                 self.bump_seqno(e.seqno.wrapping_add(1));
             }
-            return;
+            return Ok(());
         }
-        if !self.dests.contains_key(&e.destination) {
-            if e.metric == INFINITY || !self.make_room(now) {
-                return;
+        let signature = match e.signature {
+            Some(sig) if e.metric != INFINITY => Some(sig),
+            _ => None,
+        };
+        if e.metric != INFINITY && signature.is_none() {
+            self.metrics.records_rejected += 1;
+            return Err(bad_signature);
+        }
+        let known = self.dests.contains_key(&e.destination);
+        if !known && e.metric == INFINITY {
+            return Ok(());
+        }
+        let holds_route = self
+            .dests
+            .get(&e.destination)
+            .is_some_and(|d| d.routes.iter().any(|r| r.via == from));
+        if e.metric != INFINITY && !holds_route {
+            let held = self.neighbours.get(&from).map_or(0, |n| n.routes);
+            if held >= self.config.max_destinations_per_neighbour {
+                self.metrics.neighbour_cap_drops += 1;
+                return Err(MessageError::NeighbourRouteCap {
+                    peer: from,
+                    limit: self.config.max_destinations_per_neighbour,
+                    dropped: 1,
+                });
             }
-            self.dests.insert(e.destination, Dest::new(now));
+        }
+        if let Some(sig) = &signature {
+            // Checked before the destination takes a table slot, so forged records cannot
+            // fill the table either.
+            let genuine = match self.dests.get_mut(&e.destination) {
+                Some(d) => d.verified.check(&e.destination, e.seqno, sig),
+                None => record::verify_record(&e.destination, e.seqno, sig),
+            };
+            if !genuine {
+                self.metrics.records_rejected += 1;
+                return Err(bad_signature);
+            }
+        }
+        if !known {
+            if !self.make_room(now) {
+                return Ok(());
+            }
+            let mut dest = Dest::new(now);
+            if let Some(sig) = &signature {
+                dest.verified.check(&e.destination, e.seqno, sig);
+            }
+            self.dests.insert(e.destination, dest);
         }
         let Some(d) = self.dests.get_mut(&e.destination) else {
-            return;
+            return Ok(());
         };
         let slot = d.routes.iter().position(|r| r.via == from);
-        if e.metric == INFINITY {
-            match slot {
-                Some(i) => {
-                    d.routes.swap_remove(i);
-                }
-                None => return,
+        match (slot, signature) {
+            (Some(i), None) => {
+                d.routes.swap_remove(i);
+                uncount(&mut self.neighbours, &from);
             }
-        } else {
-            let learned = Learned {
-                via: from,
-                seqno: e.seqno,
-                metric: e.metric,
-                hops: e.hops,
-                refreshed: now,
-            };
-            match slot {
-                Some(i) => {
-                    let old = d.routes[i];
-                    d.routes[i] = learned;
-                    if (old.seqno, old.metric, old.hops) == (e.seqno, e.metric, e.hops) {
-                        // A refresh from a periodic dump: nothing to reselect.
-                        return;
+            (None, None) => return Ok(()),
+            (slot, Some(signature)) => {
+                let learned = Learned {
+                    via: from,
+                    seqno: e.seqno,
+                    metric: e.metric,
+                    hops: e.hops,
+                    refreshed: now,
+                    signature,
+                };
+                match slot {
+                    Some(i) => {
+                        let old = d.routes[i];
+                        d.routes[i] = learned;
+                        if (old.seqno, old.metric, old.hops) == (e.seqno, e.metric, e.hops) {
+                            // A refresh from a periodic dump: nothing to reselect.
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        d.routes.push(learned);
+                        if let Some(n) = self.neighbours.get_mut(&from) {
+                            n.routes += 1;
+                        }
                     }
                 }
-                None => d.routes.push(learned),
             }
         }
         self.select(now, e.destination);
@@ -408,6 +516,7 @@ impl Router {
                 }
             }
         }
+        Ok(())
     }
 
     fn handle_request(&mut self, now: Instant, from: PeerId, e: RequestEntry) {
@@ -488,21 +597,23 @@ impl Router {
     /// After a reselection: if a stored, unfeasible route is shorter than the one chosen
     /// (the mesh lost a link and the best alternative was not feasible), ask its
     /// neighbour for a newer seqno.
-    fn improve_after_select(&mut self, now: Instant, dest: PeerId) {
+    pub(super) fn improve_after_select(&mut self, now: Instant, dest: PeerId) {
         let Some(d) = self.dests.get(&dest) else {
             return;
         };
         let Some(sel) = d.selected else {
             return;
         };
+        // A suspect route is worse than any honest one, whatever the metrics say.
+        let selected_suspect = d.suspect(&sel.via, now);
         let better = d
             .routes
             .iter()
-            .filter(|r| !feasible(d.fd, r.seqno, r.metric))
+            .filter(|r| !feasible(d.fd, r.seqno, r.metric) && !d.suspect(&r.via, now))
             .filter_map(|r| {
                 let n = self.neighbours.get(&r.via)?;
                 let metric = r.metric.saturating_add(n.cost);
-                (metric < sel.metric).then_some((metric, r.via))
+                (selected_suspect || metric < sel.metric).then_some((metric, r.via))
             })
             .min();
         if let Some((_, via)) = better {
@@ -511,7 +622,7 @@ impl Router {
     }
 
     /// Asks `via` alone for a newer seqno of `dest`, at most once per `request_dedup`.
-    fn request_newer(&mut self, now: Instant, dest: PeerId, via: PeerId) {
+    pub(super) fn request_newer(&mut self, now: Instant, dest: PeerId, via: PeerId) {
         let Some(d) = self.dests.get(&dest) else {
             return;
         };
@@ -554,6 +665,7 @@ impl Router {
 
     fn bump_seqno(&mut self, to: u32) {
         self.seqno = to;
+        self.own_signature = record::sign_record(&self.keypair, to);
         self.metrics.seqno_bumps += 1;
         self.dirty.insert(self.local);
     }
@@ -572,7 +684,11 @@ impl Router {
             .map(|(k, _)| *k);
         match oldest {
             Some(k) => {
-                self.dests.remove(&k);
+                if let Some(d) = self.dests.remove(&k) {
+                    for r in &d.routes {
+                        uncount(&mut self.neighbours, &r.via);
+                    }
+                }
                 self.requests.remove(&k);
                 true
             }
@@ -584,12 +700,12 @@ impl Router {
     }
 
     /// Picks the best feasible route to `dest` and records what changed.
-    fn select(&mut self, now: Instant, dest: PeerId) {
+    pub(super) fn select(&mut self, now: Instant, dest: PeerId) {
         let Some(d) = self.dests.get_mut(&dest) else {
             return;
         };
         let old = d.selected;
-        let mut best: Option<(Selected, (u16, u8, bool, PeerId))> = None;
+        let mut best: Option<(Selected, (bool, u16, u8, bool, PeerId))> = None;
         for r in &d.routes {
             let Some(n) = self.neighbours.get(&r.via) else {
                 continue;
@@ -602,15 +718,24 @@ impl Router {
             if !feasible(d.fd, r.seqno, r.metric) {
                 continue;
             }
-            // Smallest metric, then fewest hops, then the route already in use (no
-            // flapping between equals), then the smallest peer ID (determinism).
-            let key = (metric, hops, old.is_none_or(|o| o.via != r.via), r.via);
+            // Routes probes found lying come last (used only when nothing else is
+            // feasible); then smallest metric, then fewest hops, then the route already
+            // in use (no flapping between equals), then the smallest peer ID
+            // (determinism).
+            let key = (
+                d.suspect(&r.via, now),
+                metric,
+                hops,
+                old.is_none_or(|o| o.via != r.via),
+                r.via,
+            );
             if best.as_ref().is_none_or(|(_, k)| key < *k) {
                 let sel = Selected {
                     via: r.via,
                     seqno: r.seqno,
                     metric,
                     hops,
+                    signature: r.signature,
                 };
                 best = Some((sel, key));
             }
@@ -620,6 +745,10 @@ impl Router {
             return;
         }
         d.selected = new;
+        if new.map(|s| s.via) != old.map(|s| s.via) {
+            // A new path: probe it at the next round.
+            d.next_probe = None;
+        }
         let visible = |s: &Option<Selected>| s.map(|s| (s.via, s.metric, s.hops));
         if visible(&new) != visible(&old) {
             self.dirty.insert(dest);
@@ -662,7 +791,7 @@ impl Router {
     }
 
     /// Asks every neighbour for a newer seqno of `dest`, to be resent until answered.
-    fn start_request(&mut self, now: Instant, dest: PeerId) {
+    pub(super) fn start_request(&mut self, now: Instant, dest: PeerId) {
         let Some(d) = self.dests.get(&dest) else {
             return;
         };
@@ -718,8 +847,14 @@ impl Router {
         let mut reselect = Vec::new();
         for (dest, d) in &mut self.dests {
             let before = d.routes.len();
-            d.routes
-                .retain(|r| now.saturating_duration_since(r.refreshed) < expiry);
+            let neighbours = &mut self.neighbours;
+            d.routes.retain(|r| {
+                let keep = now.saturating_duration_since(r.refreshed) < expiry;
+                if !keep {
+                    uncount(neighbours, &r.via);
+                }
+                keep
+            });
             if d.routes.len() != before {
                 reselect.push(*dest);
             }
@@ -729,12 +864,16 @@ impl Router {
         }
         let gc = self.config.source_gc_time;
         let requests = &mut self.requests;
+        let neighbours = &mut self.neighbours;
         self.dests.retain(|dest, d| {
             let forget = d.selected.is_none()
                 && d.lost_at
                     .is_some_and(|at| now.saturating_duration_since(at) >= gc);
             if forget {
                 requests.remove(dest);
+                for r in &d.routes {
+                    uncount(neighbours, &r.via);
+                }
             }
             !forget
         });
@@ -744,5 +883,14 @@ impl Router {
         self.improving
             .retain(|_, at| now.saturating_duration_since(*at) < dedup);
         self.expire_traces(now);
+        self.run_probes(now);
+        self.prune_health(now);
+    }
+}
+
+/// One route through `via` left our table: it no longer counts against its cap.
+fn uncount(neighbours: &mut BTreeMap<PeerId, Neighbour>, via: &PeerId) {
+    if let Some(n) = neighbours.get_mut(via) {
+        n.routes = n.routes.saturating_sub(1);
     }
 }

@@ -7,7 +7,8 @@
 use crate::identity::PeerId;
 use std::time::Instant;
 
-use super::wire::INFINITY;
+use super::record::Verified;
+use super::wire::{Signature, INFINITY};
 
 /// `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982), so a sequence
 /// number that wraps around still compares as newer.
@@ -45,6 +46,8 @@ pub(crate) struct Learned {
     /// The neighbour's hop count.
     pub(crate) hops: u8,
     pub(crate) refreshed: Instant,
+    /// The destination's signature of (destination, seqno), checked on arrival.
+    pub(crate) signature: Signature,
 }
 
 /// The route in use, as this node advertises it.
@@ -56,6 +59,22 @@ pub(crate) struct Selected {
     pub(crate) metric: u16,
     /// Our hop count: the neighbour's plus one.
     pub(crate) hops: u8,
+    /// The destination's signature of (destination, seqno), passed on as it came.
+    pub(crate) signature: Signature,
+}
+
+/// What path probes found out about the route to a destination through one neighbour.
+/// Kept apart from the route itself, so a neighbour that retracts and re-advertises (or
+/// reconnects) does not wipe its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Health {
+    pub(crate) via: PeerId,
+    /// Probes failed in a row since the last success or sentence.
+    pub(crate) failures: u8,
+    /// Times this route was found lying; each doubles the next penalty (capped).
+    pub(crate) strikes: u8,
+    /// Not selected while another feasible route exists, until then.
+    pub(crate) suspect_until: Option<Instant>,
 }
 
 /// A pending sequence-number request of ours.
@@ -79,6 +98,14 @@ pub(crate) struct Dest {
     pub(crate) last_seqno: u32,
     /// When the destination became unreachable (None while it is reachable).
     pub(crate) lost_at: Option<Instant>,
+    /// Signatures already checked.
+    pub(crate) verified: Verified,
+    /// Probe results per neighbour (at most one entry per neighbour probed).
+    pub(crate) health: Vec<Health>,
+    /// When the selected route is next probed (None: at the next round).
+    pub(crate) next_probe: Option<Instant>,
+    /// A probe of the selected route is in flight.
+    pub(crate) probing: bool,
 }
 
 impl Dest {
@@ -89,7 +116,18 @@ impl Dest {
             selected: None,
             last_seqno: 0,
             lost_at: Some(now),
+            verified: Verified::default(),
+            health: Vec::new(),
+            next_probe: None,
+            probing: false,
         }
+    }
+
+    /// Whether probes found the route through `via` lying, as of `now`.
+    pub(crate) fn suspect(&self, via: &PeerId, now: Instant) -> bool {
+        self.health
+            .iter()
+            .any(|h| h.via == *via && h.suspect_until.is_some_and(|t| t > now))
     }
 
     /// Records that we advertise `sel`, lowering the feasibility distance if it is better.

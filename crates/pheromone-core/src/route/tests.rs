@@ -14,9 +14,27 @@ fn start() -> Instant {
     Instant::now()
 }
 
-fn peer(n: u8) -> PeerId {
-    Keypair::from_seed([n; 32]).peer_id()
+fn key(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
 }
+
+fn peer(n: u8) -> PeerId {
+    key(n).peer_id()
+}
+
+/// An advertisement of node `dest`'s route, with `dest`'s own signature.
+fn signed(dest: u8, seqno: u32, metric: u16, hops: u8) -> UpdateEntry {
+    UpdateEntry {
+        destination: peer(dest),
+        seqno,
+        metric,
+        hops,
+        signature: Some(super::record::sign_record(&key(dest), seqno)),
+    }
+}
+
+/// Rewrites (or drops, with `None`) a frame from one node to another in flight.
+type Tamper = Box<dyn FnMut(usize, usize, Message) -> Option<Message>>;
 
 /// Routers on a virtual clock; frames are delivered in order, instantly, over up links.
 struct Net {
@@ -26,6 +44,7 @@ struct Net {
     now: Instant,
     events: Vec<(usize, Event)>,
     sent: Vec<(usize, usize, Message)>,
+    tamper: Option<Tamper>,
 }
 
 impl Net {
@@ -37,15 +56,15 @@ impl Net {
         };
         let ids: Vec<PeerId> = (0..n).map(|i| peer(i as u8 + 1)).collect();
         Self {
-            routers: ids
-                .iter()
-                .map(|p| Router::new(*p, config.clone(), start()))
+            routers: (0..n)
+                .map(|i| Router::new(key(i as u8 + 1), config.clone(), start()))
                 .collect(),
             ids,
             links: BTreeSet::new(),
             now: start(),
             events: Vec::new(),
             sent: Vec::new(),
+            tamper: None,
         }
     }
 
@@ -90,8 +109,18 @@ impl Net {
             if !self.links.contains(&(from.min(to), from.max(to))) {
                 continue;
             }
-            let message = wire::decode(&bytes, &wire::Limits::from_config(&Config::default()))
+            let mut message = wire::decode(&bytes, &wire::Limits::from_config(&Config::default()))
                 .expect("routers send valid frames");
+            let mut bytes = bytes.to_vec();
+            if let Some(tamper) = &mut self.tamper {
+                match tamper(from, to, message) {
+                    Some(m) => {
+                        bytes = m.to_vec();
+                        message = m;
+                    }
+                    None => continue,
+                }
+            }
             self.sent.push((from, to, message));
             let sender = self.ids[from];
             let now = self.now;
@@ -241,18 +270,16 @@ fn the_next_hop_hears_a_poisoned_route() {
 #[test]
 fn unfeasible_advertisements_are_not_used() {
     let now = start();
-    let (me, a, b, d) = (peer(1), peer(2), peer(3), peer(4));
-    let mut r = Router::new(me, Config::default(), now);
+    let (a, b, d) = (peer(2), peer(3), peer(4));
+    let mut r = Router::new(key(1), Config::default(), now);
     r.neighbour_up(now, a.into());
     r.neighbour_up(now, b.into());
-    let update = |dest, seqno, metric, hops| {
-        Message::Update(vec![UpdateEntry {
-            destination: dest,
-            seqno,
-            metric,
-            hops,
-        }])
-        .to_vec()
+    let update = |_: PeerId, seqno, metric, hops| {
+        let mut e = signed(4, seqno, metric, hops);
+        if metric == INFINITY {
+            e.signature = None;
+        }
+        Message::Update(vec![e]).to_vec()
     };
     r.handle_frame(now, a, &update(d, 5, 2, 2)).unwrap();
     assert_eq!(r.next_hop(&d).map(|h| (h.peer, h.metric)), Some((a, 3)));
@@ -297,7 +324,7 @@ fn a_restarted_node_jumps_past_its_old_seqno() {
     // 2 restarts with seqno 0; 0's FD for 2 is (40, 2).
     net.unlink(1, 2);
     net.routers[2] = Router::new(
-        net.ids[2],
+        key(3),
         Config {
             triggered_delay: Duration::ZERO,
             ..Config::default()
@@ -313,16 +340,10 @@ fn a_restarted_node_jumps_past_its_old_seqno() {
 fn routes_expire_when_not_refreshed() {
     let now = start();
     let config = Config::default();
-    let (me, a, d) = (peer(1), peer(2), peer(4));
-    let mut r = Router::new(me, config.clone(), now);
+    let (a, d) = (peer(2), peer(4));
+    let mut r = Router::new(key(1), config.clone(), now);
     r.neighbour_up(now, a.into());
-    let update = Message::Update(vec![UpdateEntry {
-        destination: d,
-        seqno: 1,
-        metric: 1,
-        hops: 1,
-    }])
-    .to_vec();
+    let update = Message::Update(vec![signed(4, 1, 1, 1)]).to_vec();
     r.handle_frame(now, a, &update).unwrap();
     assert!(r.next_hop(&d).is_some());
     let mut t = now;
@@ -341,16 +362,9 @@ fn the_table_is_bounded() {
         max_destinations: 10,
         ..Config::default()
     };
-    let mut r = Router::new(peer(1), config, now);
+    let mut r = Router::new(key(1), config, now);
     r.neighbour_up(now, peer(2).into());
-    let entries: Vec<UpdateEntry> = (10..40)
-        .map(|n| UpdateEntry {
-            destination: peer(n),
-            seqno: 1,
-            metric: 1,
-            hops: 1,
-        })
-        .collect();
+    let entries: Vec<UpdateEntry> = (10..40).map(|n| signed(n, 1, 1, 1)).collect();
     r.handle_frame(now, peer(2), &Message::Update(entries).to_vec())
         .unwrap();
     assert_eq!(r.destinations(), 10);
@@ -363,14 +377,14 @@ fn the_table_is_bounded() {
 #[test]
 fn hostile_frames_are_refused_not_panicked_on() {
     let now = start();
-    let mut r = Router::new(peer(1), Config::default(), now);
+    let mut r = Router::new(key(1), Config::default(), now);
     assert_eq!(
         r.handle_frame(now, peer(2), &[1, 1, 0]),
         Err(MessageError::NotANeighbour)
     );
     r.neighbour_up(now, peer(2).into());
     assert!(matches!(
-        r.handle_frame(now, peer(2), &[1, 7]),
+        r.handle_frame(now, peer(2), &[2, 7]),
         Err(MessageError::Decode(DecodeError::UnknownKind(7)))
     ));
     assert_eq!(r.metrics().frames_rejected, 2);
@@ -420,15 +434,10 @@ fn traces_report_the_path() {
 #[test]
 fn traces_time_out() {
     let now = start();
-    let (me, a, d) = (peer(1), peer(2), peer(4));
-    let mut r = Router::new(me, Config::default(), now);
+    let (a, d) = (peer(2), peer(4));
+    let mut r = Router::new(key(1), Config::default(), now);
     r.neighbour_up(now, a.into());
-    let update = Message::Update(vec![UpdateEntry {
-        destination: d,
-        seqno: 1,
-        metric: 1,
-        hops: 1,
-    }]);
+    let update = Message::Update(vec![signed(4, 1, 1, 1)]);
     r.handle_frame(now, a, &update.to_vec()).unwrap();
     let id = r.trace(now, d).unwrap();
     let mut finished = None;
@@ -449,7 +458,7 @@ fn traces_time_out() {
 #[test]
 fn fuzz_bodies_accept_anything() {
     let now = start();
-    for data in [&[][..], &[1, 1, 0], &[1, 2, 1, 0], &[0xff; 40]] {
+    for data in [&[][..], &[1, 1, 0], &[2, 1, 0], &[2, 2, 1, 0], &[0xff; 40]] {
         fuzzing::fuzz_decode(data);
         fuzzing::fuzz_handle_message(now, data);
     }
@@ -499,4 +508,223 @@ fn a_newer_seqno_goes_to_those_who_asked_not_to_everyone() {
 
 fn seq_gt_test(a: u32, b: u32) -> bool {
     a != b && (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The frames `r` has queued, decoded.
+fn drain(r: &mut Router) -> Vec<(PeerId, Message)> {
+    let limits = wire::Limits::from_config(r.config());
+    let mut out = Vec::new();
+    while let Some(o) = r.poll_output() {
+        if let Output::Send { to, frame } = o {
+            out.push((to, wire::decode(&frame, &limits).expect("valid frame")));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_forged_higher_seqno_for_a_victim_is_rejected() {
+    // The attack of issue 16: mallory advertises victim 4 with a higher seqno and metric 0
+    // to draw its traffic. Under 1.0.0 a newer seqno won whatever its metric.
+    let now = start();
+    let (a, mallory, victim) = (peer(2), peer(3), peer(4));
+    let mut r = Router::new(key(1), Config::default(), now);
+    r.neighbour_up(now, a.into());
+    r.neighbour_up(now, mallory.into());
+    r.handle_frame(now, a, &Message::Update(vec![signed(4, 5, 2, 2)]).to_vec())
+        .unwrap();
+    assert_eq!(r.next_hop(&victim).map(|h| h.peer), Some(a));
+    // Signed with mallory's own key, replayed with a changed seqno, or unsigned.
+    let mut own_key = signed(4, 6, 0, 0);
+    own_key.signature = Some(key(3).sign(b"pheromone-route-record/2: victim 6"));
+    let mut replayed = signed(4, 5, 0, 0);
+    replayed.seqno = 6;
+    let mut unsigned = signed(4, 6, 0, 0);
+    unsigned.signature = None;
+    for forged in [own_key, replayed, unsigned] {
+        let err = r
+            .handle_frame(now, mallory, &Message::Update(vec![forged]).to_vec())
+            .unwrap_err();
+        assert!(
+            matches!(err, MessageError::BadSignature { destination, seqno: 6, .. } if destination == victim),
+            "{err}"
+        );
+        assert_eq!(r.next_hop(&victim).map(|h| h.peer), Some(a));
+    }
+    assert_eq!(r.metrics().records_rejected, 3);
+    // Nor can mallory push our own seqno around with a record of ours it made up.
+    let mut ours = signed(1, 1_000, 0, 0);
+    ours.signature = Some([0; 64]);
+    assert!(r
+        .handle_frame(now, mallory, &Message::Update(vec![ours]).to_vec())
+        .is_err());
+    assert_eq!(r.seqno(), 0);
+    // The genuine newer record is taken from anyone (what it claims of its metric is the
+    // probes' business).
+    r.handle_frame(
+        now,
+        mallory,
+        &Message::Update(vec![signed(4, 6, 0, 0)]).to_vec(),
+    )
+    .unwrap();
+    assert_eq!(
+        r.next_hop(&victim).map(|h| (h.peer, h.metric)),
+        Some((mallory, 1))
+    );
+}
+
+#[test]
+fn version_one_frames_are_refused() {
+    let now = start();
+    let mut r = Router::new(key(1), Config::default(), now);
+    r.neighbour_up(now, peer(2).into());
+    assert_eq!(
+        r.handle_frame(now, peer(2), &[1, 1, 0]),
+        Err(MessageError::Decode(DecodeError::UnsupportedVersion(1)))
+    );
+}
+
+#[test]
+fn one_neighbour_cannot_fill_the_table() {
+    let now = start();
+    let config = Config {
+        max_destinations: 30,
+        max_destinations_per_neighbour: 10,
+        ..Config::default()
+    };
+    let mut r = Router::new(key(1), config, now);
+    r.neighbour_up(now, peer(2).into());
+    r.neighbour_up(now, peer(3).into());
+    // Freshly minted identities, every record genuinely signed.
+    let flood: Vec<UpdateEntry> = (10..60).map(|n| signed(n, 1, 1, 1)).collect();
+    let err = r
+        .handle_frame(now, peer(2), &Message::Update(flood).to_vec())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        MessageError::NeighbourRouteCap {
+            peer: peer(2),
+            limit: 10,
+            dropped: 40
+        }
+    );
+    assert_eq!(r.destinations(), 10);
+    assert_eq!(r.metrics().neighbour_cap_drops, 40);
+    // An honest neighbour still gets its destinations in.
+    let honest: Vec<UpdateEntry> = (100..105).map(|n| signed(n, 1, 1, 1)).collect();
+    r.handle_frame(now, peer(3), &Message::Update(honest).to_vec())
+        .unwrap();
+    assert!((100..105).all(|n| r.next_hop(&peer(n)).is_some()));
+    // A retraction frees the flooder's slot for another of its destinations.
+    let mut retract = signed(10, 1, INFINITY, 0);
+    retract.signature = None;
+    r.handle_frame(now, peer(2), &Message::Update(vec![retract]).to_vec())
+        .unwrap();
+    r.handle_frame(
+        now,
+        peer(2),
+        &Message::Update(vec![signed(70, 1, 1, 1)]).to_vec(),
+    )
+    .unwrap();
+    assert!(r.next_hop(&peer(70)).is_some());
+}
+
+#[test]
+fn a_relay_cannot_fake_a_trace_arrival() {
+    let now = start();
+    let (a, d) = (peer(2), peer(4));
+    let mut r = Router::new(key(1), Config::default(), now);
+    r.neighbour_up(now, a.into());
+    r.handle_frame(now, a, &Message::Update(vec![signed(4, 1, 1, 1)]).to_vec())
+        .unwrap();
+    drain(&mut r);
+    let id = r.trace(now, d).unwrap();
+    let path = vec![peer(1), a, d];
+    let fake = wire::TraceReply {
+        id: id.0,
+        target: d,
+        status: TraceStatus::Reached,
+        signature: Some(super::record::sign_trace(&key(2), id.0, &path)),
+        path: path.clone(),
+    };
+    assert_eq!(
+        r.handle_frame(now, a, &Message::TraceReply(fake).to_vec()),
+        Err(MessageError::BadTraceSignature { target: d })
+    );
+    let real = wire::TraceReply {
+        id: id.0,
+        target: d,
+        status: TraceStatus::Reached,
+        signature: Some(super::record::sign_trace(&key(4), id.0, &path)),
+        path,
+    };
+    r.handle_frame(now, a, &Message::TraceReply(real).to_vec())
+        .unwrap();
+    assert!(drain_events(&mut r).iter().any(
+        |e| matches!(e, Event::TraceFinished(o) if o.status == TraceStatus::Reached && o.id == id)
+    ));
+}
+
+fn drain_events(r: &mut Router) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(o) = r.poll_output() {
+        if let Output::Event(e) = o {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_metric_lying_relay_loses_its_traffic_after_probes_fail() {
+    // 0 reaches 4 through honest 5 (two links) or through 1, which relays 4's genuine
+    // records but tells 0 it sits next to 4 (metric 0) and drops whatever it should carry
+    // for 0 — the probes included. Real path through 1: 1-2-3-4.
+    let config = Config {
+        probe_all: true,
+        ..Config::default()
+    };
+    let mut net = Net::new(6, config.clone());
+    let victim = net.ids[4];
+    let liar = net.ids[1];
+    net.tamper = Some(Box::new(move |from, to, message| match message {
+        Message::Update(entries) if from == 1 && to == 0 => Some(Message::Update(
+            entries
+                .into_iter()
+                .map(|mut e| {
+                    if e.destination == victim && e.metric != INFINITY {
+                        e.metric = 0;
+                        e.hops = 0;
+                    }
+                    e
+                })
+                .collect(),
+        )),
+        Message::Trace(t) if from == 0 && to == 1 && t.target != liar => None,
+        other => Some(other),
+    }));
+    for (a, b) in [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 4)] {
+        net.link(a, b);
+    }
+    assert_eq!(
+        net.hop(0, 4),
+        Some((1, 1)),
+        "the lie wins before anything is probed"
+    );
+    // Two probe timeouts and a round or two of slack.
+    let wait = config.probe_timeout * u32::from(config.probe_failures) + Duration::from_secs(4);
+    net.advance(wait);
+    assert_eq!(
+        net.path(0, 4),
+        Some(vec![5, 4]),
+        "0 fell back to the honest route"
+    );
+    assert!(net.routers[0].is_suspect(net.now, &victim, &liar));
+    let m = net.routers[0].metrics();
+    assert!(m.routes_suspected >= 1 && m.probes_failed >= 2, "{m:?}");
+    // It stays on the honest route through the liar's later dumps; probes of it succeed.
+    net.advance(config.update_interval * 2);
+    assert_eq!(net.path(0, 4), Some(vec![5, 4]));
+    assert!(net.routers[0].metrics().probes_sent > m.probes_sent);
+    assert!(net.routers[0].is_suspect(net.now, &victim, &liar));
 }

@@ -6,6 +6,7 @@
 //! origin remembers its pending traces, bounded by `Config::max_pending_traces`. Part of
 //! [`Router`]; nothing here does IO.
 
+use super::record;
 use super::state::PendingTrace;
 use super::wire::{Message, TraceProbe, TraceReply, TraceStatus, MAX_TRACE_PATH};
 use super::{Event, MessageError, Output, Router, TraceError, TraceId, TraceOutcome};
@@ -74,11 +75,15 @@ impl Router {
             }
         };
         if let Some(status) = status {
+            // Only the target can say it was reached: it signs (id, path).
+            let signature = (status == TraceStatus::Reached)
+                .then(|| record::sign_trace(&self.keypair, probe.id, &probe.path));
             let reply = TraceReply {
                 id: probe.id,
                 target: probe.target,
                 status,
                 path: probe.path,
+                signature,
             };
             // Back to the sender; it is still linked (the frame just came from it).
             self.send(from, &Message::TraceReply(reply));
@@ -88,6 +93,7 @@ impl Router {
 
     pub(super) fn handle_trace_reply(
         &mut self,
+        now: Instant,
         from: PeerId,
         reply: TraceReply,
     ) -> Result<(), MessageError> {
@@ -101,7 +107,22 @@ impl Router {
             return Err(MessageError::BadTracePath);
         };
         if at == 0 {
+            if reply.status == TraceStatus::Reached {
+                let genuine = reply.path.last() == Some(&reply.target)
+                    && reply.signature.is_some_and(|sig| {
+                        record::verify_trace(&reply.target, reply.id, &reply.path, &sig)
+                    });
+                if !genuine {
+                    return Err(MessageError::BadTraceSignature {
+                        target: reply.target,
+                    });
+                }
+            }
             let id = TraceId(reply.id);
+            if self.probes.contains_key(&id) {
+                self.finish_probe(now, id, &reply);
+                return Ok(());
+            }
             let pending = self.traces.get(&id).map(|t| t.destination);
             if pending == Some(reply.target) {
                 self.traces.remove(&id);

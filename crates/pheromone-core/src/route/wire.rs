@@ -1,6 +1,8 @@
-//! The `/pheromone/route/1.0.0` wire format: UPDATE and REQUEST frames (distance-vector
-//! routing) and TRACE / TRACE_REPLY probes (path discovery for `ping --trace`), plus
-//! length-prefix framing for byte streams.
+//! The `/pheromone/route/2.0.0` wire format: UPDATE and REQUEST frames (distance-vector
+//! routing, every finite route carrying its destination's signature of (destination,
+//! seqno)) and TRACE / TRACE_REPLY probes (path discovery for `ping --trace` and the
+//! router's own path probes, a reached reply signed by the target), plus length-prefix
+//! framing for byte streams.
 //!
 //! Every frame arrives whole, so a short frame is malformed, not "incomplete" (only the
 //! length-prefix layer says "not enough bytes yet"). Every count and length is checked
@@ -13,8 +15,9 @@ use crate::reader::{ReadError, Reader};
 use crate::varint;
 use bytes::BytesMut;
 
-/// Wire version byte that starts every frame.
-pub const VERSION: u8 = 1;
+/// Wire version byte that starts every frame (2: signed records; version 1 frames, which
+/// carried none, are refused).
+pub const VERSION: u8 = 2;
 /// Frame kind of an UPDATE frame.
 pub const KIND_UPDATE: u8 = 0x01;
 /// Frame kind of a REQUEST (sequence-number request) frame.
@@ -29,8 +32,12 @@ pub const INFINITY: u16 = u16::MAX;
 pub const MAX_PEER_ID_LEN: usize = 44;
 /// Most peers a trace path may hold (the origin and the destination included).
 pub const MAX_TRACE_PATH: usize = 64;
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// An Ed25519 signature as carried on the wire.
+pub type Signature = [u8; SIGNATURE_LEN];
 /// Largest encoding of one UPDATE entry.
-pub const MAX_UPDATE_ENTRY_LEN: usize = 1 + MAX_PEER_ID_LEN + 5 + 3 + 1;
+pub const MAX_UPDATE_ENTRY_LEN: usize = 1 + MAX_PEER_ID_LEN + 5 + 3 + 1 + SIGNATURE_LEN;
 /// Largest encoding of one REQUEST entry.
 pub const MAX_REQUEST_ENTRY_LEN: usize = 1 + MAX_PEER_ID_LEN + 5 + 1;
 /// Bytes of frame header (version, kind, count) at most.
@@ -57,6 +64,11 @@ impl Limits {
 
 /// One route advertisement: "I reach `destination` with this (seqno, metric), in `hops`
 /// links". A `metric` of [`INFINITY`] retracts the route.
+///
+/// `signature` is the destination's own signature of (destination, seqno) (see
+/// `route::record`), present exactly when the metric is finite: a relay passes it on
+/// unchanged, and nobody but the destination can make one for a new seqno. Metric and hops
+/// change at every hop and are not signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateEntry {
     /// The node the route leads to.
@@ -67,6 +79,9 @@ pub struct UpdateEntry {
     pub metric: u16,
     /// Links from the sender to the destination.
     pub hops: u8,
+    /// The destination's signature of (destination, seqno); `None` on a retraction (and
+    /// only there: a finite entry is encoded with it, decoded only with it).
+    pub signature: Option<Signature>,
 }
 
 /// "Please make a route to `destination` with a sequence number of at least `seqno`
@@ -143,6 +158,9 @@ pub struct TraceReply {
     pub status: TraceStatus,
     /// The probe's path, the node that ended it last.
     pub path: Vec<PeerId>,
+    /// With [`TraceStatus::Reached`] (and only then): the target's signature of (id, path),
+    /// so that no node on the way back can fake an arrival.
+    pub signature: Option<Signature>,
 }
 
 /// One routing frame.
@@ -172,6 +190,11 @@ impl Message {
                                 + varint::encoded_len(u64::from(e.seqno))
                                 + varint::encoded_len(u64::from(e.metric))
                                 + 1
+                                + if e.metric == INFINITY {
+                                    0
+                                } else {
+                                    SIGNATURE_LEN
+                                }
                         })
                         .sum::<usize>()
             }
@@ -186,7 +209,15 @@ impl Message {
                 8 + peer(&t.target) + 1 + 1 + t.path.iter().map(peer).sum::<usize>()
             }
             Message::TraceReply(t) => {
-                8 + peer(&t.target) + 1 + 1 + t.path.iter().map(peer).sum::<usize>()
+                8 + peer(&t.target)
+                    + 1
+                    + 1
+                    + t.path.iter().map(peer).sum::<usize>()
+                    + if t.status == TraceStatus::Reached {
+                        SIGNATURE_LEN
+                    } else {
+                        0
+                    }
             }
         }
     }
@@ -206,6 +237,11 @@ impl Message {
                     varint::encode(u64::from(e.seqno), out);
                     varint::encode(u64::from(e.metric), out);
                     out.push(e.hops);
+                    if e.metric != INFINITY {
+                        // A finite entry without a signature is a bug of the sender; all
+                        // zeros is refused by every receiver, like any bad signature.
+                        out.extend_from_slice(&e.signature.unwrap_or([0; SIGNATURE_LEN]));
+                    }
                 }
             }
             Message::Request(entries) => {
@@ -230,6 +266,9 @@ impl Message {
                 put_peer(&t.target, out);
                 out.push(t.status.code());
                 put_path(&t.path, out);
+                if t.status == TraceStatus::Reached {
+                    out.extend_from_slice(&t.signature.unwrap_or([0; SIGNATURE_LEN]));
+                }
             }
         }
     }
@@ -282,11 +321,17 @@ pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
                 let metric = u16::try_from(r.varint("metric")?)
                     .map_err(|_| DecodeError::Varint("metric"))?;
                 let hops = r.u8("hops")?;
+                let signature = if metric == INFINITY {
+                    None
+                } else {
+                    Some(r.signature("record signature")?)
+                };
                 entries.push(UpdateEntry {
                     destination,
                     seqno,
                     metric,
                     hops,
+                    signature,
                 });
             }
             Message::Update(entries)
@@ -309,12 +354,24 @@ pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
             ttl: r.u8("ttl")?,
             path: r.path()?,
         }),
-        KIND_TRACE_REPLY => Message::TraceReply(TraceReply {
-            id: r.u64_be("trace id")?,
-            target: r.peer("target")?,
-            status: TraceStatus::from_code(r.u8("status")?)?,
-            path: r.path()?,
-        }),
+        KIND_TRACE_REPLY => {
+            let id = r.u64_be("trace id")?;
+            let target = r.peer("target")?;
+            let status = TraceStatus::from_code(r.u8("status")?)?;
+            let path = r.path()?;
+            let signature = if status == TraceStatus::Reached {
+                Some(r.signature("trace signature")?)
+            } else {
+                None
+            };
+            Message::TraceReply(TraceReply {
+                id,
+                target,
+                status,
+                path,
+                signature,
+            })
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     };
     if r.remaining() != 0 {
@@ -360,6 +417,7 @@ trait RouteFields {
     fn count(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError>;
     fn peer(&mut self, what: &'static str) -> Result<PeerId, DecodeError>;
     fn path(&mut self) -> Result<Vec<PeerId>, DecodeError>;
+    fn signature(&mut self, what: &'static str) -> Result<Signature, DecodeError>;
 }
 
 impl RouteFields for Reader<'_> {
@@ -406,6 +464,12 @@ impl RouteFields for Reader<'_> {
             path.push(self.peer("path entry")?);
         }
         Ok(path)
+    }
+
+    fn signature(&mut self, what: &'static str) -> Result<Signature, DecodeError> {
+        let mut sig = [0; SIGNATURE_LEN];
+        sig.copy_from_slice(self.take(SIGNATURE_LEN, what)?);
+        Ok(sig)
     }
 }
 

@@ -27,14 +27,20 @@ fn arb_status() -> impl Strategy<Value = TraceStatus> {
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
-    let update = (arb_peer(), any::<u32>(), any::<u16>(), any::<u8>()).prop_map(
-        |(destination, seqno, metric, hops)| UpdateEntry {
+    let update = (
+        arb_peer(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_map(|(destination, seqno, metric, hops, fill)| UpdateEntry {
             destination,
             seqno,
             metric,
             hops,
-        },
-    );
+            signature: (metric != INFINITY).then_some([fill; SIGNATURE_LEN]),
+        });
     let request =
         (arb_peer(), any::<u32>(), any::<u8>()).prop_map(|(destination, seqno, hop_count)| {
             RequestEntry {
@@ -69,7 +75,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     id,
                     target,
                     status,
-                    path
+                    path,
+                    signature: (status == TraceStatus::Reached).then_some([7; SIGNATURE_LEN]),
                 })
             ),
     ]
@@ -82,10 +89,13 @@ fn update_layout_is_compact() {
         seqno: 300,
         metric: 2,
         hops: 2,
+        signature: Some([9; SIGNATURE_LEN]),
     }]);
     let bytes = m.to_vec();
-    // version, kind, count, peer len + 38 peer bytes, seqno (2), metric (1), hops.
-    assert_eq!(bytes.len(), 3 + 39 + 2 + 1 + 1);
+    // version, kind, count, peer len + 38 peer bytes, seqno (2), metric (1), hops,
+    // signature (64).
+    assert_eq!(bytes.len(), 3 + 39 + 2 + 1 + 1 + 64);
+    assert_eq!(bytes.len(), m.encoded_len());
     assert_eq!(&bytes[..4], &[VERSION, KIND_UPDATE, 1, 38]);
     assert_eq!(decode(&bytes, &limits()), Ok(m));
 }
@@ -122,14 +132,28 @@ fn bad_frames_are_typed_errors() {
     let l = limits();
     assert_eq!(decode(&[], &l), Err(DecodeError::Truncated("version")));
     assert_eq!(decode(&[9, 1], &l), Err(DecodeError::UnsupportedVersion(9)));
-    assert_eq!(decode(&[1, 9], &l), Err(DecodeError::UnknownKind(9)));
+    // Version 1 frames (unsigned records) are refused.
     assert_eq!(
-        decode(&[1, 1, 0, 0], &l),
+        decode(&[1, 1, 0], &l),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
+    assert_eq!(decode(&[VERSION, 9], &l), Err(DecodeError::UnknownKind(9)));
+    assert_eq!(
+        decode(&[VERSION, 1, 0, 0], &l),
         Err(DecodeError::TrailingBytes(1))
     );
     assert_eq!(
-        decode(&[1, 1, 1], &l),
+        decode(&[VERSION, 1, 1], &l),
         Err(DecodeError::Truncated("destination"))
+    );
+    // A finite entry cut off in its signature.
+    let mut frame = vec![VERSION, KIND_UPDATE, 1, 38];
+    frame.extend_from_slice(peer(1).as_bytes());
+    frame.extend_from_slice(&[1, 1, 1]);
+    frame.extend_from_slice(&[0; SIGNATURE_LEN - 1]);
+    assert_eq!(
+        decode(&frame, &l),
+        Err(DecodeError::Truncated("record signature"))
     );
     let big = vec![0u8; l.max_frame_len + 1];
     assert!(matches!(

@@ -191,7 +191,10 @@ fn stack(
             initial_seqno: sim.rng().gen_range(0..1 << 20),
             ..route::Config::default()
         };
-        overlays.push(slot(Router::new(peer, config, now), MeshEvent::Route));
+        overlays.push(slot(
+            Router::new(keypair.clone(), config, now),
+            MeshEvent::Route,
+        ));
     }
     let mut broadcast_config = broadcast::Config::default();
     broadcast_config.first_seq = sim.rng().gen_range(1..1 << 40);

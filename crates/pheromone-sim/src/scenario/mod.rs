@@ -5,6 +5,8 @@
 //! they assert nothing themselves (the tests do). [`broadcast`], [`kad`] and [`route`] run
 //! one overlay each; [`mesh`] runs the whole production stack of overlays together.
 
+pub mod adversary;
+pub mod adversary_kad;
 pub mod broadcast;
 pub mod kad;
 pub mod mesh;

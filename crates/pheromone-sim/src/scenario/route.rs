@@ -327,13 +327,14 @@ pub fn run(params: &RouteParams) -> RouteReport {
     let mut sim: Sim<Event> = Sim::new(params.seed);
     for _ in 0..n {
         let seed: [u8; 32] = sim.rng().gen();
-        let peer = Keypair::from_seed(seed).peer_id();
+        let keypair = Keypair::from_seed(seed);
+        let peer = keypair.peer_id();
         let config = Config {
             initial_seqno: sim.rng().gen_range(0..1 << 20),
             ..params.config.clone()
         };
         let now = sim.now();
-        sim.add_node(peer, vec![slot(Router::new(peer, config, now), |e| e)]);
+        sim.add_node(peer, vec![slot(Router::new(keypair, config, now), |e| e)]);
     }
     let edges = match params.topology {
         Topology::Line => graph::line(n),

@@ -82,7 +82,7 @@ pub struct NodeConfig {
     /// Topic broadcast: strategy (tree by default), message and cache limits; `None`
     /// turns it off.
     pub broadcast: Option<pheromone_core::broadcast::Config>,
-    /// Multi-hop routing over the node's direct links (`/pheromone/route/1.0.0`); `None`
+    /// Multi-hop routing over the node's direct links (`/pheromone/route/2.0.0`); `None`
     /// turns it off, and with it relayed dials. Off in [`ConnectionMode::Short`], whose
     /// links do not outlive a request.
     pub routing: Option<pheromone_core::route::Config>,

@@ -249,6 +249,8 @@ where
             addrs,
             direction,
             relayed,
+            // The socket's peer, which the remote cannot choose, unlike what it announces.
+            observed_ip: (!relayed).then(|| info.remote_addr.ip()),
         };
         let now = now();
         self.with(|o, _| o.neighbour_up(now, neighbour));

@@ -32,7 +32,7 @@ impl Kademlia {
             return id;
         }
         let key = Key::from_preimage(&key_bytes);
-        let mut lookup = Lookup::new(key, target);
+        let mut lookup = Lookup::new(key, target, self.config.max_per_subnet_lookup);
         // Seeded with more than `k`: the ones beyond are asked only in place of seeds that
         // fail or stall, which under churn saves waiting for answers from further away.
         for entry in self.table.closest(&key, self.config.k.saturating_mul(2)) {

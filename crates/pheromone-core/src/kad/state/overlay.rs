@@ -35,6 +35,7 @@ impl Overlay for Kademlia {
     /// The peer's table entry stays: connections come and go, liveness checks decide.
     fn neighbour_down(&mut self, _now: Instant, peer: PeerId) {
         self.connected.remove(&peer);
+        self.observed.remove(&peer);
     }
 
     fn handle_frame(&mut self, _now: Instant, from: PeerId, _frame: &[u8]) -> Result<(), KadError> {

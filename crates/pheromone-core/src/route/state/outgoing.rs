@@ -19,6 +19,7 @@ impl Router {
                 seqno: self.seqno,
                 metric: 0,
                 hops: 0,
+                signature: Some(self.own_signature),
             });
         }
         let d = self.dests.get(dest)?;
@@ -28,12 +29,14 @@ impl Router {
                 seqno: sel.seqno,
                 metric: if sel.via == *to { INFINITY } else { sel.metric },
                 hops: sel.hops,
+                signature: (sel.via != *to).then_some(sel.signature),
             },
             None => UpdateEntry {
                 destination: *dest,
                 seqno: d.last_seqno,
                 metric: INFINITY,
                 hops: 0,
+                signature: None,
             },
         })
     }
@@ -63,7 +66,7 @@ impl Router {
 
     /// Sends the queued requests, and triggered updates for every changed destination
     /// once `triggered_delay` has passed since the first change was held.
-    pub(super) fn flush(&mut self, now: Instant) {
+    pub(in crate::route) fn flush(&mut self, now: Instant) {
         if !self.dirty.is_empty() {
             let at = *self
                 .flush_at
