@@ -63,6 +63,8 @@ mod config;
 mod error;
 mod gossip;
 mod interest;
+#[cfg(test)]
+mod limits_tests;
 mod metrics;
 mod order;
 mod recovery;

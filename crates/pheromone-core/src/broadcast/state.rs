@@ -39,6 +39,12 @@ pub(super) struct Neighbour {
     pub(super) urgent: bool,
     /// When our INTEREST and TREE state was last restated to it (see `send_control`).
     pub(super) restated_at: Option<Instant>,
+    /// Topics it advertised a finite interest distance for (capped by
+    /// `Config::max_topics_per_neighbour`).
+    pub(super) interests: usize,
+    /// GRAFT answer bytes it may still draw, and when the bucket was last refilled.
+    pub(super) graft_tokens: usize,
+    pub(super) graft_refilled_at: Option<Instant>,
 }
 
 /// The broadcast state machine of one node. See the [module docs](super) for the calling
@@ -224,6 +230,9 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 pending_len: 0,
                 urgent: false,
                 restated_at: None,
+                interests: 0,
+                graft_tokens: self.config.graft_serve_burst,
+                graft_refilled_at: None,
             },
         );
         self.interest_neighbour_added(now, peer, link);
@@ -243,7 +252,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
     /// Starts delivering `topic` locally. Returns `Ok(false)` if already subscribed.
     pub fn subscribe(&mut self, now: Instant, topic: &Topic) -> Result<bool, TopicError> {
         self.check_topic(topic.as_str())?;
-        let state = self.topic_state_mut(topic)?;
+        let state = self.topic_state_mut(topic, true)?;
         if state.subscribed {
             return Ok(false);
         }

@@ -123,6 +123,11 @@ pub(super) fn encode_broadcast(
         "pheromone_broadcast_missing_given_up",
         "Missing broadcast messages given up on after every request for them failed.",
         b.missing_given_up,
+    )?;
+    f.counter(
+        "pheromone_broadcast_grafts_refused",
+        "GRAFTs refused because the neighbour reached its per-message or byte cap.",
+        b.grafts_refused,
     )
 }
 
