@@ -63,6 +63,15 @@ fn demo_narrates_a_five_node_network_and_exits_zero() {
             "{name} missed the broadcast: {text}"
         );
     }
+    // lassi's two ring neighbours hear it straight from lassi, whatever the tree looks like.
+    for name in ["luda", "skyr"] {
+        assert!(
+            text.contains(&format!(
+                "✓ {name:<8} received \"fresh milk at lassi's\", 1 hop from lassi (the shortest way)"
+            )),
+            "{name} is one link from lassi: {text}"
+        );
+    }
     assert!(
         text.contains("4 of 4 nodes received it exactly once; 0 duplicate deliveries"),
         "{text}"

@@ -146,6 +146,10 @@ struct BroadcastArgs {
     /// Verify every signature on every node instead of sharing results within the run.
     #[arg(long)]
     full_verify: bool,
+    /// Tree strategy: links a message is flooded over near its origin before it follows
+    /// the tree; a comma-separated list sweeps the trade-off (copies against latency).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    eager_hops: Vec<u8>,
 }
 
 fn main() -> Result<()> {
@@ -157,6 +161,11 @@ fn main() -> Result<()> {
         Command::Broadcast(args) => {
             for &nodes in &args.nodes {
                 for &strategy in &args.strategy {
+                  for &eager_hops in &args.eager_hops {
+                    if strategy == Strategy::Flood && eager_hops != args.eager_hops[0] {
+                        // Flooding has no tree to sweep.
+                        continue;
+                    }
                     let params = BroadcastParams {
                         nodes,
                         strategy,
@@ -169,10 +178,12 @@ fn main() -> Result<()> {
                         payload: args.payload,
                         interval: Duration::from_millis(args.interval_ms),
                         full_verify: args.full_verify,
+                        eager_hops,
                         ..BroadcastParams::default()
                     };
                     let report = broadcast::run(&params);
                     println!("{}", serde_json::to_string(&report)?);
+                  }
                 }
             }
         }

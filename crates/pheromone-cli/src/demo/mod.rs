@@ -264,6 +264,12 @@ fn count_connections(events: &mut Receiver<EndpointEvent>, peer: &PeerId) -> usi
     }
 }
 
+/// Links between positions `a` and `b` on a ring of `len` nodes, the shorter way round.
+fn ring_distance(a: usize, b: usize, len: usize) -> usize {
+    let d = a.abs_diff(b) % len.max(1);
+    d.min(len - d)
+}
+
 async fn broadcast(nodes: &[Node]) -> Result<()> {
     section(
         6,
@@ -273,11 +279,16 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
     for node in nodes {
         subscriptions.push((node, node.subscribe(TOPIC).await?));
     }
-    let publisher = &nodes[nodes.len() - 1];
+    let publisher_index = nodes.len() - 1;
+    let publisher = &nodes[publisher_index];
     let publisher_name = publisher.name().unwrap_or("?");
     detail(&format!(
         "every node subscribes; interest spreads to the neighbours; {publisher_name} publishes"
     ));
+    detail(
+        "the publisher pushes to both its neighbours; from there the copy follows the \
+         broadcast tree, which spans the ring without one of its links",
+    );
     tokio::time::sleep(INTEREST_SETTLE).await;
     let text = format!("fresh milk at {publisher_name}'s");
     let id = publisher
@@ -286,10 +297,11 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
     // The publisher does not deliver its own message; everyone else must, once.
     let mut received = 0;
     let mut listeners = 0;
-    for (node, subscription) in &mut subscriptions {
+    for (index, (node, subscription)) in subscriptions.iter_mut().enumerate() {
         if node.peer_id() == publisher.peer_id() {
             continue;
         }
+        let links = ring_distance(index, publisher_index, nodes.len());
         listeners += 1;
         let name = node.name().unwrap_or("?");
         let first = tokio::time::timeout(DELIVERY_LIMIT, async {
@@ -310,8 +322,13 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         };
         let hops = message.hops;
         let plural = if hops == 1 { "" } else { "s" };
+        let route = if usize::from(hops) == links {
+            "the shortest way".to_owned()
+        } else {
+            format!("{links} link{} away; the tree took the long way round", if links == 1 { "" } else { "s" })
+        };
         ok(&format!(
-            "{name:<8} received {:?}, {hops} hop{plural} from {publisher_name}",
+            "{name:<8} received {:?}, {hops} hop{plural} from {publisher_name} ({route})",
             String::from_utf8_lossy(&message.data),
         ));
         received += 1;
@@ -341,7 +358,7 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         "{received} of {listeners} nodes received it exactly once; 0 duplicate deliveries"
     ));
     detail(&format!(
-        "{dropped} redundant copies on the ring were recognised by message ID and dropped, not forwarded"
+        "{dropped} redundant copies were recognised by message ID and dropped, not forwarded"
     ));
     Ok(())
 }

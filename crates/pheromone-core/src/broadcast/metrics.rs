@@ -43,6 +43,9 @@ pub struct Metrics {
     pub published: u64,
     /// Messages handed to local subscribers.
     pub delivered: u64,
+    /// Sum of the hop counts of those messages' first copies (links crossed); divided by
+    /// `delivered` it is the mean path length, which tools compare with shortest paths.
+    pub delivered_hops: u64,
     /// GOSSIP frames received (every copy, valid or not).
     pub gossip_received: u64,
     /// Valid copies of messages already seen (duplicates and replays); never delivered

@@ -90,6 +90,9 @@ pub struct BroadcastParams {
     pub latency: (Duration, Duration),
     /// Verify every signature instead of sharing results across nodes.
     pub full_verify: bool,
+    /// Tree strategy: links a message is flooded over near its origin before it follows
+    /// the tree (`Config::eager_hops`).
+    pub eager_hops: u8,
 }
 
 impl Default for BroadcastParams {
@@ -107,6 +110,7 @@ impl Default for BroadcastParams {
             interval: Duration::from_millis(50),
             latency: (Duration::from_millis(5), Duration::from_millis(50)),
             full_verify: false,
+            eager_hops: Config::default().eager_hops,
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct BroadcastReport {
     pub loss: f64,
     /// Fraction of nodes subscribed.
     pub subscribers: f64,
+    /// Links flooded near the origin before the tree takes over (tree strategy).
+    pub eager_hops: u8,
     /// The seed.
     pub seed: u64,
     /// Delivered / expected (message, subscriber) pairs. Expected: subscribers other than
@@ -209,6 +215,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let mut sim: Sim<Event> = Sim::new(params.seed);
     let memo = Rc::new(RefCell::new(HashMap::new()));
     let mut config = Config::with_strategy(params.strategy);
+    config.eager_hops = params.eager_hops;
     let topic = Topic::new(TOPIC).unwrap_or_else(|_| unreachable!("constant topic is valid"));
 
     let mut node_config = |sim: &mut Sim<Event>| {
@@ -367,6 +374,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         kill: params.kill,
         loss: params.loss,
         subscribers: params.subscribers,
+        eager_hops: params.eager_hops,
         seed: params.seed,
         delivery_ratio: ratio(delivered, expected),
         delivery_ratio_after_kill: ratio(delivered_after, expected_after),

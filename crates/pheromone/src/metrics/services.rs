@@ -110,6 +110,11 @@ pub(super) fn encode_broadcast(
         ],
     )?;
     f.counter(
+        "pheromone_broadcast_delivered_hops",
+        "Sum of the hop counts of delivered broadcast messages (links each crossed).",
+        b.delivered_hops,
+    )?;
+    f.counter(
         "pheromone_broadcast_gossip_received",
         "Broadcast message frames received (every copy, valid or not).",
         b.gossip_received,
