@@ -60,6 +60,7 @@
 //! `now` must never go backwards between calls.
 
 mod config;
+mod control;
 mod error;
 mod gossip;
 mod interest;

@@ -4,7 +4,7 @@
 //!
 //! Every retry here has a budget (`max_retransmits`, `max_graft_attempts`) and every table
 //! a cap (`history_capacity`, `max_missing`, `max_announcers`). Nothing here decodes
-//! frames or verifies signatures; the GOSSIP path is in `state.rs`.
+//! frames or verifies signatures; the GOSSIP path is in `gossip.rs`.
 
 use super::interest::edge_weight;
 use super::state::Broadcast;
