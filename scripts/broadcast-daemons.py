@@ -36,10 +36,21 @@ import urllib.request
 TOPIC = "bench/broadcast"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count, rng):
+    """Distinct bindable ports below the kernel's ephemeral range, so that no outgoing
+    connection takes one before its daemon binds it."""
+    ports = set()
+    while len(ports) < count:
+        port = rng.randrange(20000, 32000)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.add(port)
+    return sorted(ports)
 
 
 def random_graph(n, degree, rng):
@@ -96,8 +107,9 @@ class Fleet:
     def __init__(self, binary, n, base):
         self.binary, self.n, self.base = binary, n, base
         self.procs, self.subs = [], []
-        self.ports = [free_port() for _ in range(n)]
-        self.metrics = [free_port() for _ in range(n)]
+        ports = free_ports(2 * n, random.Random())
+        random.Random().shuffle(ports)
+        self.ports, self.metrics = ports[:n], ports[n:]
 
     def dir(self, i):
         return os.path.join(self.base, f"n{i}")
@@ -120,8 +132,9 @@ class Fleet:
             ]
             log = open(os.path.join(self.dir(i), "daemon.log"), "w")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
-        deadline = time.time() + 60
         for i in range(self.n):
+            # Debug daemons start slowly on a busy machine: a minute each, at most.
+            deadline = time.time() + 60
             while True:
                 try:
                     status = json.loads(self.cli(i, "status"))
@@ -201,8 +214,11 @@ def main():
             fleet.cli(origin, "broadcast", TOPIC, f"message {k} from n{origin}")
         time.sleep(3.0)
         after = [fleet.counters(i) for i in range(n)]
-    finally:
+    except BaseException:
         fleet.down()
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    fleet.down()
     wall = time.time() - started
 
     def total(name):

@@ -81,11 +81,15 @@ fn bfs(edges: &BTreeSet<(usize, usize)>, from: usize) -> Vec<Option<u64>> {
     dist
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// `count` distinct free ports (all held until all are found, so none repeats).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
 }
 
 /// The daemon's `pheromone_broadcast_*` counters, from its metrics endpoint.
@@ -112,7 +116,7 @@ fn counters(port: u16) -> HashMap<String, f64> {
 #[test]
 fn ten_daemons_agree_with_the_simulator_on_copies_and_hop_stretch() {
     let temp = tempfile::tempdir().expect("tempdir");
-    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let ports = free_ports(NODES);
     let daemons: Vec<Daemon> = (0..NODES)
         .map(|i| {
             let dir = temp.path().join(format!("n{i}"));
