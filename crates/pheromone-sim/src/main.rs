@@ -178,7 +178,11 @@ fn read_graph(path: &std::path::Path) -> Result<Vec<(usize, usize)>> {
         let mut fields = line.split_whitespace().map(str::parse::<usize>);
         match (fields.next(), fields.next(), fields.next()) {
             (Some(Ok(a)), Some(Ok(b)), None) => edges.push((a, b)),
-            _ => anyhow::bail!("{}:{}: expected `A B`, got {line:?}", path.display(), number + 1),
+            _ => anyhow::bail!(
+                "{}:{}: expected `A B`, got {line:?}",
+                path.display(),
+                number + 1
+            ),
         }
     }
     Ok(edges)
@@ -216,32 +220,32 @@ fn main() -> Result<()> {
             let latency = (Duration::from_millis(lo), Duration::from_millis(hi));
             for &nodes in &args.nodes {
                 for &strategy in &args.strategy {
-                  for &eager_hops in &args.eager_hops {
-                    if strategy == Strategy::Flood && eager_hops != args.eager_hops[0] {
-                        // Flooding has no tree to sweep.
-                        continue;
+                    for &eager_hops in &args.eager_hops {
+                        if strategy == Strategy::Flood && eager_hops != args.eager_hops[0] {
+                            // Flooding has no tree to sweep.
+                            continue;
+                        }
+                        let params = BroadcastParams {
+                            nodes,
+                            strategy,
+                            degree: args.degree,
+                            messages: args.messages,
+                            kill: args.kill,
+                            loss: args.loss,
+                            seed: args.seed,
+                            subscribers: args.subscribers,
+                            payload: args.payload,
+                            interval: Duration::from_millis(args.interval_ms),
+                            full_verify: args.full_verify,
+                            eager_hops,
+                            latency,
+                            edges: edges.clone(),
+                            keys: keys.clone(),
+                            ..BroadcastParams::default()
+                        };
+                        let report = broadcast::run(&params);
+                        println!("{}", serde_json::to_string(&report)?);
                     }
-                    let params = BroadcastParams {
-                        nodes,
-                        strategy,
-                        degree: args.degree,
-                        messages: args.messages,
-                        kill: args.kill,
-                        loss: args.loss,
-                        seed: args.seed,
-                        subscribers: args.subscribers,
-                        payload: args.payload,
-                        interval: Duration::from_millis(args.interval_ms),
-                        full_verify: args.full_verify,
-                        eager_hops,
-                        latency,
-                        edges: edges.clone(),
-                        keys: keys.clone(),
-                        ..BroadcastParams::default()
-                    };
-                    let report = broadcast::run(&params);
-                    println!("{}", serde_json::to_string(&report)?);
-                  }
                 }
             }
         }

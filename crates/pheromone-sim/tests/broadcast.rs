@@ -115,7 +115,10 @@ fn flooding_near_the_origin_trades_a_few_copies_for_shorter_paths() {
         assert_storm_free(r);
     }
     assert!(ball.hops_mean < pure.hops_mean, "{ball:?} vs {pure:?}");
-    assert!(ball.latency_ms_p50 < pure.latency_ms_p50, "{ball:?} vs {pure:?}");
+    assert!(
+        ball.latency_ms_p50 < pure.latency_ms_p50,
+        "{ball:?} vs {pure:?}"
+    );
     assert!(
         ball.duplicates_per_node_per_msg > pure.duplicates_per_node_per_msg
             && ball.duplicates_per_node_per_msg <= 1.5,

@@ -264,10 +264,21 @@ fn count_connections(events: &mut Receiver<EndpointEvent>, peer: &PeerId) -> usi
     }
 }
 
-/// Links between positions `a` and `b` on a ring of `len` nodes, the shorter way round.
-fn ring_distance(a: usize, b: usize, len: usize) -> usize {
-    let d = a.abs_diff(b) % len.max(1);
-    d.min(len - d)
+/// Fewest links from `from` to each node over the connections open among `nodes`
+/// (`usize::MAX`: not connected).
+fn link_distances(nodes: &[Node], from: usize) -> Vec<usize> {
+    let mut dist = vec![usize::MAX; nodes.len()];
+    dist[from] = 0;
+    let mut queue = std::collections::VecDeque::from([from]);
+    while let Some(x) = queue.pop_front() {
+        for (y, node) in nodes.iter().enumerate() {
+            if dist[y] == usize::MAX && nodes[x].is_connected(&node.peer_id()) {
+                dist[y] = dist[x] + 1;
+                queue.push_back(y);
+            }
+        }
+    }
+    dist
 }
 
 async fn broadcast(nodes: &[Node]) -> Result<()> {
@@ -281,13 +292,16 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
     }
     let publisher_index = nodes.len() - 1;
     let publisher = &nodes[publisher_index];
+    // The shortest way over the links open now (the ring, and luda's long-mode link to
+    // yoghurt if it is still up), to read each copy's hops against.
+    let distances = link_distances(nodes, publisher_index);
     let publisher_name = publisher.name().unwrap_or("?");
     detail(&format!(
         "every node subscribes; interest spreads to the neighbours; {publisher_name} publishes"
     ));
     detail(
-        "the publisher pushes to both its neighbours; from there the copy follows the \
-         broadcast tree, which spans the ring without one of its links",
+        "the publisher pushes to all its neighbours; from there the copy follows the \
+         broadcast tree, which spans the links without closing a loop",
     );
     tokio::time::sleep(INTEREST_SETTLE).await;
     let text = format!("fresh milk at {publisher_name}'s");
@@ -301,7 +315,7 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         if node.peer_id() == publisher.peer_id() {
             continue;
         }
-        let links = ring_distance(index, publisher_index, nodes.len());
+        let links = distances[index];
         listeners += 1;
         let name = node.name().unwrap_or("?");
         let first = tokio::time::timeout(DELIVERY_LIMIT, async {
@@ -325,7 +339,10 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         let route = if usize::from(hops) == links {
             "the shortest way".to_owned()
         } else {
-            format!("{links} link{} away; the tree took the long way round", if links == 1 { "" } else { "s" })
+            format!(
+                "{links} link{} away; the tree took the long way round",
+                if links == 1 { "" } else { "s" }
+            )
         };
         ok(&format!(
             "{name:<8} received {:?}, {hops} hop{plural} from {publisher_name} ({route})",

@@ -193,7 +193,11 @@ impl<V: SignatureVerifier> Broadcast<V> {
             // New interest from this neighbour: it counts against its own cap first, so
             // that one neighbour can neither fill our table nor push its junk onward.
             let max = self.config.max_topics_per_neighbour;
-            if self.neighbours.get(&from).is_none_or(|n| n.interests >= max) {
+            if self
+                .neighbours
+                .get(&from)
+                .is_none_or(|n| n.interests >= max)
+            {
                 tracing::debug!(%from, %topic, max, "ignoring interest beyond the neighbour's topic limit");
                 self.metrics.dropped.too_many_topics += 1;
                 return;

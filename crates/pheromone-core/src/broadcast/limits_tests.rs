@@ -53,12 +53,17 @@ fn repeated_grafts_for_one_message_get_at_most_max_graft_answers_copies() {
     let mut a = node(Config::default());
     let b = peer(2);
     a.neighbour_up(now, b.into());
-    let id = a.publish(now, &Topic::new("t").expect("topic"), b"hello").expect("publish");
+    let id = a
+        .publish(now, &Topic::new("t").expect("topic"), b"hello")
+        .expect("publish");
     drain(&mut a, b);
     graft(now, &mut a, b, &[id; 50]);
     let (copies, _, _) = drain(&mut a, b);
     let max = usize::from(Config::default().max_graft_answers);
-    assert_eq!(copies, max, "50 GRAFTs for one message answered {copies} times");
+    assert_eq!(
+        copies, max,
+        "50 GRAFTs for one message answered {copies} times"
+    );
     assert_eq!(a.metrics().grafts_refused, 50 - max as u64);
 }
 
@@ -89,7 +94,10 @@ fn graft_answers_to_one_neighbour_stay_within_its_byte_budget() {
     let later = now + Duration::from_secs(1);
     graft(later, &mut a, b, &ids[copies..]);
     let (_, more, _) = drain(&mut a, b);
-    assert!(more > 0 && more <= rate, "after a second: {more} bytes (rate {rate}/s)");
+    assert!(
+        more > 0 && more <= rate,
+        "after a second: {more} bytes (rate {rate}/s)"
+    );
 }
 
 #[test]
@@ -125,7 +133,10 @@ fn junk_interest_from_one_neighbour_neither_spreads_nor_blocks_subscribe() {
     );
     assert_eq!(a.metrics().dropped.too_many_topics, 1024 - cap as u64);
     // Our own subscriptions and an honest neighbour's new topic still get in.
-    assert_eq!(a.subscribe(now, &Topic::new("mine").expect("topic")), Ok(true));
+    assert_eq!(
+        a.subscribe(now, &Topic::new("mine").expect("topic")),
+        Ok(true)
+    );
     let frame = wire::encode_control([("honest/new", &[Entry::Interest(0)][..])]);
     a.handle_frame(now, honest, &frame).expect("taken");
     assert_eq!(a.interested_peers("honest/new"), vec![honest]);
@@ -141,7 +152,10 @@ fn subscribe_is_refused_with_an_error_when_the_table_is_full() {
     };
     let mut a = node(config);
     for name in ["a", "b"] {
-        assert_eq!(a.subscribe(now, &Topic::new(name).expect("topic")), Ok(true));
+        assert_eq!(
+            a.subscribe(now, &Topic::new(name).expect("topic")),
+            Ok(true)
+        );
     }
     assert_eq!(
         a.subscribe(now, &Topic::new("c").expect("topic")),

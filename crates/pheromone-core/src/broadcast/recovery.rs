@@ -155,9 +155,9 @@ fn take_graft_tokens(
     let Some(n) = neighbour else {
         return false;
     };
-    let elapsed = n
-        .graft_refilled_at
-        .map_or(std::time::Duration::ZERO, |at| now.saturating_duration_since(at));
+    let elapsed = n.graft_refilled_at.map_or(std::time::Duration::ZERO, |at| {
+        now.saturating_duration_since(at)
+    });
     let refill = (elapsed.as_secs_f64() * config.graft_serve_rate as f64) as usize;
     n.graft_tokens = n
         .graft_tokens

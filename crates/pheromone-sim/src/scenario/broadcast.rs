@@ -490,9 +490,9 @@ fn hop_stretch(
     let (mut taken, mut best) = (0u64, 0u64);
     for &(index, node, hops) in &rec.deliveries {
         let p = &rec.published[index];
-        let dist = shortest.entry((p.origin, p.after_kill)).or_insert_with(|| {
-            graph_bfs(&adjacency, p.origin, |x| !p.after_kill || alive(x))
-        });
+        let dist = shortest
+            .entry((p.origin, p.after_kill))
+            .or_insert_with(|| graph_bfs(&adjacency, p.origin, |x| !p.after_kill || alive(x)));
         if let Some(&d) = dist.get(node).filter(|d| **d != u32::MAX) {
             taken += u64::from(hops);
             best += u64::from(d);
