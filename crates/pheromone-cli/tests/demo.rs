@@ -63,6 +63,18 @@ fn demo_narrates_a_five_node_network_and_exits_zero() {
             "{name} missed the broadcast: {text}"
         );
     }
+    // Each copy's hops are read against the shortest way over the open links.
+    for name in ["luda", "kefir", "yoghurt", "skyr"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("✓ {name:<8} received")))
+            .unwrap_or_default();
+        assert!(
+            line.contains("hop")
+                && (line.contains("(the shortest way)") || line.contains("away; the tree")),
+            "{name}: {line}"
+        );
+    }
     assert!(
         text.contains("4 of 4 nodes received it exactly once; 0 duplicate deliveries"),
         "{text}"

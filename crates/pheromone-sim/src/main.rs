@@ -4,11 +4,12 @@
 //! `kad` (discovery), `route` (multi-hop routing), `mesh` (all of them together) and
 //! `adversary` (attacks on kad and routing).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
 use pheromone_sim::scenario::adversary::{self, RouteAttackParams};
 use pheromone_sim::scenario::adversary_kad::{self, EclipseParams};
+use pheromone_core::identity::Keypair;
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use pheromone_sim::scenario::kad::{self, KadParams};
 use pheromone_sim::scenario::mesh::{self, MeshParams};
@@ -207,6 +208,60 @@ struct BroadcastArgs {
     /// Verify every signature on every node instead of sharing results within the run.
     #[arg(long)]
     full_verify: bool,
+    /// Tree strategy: links a message is flooded over near its origin before it follows
+    /// the tree; a comma-separated list sweeps the trade-off (copies against latency).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    eager_hops: Vec<u8>,
+    /// Link latencies in milliseconds, drawn uniformly from LO,HI (`1,1`: equal links, so
+    /// that hops stand for time, as on loopback).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "5,50")]
+    latency_ms: Vec<u64>,
+    /// Run on the graph in this file (one edge `A B` of node indices per line, `#`
+    /// comments) instead of a random one; `--nodes` must cover its indices.
+    #[arg(long)]
+    graph: Option<std::path::PathBuf>,
+    /// Identity key files (libp2p protobuf, as `pheromone up` writes them), one path per
+    /// line in node order, so that the nodes have real daemons' peer IDs.
+    #[arg(long)]
+    identities: Option<std::path::PathBuf>,
+}
+
+/// Reads an edge list: one `A B` pair of node indices per line; `#` starts a comment.
+fn read_graph(path: &std::path::Path) -> Result<Vec<(usize, usize)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the graph file {}", path.display()))?;
+    let mut edges = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split_whitespace().map(str::parse::<usize>);
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(Ok(a)), Some(Ok(b)), None) => edges.push((a, b)),
+            _ => anyhow::bail!(
+                "{}:{}: expected `A B`, got {line:?}",
+                path.display(),
+                number + 1
+            ),
+        }
+    }
+    Ok(edges)
+}
+
+/// Reads the identity key files listed in `path`, one per line.
+fn read_identities(path: &std::path::Path) -> Result<Vec<Keypair>> {
+    let list = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the identity list {}", path.display()))?;
+    list.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|file| {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+            Keypair::from_protobuf_encoding(&bytes)
+                .with_context(|| format!("{file} is not an identity key"))
+        })
+        .collect()
 }
 
 fn main() -> Result<()> {
@@ -216,24 +271,42 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Broadcast(args) => {
+            let edges = args.graph.as_deref().map(read_graph).transpose()?;
+            let keys = match args.identities.as_deref() {
+                Some(path) => read_identities(path)?,
+                None => Vec::new(),
+            };
+            let lo = args.latency_ms.first().copied().unwrap_or(5);
+            let hi = args.latency_ms.get(1).copied().unwrap_or(lo).max(lo);
+            let latency = (Duration::from_millis(lo), Duration::from_millis(hi));
             for &nodes in &args.nodes {
                 for &strategy in &args.strategy {
-                    let params = BroadcastParams {
-                        nodes,
-                        strategy,
-                        degree: args.degree,
-                        messages: args.messages,
-                        kill: args.kill,
-                        loss: args.loss,
-                        seed: args.seed,
-                        subscribers: args.subscribers,
-                        payload: args.payload,
-                        interval: Duration::from_millis(args.interval_ms),
-                        full_verify: args.full_verify,
-                        ..BroadcastParams::default()
-                    };
-                    let report = broadcast::run(&params);
-                    println!("{}", serde_json::to_string(&report)?);
+                    for &eager_hops in &args.eager_hops {
+                        if strategy == Strategy::Flood && eager_hops != args.eager_hops[0] {
+                            // Flooding has no tree to sweep.
+                            continue;
+                        }
+                        let params = BroadcastParams {
+                            nodes,
+                            strategy,
+                            degree: args.degree,
+                            messages: args.messages,
+                            kill: args.kill,
+                            loss: args.loss,
+                            seed: args.seed,
+                            subscribers: args.subscribers,
+                            payload: args.payload,
+                            interval: Duration::from_millis(args.interval_ms),
+                            full_verify: args.full_verify,
+                            eager_hops,
+                            latency,
+                            edges: edges.clone(),
+                            keys: keys.clone(),
+                            ..BroadcastParams::default()
+                        };
+                        let report = broadcast::run(&params);
+                        println!("{}", serde_json::to_string(&report)?);
+                    }
                 }
             }
         }

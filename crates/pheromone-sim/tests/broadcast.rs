@@ -103,6 +103,31 @@ fn same_seed_same_run_different_seed_different_run() {
     assert_ne!(a.trace_digest, c.trace_digest);
 }
 
+#[test]
+fn flooding_near_the_origin_trades_a_few_copies_for_shorter_paths() {
+    let pure = run(&params(Strategy::Tree));
+    let ball = run(&BroadcastParams {
+        eager_hops: 2,
+        ..params(Strategy::Tree)
+    });
+    for r in [&pure, &ball] {
+        assert_eq!(r.delivery_ratio, 1.0, "{r:?}");
+        assert_storm_free(r);
+    }
+    assert!(ball.hops_mean < pure.hops_mean, "{ball:?} vs {pure:?}");
+    assert!(
+        ball.latency_ms_p50 < pure.latency_ms_p50,
+        "{ball:?} vs {pure:?}"
+    );
+    assert!(
+        ball.duplicates_per_node_per_msg > pure.duplicates_per_node_per_msg
+            && ball.duplicates_per_node_per_msg <= 1.5,
+        "{ball:?}"
+    );
+    // The flooded copies travel over lazy links and never become tree edges.
+    assert_eq!(ball.tree_edges, NODES - 1, "{ball:?}");
+}
+
 fn issue_scale(strategy: Strategy) -> BroadcastParams {
     BroadcastParams {
         nodes: 1000,

@@ -264,6 +264,23 @@ fn count_connections(events: &mut Receiver<EndpointEvent>, peer: &PeerId) -> usi
     }
 }
 
+/// Fewest links from `from` to each node over the connections open among `nodes`
+/// (`usize::MAX`: not connected).
+fn link_distances(nodes: &[Node], from: usize) -> Vec<usize> {
+    let mut dist = vec![usize::MAX; nodes.len()];
+    dist[from] = 0;
+    let mut queue = std::collections::VecDeque::from([from]);
+    while let Some(x) = queue.pop_front() {
+        for (y, node) in nodes.iter().enumerate() {
+            if dist[y] == usize::MAX && nodes[x].is_connected(&node.peer_id()) {
+                dist[y] = dist[x] + 1;
+                queue.push_back(y);
+            }
+        }
+    }
+    dist
+}
+
 async fn broadcast(nodes: &[Node]) -> Result<()> {
     section(
         6,
@@ -273,11 +290,19 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
     for node in nodes {
         subscriptions.push((node, node.subscribe(TOPIC).await?));
     }
-    let publisher = &nodes[nodes.len() - 1];
+    let publisher_index = nodes.len() - 1;
+    let publisher = &nodes[publisher_index];
+    // The shortest way over the links open now (the ring, and luda's long-mode link to
+    // yoghurt if it is still up), to read each copy's hops against.
+    let distances = link_distances(nodes, publisher_index);
     let publisher_name = publisher.name().unwrap_or("?");
     detail(&format!(
         "every node subscribes; interest spreads to the neighbours; {publisher_name} publishes"
     ));
+    detail(
+        "the publisher pushes to all its neighbours; from there the copy follows the \
+         broadcast tree, which spans the links without closing a loop",
+    );
     tokio::time::sleep(INTEREST_SETTLE).await;
     let text = format!("fresh milk at {publisher_name}'s");
     let id = publisher
@@ -286,10 +311,11 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
     // The publisher does not deliver its own message; everyone else must, once.
     let mut received = 0;
     let mut listeners = 0;
-    for (node, subscription) in &mut subscriptions {
+    for (index, (node, subscription)) in subscriptions.iter_mut().enumerate() {
         if node.peer_id() == publisher.peer_id() {
             continue;
         }
+        let links = distances[index];
         listeners += 1;
         let name = node.name().unwrap_or("?");
         let first = tokio::time::timeout(DELIVERY_LIMIT, async {
@@ -310,8 +336,16 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         };
         let hops = message.hops;
         let plural = if hops == 1 { "" } else { "s" };
+        let route = if usize::from(hops) == links {
+            "the shortest way".to_owned()
+        } else {
+            format!(
+                "{links} link{} away; the tree took the long way round",
+                if links == 1 { "" } else { "s" }
+            )
+        };
         ok(&format!(
-            "{name:<8} received {:?}, {hops} hop{plural} from {publisher_name}",
+            "{name:<8} received {:?}, {hops} hop{plural} from {publisher_name} ({route})",
             String::from_utf8_lossy(&message.data),
         ));
         received += 1;
@@ -341,7 +375,7 @@ async fn broadcast(nodes: &[Node]) -> Result<()> {
         "{received} of {listeners} nodes received it exactly once; 0 duplicate deliveries"
     ));
     detail(&format!(
-        "{dropped} redundant copies on the ring were recognised by message ID and dropped, not forwarded"
+        "{dropped} redundant copies were recognised by message ID and dropped, not forwarded"
     ));
     Ok(())
 }

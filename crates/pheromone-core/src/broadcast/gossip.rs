@@ -60,6 +60,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
         }
         if self.is_subscribed(g.topic) {
             self.metrics.delivered += 1;
+            self.metrics.delivered_hops += u64::from(g.hops);
             let message = Message {
                 id,
                 origin: g.origin,
@@ -196,11 +197,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
             }
         }
         let flood = self.config.strategy == Strategy::Flood;
+        // Near its origin a tree message is flooded (`Config::eager_hops`); those copies go
+        // over lazy links as answers do (weight 0), so they never make or break tree edges.
+        let ball = first.hops < self.config.eager_hops;
         let mut targets = Vec::new();
         if let Some(state) = self.topics.get(topic.as_str()) {
             for p in &state.peers {
-                if p.wants() && (flood || p.eager) && recent.flags(p.link) & HAS == 0 {
-                    targets.push((p.peer, p.link, if flood { 0 } else { p.weight }));
+                if p.wants() && (flood || ball || p.eager) && recent.flags(p.link) & HAS == 0 {
+                    let weight = if flood || !p.eager { 0 } else { p.weight };
+                    targets.push((p.peer, p.link, weight));
                 }
             }
         }

@@ -114,10 +114,23 @@ impl TopicState {
 }
 
 impl<V: SignatureVerifier> Broadcast<V> {
-    /// The state of `topic`, created (with every neighbour as an eager peer) if new.
-    pub(super) fn topic_state_mut(&mut self, topic: &Topic) -> Result<&mut TopicState, TopicError> {
+    /// The state of `topic`, created (with every neighbour as a lazy peer) if new. A
+    /// neighbour's interest (`local` false) may not take the room kept for local
+    /// subscriptions.
+    pub(super) fn topic_state_mut(
+        &mut self,
+        topic: &Topic,
+        local: bool,
+    ) -> Result<&mut TopicState, TopicError> {
         if !self.topics.contains_key(topic) {
-            if self.topics.len() >= self.config.max_topics {
+            let max = if local {
+                self.config.max_topics
+            } else {
+                self.config
+                    .max_topics
+                    .saturating_sub(self.config.reserved_local_topics)
+            };
+            if self.topics.len() >= max {
                 return Err(TopicError::TooManyTopics(self.config.max_topics));
             }
             let local = self.local;
@@ -171,18 +184,43 @@ impl<V: SignatureVerifier> Broadcast<V> {
         dist: u8,
     ) {
         let topic = self.canonical_topic(topic);
-        if !self.topics.contains_key(&topic) {
-            if dist == UNREACHABLE {
+        let was = self
+            .topics
+            .get(&topic)
+            .and_then(|s| s.peers.iter().find(|p| p.link == link))
+            .map_or(UNREACHABLE, |p| p.dist_in);
+        if was == UNREACHABLE && dist != UNREACHABLE {
+            // New interest from this neighbour: it counts against its own cap first, so
+            // that one neighbour can neither fill our table nor push its junk onward.
+            let max = self.config.max_topics_per_neighbour;
+            if self
+                .neighbours
+                .get(&from)
+                .is_none_or(|n| n.interests >= max)
+            {
+                tracing::debug!(%from, %topic, max, "ignoring interest beyond the neighbour's topic limit");
+                self.metrics.dropped.too_many_topics += 1;
                 return;
             }
-            if self.topic_state_mut(&topic).is_err() {
+            if self.topic_state_mut(&topic, false).is_err() {
                 tracing::debug!(%from, %topic, "ignoring interest beyond the topic limit");
                 self.metrics.dropped.too_many_topics += 1;
                 return;
             }
         }
+        if !self.topics.contains_key(&topic) {
+            // Withdrawn interest in a topic we do not track: nothing to do.
+            return;
+        }
         if let Some(p) = self.topics.get_mut(&topic).and_then(|s| s.peer_mut(link)) {
             p.dist_in = dist;
+        }
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            match (was == UNREACHABLE, dist == UNREACHABLE) {
+                (true, false) => n.interests += 1,
+                (false, true) => n.interests = n.interests.saturating_sub(1),
+                _ => {}
+            }
         }
         self.recompute_interest(now, &topic);
     }

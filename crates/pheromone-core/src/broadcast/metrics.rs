@@ -18,7 +18,8 @@ pub struct DropCounts {
     pub bad_signature: u64,
     /// Frames from a peer that is not a neighbour.
     pub not_a_neighbour: u64,
-    /// Interest announcements for topics beyond `Config::max_topics`.
+    /// Interest announcements for topics beyond `Config::max_topics` (less the room kept
+    /// for local subscriptions) or beyond the neighbour's `Config::max_topics_per_neighbour`.
     pub too_many_topics: u64,
 }
 
@@ -42,6 +43,9 @@ pub struct Metrics {
     pub published: u64,
     /// Messages handed to local subscribers.
     pub delivered: u64,
+    /// Sum of the hop counts of those messages' first copies (links crossed); divided by
+    /// `delivered` it is the mean path length, which tools compare with shortest paths.
+    pub delivered_hops: u64,
     /// GOSSIP frames received (every copy, valid or not).
     pub gossip_received: u64,
     /// Valid copies of messages already seen (duplicates and replays); never delivered
@@ -67,6 +71,9 @@ pub struct Metrics {
     pub prunes_sent: u64,
     /// GRAFTs received for messages no longer (or never) in our history.
     pub grafts_unanswerable: u64,
+    /// GRAFTs refused: the message was already answered `Config::max_graft_answers` times
+    /// to that neighbour, or the neighbour spent its GRAFT byte budget.
+    pub grafts_refused: u64,
     /// Missing messages given up on after every GRAFT attempt failed.
     pub missing_given_up: u64,
     /// IHAVE entries ignored because `Config::max_missing` messages were already missing.

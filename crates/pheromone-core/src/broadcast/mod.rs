@@ -60,9 +60,12 @@
 //! `now` must never go backwards between calls.
 
 mod config;
+mod control;
 mod error;
 mod gossip;
 mod interest;
+#[cfg(test)]
+mod limits_tests;
 mod metrics;
 mod order;
 mod recovery;

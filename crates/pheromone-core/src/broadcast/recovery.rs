@@ -4,7 +4,7 @@
 //!
 //! Every retry here has a budget (`max_retransmits`, `max_graft_attempts`) and every table
 //! a cap (`history_capacity`, `max_missing`, `max_announcers`). Nothing here decodes
-//! frames or verifies signatures; the GOSSIP path is in `state.rs`.
+//! frames or verifies signatures; the GOSSIP path is in `gossip.rs`.
 
 use super::interest::edge_weight;
 use super::state::Broadcast;
@@ -19,6 +19,9 @@ use std::time::Instant;
 pub(super) const HAS: u8 = 1;
 /// Flag: we told the neighbour we have it (sent it, announced it, or acknowledged it).
 pub(super) const TOLD: u8 = 2;
+/// Bits 2..=4: how many times we answered the neighbour's GRAFTs for the message.
+const SERVED_SHIFT: u8 = 2;
+const SERVED_MASK: u8 = 0b111 << SERVED_SHIFT;
 
 /// Timers of the state machine; stale ones (for resolved ids) fire harmlessly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,6 +70,19 @@ impl Recent {
             .iter()
             .find(|(l, _)| *l == link)
             .map_or(0, |(_, f)| *f)
+    }
+
+    /// How many GRAFT answers for this message went to `link`.
+    fn served(&self, link: u64) -> u8 {
+        (self.flags(link) & SERVED_MASK) >> SERVED_SHIFT
+    }
+
+    fn count_served(&mut self, link: u64) {
+        let served = (self.served(link) + 1).min(SERVED_MASK >> SERVED_SHIFT);
+        match self.peers.iter_mut().find(|(l, _)| *l == link) {
+            Some((_, f)) => *f = (*f & !SERVED_MASK) | (served << SERVED_SHIFT),
+            None => self.peers.push((link, served << SERVED_SHIFT)),
+        }
     }
 
     pub(super) fn set(&mut self, link: u64, flags: u8) {
@@ -128,6 +144,33 @@ pub(super) struct Missing {
     pub(super) attempts: u8,
 }
 
+/// Takes `len` bytes from the neighbour's GRAFT budget, refilling it first; `false` if
+/// the budget does not cover them (nothing is taken then).
+fn take_graft_tokens(
+    neighbour: Option<&mut super::state::Neighbour>,
+    config: &Config,
+    now: Instant,
+    len: usize,
+) -> bool {
+    let Some(n) = neighbour else {
+        return false;
+    };
+    let elapsed = n.graft_refilled_at.map_or(std::time::Duration::ZERO, |at| {
+        now.saturating_duration_since(at)
+    });
+    let refill = (elapsed.as_secs_f64() * config.graft_serve_rate as f64) as usize;
+    n.graft_tokens = n
+        .graft_tokens
+        .saturating_add(refill)
+        .min(config.graft_serve_burst);
+    n.graft_refilled_at = Some(now);
+    if n.graft_tokens < len {
+        return false;
+    }
+    n.graft_tokens -= len;
+    true
+}
+
 impl<V: SignatureVerifier> Broadcast<V> {
     /// One received control entry.
     pub(super) fn on_control(
@@ -162,7 +205,7 @@ impl<V: SignatureVerifier> Broadcast<V> {
                 let again = matches!(entry, Entry::IHaveAgain { .. });
                 self.on_ihave(now, from, link, topic, (id, hops, again));
             }
-            Entry::Graft { id, gen } => self.on_graft(from, link, topic, id, gen),
+            Entry::Graft { id, gen } => self.on_graft(now, from, link, topic, (id, gen)),
         }
     }
 
@@ -239,7 +282,19 @@ impl<V: SignatureVerifier> Broadcast<V> {
         self.schedule(now + wait, super::recovery::Timer::Graft(id));
     }
 
-    fn on_graft(&mut self, from: PeerId, link: u64, topic: &str, id: MessageId, gen: u32) {
+    /// A GRAFT: make the link eager if it asks to, and answer with the message, within
+    /// the caps. An answer is a full copy (up to `max_data_len` bytes) for a few bytes of
+    /// request, so each neighbour gets at most `max_graft_answers` per message and
+    /// `graft_serve_rate` bytes per second of them (a token bucket `graft_serve_burst`
+    /// deep); a refused GRAFT is counted, and the asker's retry goes to another announcer.
+    fn on_graft(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        link: u64,
+        topic: &str,
+        (id, gen): (MessageId, u32),
+    ) {
         let mut weight = edge_weight(gen, &self.local, &from);
         if let Some(state) = self.topics.get_mut(topic) {
             state.clock = state.clock.max(gen);
@@ -257,6 +312,15 @@ impl<V: SignatureVerifier> Broadcast<V> {
             self.metrics.grafts_unanswerable += 1;
             return;
         };
+        let len = recent.frame.len();
+        if recent.served(link) >= self.config.max_graft_answers
+            || !take_graft_tokens(self.neighbours.get_mut(&from), &self.config, now, len)
+        {
+            self.metrics.grafts_refused += 1;
+            tracing::debug!(peer = %from, %id, "GRAFT refused: per-message or byte cap reached");
+            return;
+        }
+        recent.count_served(link);
         recent.set(link, TOLD);
         let path_max = recent.first_path_max.max(weight);
         let out = wire::relay_copy(

@@ -120,6 +120,14 @@ fn flood() -> Config {
     Config::with_strategy(Strategy::Flood)
 }
 
+/// The tree strategy without the flooded first hop, so every copy crosses a tree edge.
+fn pure_tree() -> Config {
+    Config {
+        eager_hops: 0,
+        ..Config::default()
+    }
+}
+
 /// A square 0-1-2-3-0 plus a diagonal 1-3, everyone subscribed.
 fn square(config: Config) -> Net {
     let mut net = Net::new(4, config);
@@ -333,7 +341,7 @@ fn unsubscribe_stops_delivery_and_withdraws_interest() {
 
 #[test]
 fn tree_is_a_spanning_tree_and_heals_after_a_link_dies() {
-    let mut net = square(Config::default());
+    let mut net = square(pure_tree());
     // The root tree forms from TREE advertisements alone: 3 edges, seen from both ends.
     let eager: usize = net.nodes.iter().map(|n| n.eager_peers("t").len()).sum();
     assert_eq!(eager, 6);
@@ -374,7 +382,7 @@ fn tree_is_a_spanning_tree_and_heals_after_a_link_dies() {
 
 #[test]
 fn a_lost_push_is_pulled_without_adding_a_tree_edge() {
-    let mut net = square(Config::default());
+    let mut net = square(pure_tree());
     // Find a tree edge and drop the next push over it by removing the frame in flight:
     // publish at the root's child, then hand-deliver everything except one GOSSIP frame.
     let origin = 0;

@@ -90,6 +90,15 @@ pub struct BroadcastParams {
     pub latency: (Duration, Duration),
     /// Verify every signature instead of sharing results across nodes.
     pub full_verify: bool,
+    /// Tree strategy: links a message is flooded over near its origin before it follows
+    /// the tree (`Config::eager_hops`).
+    pub eager_hops: u8,
+    /// Run on these edges (node indices below `nodes`) instead of a random graph, e.g. to
+    /// compare with real daemons linked the same way.
+    pub edges: Option<Vec<(usize, usize)>>,
+    /// The nodes' identities, in node order, instead of seeded ones (e.g. real daemons'
+    /// keys, so that the same node becomes the tree's root); missing ones are seeded.
+    pub keys: Vec<Keypair>,
 }
 
 impl Default for BroadcastParams {
@@ -107,6 +116,9 @@ impl Default for BroadcastParams {
             interval: Duration::from_millis(50),
             latency: (Duration::from_millis(5), Duration::from_millis(50)),
             full_verify: false,
+            eager_hops: Config::default().eager_hops,
+            edges: None,
+            keys: Vec::new(),
         }
     }
 }
@@ -128,6 +140,8 @@ pub struct BroadcastReport {
     pub loss: f64,
     /// Fraction of nodes subscribed.
     pub subscribers: f64,
+    /// Links flooded near the origin before the tree takes over (tree strategy).
+    pub eager_hops: u8,
     /// The seed.
     pub seed: u64,
     /// Delivered / expected (message, subscriber) pairs. Expected: subscribers other than
@@ -153,6 +167,10 @@ pub struct BroadcastReport {
     pub hops_mean: f64,
     /// 99th percentile hop count.
     pub hops_p99: f64,
+    /// Hops taken over shortest hops: the sum of delivered copies' hop counts divided by
+    /// the sum of the fewest hops from their origins (1.0: every copy took a shortest
+    /// path in hops; flooding over links of unequal latency takes a little more).
+    pub hop_stretch: f64,
     /// Median publish-to-delivery latency.
     pub latency_ms_p50: f64,
     /// 99th percentile latency.
@@ -209,12 +227,17 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let mut sim: Sim<Event> = Sim::new(params.seed);
     let memo = Rc::new(RefCell::new(HashMap::new()));
     let mut config = Config::with_strategy(params.strategy);
+    config.eager_hops = params.eager_hops;
     let topic = Topic::new(TOPIC).unwrap_or_else(|_| unreachable!("constant topic is valid"));
 
-    let mut node_config = |sim: &mut Sim<Event>| {
+    let mut node_config = |sim: &mut Sim<Event>, index: usize| {
         let seed: [u8; 32] = sim.rng().gen();
         config.first_seq = sim.rng().gen_range(1..1 << 40);
-        let keypair = Keypair::from_seed(seed);
+        let keypair = params
+            .keys
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| Keypair::from_seed(seed));
         let verifier = if params.full_verify {
             SimVerifier::Full(Ed25519Verifier)
         } else {
@@ -224,11 +247,18 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         let node = Broadcast::with_verifier(keypair, config.clone(), verifier);
         (peer, vec![slot(node, |e| e)])
     };
-    for _ in 0..n {
-        let (peer, node) = node_config(&mut sim);
+    for index in 0..n {
+        let (peer, node) = node_config(&mut sim, index);
         sim.add_node(peer, node);
     }
-    let edges = graph::random_connected(n, params.degree, sim.rng());
+    let edges = match &params.edges {
+        Some(edges) => edges
+            .iter()
+            .copied()
+            .filter(|&(a, b)| a < n && b < n && a != b)
+            .collect(),
+        None => graph::random_connected(n, params.degree, sim.rng()),
+    };
     let (lo, hi) = params.latency;
     for &(a, b) in &edges {
         let latency_ns = sim
@@ -256,6 +286,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         published: Vec::with_capacity(params.messages),
         latencies: Vec::new(),
         hops: Vec::new(),
+        deliveries: Vec::new(),
         double: 0,
         digest: Fnv::default(),
     };
@@ -347,6 +378,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
     let grafts: u64 = all.iter().map(|m| m.grafts_sent).sum();
     let prunes: u64 = all.iter().map(|m| m.prunes_sent).sum();
     let (tree_edges, tree_components) = eager_graph(&sim);
+    let hop_stretch = hop_stretch(n, &edges, &rec, |x| sim.is_alive(x));
     let Recorder {
         published,
         mut latencies,
@@ -367,6 +399,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
         kill: params.kill,
         loss: params.loss,
         subscribers: params.subscribers,
+        eager_hops: params.eager_hops,
         seed: params.seed,
         delivery_ratio: ratio(delivered, expected),
         delivery_ratio_after_kill: ratio(delivered_after, expected_after),
@@ -381,6 +414,7 @@ pub fn run(params: &BroadcastParams) -> BroadcastReport {
             hops.iter().sum::<f64>() / hops.len() as f64
         },
         hops_p99: percentile(&hops, 99.0),
+        hop_stretch,
         latency_ms_p50: percentile(&latencies, 50.0),
         latency_ms_p99: percentile(&latencies, 99.0),
         control_bytes_per_msg: control as f64 / msgs,
@@ -407,6 +441,8 @@ struct Recorder {
     published: Vec<Published>,
     latencies: Vec<f64>,
     hops: Vec<f64>,
+    /// (message index, node, hops) of every first delivery.
+    deliveries: Vec<(usize, NodeId, u8)>,
     double: u64,
     digest: Fnv,
 }
@@ -429,11 +465,60 @@ impl Recorder {
         p.delivered[node] = true;
         self.latencies.push((at - p.at).as_secs_f64() * 1000.0);
         self.hops.push(f64::from(msg.hops));
+        self.deliveries.push((index, node, msg.hops));
         self.digest.write_u64((at - self.start).as_nanos() as u64);
         self.digest.write_u64(node as u64);
         self.digest.write_u64(index as u64);
         self.digest.write_u64(u64::from(msg.hops));
     }
+}
+
+/// Sum of delivered hops over the sum of shortest hops from each message's origin (over
+/// the whole graph before the kill, over live nodes after it).
+fn hop_stretch(
+    n: usize,
+    edges: &[(usize, usize)],
+    rec: &Recorder,
+    alive: impl Fn(NodeId) -> bool,
+) -> f64 {
+    let mut adjacency = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        adjacency[a].push(b);
+        adjacency[b].push(a);
+    }
+    let mut shortest: HashMap<(NodeId, bool), Vec<u32>> = HashMap::new();
+    let (mut taken, mut best) = (0u64, 0u64);
+    for &(index, node, hops) in &rec.deliveries {
+        let p = &rec.published[index];
+        let dist = shortest
+            .entry((p.origin, p.after_kill))
+            .or_insert_with(|| graph_bfs(&adjacency, p.origin, |x| !p.after_kill || alive(x)));
+        if let Some(&d) = dist.get(node).filter(|d| **d != u32::MAX) {
+            taken += u64::from(hops);
+            best += u64::from(d);
+        }
+    }
+    if best == 0 {
+        1.0
+    } else {
+        taken as f64 / best as f64
+    }
+}
+
+/// Hop distances from `from` over nodes that pass `keep` (`u32::MAX`: unreachable).
+fn graph_bfs(adjacency: &[Vec<usize>], from: usize, keep: impl Fn(usize) -> bool) -> Vec<u32> {
+    let mut dist = vec![u32::MAX; adjacency.len()];
+    let mut queue = std::collections::VecDeque::from([from]);
+    dist[from] = 0;
+    while let Some(x) = queue.pop_front() {
+        for &y in &adjacency[x] {
+            if dist[y] == u32::MAX && keep(y) {
+                dist[y] = dist[x] + 1;
+                queue.push_back(y);
+            }
+        }
+    }
+    dist
 }
 
 /// Edges pushed eagerly from both ends, and the components they form over live nodes.

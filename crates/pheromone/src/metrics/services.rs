@@ -110,6 +110,11 @@ pub(super) fn encode_broadcast(
         ],
     )?;
     f.counter(
+        "pheromone_broadcast_delivered_hops",
+        "Sum of the hop counts of delivered broadcast messages (links each crossed).",
+        b.delivered_hops,
+    )?;
+    f.counter(
         "pheromone_broadcast_gossip_received",
         "Broadcast message frames received (every copy, valid or not).",
         b.gossip_received,
@@ -123,6 +128,11 @@ pub(super) fn encode_broadcast(
         "pheromone_broadcast_missing_given_up",
         "Missing broadcast messages given up on after every request for them failed.",
         b.missing_given_up,
+    )?;
+    f.counter(
+        "pheromone_broadcast_grafts_refused",
+        "GRAFTs refused because the neighbour reached its per-message or byte cap.",
+        b.grafts_refused,
     )
 }
 
