@@ -53,6 +53,9 @@ enum Command {
     Status,
     /// Lists connected peers.
     Peers,
+    /// Lists the peers this node remembers (its peer store): names, addresses, when last
+    /// seen, how each is reached now (direct, relay, not connected).
+    Hosts,
     /// Lists what the node can reach, and how: direct links, destinations through relays
     /// (next hop, hops, metric), known addresses.
     Routes,
@@ -275,6 +278,7 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
         Command::Id => cli::id(&ctx),
         Command::Status => cli::node::status(&ctx).await,
         Command::Peers => cli::node::peers(&ctx).await,
+        Command::Hosts => cli::node::hosts(&ctx).await,
         Command::Routes => cli::node::routes(&ctx).await,
         Command::Dht { command } => match command {
             DhtCommand::Find { peer } => cli::dht::find(&ctx, peer).await,

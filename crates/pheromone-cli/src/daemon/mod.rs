@@ -19,13 +19,16 @@
 pub mod bootstrap;
 pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod dht;
 pub mod errors;
 pub mod inbox;
 pub mod net;
 pub mod observe;
 pub mod perf;
+pub mod peerstore;
 pub mod protocols;
+pub mod redial;
 pub mod remote;
 pub mod routes;
 
@@ -48,9 +51,12 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 pub async fn run(settings: Settings) -> Result<()> {
     let data_dir = settings.data_dir.clone();
     create_private_dir(&data_dir)?;
+    // Like OpenSSH's StrictModes: whoever else can write these can replace who we are.
+    datadir::check_strict(&data_dir)?;
+    let identity = crate::cli::identity_path(&data_dir);
+    datadir::check_strict(&identity)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let keypair =
-        pheromone::identity_file::load_or_generate(&crate::cli::identity_path(&data_dir))?;
+    let keypair = pheromone::identity_file::load_or_generate(&identity)?;
 
     let net = Net::start(keypair, &settings)
         .await
@@ -122,6 +128,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     for addr in settings.bootstrap.clone() {
         tasks.spawn(bootstrap::supervise(net.clone(), addr, cancel.clone()));
     }
+    redial::reconnect_remembered(&net);
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -190,17 +197,10 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// Takes the data dir's lock (held until the returned file is dropped or the process
 /// dies, even by SIGKILL) and writes our pid into it.
 fn lock_data_dir(dir: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let path = dir.join(LOCK_NAME);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Not through a symlink: truncating below must never reach a file outside the dir.
+    let mut file = datadir::open_private(&path)?;
     // SAFETY: flock takes a file descriptor we own for the duration of the call.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if locked != 0 {

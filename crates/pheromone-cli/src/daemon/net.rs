@@ -13,9 +13,12 @@
 use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
+use super::peerstore::PeerStore;
 use super::observe::activity::{short_id, Activity};
-use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
-use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
+use super::protocols::{encode_v2, Ack, MessageHandler, ID_LEN, MSG_PROTOCOL, MSG_PROTOCOL_V2};
+use crate::control_proto::{
+    ControlError, ErrorCode, HostInfo, PeerInfo, PeerRef, Status, MAX_MESSAGE,
+};
 use pheromone::connection::ConnectionId;
 use pheromone::discovery::DiscoveryConfig;
 use pheromone::exec::{ExecConfig, ExecEnv, ExecService};
@@ -33,14 +36,26 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A message (request and ack) must finish within this.
+/// A message (request and ack, retries included) must finish within this.
 pub const MSG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at one message when the link fails under it (same id each time, so the
+/// receiver stores it once).
+const MSG_ATTEMPTS: u32 = 3;
+/// Pause before the first retry; doubled for the next.
+const MSG_RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// Requests a peer may have in flight with us at once (and we with it). Each may carry a
 /// message of up to [`MAX_MESSAGE`] bytes, so this bounds what one peer can make us hold.
 const MAX_PENDING_PER_PEER: usize = 32;
 /// Short mode: an inbound connection unused this long is closed. Long mode keeps links
 /// until they fail (the keep-alive notices a dead one).
 const SHORT_MODE_IDLE: Duration = Duration::from_secs(30);
+
+/// Keep-alive on the links the overlays use (a peer's one long-mode direct link): a ping
+/// every 2 s, the link given up after 5 s without an answer, so a link that dies without a
+/// reset (cable pulled, `ip link set down`) is noticed within 7 s and routes move on.
+/// Other connections keep the endpoint's (looser) keep-alive.
+pub const NEIGHBOUR_KEEPALIVE: (Duration, Duration) =
+    (Duration::from_secs(2), Duration::from_secs(5));
 
 /// The route alias the daemon gives every peer it connects to: none. People name peers by
 /// the names they announce in identify, or by peer ID.
@@ -66,6 +81,8 @@ struct Inner {
     mode: Mode,
     started: Instant,
     inbox: Inbox,
+    /// The peers met, on disk.
+    peer_store: PeerStore,
     // A std mutex: nothing awaits while it is held.
     book: Mutex<PeerBook>,
     tasks: TaskTracker,
@@ -89,6 +106,8 @@ struct PeerBook {
     ping_rtt: HashMap<PeerId, Duration>,
     /// Peers the operator disconnected: bootstrap does not redial them until `connect`.
     parked: HashSet<PeerId>,
+    /// Peers a redial task keeps linked (see `redial.rs`).
+    kept: HashSet<PeerId>,
 }
 
 impl From<Mode> for ConnectionMode {
@@ -104,7 +123,27 @@ impl Net {
     /// Builds the node for `settings` (not yet listening) and starts following its
     /// connections.
     pub async fn start(keypair: Keypair, settings: &Settings) -> anyhow::Result<Self> {
-        let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
+        let (inbox, opened) = Inbox::open(
+            &settings.data_dir,
+            settings.inbox_max_messages,
+            settings.inbox_max_bytes,
+        )?;
+        if let Some(aside) = &opened.moved_aside {
+            tracing::warn!(moved_to = %aside.display(), "the inbox log was not an inbox log; moved it aside and started an empty inbox");
+        }
+        if opened.dropped_tail > 0 {
+            tracing::warn!(bytes = opened.dropped_tail, "the inbox log ended in a torn or corrupt record (a crash mid-write); cut it at the last good record");
+        }
+        if opened.messages > 0 {
+            tracing::info!(messages = opened.messages, "inbox: messages waiting from before the restart");
+        }
+        let (peer_store, loaded) = PeerStore::load(&settings.data_dir)?;
+        if let Some((why, moved)) = &loaded.fallback {
+            let moved = moved
+                .as_ref()
+                .map_or_else(|| "left in place".to_owned(), |p| format!("moved to {}", p.display()));
+            tracing::warn!(file = super::peerstore::PEERS_FILE, reason = %why, %moved, "the peer store is unusable; starting with no remembered peers");
+        }
         let mut endpoint = EndpointConfig::default();
         endpoint.connection.yamux.keepalive_interval = settings.keepalive_interval;
         endpoint.connection.yamux.keepalive_timeout = settings.keepalive_timeout;
@@ -123,7 +162,7 @@ impl Net {
             .discovery(settings.dht.then_some(discovery))
             .mode(settings.mode.into())
             .endpoint_config(endpoint)
-            .max_message_size(MAX_MESSAGE)
+            .max_message_size(MAX_MESSAGE + ID_LEN)
             .request_timeout(MSG_TIMEOUT)
             .idle_timeout(match settings.mode {
                 Mode::Long => None,
@@ -137,6 +176,14 @@ impl Net {
                 MSG_PROTOCOL,
                 MessageHandler {
                     inbox: inbox.clone(),
+                    with_id: false,
+                },
+            )
+            .handle_requests(
+                MSG_PROTOCOL_V2,
+                MessageHandler {
+                    inbox: inbox.clone(),
+                    with_id: true,
                 },
             );
         if let Some(name) = &settings.name {
@@ -168,6 +215,7 @@ impl Net {
                 mode: settings.mode,
                 started: Instant::now(),
                 inbox,
+                peer_store,
                 book: Mutex::new(PeerBook::default()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
@@ -180,6 +228,19 @@ impl Net {
         let events = net.inner.node.endpoint().events();
         let this = net.clone();
         net.inner.tasks.spawn(this.follow_events(events));
+        let this = net.clone();
+        net.inner.tasks.spawn(this.save_peer_store());
+        let neighbour_keepalive = (
+            settings
+                .keepalive_interval
+                .map_or(NEIGHBOUR_KEEPALIVE.0, |i| i.min(NEIGHBOUR_KEEPALIVE.0)),
+            settings.keepalive_timeout.min(NEIGHBOUR_KEEPALIVE.1),
+        );
+        let this = net.clone();
+        let node_events = net.inner.node.events();
+        net.inner
+            .tasks
+            .spawn(this.tighten_neighbour_keepalive(node_events, neighbour_keepalive));
         Ok(net)
     }
 
@@ -200,6 +261,91 @@ impl Net {
     /// The direct-message inbox.
     pub fn inbox(&self) -> &Inbox {
         &self.inner.inbox
+    }
+
+    /// The peers met, as remembered on disk.
+    pub fn peer_store(&self) -> &PeerStore {
+        &self.inner.peer_store
+    }
+
+    /// Keeps `peer` linked from now on (long mode; at most [`super::redial::MAX_KEPT`]
+    /// peers); `join` joins the DHT through it once reached.
+    pub fn keep_linked(&self, peer: PeerId, join: bool) {
+        if self.inner.mode != Mode::Long || self.inner.cancel.is_cancelled() {
+            return;
+        }
+        {
+            let mut book = self.book();
+            if book.kept.len() >= super::redial::MAX_KEPT || !book.kept.insert(peer) {
+                return;
+            }
+        }
+        let cancel = self.inner.cancel.clone();
+        self.inner
+            .tasks
+            .spawn(super::redial::keep(self.clone(), peer, join, cancel));
+    }
+
+    /// Writes the peer store a moment after it changes (so a burst of events is one
+    /// write), and once more when the daemon stops.
+    async fn save_peer_store(self) {
+        let store = self.inner.peer_store.clone();
+        loop {
+            let stop = tokio::select! {
+                _ = self.inner.cancel.cancelled() => true,
+                _ = store.changed() => false,
+            };
+            if !stop {
+                tokio::select! {
+                    _ = self.inner.cancel.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+            let saving = store.clone();
+            let saved = tokio::task::spawn_blocking(move || saving.save_if_changed()).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!(error = %e, "cannot write the peer store");
+            }
+            if stop || self.inner.cancel.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// What the peer store remembers, and how each peer is reached now.
+    pub fn hosts(&self) -> Vec<HostInfo> {
+        let routing = self.inner.node.routing();
+        self.inner
+            .peer_store
+            .list()
+            .into_iter()
+            .map(|r| {
+                let peer = r.peer_id.parse::<PeerId>().ok();
+                let conns = peer.map(|p| self.live_connections(&p)).unwrap_or_default();
+                let (reached, relay) = if conns.iter().any(|c| c.info().relay.is_none()) {
+                    ("direct", None)
+                } else if let Some(relay) = conns.iter().find_map(|c| c.info().relay) {
+                    ("relay", Some(relay.to_string()))
+                } else if let Some(hop) = peer
+                    .and_then(|p| routing.and_then(|r| r.next_hop(&p)))
+                    .filter(|hop| Some(hop.peer) != peer)
+                {
+                    ("relay", Some(hop.peer.to_string()))
+                } else {
+                    ("not_connected", None)
+                };
+                HostInfo {
+                    name: peer.and_then(|p| self.peer_name(&p)).or(r.name),
+                    peer_id: r.peer_id,
+                    addrs: r.addrs,
+                    last_seen: r.last_seen,
+                    reached: reached.to_owned(),
+                    relay,
+                    successes: r.successes,
+                    failures: r.failures,
+                }
+            })
+            .collect()
     }
 
     /// Exposed services and forwarded ports.
@@ -253,6 +399,21 @@ impl Net {
                     let info = conn.info();
                     tracing::info!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, "connected");
                     self.book().since.insert(info.id, SystemTime::now());
+                    if info.relay.is_none() {
+                        // The address we dialled is where it listens; an inbound link's
+                        // source port is not, so those wait for identify's addresses.
+                        let dialled: Vec<Multiaddr> = match info.direction {
+                            Direction::Outbound => vec![info.remote_multiaddr()],
+                            Direction::Inbound => Vec::new(),
+                        };
+                        self.inner.peer_store.connected(
+                            info.remote_peer,
+                            &dialled,
+                            self.peer_name(&info.remote_peer),
+                            unix_secs(SystemTime::now()),
+                        );
+                        self.keep_linked(info.remote_peer, false);
+                    }
                     let this = self.clone();
                     let info = info.clone();
                     self.inner
@@ -261,6 +422,11 @@ impl Net {
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
+                    if info.relay.is_none() {
+                        self.inner
+                            .peer_store
+                            .disconnected(info.remote_peer, unix_secs(SystemTime::now()));
+                    }
                     let who = self
                         .peer_name(&info.remote_peer)
                         .unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
@@ -288,6 +454,41 @@ impl Net {
         }
     }
 
+    /// Gives each peer's long-mode direct link (the one the overlays run on) the tight
+    /// keep-alive of [`NEIGHBOUR_KEEPALIVE`] (or the endpoint's, when that is tighter).
+    async fn tighten_neighbour_keepalive(
+        self,
+        mut events: tokio::sync::broadcast::Receiver<pheromone::NodeEvent>,
+        (interval, timeout): (Duration, Duration),
+    ) {
+        use pheromone::NodeEvent;
+        loop {
+            let event = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                event = events.recv() => event,
+            };
+            let peer = match event {
+                Ok(NodeEvent::PeerConnected { peer, .. } | NodeEvent::ConnectionReplaced { peer, .. }) => peer,
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Catch up on every current link rather than miss one.
+                    for (conn, _) in self.inner.node.swarm().ready_connections() {
+                        if conn.info().relay.is_none() {
+                            conn.set_keepalive(Some(interval), timeout);
+                        }
+                    }
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if let Some(conn) = self.inner.node.swarm().current(&peer) {
+                if conn.info().relay.is_none() && conn.set_keepalive(Some(interval), timeout) {
+                    tracing::debug!(%peer, ?interval, ?timeout, "neighbour link keep-alive tightened");
+                }
+            }
+        }
+    }
+
     /// Records a new connection in the activity log, by the peer's name if identify
     /// tells it soon (a new peer's name arrives a round trip after its connection).
     async fn note_connected(&self, info: &pheromone::ConnectionInfo) {
@@ -299,6 +500,18 @@ impl Net {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             name = self.peer_name(&info.remote_peer);
+        }
+        if info.relay.is_none() {
+            let announced = self
+                .inner
+                .node
+                .swarm()
+                .peer_record(&info.remote_peer)
+                .map(|r| r.listen_addrs.clone())
+                .unwrap_or_default();
+            self.inner
+                .peer_store
+                .identified(info.remote_peer, &announced, name.clone());
         }
         let who = name.unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
         let path = if info.relay.is_some() {
@@ -626,7 +839,9 @@ impl Net {
         self.book().ping_rtt.insert(peer, rtt);
     }
 
-    /// Sends one direct message and waits for the receiver's ack.
+    /// Sends one direct message and waits for the receiver's ack, which it gives once the
+    /// message is on its disk. When the link fails under it, retries with the same
+    /// message id (the receiver stores it once), within [`MSG_TIMEOUT`] in all.
     pub async fn send(&self, spec: &str, data: Vec<u8>) -> Result<PeerId, ControlError> {
         if data.len() > MAX_MESSAGE {
             return Err(ControlError::new(
@@ -639,17 +854,48 @@ impl Net {
         }
         let len = data.len();
         let peer = self.reach(&self.resolve(spec)?).await?;
-        let options = DispatchOptions::new().timeout(MSG_TIMEOUT);
-        let reply = self
-            .inner
-            .node
-            .dispatch_with(peer, MSG_PROTOCOL, data, &options)
-            .await
-            .map_err(|e| dispatch_error(&e))?;
+        let id: [u8; ID_LEN] = rand::random();
+        let request = bytes::Bytes::from(encode_v2(&id, &data));
+        let deadline = tokio::time::Instant::now() + MSG_TIMEOUT;
+        let mut pause = MSG_RETRY_PAUSE;
+        let mut attempt = 0;
+        let reply = loop {
+            attempt += 1;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let options = DispatchOptions::new().timeout(left);
+            let result = self
+                .inner
+                .node
+                .dispatch_with(peer, MSG_PROTOCOL_V2, request.clone(), &options)
+                .await
+                .map_err(|e| dispatch_error(&e));
+            match result {
+                Ok(reply) => break reply,
+                Err(e) if e.code == ErrorCode::ProtocolRefused => {
+                    // An older receiver: the message without an id, once (no dedup there).
+                    let options = DispatchOptions::new().timeout(left);
+                    break self
+                        .inner
+                        .node
+                        .dispatch_with(peer, MSG_PROTOCOL, data, &options)
+                        .await
+                        .map_err(|e| dispatch_error(&e))?;
+                }
+                Err(e) if attempt < MSG_ATTEMPTS && retryable(e.code) => {
+                    if tokio::time::Instant::now() + pause >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(%peer, attempt, error = %e, "message not acked; retrying with the same id");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let ack = Ack::from_reply(&reply).map_err(|e| {
             ControlError::new(
                 ErrorCode::StreamFailed,
-                format!("{peer} answered {MSG_PROTOCOL} with a bad ack: {e}"),
+                format!("{peer} answered {MSG_PROTOCOL_V2} with a bad ack: {e}"),
             )
         })?;
         match ack {
@@ -660,6 +906,14 @@ impl Net {
                     "{peer}'s inbox is full; it must read its messages (`pheromone recv`) first \
                      (message of {len} bytes not stored)"
                 ),
+            )),
+            Ack::NotStored => Err(ControlError::new(
+                ErrorCode::NotStored,
+                format!("{peer} could not write the message to its disk (message of {len} bytes not stored)"),
+            )),
+            Ack::Malformed => Err(ControlError::new(
+                ErrorCode::StreamFailed,
+                format!("{peer} found our {MSG_PROTOCOL_V2} request malformed"),
             )),
         }
     }
@@ -701,6 +955,18 @@ impl Net {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
+}
+
+/// Whether a failed message may be sent again: the link failed, not the receiver's answer.
+fn retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::StreamFailed
+            | ErrorCode::NotConnected
+            | ErrorCode::Timeout
+            | ErrorCode::DialFailed
+            | ErrorCode::ConnectionRefused
+    )
 }
 
 /// Lower-case hex of `bytes`.
