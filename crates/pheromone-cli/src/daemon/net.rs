@@ -286,6 +286,16 @@ impl Net {
             .spawn(super::redial::keep(self.clone(), peer, join, cancel));
     }
 
+    /// Runs `task` on the daemon's tracker (closing the node waits for it).
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.tasks.spawn(task);
+    }
+
+    /// Fires when the node starts closing.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.inner.cancel.cancelled()
+    }
+
     /// Writes the peer store a moment after it changes (so a burst of events is one
     /// write), and once more when the daemon stops.
     async fn save_peer_store(self) {
@@ -406,13 +416,19 @@ impl Net {
                             Direction::Outbound => vec![info.remote_multiaddr()],
                             Direction::Inbound => Vec::new(),
                         };
+                        let outbound = info.direction == Direction::Outbound;
                         self.inner.peer_store.connected(
                             info.remote_peer,
+                            outbound,
                             &dialled,
                             self.peer_name(&info.remote_peer),
                             unix_secs(SystemTime::now()),
                         );
-                        self.keep_linked(info.remote_peer, false);
+                        // The side that dialled keeps the link (so the other side's
+                        // `disconnect` sticks).
+                        if outbound {
+                            self.keep_linked(info.remote_peer, false);
+                        }
                     }
                     let this = self.clone();
                     let info = info.clone();

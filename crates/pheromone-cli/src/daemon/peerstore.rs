@@ -52,6 +52,10 @@ pub struct Remembered {
     /// Dials to it that failed.
     #[serde(default)]
     pub failures: u64,
+    /// Whether this node dialled it (rather than only being dialled by it): the side that
+    /// dialled a link keeps it, so an operator's `disconnect` on the other side sticks.
+    #[serde(default)]
+    pub dialled: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -137,8 +141,16 @@ impl PeerStore {
         self.inner.changed.notify_one();
     }
 
-    /// A link to `peer` came up; `addrs` are where it can be dialled (may be empty).
-    pub fn connected(&self, peer: PeerId, addrs: &[Multiaddr], name: Option<String>, now: u64) {
+    /// A link to `peer` came up (`dialled` by us or not); `addrs` are where it can be
+    /// dialled (may be empty).
+    pub fn connected(
+        &self,
+        peer: PeerId,
+        dialled: bool,
+        addrs: &[Multiaddr],
+        name: Option<String>,
+        now: u64,
+    ) {
         let mut state = self.state();
         let entry = state.peers.entry(peer).or_insert_with(|| Remembered {
             peer_id: peer.to_string(),
@@ -147,7 +159,9 @@ impl PeerStore {
             last_seen: now,
             successes: 0,
             failures: 0,
+            dialled: false,
         });
+        entry.dialled |= dialled;
         entry.successes = entry.successes.saturating_add(1);
         entry.last_seen = now;
         if name.is_some() {
@@ -341,10 +355,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, loaded) = PeerStore::load(dir.path()).expect("load");
         assert_eq!(loaded.peers, 0);
-        store.connected(peer(1), &[addr(4001)], Some("luda".into()), 100);
+        store.connected(peer(1), true, &[addr(4001)], Some("luda".into()), 100);
         store.identified(peer(1), &[addr(4002), "/ip4/0.0.0.0/tcp/9".parse().expect("a")], None);
         store.failed(peer(1));
-        store.connected(peer(2), &[], None, 50);
+        store.connected(peer(2), false, &[], None, 50);
         store.save_if_changed().expect("save");
         let (store, loaded) = PeerStore::load(dir.path()).expect("reload");
         assert_eq!(loaded.peers, 2);
@@ -358,6 +372,7 @@ mod tests {
             "the wildcard address is not dialable"
         );
         assert_eq!((list[0].successes, list[0].failures), (1, 1));
+        assert!(list[0].dialled && !list[1].dialled);
         assert_eq!(
             store.dial_addrs(&peer(1))[1],
             addr(4001).with_p2p(peer(1)).expect("p2p")
@@ -376,7 +391,7 @@ mod tests {
             })
             .peer_id();
             let addrs: Vec<Multiaddr> = (0..20).map(|i| addr(1000 + i)).collect();
-            store.connected(p, &addrs, None, n as u64);
+            store.connected(p, true, &addrs, None, n as u64);
         }
         let list = store.list();
         assert_eq!(list.len(), MAX_PEERS);
@@ -401,7 +416,7 @@ mod tests {
             let moved = moved.expect("moved aside");
             assert_eq!(std::fs::read(moved).expect("kept"), bytes);
             assert!(store.list().is_empty());
-            store.connected(peer(1), &[addr(1)], None, 1);
+            store.connected(peer(1), true, &[addr(1)], None, 1);
             store.save_if_changed().expect("save over it");
             assert_eq!(PeerStore::load(dir.path()).expect("load").1.peers, 1);
         }

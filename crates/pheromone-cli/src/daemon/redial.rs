@@ -1,7 +1,10 @@
-//! Keeping the mesh: in long mode, every peer the daemon had a direct link with is
+//! Keeping the mesh: in long mode, every peer the daemon dialled a direct link to is
 //! redialled when the link is lost, at the addresses the peer store remembers, with capped,
-//! jittered exponential backoff; and a restarted daemon redials the peers it remembers
-//! ("reconnecting to N remembered peers"), so it finds its mesh without `--bootstrap`.
+//! jittered exponential backoff (the side that dialled keeps a link, so an operator's
+//! `disconnect` on the other side sticks); and a restarted daemon redials the peers it
+//! remembers ("reconnecting to N remembered peers"): those it had dialled are kept linked
+//! again, those that had dialled it are tried a few times (they will redial us too), so
+//! it finds its mesh without `--bootstrap`.
 //! Once linked, routes and the DHT table rebuild through the overlays' normal
 //! neighbour-up paths.
 //!
@@ -32,22 +35,55 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Redials the peers the store remembers (up to [`MAX_AT_START`]); how many.
 pub fn reconnect_remembered(net: &Net) -> usize {
-    let peers: Vec<PeerId> = net
+    let peers: Vec<(PeerId, bool)> = net
         .peer_store()
         .list()
         .into_iter()
         .filter(|r| !r.addrs.is_empty())
-        .filter_map(|r| r.peer_id.parse().ok())
-        .filter(|p| *p != net.node().peer_id())
+        .filter_map(|r| Some((r.peer_id.parse().ok()?, r.dialled)))
+        .filter(|(p, _)| *p != net.node().peer_id())
         .take(MAX_AT_START)
         .collect();
     if !peers.is_empty() {
         tracing::info!(peers = peers.len(), "reconnecting to {} remembered peers", peers.len());
     }
-    for peer in &peers {
-        net.keep_linked(*peer, true);
+    for &(peer, dialled) in &peers {
+        if dialled {
+            net.keep_linked(peer, true);
+        } else {
+            net.spawn(try_once(net.clone(), peer));
+        }
     }
     peers.len()
+}
+
+/// Attempts at a remembered peer that had dialled us, at start.
+const TRIES_AT_START: u32 = 3;
+
+/// Dials a remembered peer that had dialled us a few times, then leaves the link to it.
+async fn try_once(net: Net, peer: PeerId) {
+    let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
+    for _ in 0..TRIES_AT_START {
+        if net.node().is_connected(&peer) {
+            return;
+        }
+        for addr in net.peer_store().dial_addrs(&peer) {
+            let dialled = tokio::select! {
+                _ = net.cancelled() => return,
+                dialled = net.node().add_contact("", &addr) => dialled,
+            };
+            if dialled.is_ok() {
+                tracing::info!(%peer, %addr, "remembered peer reached");
+                join_dht(&net, peer, &addr);
+                return;
+            }
+        }
+        net.peer_store().failed(peer);
+        tokio::select! {
+            _ = net.cancelled() => return,
+            _ = tokio::time::sleep(backoff.pause(rand::thread_rng().gen())) => {}
+        }
+    }
 }
 
 /// Keeps `peer` linked until `cancel` fires. `join` asks the DHT to (re)join through it
