@@ -74,7 +74,9 @@ impl Control {
 
     fn line(&mut self) -> serde_json::Value {
         let mut line = String::new();
-        self.read.read_line(&mut line).expect("read a response line");
+        self.read
+            .read_line(&mut line)
+            .expect("read a response line");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
     }
 }
@@ -165,7 +167,10 @@ fn a_restarted_daemon_redials_its_remembered_peers_without_bootstrap() {
         log.contains("reconnecting to 1 remembered peers"),
         "log: {log}"
     );
-    assert!(text.stdout.contains("beta") && text.stdout.contains("direct"), "{text:?}");
+    assert!(
+        text.stdout.contains("beta") && text.stdout.contains("direct"),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -174,7 +179,11 @@ fn a_garbage_peer_store_is_a_logged_fallback() {
     let data = dir.path().join("node");
     std::fs::create_dir(&data).expect("mkdir");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::fs::write(data.join("peers.json"), b"\x00\xff\xfe not json at all \x01").expect("write");
+    std::fs::write(
+        data.join("peers.json"),
+        b"\x00\xff\xfe not json at all \x01",
+    )
+    .expect("write");
     std::fs::write(data.join("inbox.log"), b"\x13\x37 nor an inbox").expect("write");
     let mut d = Daemon::start_in(&data, &["--name", "solo"]).expect("starts anyway");
     assert_eq!(d.json(&["hosts"]), serde_json::json!([]));
@@ -188,8 +197,14 @@ fn a_garbage_peer_store_is_a_logged_fallback() {
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.starts_with("peers.json.corrupt-")), "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("inbox.log.corrupt-")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("peers.json.corrupt-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("inbox.log.corrupt-")),
+        "{names:?}"
+    );
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -69,7 +69,10 @@ pub enum DataDirError {
     },
 }
 
-fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
+fn io<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
     move |source| DataDirError::Io {
         path: path.to_owned(),
         action,
@@ -208,8 +211,14 @@ mod tests {
         chmod(&file, 0o664);
         let err = check_strict(&file).expect_err("group-writable");
         let text = err.to_string();
-        assert!(matches!(err, DataDirError::Writable { mode: 0o664, .. }), "{text}");
-        assert!(text.contains("config.toml") && text.contains("664"), "{text}");
+        assert!(
+            matches!(err, DataDirError::Writable { mode: 0o664, .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("config.toml") && text.contains("664"),
+            "{text}"
+        );
         chmod(dir.path(), 0o777);
         assert!(matches!(
             check_strict(dir.path()),

@@ -13,8 +13,8 @@
 use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
-use super::peerstore::PeerStore;
 use super::observe::activity::{short_id, Activity};
+use super::peerstore::PeerStore;
 use super::protocols::{encode_v2, Ack, MessageHandler, ID_LEN, MSG_PROTOCOL, MSG_PROTOCOL_V2};
 use crate::control_proto::{
     ControlError, ErrorCode, HostInfo, PeerInfo, PeerRef, Status, MAX_MESSAGE,
@@ -135,13 +135,17 @@ impl Net {
             tracing::warn!(bytes = opened.dropped_tail, "the inbox log ended in a torn or corrupt record (a crash mid-write); cut it at the last good record");
         }
         if opened.messages > 0 {
-            tracing::info!(messages = opened.messages, "inbox: messages waiting from before the restart");
+            tracing::info!(
+                messages = opened.messages,
+                "inbox: messages waiting from before the restart"
+            );
         }
         let (peer_store, loaded) = PeerStore::load(&settings.data_dir)?;
         if let Some((why, moved)) = &loaded.fallback {
-            let moved = moved
-                .as_ref()
-                .map_or_else(|| "left in place".to_owned(), |p| format!("moved to {}", p.display()));
+            let moved = moved.as_ref().map_or_else(
+                || "left in place".to_owned(),
+                |p| format!("moved to {}", p.display()),
+            );
             tracing::warn!(file = super::peerstore::PEERS_FILE, reason = %why, %moved, "the peer store is unusable; starting with no remembered peers");
         }
         let mut endpoint = EndpointConfig::default();
@@ -484,7 +488,10 @@ impl Net {
                 event = events.recv() => event,
             };
             let peer = match event {
-                Ok(NodeEvent::PeerConnected { peer, .. } | NodeEvent::ConnectionReplaced { peer, .. }) => peer,
+                Ok(
+                    NodeEvent::PeerConnected { peer, .. }
+                    | NodeEvent::ConnectionReplaced { peer, .. },
+                ) => peer,
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Catch up on every current link rather than miss one.

@@ -293,7 +293,9 @@ fn read(path: &Path) -> Result<Option<File>, String> {
 
 /// Caps what a file (possibly edited by hand) may make us hold.
 fn sanitize(mut entry: Remembered) -> Remembered {
-    entry.addrs.retain(|a| a.len() <= 256 && a.parse::<Multiaddr>().is_ok());
+    entry
+        .addrs
+        .retain(|a| a.len() <= 256 && a.parse::<Multiaddr>().is_ok());
     entry.addrs.truncate(MAX_ADDRS);
     if entry.name.as_ref().is_some_and(|n| n.len() > 64) {
         entry.name = None;
@@ -356,7 +358,11 @@ mod tests {
         let (store, loaded) = PeerStore::load(dir.path()).expect("load");
         assert_eq!(loaded.peers, 0);
         store.connected(peer(1), true, &[addr(4001)], Some("luda".into()), 100);
-        store.identified(peer(1), &[addr(4002), "/ip4/0.0.0.0/tcp/9".parse().expect("a")], None);
+        store.identified(
+            peer(1),
+            &[addr(4002), "/ip4/0.0.0.0/tcp/9".parse().expect("a")],
+            None,
+        );
         store.failed(peer(1));
         store.connected(peer(2), false, &[], None, 50);
         store.save_if_changed().expect("save");
@@ -395,7 +401,10 @@ mod tests {
         }
         let list = store.list();
         assert_eq!(list.len(), MAX_PEERS);
-        assert!(list.iter().all(|r| r.last_seen >= 10), "the oldest went first");
+        assert!(
+            list.iter().all(|r| r.last_seen >= 10),
+            "the oldest went first"
+        );
         assert!(list.iter().all(|r| r.addrs.len() == MAX_ADDRS));
     }
 

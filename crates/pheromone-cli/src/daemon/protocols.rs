@@ -95,7 +95,10 @@ pub struct MessageHandler {
 impl RequestHandler for MessageHandler {
     async fn handle(&self, peer: Peer, request: Bytes) -> HandlerResult {
         let (id, data) = if self.with_id {
-            let Some(id) = request.get(..ID_LEN).and_then(|b| MessageId::try_from(b).ok()) else {
+            let Some(id) = request
+                .get(..ID_LEN)
+                .and_then(|b| MessageId::try_from(b).ok())
+            else {
                 tracing::debug!(peer = %peer.id(), len = request.len(), "message shorter than its id");
                 return Ok(Some(Bytes::copy_from_slice(&[Ack::Malformed.to_byte()])));
             };
@@ -231,7 +234,9 @@ mod tests {
         let request = encode_v2(&[9; ID_LEN], b"hello");
         for _ in 0..3 {
             assert_eq!(
-                send_on(&sender, MSG_PROTOCOL_V2, &request).await.expect("sent"),
+                send_on(&sender, MSG_PROTOCOL_V2, &request)
+                    .await
+                    .expect("sent"),
                 Ack::Stored
             );
         }
@@ -240,7 +245,9 @@ mod tests {
         assert_eq!(lease.message().id, [9; ID_LEN]);
         assert_eq!(lease.message().data, b"hello");
         assert_eq!(
-            send_on(&sender, MSG_PROTOCOL_V2, b"short").await.expect("sent"),
+            send_on(&sender, MSG_PROTOCOL_V2, b"short")
+                .await
+                .expect("sent"),
             Ack::Malformed
         );
         sender.close().await;

@@ -45,7 +45,11 @@ pub fn reconnect_remembered(net: &Net) -> usize {
         .take(MAX_AT_START)
         .collect();
     if !peers.is_empty() {
-        tracing::info!(peers = peers.len(), "reconnecting to {} remembered peers", peers.len());
+        tracing::info!(
+            peers = peers.len(),
+            "reconnecting to {} remembered peers",
+            peers.len()
+        );
     }
     for &(peer, dialled) in &peers {
         if dialled {

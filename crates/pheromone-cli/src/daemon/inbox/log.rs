@@ -290,7 +290,11 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             table[i] = c;
@@ -332,7 +336,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut log, replay) = Log::open(dir.path()).expect("open");
         assert_eq!(replay, Replay::default());
-        let records = [stored(1), stored(2), Record::Removed([1; 16]), Record::Seen([9; 16])];
+        let records = [
+            stored(1),
+            stored(2),
+            Record::Removed([1; 16]),
+            Record::Seen([9; 16]),
+        ];
         log.append(&records[..2]).expect("append");
         log.append(&records[2..]).expect("append");
         drop(log);
@@ -349,7 +358,9 @@ mod tests {
         let good_len = {
             let (_, r) = Log::open(dir.path()).expect("reopen");
             assert_eq!(r.records.len(), 2);
-            std::fs::metadata(dir.path().join(INBOX_LOG)).expect("meta").len()
+            std::fs::metadata(dir.path().join(INBOX_LOG))
+                .expect("meta")
+                .len()
         };
         drop(log);
         // A crash mid-append: half a record.
@@ -385,7 +396,10 @@ mod tests {
         assert!(aside.exists());
         log.append(&[stored(1)]).expect("append");
         drop(log);
-        assert_eq!(Log::open(dir.path()).expect("reopen").1.records, [stored(1)]);
+        assert_eq!(
+            Log::open(dir.path()).expect("reopen").1.records,
+            [stored(1)]
+        );
     }
 
     #[test]
@@ -407,7 +421,8 @@ mod tests {
         let (mut log, _) = Log::open(dir.path()).expect("open");
         log.append(&[stored(1), stored(2), Record::Removed([1; 16])])
             .expect("append");
-        log.compact(&[stored(2), Record::Seen([1; 16])]).expect("compact");
+        log.compact(&[stored(2), Record::Seen([1; 16])])
+            .expect("compact");
         log.append(&[stored(3)]).expect("append after compaction");
         drop(log);
         let (_, replay) = Log::open(dir.path()).expect("reopen");

@@ -155,7 +155,9 @@ impl State {
             at_ms: unix_ms(e.message.received_at),
             data: e.message.data.clone(),
         });
-        stored.chain(self.seen.iter().map(|id| Record::Seen(*id))).collect()
+        stored
+            .chain(self.seen.iter().map(|id| Record::Seen(*id)))
+            .collect()
     }
 }
 
@@ -470,18 +472,33 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let inbox = open(dir.path(), 2, 10);
         inbox.store(id(1), peer(), vec![1; 4]).await.expect("room");
-        let full = inbox.store(id(2), peer(), vec![2; 7]).await.expect_err("bytes");
+        let full = inbox
+            .store(id(2), peer(), vec![2; 7])
+            .await
+            .expect_err("bytes");
         assert!(
-            matches!(full, StoreError::Full(InboxFull { messages: 1, bytes: 4 })),
+            matches!(
+                full,
+                StoreError::Full(InboxFull {
+                    messages: 1,
+                    bytes: 4
+                })
+            ),
             "{full}"
         );
         inbox.store(id(3), peer(), vec![3; 6]).await.expect("room");
-        assert!(inbox.store(id(4), peer(), vec![]).await.is_err(), "count cap");
+        assert!(
+            inbox.store(id(4), peer(), vec![]).await.is_err(),
+            "count cap"
+        );
         let lease = inbox.try_lease().expect("first");
         assert_eq!(lease.message().data, vec![1; 4]);
         assert!(inbox.remove(id(1)).await.expect("remove"));
         drop(lease);
-        inbox.store(id(4), peer(), vec![]).await.expect("room again");
+        inbox
+            .store(id(4), peer(), vec![])
+            .await
+            .expect("room again");
         assert_eq!(inbox.len(), 2);
     }
 
@@ -489,8 +506,14 @@ mod tests {
     async fn a_message_survives_reopening_until_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let inbox = open(dir.path(), 8, 1024);
-        inbox.store(id(1), peer(), b"one".to_vec()).await.expect("store");
-        inbox.store(id(2), peer(), b"two".to_vec()).await.expect("store");
+        inbox
+            .store(id(1), peer(), b"one".to_vec())
+            .await
+            .expect("store");
+        inbox
+            .store(id(2), peer(), b"two".to_vec())
+            .await
+            .expect("store");
         // Leased but not removed: still there after a restart.
         let lease = inbox.try_lease().expect("lease");
         assert_eq!(lease.message().id, id(1));
@@ -514,11 +537,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let inbox = open(dir.path(), 8, 1024);
         assert_eq!(
-            inbox.store(id(1), peer(), b"x".to_vec()).await.expect("store"),
+            inbox
+                .store(id(1), peer(), b"x".to_vec())
+                .await
+                .expect("store"),
             Stored::New
         );
         assert_eq!(
-            inbox.store(id(1), peer(), b"x".to_vec()).await.expect("store"),
+            inbox
+                .store(id(1), peer(), b"x".to_vec())
+                .await
+                .expect("store"),
             Stored::Duplicate
         );
         let lease = inbox.try_lease().expect("lease");
@@ -527,7 +556,10 @@ mod tests {
         drop(inbox);
         let inbox = open(dir.path(), 8, 1024);
         assert_eq!(
-            inbox.store(id(1), peer(), b"x".to_vec()).await.expect("store"),
+            inbox
+                .store(id(1), peer(), b"x".to_vec())
+                .await
+                .expect("store"),
             Stored::Duplicate
         );
         assert_eq!(inbox.len(), 0);
@@ -561,7 +593,10 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        inbox.store(id(7), peer(), b"abc".to_vec()).await.expect("store");
+        inbox
+            .store(id(7), peer(), b"abc".to_vec())
+            .await
+            .expect("store");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !inbox.is_leased(&id(7)) {
             assert!(tokio::time::Instant::now() < deadline, "never leased");
@@ -581,11 +616,17 @@ mod tests {
         let inbox = open(dir.path(), 8, 64 << 20);
         let big = vec![5u8; 1 << 20];
         for n in 0..6u8 {
-            inbox.store(id(n), peer(), big.clone()).await.expect("store");
+            inbox
+                .store(id(n), peer(), big.clone())
+                .await
+                .expect("store");
             let lease = inbox.try_lease().expect("lease");
             inbox.remove(lease.message().id).await.expect("remove");
         }
-        inbox.store(id(100), peer(), b"kept".to_vec()).await.expect("store");
+        inbox
+            .store(id(100), peer(), b"kept".to_vec())
+            .await
+            .expect("store");
         let size = std::fs::metadata(dir.path().join(log::INBOX_LOG))
             .expect("meta")
             .len();
