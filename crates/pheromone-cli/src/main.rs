@@ -262,7 +262,13 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
         let settings = settings?;
         // The span gives every line of the daemon's log the node's name in JSON.
         let span = tracing::info_span!("daemon", node = settings.name.as_deref().unwrap_or(""));
-        return tracing::Instrument::instrument(daemon::run(settings), span).await;
+        // SIGHUP reads the flags and the config file again.
+        let (up, data_dir) = match &args.command {
+            Command::Up(up) => (up.clone(), args.data_dir.clone()),
+            _ => unreachable!("settings exist only for up"),
+        };
+        let reload = move || Settings::resolve(&up, data_dir.clone());
+        return tracing::Instrument::instrument(daemon::run(settings, reload), span).await;
     }
     if let Command::Demo = &args.command {
         return demo::run().await;

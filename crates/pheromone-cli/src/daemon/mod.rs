@@ -47,8 +47,9 @@ use tokio_util::task::TaskTracker;
 /// How long a graceful shutdown may take before the daemon exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Runs the daemon in the foreground until a signal.
-pub async fn run(settings: Settings) -> Result<()> {
+/// Runs the daemon in the foreground until SIGTERM or SIGINT; on SIGHUP, `reload` reads
+/// the settings again and the exec allow-list is replaced (links stay up).
+pub async fn run(settings: Settings, reload: impl Fn() -> Result<Settings>) -> Result<()> {
     let data_dir = settings.data_dir.clone();
     create_private_dir(&data_dir)?;
     // Like OpenSSH's StrictModes: whoever else can write these can replace who we are.
@@ -132,9 +133,17 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let which = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    notify_systemd();
+    let which = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => match reload() {
+                Ok(new) => net.reload(&new),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded"),
+            },
+        }
     };
     tracing::info!(signal = which, "shutting down");
 
@@ -155,6 +164,29 @@ pub async fn run(settings: Settings) -> Result<()> {
         _ = interrupt.recv() => tracing::warn!("second signal: exiting without waiting"),
     }
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) the daemon is ready, when it runs under one: a datagram
+/// `READY=1` to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace).
+fn notify_systemd() {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = target.as_encoded_bytes();
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(b"READY=1", &addr)?;
+        } else {
+            socket.send_to(b"READY=1", &target)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd that the daemon is ready");
+    }
 }
 
 fn listen(net: &Net, settings: &Settings) -> Result<()> {

@@ -388,6 +388,25 @@ impl Net {
         self.inner.urls.get().cloned().unwrap_or_default()
     }
 
+    /// Applies what SIGHUP re-read: the exec allow-list (for the next requests; commands
+    /// running go on). Other settings need a restart, and the log says so.
+    pub fn reload(&self, settings: &Settings) {
+        let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
+        match exec.as_ref() {
+            Some(service) if service.is_enabled() => {
+                service.set_allow(settings.exec_allow.clone());
+                tracing::info!(
+                    peers = settings.exec_allow.len(),
+                    "SIGHUP: exec allow-list reloaded"
+                );
+            }
+            _ if !settings.exec_allow.is_empty() => tracing::warn!(
+                "SIGHUP: exec was off at start; restart the daemon to turn it on"
+            ),
+            _ => tracing::info!("SIGHUP: reloaded; exec stays off"),
+        }
+    }
+
     /// Whether peers may run commands here: how many peers are allowed, and what they may
     /// run.
     pub fn exec_allowed(&self) -> Option<(usize, String)> {
