@@ -260,3 +260,46 @@ fn the_lock_file_is_not_opened_through_a_symlink() {
     );
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
 }
+
+#[test]
+fn sighup_reloads_the_exec_allow_list_without_dropping_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl = Daemon::start_in(&dir.path().join("ctl"), &["--name", "ctl"]).expect("ctl");
+    let other = pheromone::Keypair::from_seed([9; 32]).peer_id().to_string();
+    let allow = dir.path().join("exec-peers");
+    std::fs::write(&allow, format!("{other}\n")).expect("write");
+    let allow_arg = allow.to_str().expect("utf-8");
+    let h = Daemon::start_in(
+        &dir.path().join("h1"),
+        &["--name", "h1", "--allow-exec-file", allow_arg],
+    )
+    .expect("host");
+    connect(&ctl, &h);
+    let refused = ctl.cli(&["exec", "h1", "--json", "--", "true"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+
+    std::fs::write(&allow, format!("{other}\n{}\n", ctl.peer_id)).expect("write");
+    h.signal(libc::SIGHUP);
+    let allowed = eventually(Duration::from_secs(10), || {
+        ctl.cli(&["exec", "h1", "--", "true"]).status.success()
+    });
+    assert!(allowed, "the new allow-list was not applied");
+    // The link stayed up and the daemon did not stop.
+    assert_eq!(peer_ids(&ctl.json(&["peers"])), vec![h.peer_id.clone()]);
+}
+
+#[test]
+fn systemd_is_told_when_the_daemon_is_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let notify = socket_path.to_str().expect("utf-8");
+    let _d = Daemon::start_with_env(&dir.path().join("node"), &[], &[("NOTIFY_SOCKET", notify)])
+        .expect("daemon");
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"READY=1");
+}

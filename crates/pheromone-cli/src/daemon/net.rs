@@ -400,9 +400,9 @@ impl Net {
                     "SIGHUP: exec allow-list reloaded"
                 );
             }
-            _ if !settings.exec_allow.is_empty() => tracing::warn!(
-                "SIGHUP: exec was off at start; restart the daemon to turn it on"
-            ),
+            _ if !settings.exec_allow.is_empty() => {
+                tracing::warn!("SIGHUP: exec was off at start; restart the daemon to turn it on")
+            }
             _ => tracing::info!("SIGHUP: reloaded; exec stays off"),
         }
     }
