@@ -15,6 +15,8 @@
 //! drain of at most 40 s. Needs root and iproute2: without them it skips with a message,
 //! except under `PHEROMONE_CI=1`, where it fails.
 
+#![allow(clippy::disallowed_methods)] // runs real processes on the real clock
+
 mod common;
 
 use common::BIN;
@@ -168,6 +170,8 @@ impl Drop for Topology {
 
 /// Lines a background command printed, with when they arrived.
 type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
+/// When each subscriber said it was subscribed, and when it ended.
+type Spans = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 fn collect<R: std::io::Read + Send + 'static>(r: R, sink: Lines, tag: Option<String>) {
     std::thread::spawn(move || {
@@ -204,7 +208,7 @@ struct Host {
     recv: Option<Child>,
     sub: Option<Child>,
     /// When the current subscriber said it was subscribed, and when it ended.
-    sub_spans: Arc<Mutex<Vec<(Instant, Option<Instant>)>>>,
+    sub_spans: Spans,
 }
 
 impl Host {

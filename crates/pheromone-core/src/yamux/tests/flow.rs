@@ -580,8 +580,11 @@ fn keepalive_can_be_tightened_on_a_live_session() {
         Some(pair.now + Duration::from_secs(15))
     );
     // A link an overlay relies on: ping every 2 s, fail after 5 s of silence.
-    pair.client
-        .set_keepalive(Some(Duration::from_secs(2)), Duration::from_secs(5), pair.now);
+    pair.client.set_keepalive(
+        Some(Duration::from_secs(2)),
+        Duration::from_secs(5),
+        pair.now,
+    );
     assert_eq!(
         pair.client.poll_timeout(),
         Some(pair.now + Duration::from_secs(2))
