@@ -8,4 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
-PHEROMONE_CHAOS_SECS="${1:-1800}" cargo test -p pheromone-cli --test chaos -- --nocapture
+cargo build -p pheromone-cli --tests
+# Run a copy of the binary, so the tree can be rebuilt while this runs.
+copy="$(mktemp -d)"
+trap 'rm -rf "$copy"' EXIT
+cp target/debug/pheromone "$copy/pheromone"
+PHEROMONE_CHAOS_BIN="$copy/pheromone" PHEROMONE_CHAOS_SECS="${1:-1800}" PHEROMONE_CI=1 \
+    cargo test -p pheromone-cli --test chaos -- --nocapture

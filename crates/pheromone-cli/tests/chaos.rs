@@ -19,7 +19,11 @@
 
 mod common;
 
-use common::BIN;
+/// The binary: the one cargo built, or `PHEROMONE_CHAOS_BIN` (so a long run can use a
+/// copy while the tree is rebuilt).
+fn bin() -> String {
+    std::env::var("PHEROMONE_CHAOS_BIN").unwrap_or_else(|_| common::BIN.to_owned())
+}
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -189,7 +193,7 @@ fn collect<R: std::io::Read + Send + 'static>(r: R, sink: Lines, tag: Option<Str
 }
 
 fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(bin())
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -219,7 +223,7 @@ impl Host {
             .open(self.dir.with_extension("log"))
             .expect("log file");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, BIN, "--data-dir"])
+            .args(["netns", "exec", &self.ns, &bin(), "--data-dir"])
             .arg(&self.dir)
             .args(["up", "--listen", &format!("/ip4/0.0.0.0/tcp/{PORT}")])
             .args(["--name", &self.ns[self.ns.rfind('h').unwrap_or(0)..]])
@@ -256,7 +260,7 @@ impl Host {
     }
 
     fn start_readers(&mut self, index: usize, received: &Lines) {
-        let mut recv = Command::new(BIN)
+        let mut recv = Command::new(bin())
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["recv", "--json"])
@@ -273,7 +277,7 @@ impl Host {
         );
         self.recv = Some(recv);
 
-        let mut sub = Command::new(BIN)
+        let mut sub = Command::new(bin())
             .arg("--data-dir")
             .arg(&self.dir)
             // Text, not JSON: only the text form says on stderr when the subscription is
