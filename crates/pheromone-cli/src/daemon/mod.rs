@@ -1,7 +1,8 @@
-//! `pheromone up`: the daemon. Takes the data dir's lock, loads or creates the identity,
-//! starts the node ([`net`]), listens, serves the control socket ([`control`]), keeps the
-//! bootstrap peers linked ([`bootstrap`]) and runs until Ctrl-C or SIGTERM, then closes
-//! links gracefully and removes the socket.
+//! `pheromone up`: the daemon. Checks the data dir ([`datadir`]), takes its lock, loads or
+//! creates the identity, starts the node ([`net`]), listens, serves the control socket
+//! ([`control`]), keeps the bootstrap peers linked ([`bootstrap`]) and the remembered ones
+//! ([`redial`]), tells systemd it is ready, reloads the exec allow-list on SIGHUP and runs
+//! until Ctrl-C or SIGTERM, then closes links gracefully and removes the socket.
 //!
 //! Layout:
 //! - [`config`]: flags, config file, validated settings.
@@ -9,7 +10,10 @@
 //! - [`control`]: the control socket server and one handler per operation.
 //! - [`remote`]: expose, forward and fleet exec as control operations; [`routes`]: what
 //!   the node reaches and how (direct, through relays, by dialling).
-//! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
+//! - [`protocols`], [`inbox`]: the direct-message protocols and the durable, bounded
+//!   inbox (a checksummed log on disk).
+//! - [`peerstore`], [`redial`]: the peers met, on disk, and keeping links to them.
+//! - [`datadir`]: StrictModes-like checks, `O_NOFOLLOW` opens, atomic rewrites.
 //! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
 //!   [`errors`]: network failures as control errors.
 //! - [`observe`]: `/metrics` over HTTP, the web dashboard, the activity log.

@@ -1,6 +1,8 @@
 //! The node as the daemon sees it: one library [`Node`] plus what the CLI needs on top of
-//! it — when each connection began, the last ping RTT, the direct-message inbox, and
-//! turning a `PEER` argument into a peer the node can reach.
+//! it — when each connection began, the last ping RTT, the direct-message inbox, the peer
+//! store (fed from connection events) and the tasks keeping dialled links up, the tight
+//! keep-alive on each peer's long-mode link, and turning a `PEER` argument into a peer
+//! the node can reach.
 //!
 //! Everything the control server does to the network goes through [`Net`]. The node does
 //! the real work: it learns peers' names in identify, dials and keeps connections in the
@@ -10,15 +12,18 @@
 //! from identify). This module knows nothing about the control socket or JSON beyond
 //! returning the control protocol's types.
 
+mod mesh;
+mod msg;
+
+pub use mesh::NEIGHBOUR_KEEPALIVE;
+
 use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
 use super::observe::activity::{short_id, Activity};
 use super::peerstore::PeerStore;
-use super::protocols::{encode_v2, Ack, MessageHandler, ID_LEN, MSG_PROTOCOL, MSG_PROTOCOL_V2};
-use crate::control_proto::{
-    ControlError, ErrorCode, HostInfo, PeerInfo, PeerRef, Status, MAX_MESSAGE,
-};
+use super::protocols::{MessageHandler, ID_LEN, MSG_PROTOCOL, MSG_PROTOCOL_V2};
+use crate::control_proto::{ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE};
 use pheromone::connection::ConnectionId;
 use pheromone::discovery::DiscoveryConfig;
 use pheromone::exec::{ExecConfig, ExecEnv, ExecService};
@@ -26,8 +31,8 @@ use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
 use pheromone::pubsub::Subscription;
 use pheromone::{
-    Access, Connection, ConnectionMode, Direction, DispatchOptions, EndpointConfig, EndpointEvent,
-    Keypair, Multiaddr, Node, NodeError, PeerId,
+    Access, Connection, ConnectionMode, Direction, EndpointConfig, EndpointEvent, Keypair,
+    Multiaddr, Node, NodeError, PeerId,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -49,13 +54,6 @@ const MAX_PENDING_PER_PEER: usize = 32;
 /// Short mode: an inbound connection unused this long is closed. Long mode keeps links
 /// until they fail (the keep-alive notices a dead one).
 const SHORT_MODE_IDLE: Duration = Duration::from_secs(30);
-
-/// Keep-alive on the links the overlays use (a peer's one long-mode direct link): a ping
-/// every 2 s, the link given up after 5 s without an answer, so a link that dies without a
-/// reset (cable pulled, `ip link set down`) is noticed within 7 s and routes move on.
-/// Other connections keep the endpoint's (looser) keep-alive.
-pub const NEIGHBOUR_KEEPALIVE: (Duration, Duration) =
-    (Duration::from_secs(2), Duration::from_secs(5));
 
 /// The route alias the daemon gives every peer it connects to: none. People name peers by
 /// the names they announce in identify, or by peer ID.
@@ -267,101 +265,6 @@ impl Net {
         &self.inner.inbox
     }
 
-    /// The peers met, as remembered on disk.
-    pub fn peer_store(&self) -> &PeerStore {
-        &self.inner.peer_store
-    }
-
-    /// Keeps `peer` linked from now on (long mode; at most [`super::redial::MAX_KEPT`]
-    /// peers); `join` joins the DHT through it once reached.
-    pub fn keep_linked(&self, peer: PeerId, join: bool) {
-        if self.inner.mode != Mode::Long || self.inner.cancel.is_cancelled() {
-            return;
-        }
-        {
-            let mut book = self.book();
-            if book.kept.len() >= super::redial::MAX_KEPT || !book.kept.insert(peer) {
-                return;
-            }
-        }
-        let cancel = self.inner.cancel.clone();
-        self.inner
-            .tasks
-            .spawn(super::redial::keep(self.clone(), peer, join, cancel));
-    }
-
-    /// Runs `task` on the daemon's tracker (closing the node waits for it).
-    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.inner.tasks.spawn(task);
-    }
-
-    /// Fires when the node starts closing.
-    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.inner.cancel.cancelled()
-    }
-
-    /// Writes the peer store a moment after it changes (so a burst of events is one
-    /// write), and once more when the daemon stops.
-    async fn save_peer_store(self) {
-        let store = self.inner.peer_store.clone();
-        loop {
-            let stop = tokio::select! {
-                _ = self.inner.cancel.cancelled() => true,
-                _ = store.changed() => false,
-            };
-            if !stop {
-                tokio::select! {
-                    _ = self.inner.cancel.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-            let saving = store.clone();
-            let saved = tokio::task::spawn_blocking(move || saving.save_if_changed()).await;
-            if let Ok(Err(e)) = saved {
-                tracing::warn!(error = %e, "cannot write the peer store");
-            }
-            if stop || self.inner.cancel.is_cancelled() {
-                return;
-            }
-        }
-    }
-
-    /// What the peer store remembers, and how each peer is reached now.
-    pub fn hosts(&self) -> Vec<HostInfo> {
-        let routing = self.inner.node.routing();
-        self.inner
-            .peer_store
-            .list()
-            .into_iter()
-            .map(|r| {
-                let peer = r.peer_id.parse::<PeerId>().ok();
-                let conns = peer.map(|p| self.live_connections(&p)).unwrap_or_default();
-                let (reached, relay) = if conns.iter().any(|c| c.info().relay.is_none()) {
-                    ("direct", None)
-                } else if let Some(relay) = conns.iter().find_map(|c| c.info().relay) {
-                    ("relay", Some(relay.to_string()))
-                } else if let Some(hop) = peer
-                    .and_then(|p| routing.and_then(|r| r.next_hop(&p)))
-                    .filter(|hop| Some(hop.peer) != peer)
-                {
-                    ("relay", Some(hop.peer.to_string()))
-                } else {
-                    ("not_connected", None)
-                };
-                HostInfo {
-                    name: peer.and_then(|p| self.peer_name(&p)).or(r.name),
-                    peer_id: r.peer_id,
-                    addrs: r.addrs,
-                    last_seen: r.last_seen,
-                    reached: reached.to_owned(),
-                    relay,
-                    successes: r.successes,
-                    failures: r.failures,
-                }
-            })
-            .collect()
-    }
-
     /// Exposed services and forwarded ports.
     pub fn forwards(&self) -> &Forwards {
         &self.inner.forwards
@@ -386,25 +289,6 @@ impl Net {
     /// Where the metrics and dashboard are served.
     pub fn urls(&self) -> super::observe::Urls {
         self.inner.urls.get().cloned().unwrap_or_default()
-    }
-
-    /// Applies what SIGHUP re-read: the exec allow-list (for the next requests; commands
-    /// running go on). Other settings need a restart, and the log says so.
-    pub fn reload(&self, settings: &Settings) {
-        let exec = self.inner.exec.lock().unwrap_or_else(|e| e.into_inner());
-        match exec.as_ref() {
-            Some(service) if service.is_enabled() => {
-                service.set_allow(settings.exec_allow.clone());
-                tracing::info!(
-                    peers = settings.exec_allow.len(),
-                    "SIGHUP: exec allow-list reloaded"
-                );
-            }
-            _ if !settings.exec_allow.is_empty() => {
-                tracing::warn!("SIGHUP: exec was off at start; restart the daemon to turn it on")
-            }
-            _ => tracing::info!("SIGHUP: reloaded; exec stays off"),
-        }
     }
 
     /// Whether peers may run commands here: how many peers are allowed, and what they may
@@ -489,44 +373,6 @@ impl Net {
                     tracing::warn!(missed = n, "connection events lagged");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// Gives each peer's long-mode direct link (the one the overlays run on) the tight
-    /// keep-alive of [`NEIGHBOUR_KEEPALIVE`] (or the endpoint's, when that is tighter).
-    async fn tighten_neighbour_keepalive(
-        self,
-        mut events: tokio::sync::broadcast::Receiver<pheromone::NodeEvent>,
-        (interval, timeout): (Duration, Duration),
-    ) {
-        use pheromone::NodeEvent;
-        loop {
-            let event = tokio::select! {
-                _ = self.inner.cancel.cancelled() => return,
-                event = events.recv() => event,
-            };
-            let peer = match event {
-                Ok(
-                    NodeEvent::PeerConnected { peer, .. }
-                    | NodeEvent::ConnectionReplaced { peer, .. },
-                ) => peer,
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Catch up on every current link rather than miss one.
-                    for (conn, _) in self.inner.node.swarm().ready_connections() {
-                        if conn.info().relay.is_none() {
-                            conn.set_keepalive(Some(interval), timeout);
-                        }
-                    }
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            if let Some(conn) = self.inner.node.swarm().current(&peer) {
-                if conn.info().relay.is_none() && conn.set_keepalive(Some(interval), timeout) {
-                    tracing::debug!(%peer, ?interval, ?timeout, "neighbour link keep-alive tightened");
-                }
             }
         }
     }
@@ -881,85 +727,6 @@ impl Net {
         self.book().ping_rtt.insert(peer, rtt);
     }
 
-    /// Sends one direct message and waits for the receiver's ack, which it gives once the
-    /// message is on its disk. When the link fails under it, retries with the same
-    /// message id (the receiver stores it once), within [`MSG_TIMEOUT`] in all.
-    pub async fn send(&self, spec: &str, data: Vec<u8>) -> Result<PeerId, ControlError> {
-        if data.len() > MAX_MESSAGE {
-            return Err(ControlError::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "message of {} bytes is over the limit of {MAX_MESSAGE}",
-                    data.len()
-                ),
-            ));
-        }
-        let len = data.len();
-        let peer = self.reach(&self.resolve(spec)?).await?;
-        let id: [u8; ID_LEN] = rand::random();
-        let request = bytes::Bytes::from(encode_v2(&id, &data));
-        let deadline = tokio::time::Instant::now() + MSG_TIMEOUT;
-        let mut pause = MSG_RETRY_PAUSE;
-        let mut attempt = 0;
-        let reply = loop {
-            attempt += 1;
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let options = DispatchOptions::new().timeout(left);
-            let result = self
-                .inner
-                .node
-                .dispatch_with(peer, MSG_PROTOCOL_V2, request.clone(), &options)
-                .await
-                .map_err(|e| dispatch_error(&e));
-            match result {
-                Ok(reply) => break reply,
-                Err(e) if e.code == ErrorCode::ProtocolRefused => {
-                    // An older receiver: the message without an id, once (no dedup there).
-                    let options = DispatchOptions::new().timeout(left);
-                    break self
-                        .inner
-                        .node
-                        .dispatch_with(peer, MSG_PROTOCOL, data, &options)
-                        .await
-                        .map_err(|e| dispatch_error(&e))?;
-                }
-                Err(e) if attempt < MSG_ATTEMPTS && retryable(e.code) => {
-                    if tokio::time::Instant::now() + pause >= deadline {
-                        return Err(e);
-                    }
-                    tracing::debug!(%peer, attempt, error = %e, "message not acked; retrying with the same id");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let ack = Ack::from_reply(&reply).map_err(|e| {
-            ControlError::new(
-                ErrorCode::StreamFailed,
-                format!("{peer} answered {MSG_PROTOCOL_V2} with a bad ack: {e}"),
-            )
-        })?;
-        match ack {
-            Ack::Stored => Ok(peer),
-            Ack::InboxFull => Err(ControlError::new(
-                ErrorCode::InboxFull,
-                format!(
-                    "{peer}'s inbox is full; it must read its messages (`pheromone recv`) first \
-                     (message of {len} bytes not stored)"
-                ),
-            )),
-            Ack::NotStored => Err(ControlError::new(
-                ErrorCode::NotStored,
-                format!("{peer} could not write the message to its disk (message of {len} bytes not stored)"),
-            )),
-            Ack::Malformed => Err(ControlError::new(
-                ErrorCode::StreamFailed,
-                format!("{peer} found our {MSG_PROTOCOL_V2} request malformed"),
-            )),
-        }
-    }
-
     /// Publishes on a topic; the message's id in hex.
     pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, ControlError> {
         let id = self
@@ -997,18 +764,6 @@ impl Net {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
-}
-
-/// Whether a failed message may be sent again: the link failed, not the receiver's answer.
-fn retryable(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::StreamFailed
-            | ErrorCode::NotConnected
-            | ErrorCode::Timeout
-            | ErrorCode::DialFailed
-            | ErrorCode::ConnectionRefused
-    )
 }
 
 /// Lower-case hex of `bytes`.
