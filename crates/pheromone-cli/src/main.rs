@@ -53,6 +53,9 @@ enum Command {
     Status,
     /// Lists connected peers.
     Peers,
+    /// Lists the peers this node remembers (its peer store): names, addresses, when last
+    /// seen, how each is reached now (direct, relay, not connected).
+    Hosts,
     /// Lists what the node can reach, and how: direct links, destinations through relays
     /// (next hop, hops, metric), known addresses.
     Routes,
@@ -277,7 +280,13 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
         let settings = settings?;
         // The span gives every line of the daemon's log the node's name in JSON.
         let span = tracing::info_span!("daemon", node = settings.name.as_deref().unwrap_or(""));
-        return tracing::Instrument::instrument(daemon::run(settings), span).await;
+        // SIGHUP reads the flags and the config file again.
+        let (up, data_dir) = match &args.command {
+            Command::Up(up) => (up.clone(), args.data_dir.clone()),
+            _ => unreachable!("settings exist only for up"),
+        };
+        let reload = move || Settings::resolve(&up, data_dir.clone());
+        return tracing::Instrument::instrument(daemon::run(settings, reload), span).await;
     }
     if let Command::Demo = &args.command {
         return demo::run().await;
@@ -293,6 +302,7 @@ async fn run(args: Cli, settings: Option<Result<Settings>>) -> Result<()> {
         Command::Id => cli::id(&ctx),
         Command::Status => cli::node::status(&ctx).await,
         Command::Peers => cli::node::peers(&ctx).await,
+        Command::Hosts => cli::node::hosts(&ctx).await,
         Command::Routes => cli::node::routes(&ctx).await,
         Command::Dht { command } => match command {
             DhtCommand::Find { peer } => cli::dht::find(&ctx, peer).await,

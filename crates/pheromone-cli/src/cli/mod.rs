@@ -139,6 +139,18 @@ impl Client {
             .context("cannot send the request to the daemon")
     }
 
+    /// Sends a request whose answer nobody waits for (an ack), beside the current one.
+    pub async fn send_only(&mut self, op: Op) -> Result<()> {
+        let request = Request {
+            id: self.next_id,
+            op,
+        };
+        self.next_id += 1;
+        write_line(&mut self.writer, &request)
+            .await
+            .context("cannot send the request to the daemon")
+    }
+
     /// The next event or the final result of the current request; the daemon's error as
     /// an error.
     pub async fn next(&mut self) -> Result<Step> {

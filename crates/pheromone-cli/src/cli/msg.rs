@@ -59,10 +59,11 @@ pub async fn send(ctx: &Ctx, peer: String, data: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// `pheromone recv [--count N]`.
+/// `pheromone recv [--count N]`: each message is printed (and stdout flushed) before it
+/// is acknowledged, so the daemon removes only what was shown.
 pub async fn recv(ctx: &Ctx, count: Option<u64>) -> Result<()> {
     let mut client = ctx.client().await?;
-    client.start(Op::Recv { count }).await?;
+    client.start(Op::Recv { count, ack: true }).await?;
     let mut interrupt = super::interrupt()?;
     loop {
         let step = tokio::select! {
@@ -70,7 +71,12 @@ pub async fn recv(ctx: &Ctx, count: Option<u64>) -> Result<()> {
             step = client.next() => step?,
         };
         match step {
-            Step::Event(Event::Message(message)) => print_message(ctx, message)?,
+            Step::Event(Event::Message(message)) => {
+                let id = message.message_id.clone();
+                print_message(ctx, message)?;
+                std::io::Write::flush(&mut std::io::stdout()).context("cannot write stdout")?;
+                client.send_only(Op::RecvAck { message_id: id }).await?;
+            }
             Step::Event(_) => {}
             Step::Done(Reply::Received { .. }) => return Ok(()),
             Step::Done(other) => return Err(unexpected(&other)),

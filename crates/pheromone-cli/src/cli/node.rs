@@ -83,6 +83,56 @@ pub async fn peers(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `pheromone hosts`: the peer store, seen most recently first.
+pub async fn hosts(ctx: &Ctx) -> Result<()> {
+    let reply = ctx.client().await?.call(Op::Hosts).await?;
+    let Reply::Hosts(hosts) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if ctx.json {
+        return ctx.print_json(&hosts);
+    }
+    if hosts.is_empty() {
+        println!("no peers remembered yet");
+        return Ok(());
+    }
+    let name_width = hosts
+        .iter()
+        .filter_map(|h| h.name.as_deref().map(str::len))
+        .max()
+        .unwrap_or(1)
+        .max(4);
+    let header = format!(
+        "{:<52}  {:<name_width$}  {:<13}  {:>10}  {:>9}  ADDRESSES",
+        "PEER ID", "NAME", "REACHED", "LAST SEEN", "OK/FAILED"
+    );
+    println!("{}", paint(&header, Paint::Bold));
+    let now = super::super::daemon::net::unix_secs(std::time::SystemTime::now());
+    for h in &hosts {
+        let reached = match (h.reached.as_str(), &h.relay) {
+            ("direct", _) => "direct".to_owned(),
+            ("relay", Some(relay)) => format!("via {}", &relay[relay.len().saturating_sub(6)..]),
+            ("relay", None) => "via relay".to_owned(),
+            _ => "not connected".to_owned(),
+        };
+        let seen = if h.reached == "direct" {
+            "now".to_owned()
+        } else {
+            format!("{} ago", human_secs(now.saturating_sub(h.last_seen)))
+        };
+        println!(
+            "{:<52}  {:<name_width$}  {:<13}  {:>10}  {:>9}  {}",
+            h.peer_id,
+            h.name.as_deref().unwrap_or("-"),
+            reached,
+            seen,
+            format!("{}/{}", h.successes, h.failures),
+            h.addrs.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `pheromone routes`.
 pub async fn routes(ctx: &Ctx) -> Result<()> {
     let reply = ctx.client().await?.call(Op::Routes).await?;

@@ -137,6 +137,10 @@ pub struct PingStart {
 /// A direct message taken from the inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DirectMessage {
+    /// The message's id (hex): a reader that may see it twice (it died between printing
+    /// a message and acknowledging it) tells the copies apart by it.
+    #[serde(default)]
+    pub message_id: String,
     /// The sender's peer ID.
     pub from: String,
     /// The sender's name, if known.
@@ -364,4 +368,26 @@ pub struct DhtTable {
     pub size: usize,
     /// The non-empty buckets, closest first.
     pub buckets: Vec<DhtBucket>,
+}
+
+/// A peer the peer store remembers (`pheromone hosts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Its peer ID.
+    pub peer_id: String,
+    /// The name it last announced, if any.
+    pub name: Option<String>,
+    /// Addresses to dial it at, best first.
+    pub addrs: Vec<String>,
+    /// Unix time (seconds) a connection to it was last up.
+    pub last_seen: u64,
+    /// How it is reached now: `direct`, `relay` (through another node), or
+    /// `not_connected`.
+    pub reached: String,
+    /// The relay, when reached through one.
+    pub relay: Option<String>,
+    /// Connections that came up.
+    pub successes: u64,
+    /// Dials that failed.
+    pub failures: u64,
 }

@@ -102,7 +102,19 @@ pub enum Op {
     Recv {
         /// How many messages, or forever.
         count: Option<u64>,
+        /// The client acknowledges each message with [`Op::RecvAck`] once it has it; the
+        /// daemon removes a message only then, and sends the next one after. Without it
+        /// (older clients) a message is removed once written to the socket.
+        #[serde(default)]
+        ack: bool,
     },
+    /// Acknowledges a message a `recv` on this daemon streamed: it is removed for good.
+    RecvAck {
+        /// The message's id (hex), as the [`Event::Message`] carried it.
+        message_id: String,
+    },
+    /// What this node remembers of the peers it met (the peer store).
+    Hosts,
     /// Measure throughput to a peer over `/perf/1.0.0`, upload then download.
     Perf {
         /// The peer.
@@ -321,6 +333,13 @@ pub enum Reply {
         /// Payload bytes.
         bytes: u64,
     },
+    /// For [`Op::RecvAck`]: the message is removed.
+    Acked {
+        /// The message's id (hex).
+        message_id: String,
+    },
+    /// For [`Op::Hosts`].
+    Hosts(Vec<HostInfo>),
     /// For [`Op::Recv`] and [`Op::Subscribe`]: how many messages were streamed.
     Received {
         /// Messages.
@@ -406,6 +425,8 @@ pub enum ErrorCode {
     InboxFull,
     /// The message is larger than the protocol allows.
     MessageTooLarge,
+    /// The receiver could not write the message to its disk; it was not stored.
+    NotStored,
     /// A stream to the peer broke.
     StreamFailed,
     /// The feature is not available in this daemon yet.

@@ -109,7 +109,7 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
 /// Joins the DHT through a bootstrap peer just reached: vouches for its address (the DHT
 /// enters only peers someone vouched for or that answered), then looks up our own ID and
 /// random ones (in the background; the result is only logged).
-fn join_dht(net: &Net, peer: PeerId, addr: &Multiaddr) {
+pub(super) fn join_dht(net: &Net, peer: PeerId, addr: &Multiaddr) {
     let Some(discovery) = net.node().discovery().cloned() else {
         return;
     };

@@ -186,7 +186,10 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Reads and parses `path`.
+    /// Refused, naming the file and its mode, when it is not ours or others may write it
+    /// (they could point the daemon at their own identity or open exec to themselves).
     pub fn load(path: &Path) -> Result<Self> {
+        super::datadir::check_strict(path)?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("config file {}", path.display()))

@@ -211,7 +211,9 @@ async fn handle(net: &Net, op: Op, events: &Events) -> Result<Reply, ControlErro
         .await
         .map(Reply::Ping),
         Op::Send { peer, data } => send(net, &peer, data).await,
-        Op::Recv { count } => recv(net, count, events).await,
+        Op::Recv { count, ack } => recv(net, count, ack, events).await,
+        Op::RecvAck { message_id } => recv_ack(net, &message_id).await,
+        Op::Hosts => Ok(Reply::Hosts(net.hosts())),
         Op::Perf {
             peer,
             bytes,
@@ -425,22 +427,72 @@ fn unix_millis(t: SystemTime) -> u64 {
         .unwrap_or_default()
 }
 
-async fn recv(net: &Net, count: Option<u64>, events: &Events) -> Result<Reply, ControlError> {
+/// Streams messages one at a time: each stays in the inbox (leased to this request) until
+/// removed — by the client's [`Op::RecvAck`] when `ack`, else once written to the socket —
+/// and only then does the next one go out. A client that goes away without acking gives
+/// its message back for the next `recv`.
+async fn recv(
+    net: &Net,
+    count: Option<u64>,
+    ack: bool,
+    events: &Events,
+) -> Result<Reply, ControlError> {
     let mut delivered = 0u64;
     while count.is_none_or(|c| delivered < c) {
-        let message = net.inbox().next().await;
+        let lease = net.inbox().lease().await;
+        let message = lease.message();
         events
             .emit(Event::Message(DirectMessage {
+                message_id: hex(&message.id),
                 from: message.from.to_string(),
                 from_name: net.peer_name(&message.from),
                 received_at_ms: unix_millis(message.received_at),
                 bytes: message.data.len() as u64,
-                data: message.data,
+                data: message.data.clone(),
             }))
             .await?;
+        if ack {
+            net.inbox().removed(&message.id).await;
+        } else {
+            net.inbox()
+                .remove(message.id)
+                .await
+                .map_err(|e| ControlError::new(ErrorCode::Internal, e.to_string()))?;
+        }
+        drop(lease);
         delivered += 1;
     }
     Ok(Reply::Received { count: delivered })
+}
+
+async fn recv_ack(net: &Net, message_id: &str) -> Result<Reply, ControlError> {
+    let id = parse_message_id(message_id)?;
+    if !net.inbox().is_leased(&id) {
+        return Err(ControlError::new(
+            ErrorCode::NotFound,
+            format!("no message {message_id} is being received"),
+        ));
+    }
+    net.inbox()
+        .remove(id)
+        .await
+        .map_err(|e| ControlError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(Reply::Acked {
+        message_id: message_id.to_owned(),
+    })
+}
+
+/// A message id from its 32 hex digits.
+fn parse_message_id(text: &str) -> Result<[u8; 16], ControlError> {
+    let bad = || ControlError::new(ErrorCode::BadRequest, format!("bad message id {text:?}"));
+    if text.len() != 32 || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(id)
 }
 
 async fn broadcast(net: &Net, topic: &str, data: Vec<u8>) -> Result<Reply, ControlError> {

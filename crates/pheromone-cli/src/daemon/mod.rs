@@ -1,7 +1,8 @@
-//! `pheromone up`: the daemon. Takes the data dir's lock, loads or creates the identity,
-//! starts the node ([`net`]), listens, serves the control socket ([`control`]), keeps the
-//! bootstrap peers linked ([`bootstrap`]) and runs until Ctrl-C or SIGTERM, then closes
-//! links gracefully and removes the socket.
+//! `pheromone up`: the daemon. Checks the data dir ([`datadir`]), takes its lock, loads or
+//! creates the identity, starts the node ([`net`]), listens, serves the control socket
+//! ([`control`]), keeps the bootstrap peers linked ([`bootstrap`]) and the remembered ones
+//! ([`redial`]), tells systemd it is ready, reloads the exec allow-list on SIGHUP and runs
+//! until Ctrl-C or SIGTERM, then closes links gracefully and removes the socket.
 //!
 //! Layout:
 //! - [`config`]: flags, config file, validated settings.
@@ -9,7 +10,10 @@
 //! - [`control`]: the control socket server and one handler per operation.
 //! - [`remote`]: expose, forward and fleet exec as control operations; [`routes`]: what
 //!   the node reaches and how (direct, through relays, by dialling).
-//! - [`protocols`], [`inbox`]: the direct-message protocol and its bounded inbox.
+//! - [`protocols`], [`inbox`]: the direct-message protocols and the durable, bounded
+//!   inbox (a checksummed log on disk).
+//! - [`peerstore`], [`redial`]: the peers met, on disk, and keeping links to them.
+//! - [`datadir`]: StrictModes-like checks, `O_NOFOLLOW` opens, atomic rewrites.
 //! - [`bootstrap`]: dial and redial bootstrap peers; [`perf`]: throughput runs;
 //!   [`errors`]: network failures as control errors.
 //! - [`observe`]: `/metrics` over HTTP, the web dashboard, the activity log.
@@ -20,13 +24,16 @@ pub mod aliases;
 pub mod bootstrap;
 pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod dht;
 pub mod errors;
 pub mod inbox;
 pub mod net;
 pub mod observe;
+pub mod peerstore;
 pub mod perf;
 pub mod protocols;
+pub mod redial;
 pub mod remote;
 pub mod resources;
 pub mod routes;
@@ -46,13 +53,17 @@ use tokio_util::task::TaskTracker;
 /// How long a graceful shutdown may take before the daemon exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Runs the daemon in the foreground until a signal.
-pub async fn run(settings: Settings) -> Result<()> {
+/// Runs the daemon in the foreground until SIGTERM or SIGINT; on SIGHUP, `reload` reads
+/// the settings again and the exec allow-list is replaced (links stay up).
+pub async fn run(settings: Settings, reload: impl Fn() -> Result<Settings>) -> Result<()> {
     let data_dir = settings.data_dir.clone();
     create_private_dir(&data_dir)?;
+    // Like OpenSSH's StrictModes: whoever else can write these can replace who we are.
+    datadir::check_strict(&data_dir)?;
+    let identity = crate::cli::identity_path(&data_dir);
+    datadir::check_strict(&identity)?;
     let _lock = lock_data_dir(&data_dir)?;
-    let keypair =
-        pheromone::identity_file::load_or_generate(&crate::cli::identity_path(&data_dir))?;
+    let keypair = pheromone::identity_file::load_or_generate(&identity)?;
 
     let net = Net::start(keypair, &settings)
         .await
@@ -124,12 +135,21 @@ pub async fn run(settings: Settings) -> Result<()> {
     for addr in settings.bootstrap.clone() {
         tasks.spawn(bootstrap::supervise(net.clone(), addr, cancel.clone()));
     }
+    redial::reconnect_remembered(&net);
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let which = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    notify_systemd();
+    let which = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => match reload() {
+                Ok(new) => net.reload(&new),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded"),
+            },
+        }
     };
     tracing::info!(signal = which, "shutting down");
 
@@ -150,6 +170,29 @@ pub async fn run(settings: Settings) -> Result<()> {
         _ = interrupt.recv() => tracing::warn!("second signal: exiting without waiting"),
     }
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) the daemon is ready, when it runs under one: a datagram
+/// `READY=1` to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace).
+fn notify_systemd() {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = target.as_encoded_bytes();
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(b"READY=1", &addr)?;
+        } else {
+            socket.send_to(b"READY=1", &target)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd that the daemon is ready");
+    }
 }
 
 fn listen(net: &Net, settings: &Settings) -> Result<()> {
@@ -222,17 +265,10 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// Takes the data dir's lock (held until the returned file is dropped or the process
 /// dies, even by SIGKILL) and writes our pid into it.
 fn lock_data_dir(dir: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let path = dir.join(LOCK_NAME);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Not through a symlink: truncating below must never reach a file outside the dir.
+    let mut file = datadir::open_private(&path)?;
     // SAFETY: flock takes a file descriptor we own for the duration of the call.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if locked != 0 {

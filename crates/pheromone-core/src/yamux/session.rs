@@ -518,6 +518,20 @@ impl Session {
             .min()
     }
 
+    /// Changes the keep-alive of a live session (tighter on the links an overlay relies
+    /// on, so a link that dies silently is noticed in seconds): the next ping goes out
+    /// `interval` after `now`, and a ping unanswered for `timeout` fails the session.
+    pub fn set_keepalive(
+        &mut self,
+        interval: Option<std::time::Duration>,
+        timeout: std::time::Duration,
+        now: Instant,
+    ) {
+        self.config.keepalive_interval = interval;
+        self.config.keepalive_timeout = timeout;
+        self.next_ping_at = interval.and_then(|i| now.checked_add(i));
+    }
+
     /// Runs the keep-alive: sends a ping when due; fails with
     /// [`YamuxError::KeepaliveTimeout`] when nothing was received for
     /// [`Config::keepalive_timeout`] after a ping. Resets dropped streams whose peer has

@@ -593,6 +593,18 @@ impl Connection {
         }
     }
 
+    /// Changes this connection's keep-alive (yamux pings every `interval`, the link fails
+    /// after `timeout` without an answer). False for QUIC, which keeps itself alive.
+    pub fn set_keepalive(&self, interval: Option<Duration>, timeout: Duration) -> bool {
+        match &self.link {
+            Link::Muxed(s) => {
+                s.set_keepalive(interval, timeout);
+                true
+            }
+            Link::Quic(_) => false,
+        }
+    }
+
     /// Closes gracefully: sends GoAway so the remote opens no new streams, waits up to the
     /// close grace for open streams to finish, then flushes and shuts the socket down.
     pub async fn close(&self) {

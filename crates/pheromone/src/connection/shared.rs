@@ -288,6 +288,22 @@ impl Shared {
         self.lock().rtt
     }
 
+    pub(super) fn set_keepalive(&self, interval: Option<Duration>, timeout: Duration) {
+        let mut state = self.lock();
+        if state.closing || state.closed.is_some() {
+            return;
+        }
+        state
+            .session
+            .set_keepalive(interval, timeout, std::time::Instant::now());
+        let driver = state.driver_waker.clone();
+        drop(state);
+        // The driver re-reads the session's next timeout when it runs.
+        if let Some(driver) = driver {
+            driver.wake();
+        }
+    }
+
     pub(super) fn begin_close(&self) {
         let mut state = self.lock();
         if state.closing || state.closed.is_some() {

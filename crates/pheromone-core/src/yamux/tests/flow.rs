@@ -570,3 +570,33 @@ fn a_header_written_alone_carries_the_body_sent_after_it() {
         Err(StreamError::WriteClosed(id))
     );
 }
+
+#[test]
+fn keepalive_can_be_tightened_on_a_live_session() {
+    // The default: a ping after 15 s, silence tolerated for 20 s.
+    let mut pair = Pair::with(Config::default(), Config::default());
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now + Duration::from_secs(15))
+    );
+    // A link an overlay relies on: ping every 2 s, fail after 5 s of silence.
+    pair.client.set_keepalive(
+        Some(Duration::from_secs(2)),
+        Duration::from_secs(5),
+        pair.now,
+    );
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now + Duration::from_secs(2))
+    );
+    pair.now += Duration::from_secs(2);
+    pair.client.handle_timeout(pair.now).unwrap();
+    assert_eq!(sent_frames(&mut pair.client).len(), 1, "a ping");
+    // The peer went silent (its link died without a reset): 5 s after the ping it fails,
+    // 7 s after the last byte, where the default would have taken 35 s.
+    pair.now += Duration::from_secs(5);
+    assert_eq!(
+        pair.client.handle_timeout(pair.now),
+        Err(YamuxError::KeepaliveTimeout(Duration::from_secs(5)))
+    );
+}

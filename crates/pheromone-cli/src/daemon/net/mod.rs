@@ -1,6 +1,8 @@
 //! The node as the daemon sees it: one library [`Node`] plus what the CLI needs on top of
-//! it — when each connection began, the last ping RTT, the direct-message inbox, and
-//! turning a `PEER` argument into a peer the node can reach.
+//! it — when each connection began, the last ping RTT, the direct-message inbox, the peer
+//! store (fed from connection events) and the tasks keeping dialled links up, the tight
+//! keep-alive on each peer's long-mode link, and turning a `PEER` argument into a peer
+//! the node can reach.
 //!
 //! Everything the control server does to the network goes through [`Net`]. The node does
 //! the real work: it learns peers' names in identify, dials and keeps connections in the
@@ -10,11 +12,17 @@
 //! from identify). This module knows nothing about the control socket or JSON beyond
 //! returning the control protocol's types.
 
+mod mesh;
+mod msg;
+
+pub use mesh::NEIGHBOUR_KEEPALIVE;
+
 use super::config::{validate_name, Mode, Settings};
 use super::errors::{dispatch_error, node_error, pubsub_error, unknown_name};
 use super::inbox::Inbox;
 use super::observe::activity::{short_id, Activity};
-use super::protocols::{Ack, MessageHandler, MSG_PROTOCOL};
+use super::peerstore::PeerStore;
+use super::protocols::{MessageHandler, ID_LEN, MSG_PROTOCOL, MSG_PROTOCOL_V2};
 use crate::control_proto::{
     ConnectionSummary, ControlError, ErrorCode, PeerInfo, PeerRef, Status, MAX_MESSAGE,
 };
@@ -25,8 +33,8 @@ use pheromone::forward::Forwards;
 use pheromone::node::{Limits, NodeStream};
 use pheromone::pubsub::Subscription;
 use pheromone::{
-    Access, Connection, ConnectionMode, Direction, DispatchOptions, EndpointConfig, EndpointEvent,
-    Keypair, Multiaddr, Node, NodeError, PeerId,
+    Access, Connection, ConnectionMode, Direction, EndpointConfig, EndpointEvent, Keypair,
+    Multiaddr, Node, NodeError, PeerId,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -35,8 +43,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A message (request and ack) must finish within this.
+/// A message (request and ack, retries included) must finish within this.
 pub const MSG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at one message when the link fails under it (same id each time, so the
+/// receiver stores it once).
+const MSG_ATTEMPTS: u32 = 3;
+/// Pause before the first retry; doubled for the next.
+const MSG_RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// Requests a peer may have in flight with us at once (and we with it). Each may carry a
 /// message of up to [`MAX_MESSAGE`] bytes, so this bounds what one peer can make us hold.
 const MAX_PENDING_PER_PEER: usize = 32;
@@ -68,6 +81,8 @@ struct Inner {
     mode: Mode,
     started: Instant,
     inbox: Inbox,
+    /// The peers met, on disk.
+    peer_store: PeerStore,
     // A std mutex: nothing awaits while it is held.
     book: Mutex<PeerBook>,
     tasks: TaskTracker,
@@ -93,6 +108,8 @@ struct PeerBook {
     ping_rtt: HashMap<PeerId, Duration>,
     /// Peers the operator disconnected: bootstrap does not redial them until `connect`.
     parked: HashSet<PeerId>,
+    /// Peers a redial task keeps linked (see `redial.rs`).
+    kept: HashSet<PeerId>,
 }
 
 impl From<Mode> for ConnectionMode {
@@ -108,7 +125,31 @@ impl Net {
     /// Builds the node for `settings` (not yet listening) and starts following its
     /// connections.
     pub async fn start(keypair: Keypair, settings: &Settings) -> anyhow::Result<Self> {
-        let inbox = Inbox::new(settings.inbox_max_messages, settings.inbox_max_bytes);
+        let (inbox, opened) = Inbox::open(
+            &settings.data_dir,
+            settings.inbox_max_messages,
+            settings.inbox_max_bytes,
+        )?;
+        if let Some(aside) = &opened.moved_aside {
+            tracing::warn!(moved_to = %aside.display(), "the inbox log was not an inbox log; moved it aside and started an empty inbox");
+        }
+        if opened.dropped_tail > 0 {
+            tracing::warn!(bytes = opened.dropped_tail, "the inbox log ended in a torn or corrupt record (a crash mid-write); cut it at the last good record");
+        }
+        if opened.messages > 0 {
+            tracing::info!(
+                messages = opened.messages,
+                "inbox: messages waiting from before the restart"
+            );
+        }
+        let (peer_store, loaded) = PeerStore::load(&settings.data_dir)?;
+        if let Some((why, moved)) = &loaded.fallback {
+            let moved = moved.as_ref().map_or_else(
+                || "left in place".to_owned(),
+                |p| format!("moved to {}", p.display()),
+            );
+            tracing::warn!(file = super::peerstore::PEERS_FILE, reason = %why, %moved, "the peer store is unusable; starting with no remembered peers");
+        }
         let mut endpoint = EndpointConfig::default();
         let limits = &settings.resources.limits;
         endpoint.resources = limits.clone();
@@ -130,7 +171,7 @@ impl Net {
             .mode(settings.mode.into())
             .happy_eyeballs_delay(settings.happy_eyeballs_delay)
             .endpoint_config(endpoint)
-            .max_message_size(MAX_MESSAGE)
+            .max_message_size(MAX_MESSAGE + ID_LEN)
             .request_timeout(MSG_TIMEOUT)
             .idle_timeout(match settings.mode {
                 Mode::Long => None,
@@ -147,6 +188,14 @@ impl Net {
                 MSG_PROTOCOL,
                 MessageHandler {
                     inbox: inbox.clone(),
+                    with_id: false,
+                },
+            )
+            .handle_requests(
+                MSG_PROTOCOL_V2,
+                MessageHandler {
+                    inbox: inbox.clone(),
+                    with_id: true,
                 },
             );
         if let Some(name) = &settings.name {
@@ -178,6 +227,7 @@ impl Net {
                 mode: settings.mode,
                 started: Instant::now(),
                 inbox,
+                peer_store,
                 book: Mutex::new(PeerBook::default()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
@@ -191,6 +241,19 @@ impl Net {
         let events = net.inner.node.endpoint().events();
         let this = net.clone();
         net.inner.tasks.spawn(this.follow_events(events));
+        let this = net.clone();
+        net.inner.tasks.spawn(this.save_peer_store());
+        let neighbour_keepalive = (
+            settings
+                .keepalive_interval
+                .map_or(NEIGHBOUR_KEEPALIVE.0, |i| i.min(NEIGHBOUR_KEEPALIVE.0)),
+            settings.keepalive_timeout.min(NEIGHBOUR_KEEPALIVE.1),
+        );
+        let this = net.clone();
+        let node_events = net.inner.node.events();
+        net.inner
+            .tasks
+            .spawn(this.tighten_neighbour_keepalive(node_events, neighbour_keepalive));
         Ok(net)
     }
 
@@ -272,6 +335,27 @@ impl Net {
                     let info = conn.info();
                     tracing::info!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, "connected");
                     self.book().since.insert(info.id, SystemTime::now());
+                    if info.relay.is_none() {
+                        // The address we dialled is where it listens; an inbound link's
+                        // source port is not, so those wait for identify's addresses.
+                        let dialled: Vec<Multiaddr> = match info.direction {
+                            Direction::Outbound => vec![info.remote_multiaddr()],
+                            Direction::Inbound => Vec::new(),
+                        };
+                        let outbound = info.direction == Direction::Outbound;
+                        self.inner.peer_store.connected(
+                            info.remote_peer,
+                            outbound,
+                            &dialled,
+                            self.peer_name(&info.remote_peer),
+                            unix_secs(SystemTime::now()),
+                        );
+                        // The side that dialled keeps the link (so the other side's
+                        // `disconnect` sticks).
+                        if outbound {
+                            self.keep_linked(info.remote_peer, false);
+                        }
+                    }
                     let this = self.clone();
                     let info = info.clone();
                     self.inner
@@ -280,6 +364,11 @@ impl Net {
                 }
                 Ok(EndpointEvent::ConnectionClosed { info, error }) => {
                     tracing::info!(peer = %info.remote_peer, %error, "disconnected");
+                    if info.relay.is_none() {
+                        self.inner
+                            .peer_store
+                            .disconnected(info.remote_peer, unix_secs(SystemTime::now()));
+                    }
                     let who = self
                         .peer_name(&info.remote_peer)
                         .unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
@@ -318,6 +407,18 @@ impl Net {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             name = self.peer_name(&info.remote_peer);
+        }
+        if info.relay.is_none() {
+            let announced = self
+                .inner
+                .node
+                .swarm()
+                .peer_record(&info.remote_peer)
+                .map(|r| r.listen_addrs.clone())
+                .unwrap_or_default();
+            self.inner
+                .peer_store
+                .identified(info.remote_peer, &announced, name.clone());
         }
         let who = name.unwrap_or_else(|| short_id(&info.remote_peer.to_string()));
         let path = if info.relay.is_some() {
@@ -669,44 +770,6 @@ impl Net {
     /// Remembers a ping's RTT for `peers`.
     pub fn record_rtt(&self, peer: PeerId, rtt: Duration) {
         self.book().ping_rtt.insert(peer, rtt);
-    }
-
-    /// Sends one direct message and waits for the receiver's ack.
-    pub async fn send(&self, spec: &str, data: Vec<u8>) -> Result<PeerId, ControlError> {
-        if data.len() > MAX_MESSAGE {
-            return Err(ControlError::new(
-                ErrorCode::MessageTooLarge,
-                format!(
-                    "message of {} bytes is over the limit of {MAX_MESSAGE}",
-                    data.len()
-                ),
-            ));
-        }
-        let len = data.len();
-        let peer = self.reach(&self.resolve(spec)?).await?;
-        let options = DispatchOptions::new().timeout(MSG_TIMEOUT);
-        let reply = self
-            .inner
-            .node
-            .dispatch_with(peer, MSG_PROTOCOL, data, &options)
-            .await
-            .map_err(|e| dispatch_error(&e))?;
-        let ack = Ack::from_reply(&reply).map_err(|e| {
-            ControlError::new(
-                ErrorCode::StreamFailed,
-                format!("{peer} answered {MSG_PROTOCOL} with a bad ack: {e}"),
-            )
-        })?;
-        match ack {
-            Ack::Stored => Ok(peer),
-            Ack::InboxFull => Err(ControlError::new(
-                ErrorCode::InboxFull,
-                format!(
-                    "{peer}'s inbox is full; it must read its messages (`pheromone recv`) first \
-                     (message of {len} bytes not stored)"
-                ),
-            )),
-        }
     }
 
     /// Publishes on a topic; the message's id in hex.
