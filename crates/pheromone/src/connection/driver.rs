@@ -180,6 +180,7 @@ impl Driver {
                 }
             };
             total += n;
+            self.read_bufs.note_read(n);
             self.decrypt_and_feed(false)?;
         }
         if total > 0 {
