@@ -50,6 +50,9 @@ struct Inner {
     handshakes: Mutex<HashMap<u64, CancellationToken>>,
     /// Bytes held by every connection's driver (see [`MemoryGauge`]).
     memory: AtomicU64,
+    /// The same per peer (only peers holding something), for the per-peer memory limit
+    /// without a walk over every connection.
+    peer_memory: Mutex<HashMap<PeerId, u64>>,
     refusals: Mutex<HashMap<(&'static str, &'static str), u64>>,
     log: Throttle,
 }
@@ -70,6 +73,7 @@ impl ResourceManager {
                 ledger: Mutex::new(Ledger::new(limits)),
                 handshakes: Mutex::new(HashMap::new()),
                 memory: AtomicU64::new(0),
+                peer_memory: Mutex::new(HashMap::new()),
                 refusals: Mutex::new(HashMap::new()),
                 log: Throttle::new(LOG_INTERVAL),
             }),
@@ -93,6 +97,16 @@ impl ResourceManager {
     /// Bytes all connections hold now (receive buffers, send queues).
     pub fn memory(&self) -> u64 {
         self.inner.memory.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the connections with `peer` hold now.
+    pub fn peer_memory(&self, peer: &PeerId) -> u64 {
+        let map = self
+            .inner
+            .peer_memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(peer).copied().unwrap_or(0)
     }
 
     /// Refusals so far by (scope kind, resource), for metrics.
@@ -202,10 +216,12 @@ impl ResourceManager {
         })
     }
 
-    /// A gauge for one connection's held memory, counted in the system total.
-    pub(crate) fn memory_gauge(&self) -> MemoryGauge {
+    /// A gauge for the held memory of one connection with `peer`, counted in the system
+    /// and peer totals.
+    pub(crate) fn memory_gauge(&self, peer: PeerId) -> MemoryGauge {
         MemoryGauge {
             manager: self.clone(),
+            peer,
             held: AtomicU64::new(0),
         }
     }
@@ -287,10 +303,13 @@ impl Drop for CircuitGuard {
 }
 
 /// The bytes one connection holds, kept by its driver and added into the manager's
-/// system total (a relaxed add of the difference when it changes; no lock).
+/// system and peer totals when it changes (it changes when a receive buffer is added or
+/// let go, not per read: the driver reports after every read, and an unchanged value
+/// costs one atomic swap).
 #[derive(Debug)]
 pub(crate) struct MemoryGauge {
     manager: ResourceManager,
+    peer: PeerId,
     held: AtomicU64,
 }
 
@@ -298,11 +317,25 @@ impl MemoryGauge {
     /// Records that the connection now holds `bytes`.
     pub(crate) fn set(&self, bytes: u64) {
         let before = self.held.swap(bytes, Ordering::Relaxed);
+        if before == bytes {
+            return;
+        }
         let total = &self.manager.inner.memory;
         if bytes >= before {
             total.fetch_add(bytes - before, Ordering::Relaxed);
         } else {
             total.fetch_sub(before - bytes, Ordering::Relaxed);
+        }
+        let mut peers = self
+            .manager
+            .inner
+            .peer_memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = peers.entry(self.peer).or_insert(0);
+        *entry = (*entry + bytes).saturating_sub(before);
+        if *entry == 0 {
+            peers.remove(&self.peer);
         }
     }
 
@@ -315,5 +348,43 @@ impl MemoryGauge {
 impl Drop for MemoryGauge {
     fn drop(&mut self) {
         self.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pheromone_core::identity::Keypair;
+
+    #[test]
+    fn gauges_add_up_per_peer_and_in_total_and_give_back_on_drop() {
+        let manager = ResourceManager::new(ResourceLimits::for_memory(8 << 30));
+        let (a, b) = (
+            Keypair::from_seed([1; 32]).peer_id(),
+            Keypair::from_seed([2; 32]).peer_id(),
+        );
+        let a1 = manager.memory_gauge(a);
+        let a2 = manager.memory_gauge(a);
+        let b1 = manager.memory_gauge(b);
+        a1.set(100);
+        a2.set(50);
+        b1.set(7);
+        a1.set(30);
+        assert_eq!(manager.peer_memory(&a), 80);
+        assert_eq!(manager.peer_memory(&b), 7);
+        assert_eq!(manager.memory(), 87);
+        drop((a1, a2));
+        assert_eq!(manager.peer_memory(&a), 0);
+        assert_eq!(manager.memory(), 7);
+        // At the peer's memory limit, its new streams are refused, naming the scope.
+        let limit = manager.limits().max_memory_per_peer;
+        b1.set(limit);
+        let err = manager
+            .open_stream(b, "/x", manager.peer_memory(&b))
+            .unwrap_err();
+        assert_eq!(
+            (err.scope, err.resource),
+            (Scope::Peer(b), Resource::Memory)
+        );
     }
 }

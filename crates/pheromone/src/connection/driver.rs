@@ -125,9 +125,13 @@ impl Driver {
     /// Reports what is held to the resource manager's gauge.
     fn bound_held_memory(&mut self) {
         if self.read_bufs.held() > self.max_held {
-            let copied = self.shared.lock().session.unshare_received();
+            // Free spares go first; only buffers that unread slices still pin cost a copy.
             self.read_bufs.trim(self.max_held);
-            tracing::trace!(peer = %self.peer(), copied, held = self.read_bufs.held(), "unread slices copied out of the receive buffers");
+            if self.read_bufs.held() > self.max_held {
+                let copied = self.shared.lock().session.unshare_received();
+                self.read_bufs.trim(self.max_held);
+                tracing::trace!(peer = %self.peer(), copied, held = self.read_bufs.held(), "unread slices copied out of the receive buffers");
+            }
         }
         if let Some(gauge) = self.shared.memory.get() {
             gauge.set(self.read_bufs.held() as u64);
@@ -176,6 +180,7 @@ impl Driver {
                 }
             };
             total += n;
+            self.read_bufs.note_read(n);
             self.decrypt_and_feed(false)?;
         }
         if total > 0 {

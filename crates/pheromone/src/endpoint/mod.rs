@@ -442,14 +442,7 @@ impl Endpoint {
 
     /// Bytes the live connections with `peer` hold.
     fn peer_memory(&self, peer: &PeerId) -> u64 {
-        self.inner
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|c| c.remote_peer() == *peer)
-            .map(|c| c.held_memory())
-            .sum()
+        self.inner.resources.peer_memory(peer)
     }
 
     /// Dials `addr` and upgrades the link; if the address ends in `/p2p/<id>`, the remote
@@ -646,7 +639,7 @@ impl Endpoint {
                 return Err(e);
             }
         };
-        connection.attach_memory(resources.memory_gauge());
+        connection.attach_memory(resources.memory_gauge(info.remote_peer));
         tracing::debug!(peer = %info.remote_peer, addr = %info.remote_addr, direction = ?info.direction, id = %info.id, cipher = %info.cipher, "connection established");
         let known = self
             .inner
