@@ -275,13 +275,16 @@ fn sighup_reloads_the_exec_allow_list_without_dropping_links() {
     )
     .expect("host");
     connect(&ctl, &h);
-    let refused = ctl.cli(&["exec", "h1", "--json", "--", "true"]);
+    // By peer ID: exec targets are IDs or the operator's own aliases.
+    let refused = ctl.cli(&["exec", &h.peer_id, "--json", "--", "true"]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
 
     std::fs::write(&allow, format!("{other}\n{}\n", ctl.peer_id)).expect("write");
     h.signal(libc::SIGHUP);
     let allowed = eventually(Duration::from_secs(10), || {
-        ctl.cli(&["exec", "h1", "--", "true"]).status.success()
+        ctl.cli(&["exec", &h.peer_id, "--", "true"])
+            .status
+            .success()
     });
     assert!(allowed, "the new allow-list was not applied");
     // The link stayed up and the daemon did not stop.
