@@ -241,7 +241,6 @@ fn main() -> Result<()> {
                             latency,
                             edges: edges.clone(),
                             keys: keys.clone(),
-                            ..BroadcastParams::default()
                         };
                         let report = broadcast::run(&params);
                         println!("{}", serde_json::to_string(&report)?);
