@@ -302,7 +302,6 @@ fn main() -> Result<()> {
                             latency,
                             edges: edges.clone(),
                             keys: keys.clone(),
-                            ..BroadcastParams::default()
                         };
                         let report = broadcast::run(&params);
                         println!("{}", serde_json::to_string(&report)?);

@@ -105,11 +105,14 @@ fn same_seed_same_run_different_seed_different_run() {
 
 #[test]
 fn flooding_near_the_origin_trades_a_few_copies_for_shorter_paths() {
-    let pure = run(&params(Strategy::Tree));
-    let ball = run(&BroadcastParams {
-        eager_hops: 2,
+    let pure = run(&BroadcastParams {
+        eager_hops: 0,
         ..params(Strategy::Tree)
     });
+    // The default: the origin pushes to all its neighbours (at 120 nodes a second
+    // flooded hop already reaches half the network).
+    let ball = run(&params(Strategy::Tree));
+    assert_eq!(ball.eager_hops, 1);
     for r in [&pure, &ball] {
         assert_eq!(r.delivery_ratio, 1.0, "{r:?}");
         assert_storm_free(r);
@@ -121,7 +124,7 @@ fn flooding_near_the_origin_trades_a_few_copies_for_shorter_paths() {
     );
     assert!(
         ball.duplicates_per_node_per_msg > pure.duplicates_per_node_per_msg
-            && ball.duplicates_per_node_per_msg <= 1.5,
+            && ball.duplicates_per_node_per_msg <= 1.2,
         "{ball:?}"
     );
     // The flooded copies travel over lazy links and never become tree edges.
