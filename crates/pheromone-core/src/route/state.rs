@@ -705,7 +705,7 @@ impl Router {
             return;
         };
         let old = d.selected;
-        let mut best: Option<(Selected, (bool, u8, u16, u8, bool, PeerId))> = None;
+        let mut best: Option<(Selected, SelectionKey)> = None;
         for r in &d.routes {
             let Some(n) = self.neighbours.get(&r.via) else {
                 continue;
@@ -889,6 +889,10 @@ impl Router {
         self.prune_health(now);
     }
 }
+
+/// How candidate routes are ranked by `Router::select`, smallest first: suspect, strikes
+/// if suspect, metric, hops, not the route in use, neighbour peer ID.
+type SelectionKey = (bool, u8, u16, u8, bool, PeerId);
 
 /// One route through `via` left our table: it no longer counts against its cap.
 fn uncount(neighbours: &mut BTreeMap<PeerId, Neighbour>, via: &PeerId) {

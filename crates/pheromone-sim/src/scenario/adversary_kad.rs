@@ -106,7 +106,7 @@ impl Overlay for Eclipser {
             .filter(|(_, p, _)| *p != me)
             .map(|(k, p, a)| (key.distance(k), *p, a.clone()))
             .collect();
-        near.sort_by(|a, b| a.0.cmp(&b.0));
+        near.sort_by_key(|n| n.0);
         near.truncate(self.k);
         let listed: Vec<(PeerId, Vec<Multiaddr>)> =
             near.into_iter().map(|(_, p, a)| (p, vec![a])).collect();
@@ -433,6 +433,9 @@ mod tests {
         let mut open = params;
         open.config.max_per_subnet_lookup = 0;
         let before = eclipse(&open);
-        assert!(before.success_ratio < 0.95, "the attack bites without the cap: {before:?}");
+        assert!(
+            before.success_ratio < 0.95,
+            "the attack bites without the cap: {before:?}"
+        );
     }
 }
