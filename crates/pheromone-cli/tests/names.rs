@@ -75,7 +75,7 @@ fn a_stranger_announcing_a_trusted_name_gets_no_exec_or_forward_access() {
 
     // The stranger cannot use the service; the real host can.
     stranger.json(&["connect", &ctl.addr]);
-    let refused = stranger.cli(&["forward", "svc", &ctl.peer_id]);
+    let refused = stranger.cli(&["forward", "svc", &ctl.peer_id, "--json"]);
     let listen = refused.status.success().then(|| {
         refused.json()["listen"]
             .as_str()
