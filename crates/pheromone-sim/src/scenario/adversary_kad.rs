@@ -420,7 +420,7 @@ mod tests {
         // 20 adversaries per attacked key, more than k: without the lookup's per-subnet
         // cap they fill its k closest (`--per-subnet 0` at 200 nodes: 0.62 succeed).
         let params = EclipseParams {
-            nodes: 150,
+            nodes: 200,
             targets: 2,
             lookups: 100,
             prefix_bits: 10,
