@@ -44,11 +44,9 @@ fn a_stranger_announcing_a_trusted_name_gets_no_exec_or_forward_access() {
     let target = echo.local_addr().expect("addr").to_string();
     // Answers "ok" to whoever gets through, a bounded number of times.
     std::thread::spawn(move || {
-        for conn in echo.incoming().take(4) {
-            if let Ok(mut conn) = conn {
-                use std::io::Write;
-                let _ = conn.write_all(b"ok");
-            }
+        for mut conn in echo.incoming().take(4).flatten() {
+            use std::io::Write;
+            let _ = conn.write_all(b"ok");
         }
     });
     let expose = ctl.cli(&["expose", "svc", "--target", &target, "--allow", "web"]);
@@ -75,7 +73,7 @@ fn a_stranger_announcing_a_trusted_name_gets_no_exec_or_forward_access() {
 
     // The stranger cannot use the service; the real host can.
     stranger.json(&["connect", &ctl.addr]);
-    let refused = stranger.cli(&["forward", "svc", &ctl.peer_id]);
+    let refused = stranger.cli(&["forward", "svc", &ctl.peer_id, "--json"]);
     let listen = refused.status.success().then(|| {
         refused.json()["listen"]
             .as_str()

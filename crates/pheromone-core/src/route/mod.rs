@@ -1,6 +1,7 @@
-//! Multi-hop routing (`/pheromone/route/1.0.0`): a loop-free distance-vector protocol in
-//! the style of Babel (RFC 8966) and DSDV, as a sans-IO state machine — one [`Router`] per
-//! node, fed `(now, input)`, drained with [`Router::poll_output`].
+//! Multi-hop routing (`/pheromone/route/2.0.0`): a loop-free distance-vector protocol in
+//! the style of Babel (RFC 8966) and DSDV, over route records that only their destination
+//! can sign, as a sans-IO state machine — one [`Router`] per node, fed `(now, input)`,
+//! drained with [`Router::poll_output`].
 //!
 //! This module decides which routes exist and what to tell which neighbour; it never
 //! touches a socket, never reads a clock and never draws a random number. [`Router`]
@@ -23,8 +24,13 @@
 //! - **Triggered updates** go to every neighbour as soon as a selected route changes
 //!   (poisoned reverse: the next hop hears a retraction); **periodic full dumps** per
 //!   neighbour (split horizon) repair anything lost; routes not refreshed expire.
-//! - Everything is bounded: destinations, neighbours, entries per frame, frame length,
-//!   pending requests, traces.
+//! - **Hostile neighbours** (`record.rs`, `probe.rs`): every route record carries its
+//!   destination's signature of (destination, seqno), so nobody else can make a route to
+//!   it or raise its seqno; metric lies are caught by probing the routes in use (a signed
+//!   trace) and setting aside those whose probes fail; one neighbour may hold only
+//!   `max_destinations_per_neighbour` destinations.
+//! - Everything is bounded: destinations (in all and per neighbour), neighbours, entries
+//!   per frame, frame length, pending requests, traces and probes.
 //!
 //! # Tracing a path
 //!
@@ -41,7 +47,8 @@
 //! themselves); every frame a neighbour sends goes to `handle_frame` (frames arrive whole;
 //! on a byte stream use [`wire::decode_length_prefixed`]); after every input drain
 //! `poll_output` and arm `handle_timeout` at `poll_timeout`. Commands of its own:
-//! [`Router::trace`], [`Router::neighbour_up_with_cost`], [`Router::set_link_cost`].
+//! [`Router::trace`], [`Router::neighbour_up_with_cost`], [`Router::set_link_cost`],
+//! [`Router::mark_in_use`].
 //!
 //! `now` must never go backwards between calls.
 

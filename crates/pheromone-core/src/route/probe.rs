@@ -141,7 +141,11 @@ impl Router {
             d.probing = false;
             d.next_probe = Some(now + interval);
             if let Some(h) = d.health.iter_mut().find(|h| h.via == p.via) {
+                // A route that carries probes again is rehabilitated (an honest neighbour
+                // whose own next hop lied, and has since fixed it); its strikes stay, so
+                // a second conviction weighs more.
                 h.failures = 0;
+                h.suspect_until = None;
             }
         }
     }

@@ -705,7 +705,7 @@ impl Router {
             return;
         };
         let old = d.selected;
-        let mut best: Option<(Selected, (bool, u16, u8, bool, PeerId))> = None;
+        let mut best: Option<(Selected, SelectionKey)> = None;
         for r in &d.routes {
             let Some(n) = self.neighbours.get(&r.via) else {
                 continue;
@@ -719,11 +719,13 @@ impl Router {
                 continue;
             }
             // Routes probes found lying come last (used only when nothing else is
-            // feasible); then smallest metric, then fewest hops, then the route already
-            // in use (no flapping between equals), then the smallest peer ID
-            // (determinism).
+            // feasible; among them the least often caught, since a liar's metric is the
+            // lowest); then smallest metric, then fewest hops, then the route already in
+            // use (no flapping between equals), then the smallest peer ID (determinism).
+            let strikes = d.strikes_if_suspect(&r.via, now);
             let key = (
-                d.suspect(&r.via, now),
+                strikes.is_some(),
+                strikes.unwrap_or(0),
                 metric,
                 hops,
                 old.is_none_or(|o| o.via != r.via),
@@ -887,6 +889,10 @@ impl Router {
         self.prune_health(now);
     }
 }
+
+/// How candidate routes are ranked by `Router::select`, smallest first: suspect, strikes
+/// if suspect, metric, hops, not the route in use, neighbour peer ID.
+type SelectionKey = (bool, u8, u16, u8, bool, PeerId);
 
 /// One route through `via` left our table: it no longer counts against its cap.
 fn uncount(neighbours: &mut BTreeMap<PeerId, Neighbour>, via: &PeerId) {

@@ -125,9 +125,15 @@ impl Dest {
 
     /// Whether probes found the route through `via` lying, as of `now`.
     pub(crate) fn suspect(&self, via: &PeerId, now: Instant) -> bool {
+        self.strikes_if_suspect(via, now).is_some()
+    }
+
+    /// How often the route through `via` was caught, if it is suspect as of `now`.
+    pub(crate) fn strikes_if_suspect(&self, via: &PeerId, now: Instant) -> Option<u8> {
         self.health
             .iter()
-            .any(|h| h.via == *via && h.suspect_until.is_some_and(|t| t > now))
+            .find(|h| h.via == *via && h.suspect_until.is_some_and(|t| t > now))
+            .map(|h| h.strikes)
     }
 
     /// Records that we advertise `sel`, lowering the feasibility distance if it is better.
