@@ -7,9 +7,9 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pheromone_core::broadcast::Strategy;
+use pheromone_core::identity::Keypair;
 use pheromone_sim::scenario::adversary::{self, RouteAttackParams};
 use pheromone_sim::scenario::adversary_kad::{self, EclipseParams};
-use pheromone_core::identity::Keypair;
 use pheromone_sim::scenario::broadcast::{self, BroadcastParams};
 use pheromone_sim::scenario::kad::{self, KadParams};
 use pheromone_sim::scenario::mesh::{self, MeshParams};
