@@ -70,6 +70,10 @@ pub async fn supervise(net: Net, addr: Multiaddr, cancel: CancellationToken) {
         };
         if needs_dial {
             match net.node().add_contact("", &addr).await {
+                // Dialled before the operator's `disconnect` and done after it.
+                Ok(route) if reached_once && net.is_parked(&route.peer) => {
+                    net.node().disconnect(&route.peer).await;
+                }
                 Ok(route) => {
                     tracing::info!(%addr, peer = %route.peer, "bootstrap peer reached");
                     join_dht(&net, route.peer, &addr);

@@ -1,4 +1,4 @@
-//! Keeping the mesh: in long mode, every peer the daemon dialled a direct link to is
+//! Keeping the mesh: in long mode, every peer the operator linked with `connect` is
 //! redialled when the link is lost, at the addresses the peer store remembers, with capped,
 //! jittered exponential backoff (the side that dialled keeps a link, so an operator's
 //! `disconnect` on the other side sticks); and a restarted daemon redials the peers it
@@ -113,12 +113,21 @@ pub async fn keep(net: Net, peer: PeerId, mut join: bool, cancel: CancellationTo
                     dialled = net.node().add_contact("", &addr) => dialled,
                 };
                 match dialled {
+                    // A dial started before the operator's `disconnect` (a QUIC handshake
+                    // retransmitting until the peer came back) must not undo it.
+                    Ok(_) if net.is_parked(&peer) => {
+                        net.node().disconnect(&peer).await;
+                        break;
+                    }
                     Ok(_) => {
                         reached = Some(addr);
                         break;
                     }
                     Err(e) => last_error = Some(e),
                 }
+            }
+            if net.is_parked(&peer) {
+                continue;
             }
             match reached {
                 Some(addr) => {

@@ -350,11 +350,6 @@ impl Net {
                             self.peer_name(&info.remote_peer),
                             unix_secs(SystemTime::now()),
                         );
-                        // The side that dialled keeps the link (so the other side's
-                        // `disconnect` sticks).
-                        if outbound {
-                            self.keep_linked(info.remote_peer, false);
-                        }
                     }
                     let this = self.clone();
                     let info = info.clone();
@@ -672,6 +667,12 @@ impl Net {
             .await
             .map_err(|e| node_error(&e))?;
         self.book().parked.remove(&route.peer);
+        // A link the operator made is kept (redialled when lost) by this side only, so the
+        // other side's `disconnect` sticks; links the connection manager makes are its own
+        // to keep or prune, and bootstrap links have their own supervisor.
+        if self.inner.mode == Mode::Long {
+            self.keep_linked(route.peer, false);
+        }
         let peer = route.peer.to_string();
         if let Some(info) = self.peers().into_iter().find(|p| p.peer_id == peer) {
             return Ok(info);
